@@ -1,0 +1,253 @@
+/* zero.h — the public interface of libzero, a ZeRO-style memory-sharding training runtime.
+ *
+ * A C model registers its parameter tensors (in module order) with zero_init, runs its own
+ * forward and backward on the pointers libzero hands out, and replaces its optimizer update
+ * with zero_step. Which ZeRO stage, working precision and buffer sizes are used is decided by
+ * the zero_config the program passes and, above it, by ZERO_* environment variables
+ * (docs/ENV.md), so one binary is tuned without recompiling.
+ *
+ * Conventions:
+ * - Every fallible call returns zero_status; zero_last_error(ctx) holds the detailed message.
+ *   The library never exits the process.
+ * - "Collective": every rank of the world must make the call, in the same order.
+ * - "Blocking": the call returns only when its work (including communication) is complete.
+ * - Sizes are in bytes unless a name says elements (numel).
+ */
+#ifndef ZERO_H
+#define ZERO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define ZERO_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define ZERO_API __attribute__((visibility("default")))
+#else
+#define ZERO_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZERO_VERSION_MAJOR 0
+#define ZERO_VERSION_MINOR 1
+#define ZERO_VERSION_PATCH 0
+
+/* Status of every fallible call. */
+typedef enum zero_status {
+    ZERO_OK = 0,
+    ZERO_ERR_INVALID = 1,     /* bad argument, configuration or environment value */
+    ZERO_ERR_OOM = 2,         /* the device (or its ZERO_DEVICE_MEMORY cap) cannot hold an allocation */
+    ZERO_ERR_STATE = 3,       /* call not allowed in the context's current state */
+    ZERO_ERR_COMM = 4,        /* a collective failed, or ranks disagree (config, tensors, order) */
+    ZERO_ERR_IO = 5,          /* a file could not be written or read */
+    ZERO_ERR_UNSUPPORTED = 6, /* valid request this build or machine cannot serve */
+    ZERO_ERR_SYSTEM = 7,      /* host allocation or other system failure */
+    ZERO_ERR_INTERNAL = 8     /* a bug in libzero: please report it */
+} zero_status;
+
+/* Working precision of parameters and gradients on the device. Master weights and Adam
+ * moments are always fp32. */
+typedef enum zero_dtype {
+    ZERO_DTYPE_FP32 = 0,
+    ZERO_DTYPE_BF16 = 1,
+    ZERO_DTYPE_FP16 = 2
+} zero_dtype;
+
+typedef enum zero_device_kind {
+    ZERO_DEVICE_AUTO = 0, /* cuda when a GPU is usable, else host */
+    ZERO_DEVICE_HOST = 1, /* the CPU is the device, memory capped by device_memory */
+    ZERO_DEVICE_CUDA = 2
+} zero_device_kind;
+
+typedef enum zero_offload {
+    ZERO_OFFLOAD_NONE = 0,
+    ZERO_OFFLOAD_CPU = 1
+} zero_offload;
+
+/* Runtime configuration. Start from ZERO_CONFIG_INIT; every field may be overridden by the
+ * ZERO_* variable named beside it (environment wins; docs/ENV.md). */
+typedef struct zero_config {
+    int stage;                 /* ZERO_STAGE: 0 (data parallel), 1, 2, 3 */
+    zero_dtype dtype;          /* ZERO_DTYPE: working precision */
+    size_t bucket_bytes;       /* ZERO_BUCKET_MB: reduce bucket / chunk size */
+    int grad_accum;            /* ZERO_GRAD_ACCUM: micro-steps per optimizer step, >= 1 */
+    float clip;                /* ZERO_CLIP: max global gradient L2 norm; 0 = no clipping */
+    float loss_scale;          /* ZERO_LOSS_SCALE: 0 = dynamic (fp16 only; 1 otherwise), > 0 = static */
+    zero_device_kind device;   /* ZERO_DEVICE */
+    size_t device_memory;      /* ZERO_DEVICE_MEMORY: capacity (host) or cap (cuda); 0 = all */
+    zero_offload offload_optimizer; /* ZERO_OFFLOAD_OPTIMIZER (a later issue; none only now) */
+    zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM (a later issue; none only now) */
+    size_t prefetch_bytes;     /* ZERO_PREFETCH_MB: stage 3 prefetch window */
+    size_t max_live_bytes;     /* ZERO_MAX_LIVE_MB: stage 3 cap on gathered parameters */
+    size_t persist_bytes;      /* ZERO_PERSIST_KB: stage 3 modules below this stay resident */
+    const char *report_path;   /* ZERO_REPORT: JSON report written at zero_finalize; NULL = none */
+    /* AdamW hyper-parameters (PyTorch's AdamW formula: decoupled decay, bias correction). */
+    float lr;
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;
+} zero_config;
+
+#define ZERO_CONFIG_INIT                                                                       \
+    {                                                                                          \
+        /*stage*/ 2, /*dtype*/ ZERO_DTYPE_FP32, /*bucket_bytes*/ (size_t)32 << 20,             \
+        /*grad_accum*/ 1, /*clip*/ 0.0f, /*loss_scale*/ 0.0f, /*device*/ ZERO_DEVICE_AUTO,      \
+        /*device_memory*/ 0, /*offload_optimizer*/ ZERO_OFFLOAD_NONE,                          \
+        /*offload_param*/ ZERO_OFFLOAD_NONE, /*prefetch_bytes*/ (size_t)64 << 20,              \
+        /*max_live_bytes*/ (size_t)1 << 30, /*persist_bytes*/ (size_t)64 << 10,                \
+        /*report_path*/ NULL, /*lr*/ 1e-3f, /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f,    \
+        /*weight_decay*/ 0.0f                                                                  \
+    }
+
+#define ZERO_MAX_DIMS 8
+
+/* One parameter tensor. Register tensors in module order: module ids are non-decreasing
+ * along the array and start at 0. A module is the unit of gather/release (stage 3) and of
+ * zero_grad_ready. */
+typedef struct zero_tensor {
+    const char *name;       /* unique; used by zero_export (safetensors) and in messages */
+    size_t numel;           /* elements, > 0 */
+    int module;             /* module id */
+    const float *init;      /* numel initial fp32 values (read during zero_init); NULL = zeros */
+    int ndim;               /* 0 = a vector of numel elements; else shape[0..ndim) */
+    int64_t shape[ZERO_MAX_DIMS]; /* product must equal numel when ndim > 0 */
+    int no_decay;           /* non-zero: weight decay is not applied (biases, norms) */
+} zero_tensor;
+
+typedef struct zero_ctx zero_ctx;
+
+/* Memory accounting of the calling rank, bytes. */
+typedef enum zero_mem_label {
+    ZERO_MEM_PARAMS = 0,
+    ZERO_MEM_GRADS = 1,
+    ZERO_MEM_OPTIMIZER = 2,
+    ZERO_MEM_BUFFERS = 3,
+    ZERO_MEM_NUM_LABELS = 4
+} zero_mem_label;
+
+typedef struct zero_memory_stats {
+    size_t current[ZERO_MEM_NUM_LABELS]; /* bytes allocated now, by label */
+    size_t peak[ZERO_MEM_NUM_LABELS];    /* highest value of current[], by label */
+    size_t current_total;                /* all labels */
+    size_t peak_total;                   /* highest value of current_total */
+    size_t model_state_peak;             /* highest params + grads + optimizer */
+    size_t model_state_formula;          /* the ZeRO formula for this stage, dtype, world size */
+    size_t capacity;                     /* device capacity; 0 = unlimited */
+    size_t num_params;                   /* Ψ: registered elements, without padding */
+} zero_memory_stats;
+
+/* What the last zero_step did. */
+typedef struct zero_step_info {
+    int64_t step;       /* optimizer steps applied so far */
+    int applied;        /* 1: the optimizer ran; 0: a micro-step or a skipped step */
+    int boundary;       /* 1: this call ended a gradient-accumulation window */
+    int overflow;       /* 1: inf/nan in the gradients; the step was skipped on every rank */
+    float grad_norm;    /* global L2 norm of the unscaled gradient (before clipping) */
+    float loss_scale;   /* loss scale that the next backward must use */
+    int64_t skipped;    /* optimizer steps skipped so far */
+} zero_step_info;
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+/* Creates a context: resolves the configuration (cfg, then ZERO_* environment), initialises
+ * MPI if the program has not (a process started without mpirun is a world of one), checks that
+ * all ranks agree on configuration and tensors, lays out and allocates the partitioned state,
+ * and loads each tensor's init values (every rank must pass the same values).
+ * Collective, blocking. On failure *ctx is NULL and the returned status names the cause; the
+ * message is available from zero_init_error(). Returns ZERO_ERR_INVALID for bad arguments or
+ * configuration, ZERO_ERR_OOM when the device cannot hold the state, ZERO_ERR_COMM when ranks
+ * disagree. */
+ZERO_API zero_status zero_init(zero_ctx **ctx, const zero_config *cfg, const zero_tensor *tensors,
+                               int num_tensors);
+
+/* Message of the last failed zero_init in this process ("" if none). Not thread-safe. */
+ZERO_API const char *zero_init_error(void);
+
+/* Writes the report (if configured), frees everything and finalises MPI if zero_init
+ * initialised it. Collective, blocking. ctx may be NULL (no-op). */
+ZERO_API zero_status zero_finalize(zero_ctx *ctx);
+
+/* ---- training -------------------------------------------------------------------------- */
+
+/* Working-precision parameters of tensor i (dtype of zero_config.dtype), numel elements.
+ * Stages 0–2: valid for the context's lifetime. Stage 3: valid between zero_gather and
+ * zero_release of the tensor's module. Local, non-blocking. NULL on bad index (see last error). */
+ZERO_API void *zero_param_ptr(zero_ctx *ctx, int i);
+
+/* Working-precision gradient of tensor i, numel elements, zero at the start of each micro-step.
+ * The model ADDS its gradient into it during backward, then calls zero_grad_ready for the
+ * module. Stages 0–1: valid for the context's lifetime. Stage 2–3: valid from this call until
+ * the module's zero_grad_ready (it lives in a reduce bucket); ask again every micro-step. Local,
+ * non-blocking (it may wait for an earlier bucket's reduction). NULL on error. */
+ZERO_API void *zero_grad_ptr(zero_ctx *ctx, int i);
+
+/* Tells the engine that the gradients of `module` are complete for this micro-step. At stages
+ * 2–3 a bucket whose modules are all ready is reduce-scattered asynchronously. Collective in
+ * effect: all ranks must report modules in the same order. Non-blocking. */
+ZERO_API zero_status zero_grad_ready(zero_ctx *ctx, int module);
+
+/* Ends a micro-step. At a gradient-accumulation boundary: reduces what is left, computes the
+ * global gradient norm, skips the update on every rank if any gradient is inf/nan (adjusting
+ * a dynamic loss scale), else unscales, clips, runs AdamW on this rank's shard and all-gathers
+ * the updated parameters. Collective, blocking. */
+ZERO_API zero_status zero_step(zero_ctx *ctx);
+
+/* Stage 3: makes the parameters of `module` present (all-gathered). No-op below stage 3.
+ * Collective, blocking. */
+ZERO_API zero_status zero_gather(zero_ctx *ctx, int module);
+
+/* Stage 3: gives the gathered parameters of `module` back. No-op below stage 3. Local. */
+ZERO_API zero_status zero_release(zero_ctx *ctx, int module);
+
+/* Loss scale the model must multiply its loss (or the loss gradient) by in the next backward.
+ * 1 unless fp16 with dynamic scaling or a static ZERO_LOSS_SCALE. Local. */
+ZERO_API float zero_loss_scale(const zero_ctx *ctx);
+
+/* What the last zero_step did. Local. */
+ZERO_API zero_status zero_last_step(const zero_ctx *ctx, zero_step_info *info);
+
+/* ---- queries and utilities --------------------------------------------------------------- */
+
+ZERO_API int zero_rank(const zero_ctx *ctx);
+ZERO_API int zero_world_size(const zero_ctx *ctx);
+
+/* The resolved configuration (after the environment). Local. */
+ZERO_API const zero_config *zero_get_config(const zero_ctx *ctx);
+
+/* Memory accounting of the calling rank. Local, non-blocking. */
+ZERO_API zero_status zero_memory_report(const zero_ctx *ctx, zero_memory_stats *stats);
+
+/* In-place sum of n doubles over all ranks (for losses and metrics). Collective, blocking. */
+ZERO_API zero_status zero_allreduce_sum(zero_ctx *ctx, double *values, int n);
+
+/* Writes the full fp32 master parameters (gathered from all ranks) to `path` as a safetensors
+ * file (F32 tensors, names and shapes as registered), from rank 0. Collective, blocking. */
+ZERO_API zero_status zero_export(zero_ctx *ctx, const char *path);
+
+/* Hash of the full fp32 master parameters in registration order: equal whenever the values are
+ * equal, whatever the stage or world size. Collective, blocking. */
+ZERO_API zero_status zero_param_digest(zero_ctx *ctx, uint64_t *digest);
+
+/* Converts n elements between dtypes (fp32/bf16/fp16; round to nearest even). Local. */
+ZERO_API void zero_convert(void *dst, zero_dtype dst_type, const void *src, zero_dtype src_type,
+                           size_t n);
+
+/* dst[i] += src[i] for a working-precision dst (rounded to nearest even). Local. */
+ZERO_API void zero_accumulate(void *dst, zero_dtype dst_type, const float *src, size_t n);
+
+/* Bytes of one element of a dtype (4 or 2). */
+ZERO_API size_t zero_dtype_size(zero_dtype dtype);
+
+ZERO_API const char *zero_status_string(zero_status status);
+
+/* Detailed message of the context's last error ("" if none). Local. */
+ZERO_API const char *zero_last_error(const zero_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZERO_H */

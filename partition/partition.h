@@ -1,0 +1,90 @@
+/* partition.h — pure arithmetic of the ZeRO layout: how registered tensors are laid, in module
+ * order, into chunks (runs of whole consecutive modules up to the bucket size), how each chunk
+ * is padded so it splits into `world` equal contiguous slices, and which tensor pieces a slice
+ * holds. Knows nothing of devices, MPI or I/O; every function is deterministic. */
+#ifndef ZERO_PARTITION_H
+#define ZERO_PARTITION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zp_tensor {
+    size_t numel; /* elements, > 0 */
+    int module;   /* non-decreasing along the array, first is 0, no gaps required */
+} zp_tensor;
+
+/* Where one tensor lives. */
+typedef struct zp_place {
+    int chunk;       /* chunk index */
+    size_t offset;   /* elements from the start of the chunk; a multiple of align */
+    size_t numel;    /* elements */
+} zp_place;
+
+typedef struct zp_chunk {
+    size_t offset;       /* elements from the start of the full flat buffer (sum of earlier padded) */
+    size_t used;         /* elements up to the end of its last tensor (data + inner alignment gaps) */
+    size_t padded;       /* used rounded up to a multiple of world * align (>= world * align) */
+    size_t slice;        /* padded / world: each rank's share, a multiple of align */
+    size_t shard_offset; /* elements from the start of a rank's shard: sum of earlier slices */
+    int first_tensor;    /* tensors [first_tensor, first_tensor + num_tensors) */
+    int num_tensors;
+    int first_module;    /* modules [first_module, last_module] */
+    int last_module;
+} zp_chunk;
+
+typedef struct zp_layout {
+    int world;            /* ranks the chunks are split across */
+    size_t align;         /* elements; tensor offsets and slices are multiples of it */
+    size_t chunk_elems;   /* target chunk size in elements (bucket size) */
+    int num_tensors;
+    int num_chunks;
+    int num_modules;      /* last module id + 1 */
+    zp_place *place;      /* [num_tensors] */
+    zp_chunk *chunks;     /* [num_chunks] */
+    int *module_chunk;    /* [num_modules]: chunk holding the module; -1 for an id with no tensors */
+    size_t num_params;    /* Ψ: sum of numel, no padding */
+    size_t total_padded;  /* sum of chunks[].padded: elements of a full flat buffer */
+    size_t shard_numel;   /* sum of chunks[].slice: elements of one rank's shard */
+} zp_layout;
+
+/* One piece of a tensor that falls inside an element range of a chunk. */
+typedef struct zp_segment {
+    int tensor;           /* tensor index */
+    size_t tensor_offset; /* first element of the piece within the tensor */
+    size_t chunk_offset;  /* first element of the piece within the chunk */
+    size_t numel;         /* elements in the piece, > 0 */
+} zp_segment;
+
+/* Lays out n tensors. A chunk takes whole consecutive modules while its size (with alignment)
+ * stays <= chunk_elems; a module larger than chunk_elems gets a chunk of its own. align must be
+ * a power of two >= 1, world >= 1, chunk_elems >= 1.
+ * Returns 0, or -1 with a message in err (bad argument: which tensor, which value). */
+int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int world,
+                    size_t chunk_elems, size_t align, char *err, size_t errlen);
+void zp_layout_free(zp_layout *layout);
+
+/* Range [*lo, *hi) in elements within chunk c of rank r's slice. */
+void zp_slice_range(const zp_layout *layout, int c, int rank, size_t *lo, size_t *hi);
+
+/* The pieces of tensors inside [lo, hi) of chunk c, in tensor order, padding excluded.
+ * Writes at most max segments to out (out may be NULL to count) and returns how many there are. */
+int zp_segments(const zp_layout *layout, int c, size_t lo, size_t hi, zp_segment *out, int max);
+
+/* The DESIGN.md / ZeRO-paper formula: device bytes of model state per rank (parameters,
+ * gradients, fp32 master + Adam m and v) for `psi` parameters at `stage` (0..3) with
+ * working elements of `work_bytes` (4 = fp32: the working copy is the master; 2 = bf16/fp16:
+ * a separate fp32 master), across `world` ranks. Terms divided by world are rounded up. */
+uint64_t zp_model_state_bytes(int stage, size_t work_bytes, uint64_t psi, int world);
+
+/* Bus bytes per rank per optimizer step, nccl-tests convention: stages 0–2 move
+ * 2Ψ(N−1)/N elements, stage 3 3Ψ(N−1)/N; times work_bytes. */
+double zp_bus_bytes_per_step(int stage, size_t work_bytes, uint64_t psi, int world);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

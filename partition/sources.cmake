@@ -1,0 +1,1 @@
+list(APPEND ZERO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/partition.c)

@@ -1,0 +1,769 @@
+/* config.c — the table of ZERO_* settings and everything driven by it: resolving a zero_config
+ * against the environment, size parsing, docs/ENV.md, the cross-rank fingerprint and the JSON
+ * form of a resolved configuration. Adding a setting means adding one row to zr_vars[]. */
+#include "runtime/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/log.h"
+
+/* Enum-typed fields are stored through an int pointer. */
+_Static_assert(sizeof(zero_dtype) == sizeof(int), "zero_dtype must be int-sized");
+_Static_assert(sizeof(zero_device_kind) == sizeof(int), "zero_device_kind must be int-sized");
+_Static_assert(sizeof(zero_offload) == sizeof(int), "zero_offload must be int-sized");
+_Static_assert(sizeof(((zr_settings *)0)->log_file) == sizeof(((zr_settings *)0)->report_path),
+               "path fields share one capacity");
+
+#define ZR_PATH_CAP sizeof(((zr_settings *)0)->report_path) /* bytes, with the NUL */
+#define ZR_KiB ((uint64_t)1 << 10)
+#define ZR_MiB ((uint64_t)1 << 20)
+#define ZR_GiB ((uint64_t)1 << 30)
+#define ZR_TiB ((uint64_t)1 << 40)
+
+enum zr_type {
+    ZR_T_INT,    /* int in [ilo, ihi] */
+    ZR_T_ENUM,   /* int (or int-sized C enum) named by one of words[] */
+    ZR_T_SIZE,   /* size_t bytes in [slo, shi]; a bare number is in `unit` */
+    ZR_T_FLOAT,  /* finite float in flo..fhi, each end open or closed */
+    ZR_T_SCALE,  /* float: "dynamic" (stored 0) or a number in flo..fhi */
+    ZR_T_SUBSYS, /* unsigned mask of the words[] bits, or ALL */
+    ZR_T_PATH    /* char[ZR_PATH_CAP], at most shi characters */
+};
+
+typedef struct zr_word {
+    const char *word;
+    int value;
+} zr_word;
+
+typedef struct zr_var {
+    const char *name;    /* the environment variable */
+    enum zr_type type;
+    size_t offset;       /* where the value lives in zr_settings */
+    const char *field;   /* zero_config member (messages, JSON); NULL = environment only */
+    const char *def;     /* default, in the variable's own syntax; "" = unset */
+    const char *allowed; /* what is allowed, for messages and docs */
+    const char *desc;    /* one line for docs/ENV.md */
+    long long ilo, ihi;
+    const zr_word *words; /* ends with a NULL word */
+    uint64_t unit, slo, shi;
+    double flo, fhi;
+    int flo_open, fhi_open;
+} zr_var;
+
+static const zr_word zr_dtype_words[] = {
+    {"fp32", ZERO_DTYPE_FP32}, {"bf16", ZERO_DTYPE_BF16}, {"fp16", ZERO_DTYPE_FP16}, {NULL, 0}};
+static const zr_word zr_device_words[] = {
+    {"auto", ZERO_DEVICE_AUTO}, {"cuda", ZERO_DEVICE_CUDA}, {"host", ZERO_DEVICE_HOST}, {NULL, 0}};
+static const zr_word zr_offload_words[] = {
+    {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {NULL, 0}};
+static const zr_word zr_level_words[] = {{"NONE", ZR_LOG_NONE},
+                                         {"WARN", ZR_LOG_WARN},
+                                         {"INFO", ZR_LOG_INFO},
+                                         {"TRACE", ZR_LOG_TRACE},
+                                         {NULL, 0}};
+static const zr_word zr_subsys_words[] = {
+    {"INIT", (int)ZR_SUB_INIT},       {"PART", (int)ZR_SUB_PART},   {"COMM", (int)ZR_SUB_COMM},
+    {"OFFLOAD", (int)ZR_SUB_OFFLOAD}, {"ALLOC", (int)ZR_SUB_ALLOC}, {"ENV", (int)ZR_SUB_ENV},
+    {NULL, 0}};
+
+#define CFG(member) offsetof(zr_settings, cfg.member), #member
+#define ENV_ONLY(member) offsetof(zr_settings, member), NULL
+
+/* The table. Names are a contract with users; defaults must equal ZERO_CONFIG_INIT (a unit test
+ * resolves every default text and compares). */
+static const zr_var zr_vars[] = {
+    {"ZERO_STAGE", ZR_T_INT, CFG(stage), "2", "one of 0 1 2 3",
+     "what is partitioned across ranks: 0 nothing (data parallel), 1 optimizer state, "
+     "2 also gradients, 3 also parameters",
+     .ilo = 0, .ihi = 3},
+    {"ZERO_DTYPE", ZR_T_ENUM, CFG(dtype), "fp32", "one of fp32 bf16 fp16",
+     "working precision of parameters and gradients on the device (master weights and Adam "
+     "moments are always fp32)",
+     .words = zr_dtype_words},
+    {"ZERO_BUCKET_MB", ZR_T_SIZE, CFG(bucket_bytes), "32",
+     "a size from 4K to 64G, a bare number is MiB",
+     "reduce bucket and chunk size: gradients are reduce-scattered and parameters all-gathered "
+     "in chunks of about this size",
+     .unit = ZR_MiB, .slo = 4 * ZR_KiB, .shi = 64 * ZR_GiB},
+    {"ZERO_GRAD_ACCUM", ZR_T_INT, CFG(grad_accum), "1", "an integer from 1 to 1000000",
+     "micro-steps (zero_step calls) per optimizer step", .ilo = 1, .ihi = 1000000},
+    {"ZERO_CLIP", ZR_T_FLOAT, CFG(clip), "0", "a number >= 0",
+     "maximum global L2 norm of the gradient; 0 = no clipping", .flo = 0, .fhi = FLT_MAX},
+    {"ZERO_LOSS_SCALE", ZR_T_SCALE, CFG(loss_scale), "dynamic", "dynamic or a number > 0",
+     "loss scale: dynamic (fp16: grows, and halves on overflow; 1 for fp32 and bf16) or a "
+     "static value",
+     .flo = 0, .flo_open = 1, .fhi = FLT_MAX},
+    {"ZERO_DEVICE", ZR_T_ENUM, CFG(device), "auto", "one of auto cuda host",
+     "device backend: cuda, host (the CPU is the device), auto (cuda when a GPU is usable, "
+     "else host)",
+     .words = zr_device_words},
+    {"ZERO_DEVICE_MEMORY", ZR_T_SIZE, CFG(device_memory), "0",
+     "a size, a bare number is bytes",
+     "device memory capacity (host backend) or cap (cuda); 0 = all memory",
+     .unit = 1, .slo = 0, .shi = UINT64_MAX},
+    {"ZERO_OFFLOAD_OPTIMIZER", ZR_T_ENUM, CFG(offload_optimizer), "none", "one of none cpu",
+     "where the fp32 master weights and Adam state live", .words = zr_offload_words},
+    {"ZERO_OFFLOAD_PARAM", ZR_T_ENUM, CFG(offload_param), "none", "one of none cpu",
+     "stage 3: where the parameter shards live", .words = zr_offload_words},
+    {"ZERO_PREFETCH_MB", ZR_T_SIZE, CFG(prefetch_bytes), "64", "a size, a bare number is MiB",
+     "stage 3: parameter bytes gathered ahead of their use; 0 = no prefetch",
+     .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX},
+    {"ZERO_MAX_LIVE_MB", ZR_T_SIZE, CFG(max_live_bytes), "1024", "a size, a bare number is MiB",
+     "stage 3: cap on the bytes of gathered parameters; 0 = no cap",
+     .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX},
+    {"ZERO_PERSIST_KB", ZR_T_SIZE, CFG(persist_bytes), "64", "a size, a bare number is KiB",
+     "stage 3: modules with fewer parameter bytes than this stay gathered",
+     .unit = ZR_KiB, .slo = 0, .shi = UINT64_MAX},
+    {"ZERO_LR", ZR_T_FLOAT, CFG(lr), "0.001", "a number > 0", "AdamW learning rate",
+     .flo = 0, .flo_open = 1, .fhi = FLT_MAX},
+    {"ZERO_BETA1", ZR_T_FLOAT, CFG(beta1), "0.9", "a number in [0, 1)",
+     "AdamW decay rate of the first moment", .flo = 0, .fhi = 1, .fhi_open = 1},
+    {"ZERO_BETA2", ZR_T_FLOAT, CFG(beta2), "0.999", "a number in [0, 1)",
+     "AdamW decay rate of the second moment", .flo = 0, .fhi = 1, .fhi_open = 1},
+    {"ZERO_EPS", ZR_T_FLOAT, CFG(eps), "1e-08", "a number > 0",
+     "AdamW epsilon, added to the root of the second moment", .flo = 0, .flo_open = 1,
+     .fhi = FLT_MAX},
+    {"ZERO_WEIGHT_DECAY", ZR_T_FLOAT, CFG(weight_decay), "0", "a number >= 0",
+     "AdamW decoupled weight decay (not applied to tensors marked no_decay)", .flo = 0,
+     .fhi = FLT_MAX},
+    {"ZERO_DEBUG", ZR_T_ENUM, ENV_ONLY(log_level), "WARN", "one of NONE WARN INFO TRACE",
+     "log level; INFO also logs every value taken from the environment", .words = zr_level_words},
+    {"ZERO_DEBUG_SUBSYS", ZR_T_SUBSYS, ENV_ONLY(log_mask), "ALL",
+     "a comma list of INIT PART COMM OFFLOAD ALLOC ENV ALL, a leading ^ excludes the listed ones",
+     "subsystems that are logged", .words = zr_subsys_words},
+    {"ZERO_DEBUG_FILE", ZR_T_PATH, ENV_ONLY(log_file), "", "a path, %h = host name, %p = process id",
+     "log file instead of stderr", .shi = ZR_PATH_CAP - 1},
+    {"ZERO_REPORT", ZR_T_PATH, ENV_ONLY(report_path), "", "a path",
+     "JSON report written by rank 0 at zero_finalize; when unset, zero_config.report_path",
+     .shi = ZR_PATH_CAP - 1},
+};
+
+#undef CFG
+#undef ENV_ONLY
+
+#define ZR_NUM_VARS ((int)(sizeof(zr_vars) / sizeof(zr_vars[0])))
+
+/* Values longer than this are cut in messages. */
+#define ZR_SHOWN 160
+
+static const char *zr_getenv(const char *name) { return getenv(name); }
+
+static void zr_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void zr_fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int zr_ieq(const char *a, const char *b) {
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+    return *a == *b;
+}
+
+static int zr_word_value(const zr_word *words, const char *text, int *value) {
+    for (const zr_word *w = words; w->word; w++) {
+        if (zr_ieq(w->word, text)) {
+            *value = w->value;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static const char *zr_word_name(const zr_word *words, int value) {
+    for (const zr_word *w = words; w->word; w++)
+        if (w->value == value) return w->word;
+    return "unknown";
+}
+
+const char *zr_dtype_name(zero_dtype d) { return zr_word_name(zr_dtype_words, (int)d); }
+const char *zr_device_name(zero_device_kind d) { return zr_word_name(zr_device_words, (int)d); }
+const char *zr_offload_name(zero_offload o) { return zr_word_name(zr_offload_words, (int)o); }
+
+int zr_config_var(int i, const char **name, const char **default_text, const char **allowed) {
+    if (i < 0 || i >= ZR_NUM_VARS) return -1;
+    if (name) *name = zr_vars[i].name;
+    if (default_text) *default_text = zr_vars[i].def;
+    if (allowed) *allowed = zr_vars[i].allowed;
+    return 0;
+}
+
+/* ---- sizes ------------------------------------------------------------------------------- */
+
+int zr_parse_size(const char *text, uint64_t default_unit, uint64_t *bytes) {
+    if (!text || !bytes || default_unit == 0) return -1;
+    const char *s = text;
+    while (isspace((unsigned char)*s)) s++;
+    /* Must start with a digit or ".digit": this rejects "", "-1" and "+1". */
+    if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1])))
+        return -1;
+
+    uint64_t whole = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        uint64_t d = (uint64_t)(*s - '0');
+        if (whole > (UINT64_MAX - d) / 10) return -1;
+        whole = whole * 10 + d;
+    }
+    /* Fraction as num / den; digits past the 18th are below a byte even at T and are ignored. */
+    uint64_t num = 0, den = 1;
+    if (*s == '.') {
+        s++;
+        if (!isdigit((unsigned char)*s)) return -1;
+        for (; isdigit((unsigned char)*s); s++) {
+            if (den < 1000000000000000000ull) {
+                num = num * 10 + (uint64_t)(*s - '0');
+                den *= 10;
+            }
+        }
+    }
+    while (isspace((unsigned char)*s)) s++;
+
+    uint64_t mult = default_unit;
+    if (*s) {
+        switch (toupper((unsigned char)*s)) {
+        case 'B': mult = 1; break;
+        case 'K': mult = ZR_KiB; break;
+        case 'M': mult = ZR_MiB; break;
+        case 'G': mult = ZR_GiB; break;
+        case 'T': mult = ZR_TiB; break;
+        default: return -1;
+        }
+        int bare_b = toupper((unsigned char)*s) == 'B';
+        s++;
+        if (!bare_b) {
+            if (tolower((unsigned char)s[0]) == 'i' && tolower((unsigned char)s[1]) == 'b')
+                s += 2;
+            else if (tolower((unsigned char)s[0]) == 'b')
+                s++;
+        }
+        while (isspace((unsigned char)*s)) s++;
+        if (*s) return -1;
+    }
+
+    if (whole > UINT64_MAX / mult) return -1;
+    uint64_t total = whole * mult;
+    /* The fractional part is below mult (<= 2^40), so a double holds it to well under a byte. */
+    uint64_t frac = (uint64_t)((double)num / (double)den * (double)mult + 0.5);
+    if (frac > UINT64_MAX - total) return -1;
+    *bytes = total + frac;
+    return 0;
+}
+
+/* The shortest %g form that reads back as the same float. */
+static void zr_format_float(char *buf, size_t n, float x) {
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, n, "%.*g", digits, (double)x);
+        if (strtof(buf, NULL) == x) return;
+    }
+}
+
+/* ---- parsing one value ------------------------------------------------------------------- */
+
+static void *zr_slot(zr_settings *s, const zr_var *v) { return (char *)s + v->offset; }
+static const void *zr_cslot(const zr_settings *s, const zr_var *v) {
+    return (const char *)s + v->offset;
+}
+
+static int zr_float_in_range(const zr_var *v, double x) {
+    if (!isfinite(x)) return 0;
+    if (v->flo_open ? !(x > v->flo) : !(x >= v->flo)) return 0;
+    if (v->fhi_open ? !(x < v->fhi) : !(x <= v->fhi)) return 0;
+    return 1;
+}
+
+/* Reads a finite number that fits a float. Returns 0, or -1 when the text is not a number. */
+static int zr_parse_float(const char *text, float *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(text, &end);
+    if (end == text || *end != '\0') return -1;
+    if (!isfinite(x) || fabs(x) > FLT_MAX) return -1;
+    *out = (float)x;
+    return 0;
+}
+
+static int zr_parse_subsys(const zr_word *words, const char *text, unsigned *mask, char *bad,
+                           size_t badlen) {
+    const char *s = text;
+    int exclude = 0;
+    if (*s == '^') {
+        exclude = 1;
+        s++;
+    }
+    unsigned listed = 0;
+    while (*s) {
+        size_t len = strcspn(s, ",");
+        char word[32];
+        const char *a = s, *b = s + len;
+        while (a < b && isspace((unsigned char)*a)) a++;
+        while (b > a && isspace((unsigned char)b[-1])) b--;
+        if (b > a) {
+            size_t wl = (size_t)(b - a);
+            int value = 0;
+            if (wl >= sizeof word) {
+                snprintf(bad, badlen, "%.*s", (int)(wl > 31 ? 31 : wl), a);
+                return -1;
+            }
+            memcpy(word, a, wl);
+            word[wl] = '\0';
+            if (zr_ieq(word, "ALL")) {
+                listed = ZR_SUB_ALL;
+            } else if (zr_word_value(words, word, &value) == 0) {
+                listed |= (unsigned)value;
+            } else {
+                snprintf(bad, badlen, "%s", word);
+                return -1;
+            }
+        }
+        s += len;
+        if (*s == ',') s++;
+    }
+    *mask = exclude ? (unsigned)ZR_SUB_ALL & ~listed : listed;
+    return 0;
+}
+
+/* Parses `text` (trimmed, non-empty) for variable v and stores it in s. */
+static zero_status zr_apply(const zr_var *v, const char *text, zr_settings *s, char *err,
+                            size_t errlen) {
+    void *p = zr_slot(s, v);
+    switch (v->type) {
+    case ZR_T_INT: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(text, &end, 10);
+        if (end == text || *end != '\0' || errno == ERANGE) {
+            zr_fail(err, errlen, "%s=%.*s is not an integer: expected %s", v->name, ZR_SHOWN,
+                    text, v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        if (x < v->ilo || x > v->ihi) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(int *)p = (int)x;
+        return ZERO_OK;
+    }
+    case ZR_T_ENUM: {
+        int value;
+        if (zr_word_value(v->words, text, &value) != 0) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s (any case)", v->name,
+                    ZR_SHOWN, text, v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(int *)p = value;
+        return ZERO_OK;
+    }
+    case ZR_T_SIZE: {
+        uint64_t bytes;
+        if (zr_parse_size(text, v->unit, &bytes) != 0) {
+            zr_fail(err, errlen,
+                    "%s=%.*s is not a size: expected a number with an optional K/M/G/T suffix "
+                    "(e.g. 25, 512K, 64M, 2GiB); allowed: %s",
+                    v->name, ZR_SHOWN, text, v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        if (bytes < v->slo || bytes > v->shi || bytes > (uint64_t)SIZE_MAX) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(size_t *)p = (size_t)bytes;
+        return ZERO_OK;
+    }
+    case ZR_T_FLOAT: {
+        float x;
+        if (zr_parse_float(text, &x) != 0) {
+            zr_fail(err, errlen, "%s=%.*s is not a number: expected %s", v->name, ZR_SHOWN, text,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        /* The range is checked on the float actually stored: 1e-50 becomes 0. */
+        if (!zr_float_in_range(v, (double)x)) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(float *)p = x;
+        return ZERO_OK;
+    }
+    case ZR_T_SCALE: {
+        float x;
+        if (zr_ieq(text, "dynamic")) {
+            *(float *)p = 0.0f;
+            return ZERO_OK;
+        }
+        if (zr_parse_float(text, &x) != 0 || !zr_float_in_range(v, (double)x)) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(float *)p = x;
+        return ZERO_OK;
+    }
+    case ZR_T_SUBSYS: {
+        char bad[32];
+        unsigned mask;
+        if (zr_parse_subsys(v->words, text, &mask, bad, sizeof bad) != 0) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed (%s): expected %s", v->name, ZR_SHOWN,
+                    text, bad, v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(unsigned *)p = mask;
+        return ZERO_OK;
+    }
+    case ZR_T_PATH: {
+        size_t len = strlen(text);
+        if (len > v->shi) {
+            zr_fail(err, errlen,
+                    "%s=%.*s... is too long: expected %s of at most %llu characters", v->name,
+                    64, text, v->allowed, (unsigned long long)v->shi);
+            return ZERO_ERR_INVALID;
+        }
+        memcpy(p, text, len + 1);
+        return ZERO_OK;
+    }
+    }
+    zr_fail(err, errlen, "%s: unknown variable type (internal error)", v->name);
+    return ZERO_ERR_INTERNAL;
+}
+
+/* Checks the program's value of a zero_config field against the same limits. */
+static zero_status zr_check_field(const zr_var *v, const zr_settings *s, char *err,
+                                  size_t errlen) {
+    const void *p = zr_cslot(s, v);
+    char shown[64];
+    int ok = 1;
+    const char *allowed = v->allowed;
+    switch (v->type) {
+    case ZR_T_INT: {
+        int x = *(const int *)p;
+        ok = x >= v->ilo && x <= v->ihi;
+        snprintf(shown, sizeof shown, "%d", x);
+        break;
+    }
+    case ZR_T_ENUM: {
+        int x = *(const int *)p;
+        ok = 0;
+        for (const zr_word *w = v->words; w->word; w++) ok |= w->value == x;
+        snprintf(shown, sizeof shown, "%d", x);
+        break;
+    }
+    case ZR_T_SIZE: {
+        uint64_t x = (uint64_t)*(const size_t *)p;
+        ok = x >= v->slo && x <= v->shi;
+        snprintf(shown, sizeof shown, "%llu", (unsigned long long)x);
+        break;
+    }
+    case ZR_T_FLOAT: {
+        float x = *(const float *)p;
+        ok = zr_float_in_range(v, (double)x);
+        snprintf(shown, sizeof shown, "%g", (double)x);
+        break;
+    }
+    case ZR_T_SCALE: {
+        float x = *(const float *)p;
+        ok = x == 0.0f || zr_float_in_range(v, (double)x);
+        allowed = "0 (dynamic) or a number > 0";
+        snprintf(shown, sizeof shown, "%g", (double)x);
+        break;
+    }
+    case ZR_T_SUBSYS:
+    case ZR_T_PATH: return ZERO_OK; /* not zero_config fields */
+    }
+    if (!ok) {
+        zr_fail(err, errlen, "zero_config.%s=%s is not allowed: expected %s", v->field, shown,
+                allowed);
+        return ZERO_ERR_INVALID;
+    }
+    return ZERO_OK;
+}
+
+/* ---- unknown names ----------------------------------------------------------------------- */
+
+/* Edit distance, ASCII case-insensitive; names longer than 63 characters are cut. */
+static int zr_distance(const char *a, size_t na, const char *b) {
+    int row[64], prev[64];
+    size_t nb = strlen(b);
+    if (na > 63) na = 63;
+    if (nb > 63) nb = 63;
+    for (size_t j = 0; j <= nb; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            int best = prev[j - 1] + cost;
+            if (prev[j] + 1 < best) best = prev[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+        }
+        memcpy(prev, row, (nb + 1) * sizeof(int));
+    }
+    return prev[nb];
+}
+
+/* Whether p[0..np) is a prefix of s[0..ns), ignoring case. */
+static int zr_is_prefix(const char *p, size_t np, const char *s, size_t ns) {
+    if (np > ns) return 0;
+    for (size_t k = 0; k < np; k++)
+        if (tolower((unsigned char)p[k]) != tolower((unsigned char)s[k])) return 0;
+    return 1;
+}
+
+/* The known name nearest to an unknown one, or NULL when none is close. A name that is a prefix
+ * of the other comes first (ZERO_BUCKET -> ZERO_BUCKET_MB, ZERO_DEBUG_LEVEL -> ZERO_DEBUG rather
+ * than ZERO_DEBUG_FILE); otherwise the nearest within about a third of the part after "ZERO_". */
+static const char *zr_suggest(const char *name, size_t len) {
+    const size_t pre = 5; /* "ZERO_" */
+    const char *near = NULL, *prefixed = NULL;
+    int near_d = INT_MAX, prefixed_d = INT_MAX;
+    for (int i = 0; i < ZR_NUM_VARS; i++) {
+        const char *known = zr_vars[i].name;
+        size_t kl = strlen(known);
+        int d = zr_distance(name, len, known);
+        if (d < near_d) {
+            near_d = d;
+            near = known;
+        }
+        int related = (len >= pre + 3 && zr_is_prefix(name, len, known, kl)) ||
+                      (kl >= pre + 3 && zr_is_prefix(known, kl, name, len));
+        if (related && d < prefixed_d) {
+            prefixed_d = d;
+            prefixed = known;
+        }
+    }
+    if (prefixed) return prefixed;
+    return near_d <= 1 + (int)(len - pre) / 3 ? near : NULL;
+}
+
+static void zr_scan_unknown(char *const *environ_names, zr_resolve_result *r) {
+    if (!environ_names) return;
+    for (char *const *e = environ_names; *e; e++) {
+        const char *entry = *e;
+        if (strncmp(entry, "ZERO_", 5) != 0) continue;
+        size_t len = strcspn(entry, "=");
+        int known = 0;
+        for (int i = 0; i < ZR_NUM_VARS && !known; i++)
+            known = strlen(zr_vars[i].name) == len && strncmp(zr_vars[i].name, entry, len) == 0;
+        if (known || r->num_warnings >= ZR_MAX_WARNINGS) continue;
+        const char *value = entry[len] == '=' ? entry + len + 1 : "";
+        const char *near = zr_suggest(entry, len);
+        char *w = r->warnings[r->num_warnings++];
+        if (near)
+            snprintf(w, sizeof r->warnings[0], "unknown variable %.*s=%.40s; did you mean %s?",
+                     (int)(len > 80 ? 80 : len), entry, value, near);
+        else
+            snprintf(w, sizeof r->warnings[0],
+                     "unknown variable %.*s=%.40s; no similar ZERO_* variable (see docs/ENV.md)",
+                     (int)(len > 80 ? 80 : len), entry, value);
+    }
+}
+
+/* ---- resolve ----------------------------------------------------------------------------- */
+
+zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
+                              const char *(*get)(const char *name), char *const *environ_names,
+                              zr_resolve_result *result, char *err, size_t errlen) {
+    zr_resolve_result scratch;
+    if (!result) result = &scratch;
+    memset(result, 0, sizeof *result);
+    if (err && errlen) err[0] = '\0';
+    if (!out) {
+        zr_fail(err, errlen, "zr_config_resolve: out is NULL");
+        return ZERO_ERR_INVALID;
+    }
+    if (!get) get = zr_getenv;
+
+    const zero_config init = ZERO_CONFIG_INIT;
+    memset(out, 0, sizeof *out);
+    out->cfg = program ? *program : init;
+    out->cfg.report_path = NULL;
+    out->log_level = ZR_LOG_WARN;
+    out->log_mask = ZR_SUB_ALL;
+
+    zr_scan_unknown(environ_names, result);
+
+    for (int i = 0; i < ZR_NUM_VARS; i++) {
+        if (!zr_vars[i].field) continue;
+        zero_status st = zr_check_field(&zr_vars[i], out, err, errlen);
+        if (st != ZERO_OK) return st;
+    }
+    if (program && program->report_path) {
+        size_t len = strlen(program->report_path);
+        if (len >= ZR_PATH_CAP) {
+            zr_fail(err, errlen,
+                    "zero_config.report_path=%.64s... is too long: expected at most %zu "
+                    "characters",
+                    program->report_path, ZR_PATH_CAP - 1);
+            return ZERO_ERR_INVALID;
+        }
+        memcpy(out->report_path, program->report_path, len + 1);
+    }
+
+    for (int i = 0; i < ZR_NUM_VARS; i++) {
+        const zr_var *v = &zr_vars[i];
+        const char *raw = get(v->name);
+        if (!raw) continue;
+        /* Surrounding blanks are ignored; an empty value counts as unset. */
+        while (isspace((unsigned char)*raw)) raw++;
+        size_t len = strlen(raw);
+        while (len > 0 && isspace((unsigned char)raw[len - 1])) len--;
+        if (len == 0) continue;
+        char text[2 * ZR_PATH_CAP];
+        if (len >= sizeof text) {
+            zr_fail(err, errlen, "%s=%.64s... is too long: expected %s", v->name, raw,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        memcpy(text, raw, len);
+        text[len] = '\0';
+        zero_status st = zr_apply(v, text, out, err, errlen);
+        if (st != ZERO_OK) return st;
+        if (result->num_applied < ZR_MAX_APPLIED) {
+            zr_applied *a = &result->applied[result->num_applied++];
+            a->name = v->name;
+            snprintf(a->value, sizeof a->value, "%s", text);
+        }
+    }
+
+    /* The resolved config names its own copy of the path: re-point it if *out is copied. */
+    out->cfg.report_path = out->report_path[0] ? out->report_path : NULL;
+    return ZERO_OK;
+}
+
+/* ---- outputs ----------------------------------------------------------------------------- */
+
+/* A Markdown table cell: '|' would end the cell. */
+static void zr_md_cell(FILE *f, const char *text) {
+    for (const char *c = text; *c; c++) {
+        if (*c == '|') fputc('\\', f);
+        fputc(*c, f);
+    }
+}
+
+void zr_config_write_markdown(FILE *f) {
+    fputs("# Environment variables\n"
+          "\n"
+          "libzero takes its settings from the `zero_config` that the program passes to "
+          "`zero_init`,\n"
+          "and then from the `ZERO_*` environment variables below: the environment wins, so one "
+          "binary\n"
+          "can be tuned without rebuilding. Every value taken from the environment is logged at "
+          "INFO\n"
+          "(`ZERO_DEBUG=INFO`, subsystem ENV). A value that is not allowed makes `zero_init` "
+          "fail with\n"
+          "`ZERO_ERR_INVALID` and a message naming the variable, the value and what is allowed; "
+          "the\n"
+          "program's own `zero_config` fields are checked against the same limits. An empty "
+          "variable\n"
+          "counts as unset. A `ZERO_*` variable that is not in this table draws a warning "
+          "naming the\n"
+          "nearest known one. All ranks must resolve the same values, except for the logging "
+          "variables\n"
+          "and `ZERO_REPORT`; `zero_init` checks this.\n"
+          "\n"
+          "Sizes are a number, with an optional fraction, and an optional suffix `K`, `M`, `G` "
+          "or `T`\n"
+          "(powers of 1024; `KB`, `KiB`, `MB`, `MiB`... mean the same; `B` means bytes; any "
+          "case), e.g.\n"
+          "`512K`, `64M`, `1.5G`, `2GiB`. A bare number is in the unit the values column "
+          "names. Words\n"
+          "(`bf16`, `cpu`, `INFO`...) are matched in any case.\n"
+          "\n"
+          "| variable | values | default | meaning |\n"
+          "|---|---|---|---|\n",
+          f);
+    for (int i = 0; i < ZR_NUM_VARS; i++) {
+        const zr_var *v = &zr_vars[i];
+        fprintf(f, "| `%s` | ", v->name);
+        zr_md_cell(f, v->allowed);
+        fputs(" | ", f);
+        if (v->def[0]) {
+            fputc('`', f);
+            zr_md_cell(f, v->def);
+            fputc('`', f);
+        } else {
+            fputs("unset", f);
+        }
+        fputs(" | ", f);
+        zr_md_cell(f, v->desc);
+        fputs(" |\n", f);
+    }
+    fputs("\n"
+          "This file is generated from the table in `runtime/config.c` by "
+          "`build/bin/zero-envdoc`; do not\n"
+          "edit it by hand. Regenerate it with `build/bin/zero-envdoc docs/ENV.md` (the "
+          "`envdoc` test\n"
+          "fails when it is out of date).\n",
+          f);
+}
+
+int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **names, int max) {
+    int n = 0;
+    for (int i = 0; i < ZR_NUM_VARS && n < max; i++) {
+        const zr_var *v = &zr_vars[i];
+        if (!v->field) continue; /* logging and the report path may differ per rank */
+        const void *p = zr_cslot(s, v);
+        int64_t w = 0;
+        switch (v->type) {
+        case ZR_T_INT:
+        case ZR_T_ENUM: w = *(const int *)p; break;
+        case ZR_T_SIZE: w = (int64_t)*(const size_t *)p; break;
+        case ZR_T_FLOAT:
+        case ZR_T_SCALE: {
+            uint32_t bits;
+            memcpy(&bits, p, sizeof bits);
+            w = (int64_t)bits;
+            break;
+        }
+        case ZR_T_SUBSYS:
+        case ZR_T_PATH: continue;
+        }
+        words[n] = w;
+        if (names) names[n] = v->name;
+        n++;
+    }
+    return n;
+}
+
+void zr_config_write_json(const zr_settings *s, FILE *f) {
+    fputc('{', f);
+    int first = 1;
+    for (int i = 0; i < ZR_NUM_VARS; i++) {
+        const zr_var *v = &zr_vars[i];
+        if (!v->field) continue;
+        const void *p = zr_cslot(s, v);
+        char num[64];
+        fprintf(f, "%s\"%s\": ", first ? "" : ", ", v->field);
+        first = 0;
+        switch (v->type) {
+        case ZR_T_INT: fprintf(f, "%d", *(const int *)p); break;
+        case ZR_T_ENUM: fprintf(f, "\"%s\"", zr_word_name(v->words, *(const int *)p)); break;
+        case ZR_T_SIZE: fprintf(f, "%llu", (unsigned long long)*(const size_t *)p); break;
+        case ZR_T_SCALE:
+            if (*(const float *)p == 0.0f) {
+                fputs("\"dynamic\"", f);
+                break;
+            }
+            /* fall through */
+        case ZR_T_FLOAT:
+            zr_format_float(num, sizeof num, *(const float *)p);
+            fputs(num, f);
+            break;
+        case ZR_T_SUBSYS:
+        case ZR_T_PATH: fputs("null", f); break;
+        }
+    }
+    fputc('}', f);
+}

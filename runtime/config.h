@@ -1,0 +1,75 @@
+/* config.h — the one declarative table of ZERO_* settings: name, type, allowed values,
+ * default, description and where the value goes. Parsing, validation, logging of applied
+ * values, warnings for unknown ZERO_* names, and docs/ENV.md are all driven by the table. */
+#ifndef ZERO_CONFIG_H
+#define ZERO_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "zero.h"
+
+/* Everything a context is configured by: the public zero_config plus settings that only the
+ * environment sets (logging). */
+typedef struct zr_settings {
+    zero_config cfg;
+    int log_level;          /* ZERO_DEBUG: enum zr_log_level; default WARN */
+    unsigned log_mask;      /* ZERO_DEBUG_SUBSYS: enum zr_log_subsys bits; default ALL */
+    char log_file[512];     /* ZERO_DEBUG_FILE: "" = stderr */
+    char report_path[512];  /* ZERO_REPORT, or cfg.report_path copied; "" = none */
+} zr_settings;
+
+/* One value that came from the environment, for the INFO log after logging is set up. */
+typedef struct zr_applied {
+    const char *name;
+    char value[128];
+} zr_applied;
+
+#define ZR_MAX_APPLIED 64
+#define ZR_MAX_WARNINGS 16
+
+typedef struct zr_resolve_result {
+    int num_applied;
+    zr_applied applied[ZR_MAX_APPLIED];
+    int num_warnings;               /* unknown ZERO_* names */
+    char warnings[ZR_MAX_WARNINGS][256];
+} zr_resolve_result;
+
+/* Fills out->cfg from `program` (NULL = ZERO_CONFIG_INIT) and then every ZERO_* variable found
+ * by `get` (NULL = getenv), validating each value against the table and the program's own fields.
+ * `environ_names`, if not NULL, is a NULL-terminated list of "NAME=value" strings scanned for
+ * unknown ZERO_* names (each becomes a warning naming the nearest known variable).
+ * Returns ZERO_OK or ZERO_ERR_INVALID with a message naming the variable (or field), the value
+ * and what is allowed, e.g.
+ *   "ZERO_STAGE=7 is not allowed: expected one of 0 1 2 3". */
+zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
+                              const char *(*get)(const char *name), char *const *environ_names,
+                              zr_resolve_result *result, char *err, size_t errlen);
+
+/* Parses a size: digits with an optional fraction and suffix K M G T (powers of 1024; "KB",
+ * "KiB", "MiB", "GB"... accepted, case-insensitive). A bare number is multiplied by
+ * default_unit. Returns 0 or -1 (negative, empty, junk, overflow). */
+int zr_parse_size(const char *text, uint64_t default_unit, uint64_t *bytes);
+
+/* Writes docs/ENV.md (Markdown) generated from the table. */
+void zr_config_write_markdown(FILE *f);
+
+/* Values of the config fields that must agree across ranks, as 64-bit words (for the
+ * cross-rank check); returns how many were written (<= max), and their names through names[]. */
+int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **names, int max);
+
+/* Writes the resolved configuration as a JSON object (no trailing newline). */
+void zr_config_write_json(const zr_settings *s, FILE *f);
+
+/* The i-th variable of the table (0-based): its name, default text ("" = unset) and what is
+ * allowed; any out-pointer may be NULL. Returns 0, or -1 when i is past the end. For tools
+ * (zero-info) and tests. */
+int zr_config_var(int i, const char **name, const char **default_text, const char **allowed);
+
+/* Names for enums. */
+const char *zr_dtype_name(zero_dtype d);
+const char *zr_device_name(zero_device_kind d);
+const char *zr_offload_name(zero_offload o);
+
+#endif

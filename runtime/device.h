@@ -1,0 +1,44 @@
+/* device.h — the device backend interface (alloc/free with labelled accounting, copies,
+ * synchronisation) and the accounting every backend shares: current and peak bytes per label,
+ * a capacity that turns an allocation past it into ZERO_ERR_OOM. */
+#ifndef ZERO_DEVICE_H
+#define ZERO_DEVICE_H
+
+#include <stddef.h>
+
+#include "zero.h"
+
+typedef struct zr_device zr_device;
+
+typedef struct zr_device_ops {
+    const char *name;
+    /* Raw allocation of `bytes` zero-filled bytes; NULL when the backend has no memory. */
+    void *(*alloc)(zr_device *dev, size_t bytes);
+    void (*free)(zr_device *dev, void *ptr, size_t bytes);
+    /* Copy within or between device memory; completes before returning. */
+    void (*copy)(zr_device *dev, void *dst, const void *src, size_t bytes);
+    void (*synchronize)(zr_device *dev);
+} zr_device_ops;
+
+struct zr_device {
+    const zr_device_ops *ops;
+    size_t capacity;                          /* bytes; 0 = unlimited */
+    size_t current[ZERO_MEM_NUM_LABELS];      /* bytes by label */
+    size_t peak[ZERO_MEM_NUM_LABELS];
+    size_t current_total, peak_total;
+    size_t model_state_peak;                  /* peak of params + grads + optimizer */
+    char last_oom[512];                       /* what the last failed allocation wanted */
+};
+
+/* Sets up the host backend: ordinary memory with a capacity (0 = unlimited). */
+void zr_device_host_init(zr_device *dev, size_t capacity);
+
+/* Allocates bytes under a label; `what` names the buffer for messages. Returns ZERO_OK, or
+ * ZERO_ERR_OOM with dev->last_oom describing the request and the memory in use. */
+zero_status zr_device_alloc(zr_device *dev, zero_mem_label label, size_t bytes, const char *what,
+                            void **out);
+void zr_device_free(zr_device *dev, zero_mem_label label, void *ptr, size_t bytes);
+
+const char *zr_mem_label_name(zero_mem_label label);
+
+#endif

@@ -1,0 +1,1086 @@
+/* engine.c — zero_init / zero_step and everything between: agreement of all ranks on the
+ * configuration, the partitioned state of stages 0–2 on one chunked layout, gradient buckets
+ * reduced during backward (stage 2), global-norm clipping, loss scaling, AdamW on the shard and
+ * the all-gather of updated parameters. */
+#include "runtime/engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "runtime/log.h"
+
+extern char **environ;
+
+static char init_error[1024];
+
+const char *zero_init_error(void) { return init_error; }
+
+double zr_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+zero_status zr_fail(zero_ctx *z, zero_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(z->err, sizeof z->err, fmt, ap);
+    va_end(ap);
+    ZR_WARN(ZR_SUB_INIT, "%s: %s", zero_status_string(status), z->err);
+    return status;
+}
+
+static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+/* ---- argument checks (local) -------------------------------------------------------------- */
+
+static int cmp_name(const void *a, const void *b)
+{
+    const zero_tensor *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static zero_status check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, int n)
+{
+    if (!out)
+        return zr_fail(z, ZERO_ERR_INVALID,
+                       "zero_init: ctx is NULL; pass the address of a zero_ctx * to receive "
+                       "the context");
+    if (n <= 0)
+        return zr_fail(z, ZERO_ERR_INVALID,
+                       "zero_init: num_tensors is %d; register at least one tensor", n);
+    if (!t)
+        return zr_fail(z, ZERO_ERR_INVALID, "zero_init: tensors is NULL but num_tensors is %d",
+                       n);
+    for (int i = 0; i < n; i++) {
+        const zero_tensor *x = &t[i];
+        if (!x->name || !x->name[0])
+            return zr_fail(z, ZERO_ERR_INVALID, "tensor %d: name is %s; every tensor needs a "
+                           "unique name", i, x->name ? "empty" : "NULL");
+        if (x->numel == 0)
+            return zr_fail(z, ZERO_ERR_INVALID,
+                           "tensor %d (%s): numel is 0; every tensor needs at least one element",
+                           i, x->name);
+        if (x->module < 0)
+            return zr_fail(z, ZERO_ERR_INVALID, "tensor %d (%s): module is %d; expected >= 0", i,
+                           x->name, x->module);
+        if (i > 0 && x->module < t[i - 1].module)
+            return zr_fail(z, ZERO_ERR_INVALID,
+                           "tensor %d (%s): module %d after module %d; register tensors in "
+                           "module order (non-decreasing module ids)",
+                           i, x->name, x->module, t[i - 1].module);
+        if (x->ndim < 0 || x->ndim > ZERO_MAX_DIMS)
+            return zr_fail(z, ZERO_ERR_INVALID, "tensor %d (%s): ndim is %d; expected 0..%d", i,
+                           x->name, x->ndim, ZERO_MAX_DIMS);
+        if (x->ndim > 0) {
+            uint64_t prod = 1;
+            for (int d = 0; d < x->ndim; d++) {
+                if (x->shape[d] <= 0)
+                    return zr_fail(z, ZERO_ERR_INVALID,
+                                   "tensor %d (%s): shape[%d] is %lld; expected > 0", i, x->name,
+                                   d, (long long)x->shape[d]);
+                prod *= (uint64_t)x->shape[d];
+            }
+            if (prod != x->numel)
+                return zr_fail(z, ZERO_ERR_INVALID,
+                               "tensor %d (%s): shape has %llu elements but numel is %zu", i,
+                               x->name, (unsigned long long)prod, x->numel);
+        }
+    }
+    const zero_tensor **sorted = malloc((size_t)n * sizeof *sorted);
+    if (!sorted)
+        return zr_fail(z, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
+    for (int i = 0; i < n; i++)
+        sorted[i] = &t[i];
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
+    for (int i = 1; i < n; i++) {
+        if (strcmp(sorted[i]->name, sorted[i - 1]->name) == 0) {
+            zero_status s = zr_fail(z, ZERO_ERR_INVALID,
+                                    "tensor name \"%s\" is registered twice; names must be unique",
+                                    sorted[i]->name);
+            free(sorted);
+            return s;
+        }
+    }
+    free(sorted);
+    return ZERO_OK;
+}
+
+static uint64_t mix64(uint64_t h, uint64_t x)
+{
+    h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdull;
+}
+
+static uint64_t hash_tensors(const zero_tensor *t, int n)
+{
+    uint64_t h = 0x6a09e667f3bcc909ull;
+    for (int i = 0; i < n; i++) {
+        h = mix64(h, t[i].numel);
+        h = mix64(h, (uint64_t)t[i].module);
+        h = mix64(h, (uint64_t)t[i].no_decay);
+        for (const char *p = t[i].name; *p; p++)
+            h = mix64(h, (unsigned char)*p);
+    }
+    return h;
+}
+
+/* ---- agreement across ranks ----------------------------------------------------------------
+ * Every rank contributes its local status, message and fingerprint; every rank then returns the
+ * same verdict. No rank ever waits in a collective that another rank skipped. */
+
+enum { ZR_AGREE_WORDS = 48 };
+
+typedef struct agree_packet {
+    int64_t status;
+    int64_t nwords;
+    int64_t words[ZR_AGREE_WORDS];
+    char msg[512];
+} agree_packet;
+
+static zero_status agree(zero_ctx *z, zero_status local, const int64_t *words,
+                         const char *const *names, int nwords)
+{
+    agree_packet mine;
+    memset(&mine, 0, sizeof mine);
+    mine.status = local;
+    mine.nwords = nwords;
+    if (nwords)
+        memcpy(mine.words, words, (size_t)nwords * sizeof *words);
+    if (local)
+        snprintf(mine.msg, sizeof mine.msg, "%s", z->err);
+    agree_packet *all = malloc((size_t)z->world * sizeof *all);
+    if (!all)
+        return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
+    int save = z->comm.counting;
+    z->comm.counting = 0;
+    memcpy(&all[z->rank], &mine, sizeof mine);
+    zero_status s = zr_all_gather(&z->comm, all, sizeof mine, ZR_ELEM_BYTE, NULL);
+    z->comm.counting = save;
+    if (s) {
+        free(all);
+        return zr_fail(z, s, "agreement among ranks failed: %s", z->comm.err);
+    }
+    zero_status verdict = local;
+    if (!local) {
+        for (int r = 0; r < z->world; r++) {
+            if (all[r].status) {
+                verdict = zr_fail(z, (zero_status)all[r].status, "rank %d failed: %s", r,
+                                  all[r].msg);
+                break;
+            }
+        }
+    }
+    if (!verdict) {
+        for (int r = 1; r < z->world && !verdict; r++) {
+            for (int w = 0; w < nwords; w++) {
+                if (all[r].nwords != nwords || all[r].words[w] != all[0].words[w]) {
+                    verdict = zr_fail(z, ZERO_ERR_INVALID,
+                                      "%s differs across ranks: %lld on rank 0, %lld on rank %d; "
+                                      "every rank must use the same settings and tensors",
+                                      names[w], (long long)all[0].words[w],
+                                      (long long)all[r].words[w], r);
+                    break;
+                }
+            }
+        }
+    }
+    free(all);
+    return verdict;
+}
+
+/* ---- allocation --------------------------------------------------------------------------- */
+
+static size_t max_chunk(const zp_layout *L, int slice)
+{
+    size_t m = 0;
+    for (int c = 0; c < L->num_chunks; c++) {
+        size_t v = slice ? L->chunks[c].slice : L->chunks[c].padded;
+        if (v > m)
+            m = v;
+    }
+    return m;
+}
+
+/* Device bytes of buffers (outside model state) a stage needs, estimated from the layout. */
+static double buffer_bytes(const zero_ctx *z, int stage)
+{
+    double padded = (double)max_chunk(&z->layout, 0), slice = (double)max_chunk(&z->layout, 1);
+    if (stage >= 2)
+        return 2.0 * (padded + slice) * (double)z->wsz;
+    return slice * (double)z->wsz;
+}
+
+static zero_status oom(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    char fits[256] = "";
+    size_t len = 0;
+    double stage_bytes[4];
+    for (int s = 0; s < 4; s++) {
+        stage_bytes[s] = (double)zp_model_state_bytes(s, z->wsz, L->num_params, z->world);
+        double need = stage_bytes[s] + buffer_bytes(z, s);
+        if (s > z->set.cfg.stage && z->dev.capacity && need <= (double)z->dev.capacity)
+            len += (size_t)snprintf(fits + len, sizeof fits - len, "%sZERO_STAGE=%d", len ? " or " : "",
+                                    s);
+    }
+    return zr_fail(z, ZERO_ERR_OOM,
+                   "out of device memory on rank %d at ZERO_STAGE=%d: %s. Model state per rank "
+                   "for %zu parameters (%s) on %d ranks: stage 0 %.2f MiB, stage 1 %.2f MiB, "
+                   "stage 2 %.2f MiB, stage 3 %.2f MiB (plus buffers). %s%s",
+                   z->rank, z->set.cfg.stage, z->dev.last_oom, L->num_params,
+                   zr_dtype_name(z->dtype), z->world, mib(stage_bytes[0]), mib(stage_bytes[1]),
+                   mib(stage_bytes[2]), mib(stage_bytes[3]),
+                   len ? "Would fit: " : "No higher stage fits this capacity on this many ranks; "
+                                         "add ranks or raise ZERO_DEVICE_MEMORY",
+                   fits);
+}
+
+static zero_status dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
+                             void *out)
+{
+    zero_status s = zr_device_alloc(&z->dev, label, bytes, what, (void **)out);
+    return s == ZERO_ERR_OOM ? oom(z) : s;
+}
+
+static zero_status new_bucket(zero_ctx *z)
+{
+    zr_bucket *nb = realloc(z->buckets, (size_t)(z->num_buckets + 1) * sizeof *nb);
+    if (!nb)
+        return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
+    z->buckets = nb;
+    zr_bucket *b = &nb[z->num_buckets];
+    memset(b, 0, sizeof *b);
+    b->chunk = -1;
+    b->capacity = max_chunk(&z->layout, 0);
+    zero_status s = dev_alloc(z, ZERO_MEM_BUFFERS, b->capacity * z->wsz, "gradient reduce bucket",
+                              &b->grad);
+    if (!s)
+        s = dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+                      &b->slice);
+    if (s) {
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->capacity * z->wsz);
+        return s;
+    }
+    z->num_buckets++;
+    return ZERO_OK;
+}
+
+static zero_status allocate_state(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    int stage = z->set.cfg.stage;
+    size_t full = L->total_padded, shard = L->shard_numel;
+    z->max_slice = max_chunk(L, 1);
+    z->opt_numel = stage == 0 ? full : shard;
+    zero_status s;
+    if ((s = dev_alloc(z, ZERO_MEM_PARAMS, full * z->wsz, "working parameters (full replica)",
+                       &z->params)))
+        return s;
+    if (stage < 2)
+        s = dev_alloc(z, ZERO_MEM_GRADS, full * z->wsz, "working gradients (full)", &z->grads);
+    else
+        s = dev_alloc(z, ZERO_MEM_GRADS, shard * z->wsz, "gradient shard", &z->grads);
+    if (s)
+        return s;
+    if (z->dtype != ZERO_DTYPE_FP32 &&
+        (s = dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "fp32 master weights",
+                       &z->master)))
+        return s;
+    if ((s = dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam first moment",
+                       &z->adam_m)) ||
+        (s = dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam second moment",
+                       &z->adam_v)))
+        return s;
+    if (stage < 2)
+        return dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+                         &z->rs_out);
+    /* Two buckets: one filling while the previous one reduces. More are added only if the model
+     * holds gradient pointers of more chunks at once. */
+    for (int i = 0; i < 2; i++)
+        if ((s = new_bucket(z)))
+            return s;
+    return ZERO_OK;
+}
+
+static void free_state(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    int stage = z->set.cfg.stage;
+    size_t full = L->total_padded;
+    zr_device_free(&z->dev, ZERO_MEM_PARAMS, z->params, full * z->wsz);
+    zr_device_free(&z->dev, ZERO_MEM_GRADS, z->grads,
+                   (stage < 2 ? full : L->shard_numel) * z->wsz);
+    zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->master, z->opt_numel * 4);
+    zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->adam_m, z->opt_numel * 4);
+    zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->adam_v, z->opt_numel * 4);
+    zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->max_slice * z->wsz);
+    for (int i = 0; i < z->num_buckets; i++) {
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].grad,
+                       z->buckets[i].capacity * z->wsz);
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].slice, z->max_slice * z->wsz);
+    }
+    free(z->buckets);
+    z->params = z->grads = z->rs_out = NULL;
+    z->master = z->adam_m = z->adam_v = NULL;
+    z->buckets = NULL;
+    z->num_buckets = 0;
+}
+
+static void destroy(zero_ctx *z)
+{
+    if (!z)
+        return;
+    free_state(z);
+    for (int i = 0; i < z->num_tensors && z->meta; i++)
+        free(z->meta[i].name);
+    free(z->meta);
+    free(z->chunk_modules);
+    free(z->chunk_bucket);
+    free(z->chunk_state);
+    free(z->chunk_ready);
+    free(z->module_ready);
+    free(z->seg);
+    free(z->gather_req);
+    zp_layout_free(&z->layout);
+    zr_comm_destroy(&z->comm);
+    free(z);
+}
+
+/* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers. */
+static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
+{
+    const zp_layout *L = &z->layout;
+    float *buf = malloc(max_chunk(L, 0) * sizeof *buf); /* (chunk padded) fp32, host */
+    if (!buf)
+        return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory for the initial values");
+    z->comm.counting = 0;
+    zero_status s = ZERO_OK;
+    for (int c = 0; c < L->num_chunks && !s; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        memset(buf, 0, ch->padded * sizeof *buf);
+        if (z->rank == 0)
+            for (int i = ch->first_tensor; i < ch->first_tensor + ch->num_tensors; i++)
+                if (t[i].init)
+                    memcpy(buf + L->place[i].offset, t[i].init, t[i].numel * sizeof *buf);
+        if ((s = zr_broadcast(&z->comm, buf, ch->padded, ZR_ELEM_F32, 0, NULL))) {
+            s = zr_fail(z, s, "broadcast of initial values: %s", z->comm.err);
+            break;
+        }
+        zk_cast((char *)z->params + ch->offset * z->wsz, z->dtype, buf, ZERO_DTYPE_FP32,
+                ch->padded);
+        if (z->master) {
+            size_t lo = 0, hi = ch->padded;
+            float *dst = z->master + ch->offset;
+            if (z->set.cfg.stage > 0) {
+                zp_slice_range(L, c, z->rank, &lo, &hi);
+                dst = z->master + ch->shard_offset;
+            }
+            memcpy(dst, buf + lo, (hi - lo) * sizeof *buf);
+        }
+    }
+    z->comm.counting = 1;
+    free(buf);
+    return s;
+}
+
+zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor *t, int n)
+{
+    init_error[0] = 0;
+    if (out)
+        *out = NULL;
+    zero_ctx *z = calloc(1, sizeof *z);
+    if (!z) {
+        snprintf(init_error, sizeof init_error, "zero_init: out of host memory");
+        return ZERO_ERR_SYSTEM;
+    }
+    zero_status s = zr_comm_init(&z->comm);
+    if (s) {
+        snprintf(init_error, sizeof init_error, "zero_init: %s", z->comm.err);
+        free(z);
+        return s;
+    }
+    z->rank = z->comm.rank;
+    z->world = z->comm.world;
+    zr_log_set_rank(z->rank);
+
+    /* Local checks, then one agreement round: every rank leaves with the same verdict. */
+    zr_resolve_result res;
+    memset(&res, 0, sizeof res);
+    s = check_tensors(z, out, t, n);
+    if (!s)
+        s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, z->err, sizeof z->err);
+    if (!s) {
+        zr_log_setup(z->set.log_level, z->set.log_mask, z->set.log_file, z->rank);
+        for (int i = 0; i < res.num_applied; i++)
+            ZR_INFO(ZR_SUB_ENV, "%s=%s (from the environment)", res.applied[i].name,
+                    res.applied[i].value);
+        if (z->rank == 0)
+            for (int i = 0; i < res.num_warnings; i++)
+                ZR_WARN(ZR_SUB_ENV, "%s", res.warnings[i]);
+    }
+    int64_t words[ZR_AGREE_WORDS];
+    const char *names[ZR_AGREE_WORDS];
+    int nw = 0;
+    if (!s) {
+        nw = zr_config_fingerprint(&z->set, words, names, ZR_AGREE_WORDS - 2);
+        words[nw] = n;
+        names[nw++] = "the number of registered tensors";
+        words[nw] = (int64_t)hash_tensors(t, n);
+        names[nw++] = "the tensor registration (names, sizes, modules)";
+    }
+    s = agree(z, s, words, names, nw);
+    if (s)
+        goto fail;
+
+    zero_config *c = &z->set.cfg;
+    z->dtype = c->dtype;
+    z->wsz = zero_dtype_size(c->dtype);
+    if (c->device == ZERO_DEVICE_CUDA) {
+        s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
+                    "ZERO_DEVICE=cuda: this build has no CUDA device backend yet; use "
+                    "ZERO_DEVICE=host or auto");
+        goto fail;
+    }
+    if (c->device == ZERO_DEVICE_AUTO)
+        ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: no CUDA backend in this build; using host");
+    if (c->stage == 3) {
+        s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
+                    "ZERO_STAGE=3 is not available in this build yet; use 0, 1 or 2");
+        goto fail;
+    }
+    if (c->offload_optimizer != ZERO_OFFLOAD_NONE || c->offload_param != ZERO_OFFLOAD_NONE) {
+        s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
+                    "ZERO_OFFLOAD_OPTIMIZER/ZERO_OFFLOAD_PARAM=cpu is not available in this "
+                    "build yet; use none");
+        goto fail;
+    }
+    zr_device_host_init(&z->dev, c->device_memory);
+
+    /* Layout: chunks of whole modules up to the bucket size, split into world slices. */
+    zp_tensor *pt = malloc((size_t)n * sizeof *pt);
+    if (!pt) {
+        s = zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        pt[i].numel = t[i].numel;
+        pt[i].module = t[i].module;
+    }
+    size_t chunk_elems = c->bucket_bytes / z->wsz;
+    char perr[256];
+    int rc = zp_layout_build(&z->layout, pt, n, z->world, chunk_elems ? chunk_elems : 1,
+                             ZR_ALIGN_ELEMS, perr, sizeof perr);
+    free(pt);
+    if (rc) {
+        s = zr_fail(z, ZERO_ERR_INVALID, "layout: %s", perr);
+        goto fail;
+    }
+    const zp_layout *L = &z->layout;
+    z->num_tensors = n;
+    z->meta = calloc((size_t)n, sizeof *z->meta);
+    z->chunk_modules = calloc((size_t)L->num_chunks, sizeof(int));
+    z->chunk_bucket = malloc((size_t)L->num_chunks * sizeof(int));
+    z->chunk_state = calloc((size_t)L->num_chunks, sizeof(int));
+    z->chunk_ready = calloc((size_t)L->num_chunks, sizeof(int));
+    z->module_ready = calloc((size_t)L->num_modules, 1);
+    for (int c2 = 0; c2 < L->num_chunks; c2++)
+        if (L->chunks[c2].num_tensors > z->seg_cap)
+            z->seg_cap = L->chunks[c2].num_tensors;
+    z->seg = malloc((size_t)z->seg_cap * sizeof *z->seg);
+    z->gather_req = calloc((size_t)L->num_chunks, sizeof *z->gather_req);
+    if (!z->meta || !z->chunk_modules || !z->chunk_bucket || !z->chunk_state || !z->chunk_ready ||
+        !z->module_ready || !z->seg || !z->gather_req) {
+        s = zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        z->meta[i].name = strdup(t[i].name);
+        if (!z->meta[i].name) {
+            s = zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
+            goto fail;
+        }
+        z->meta[i].ndim = t[i].ndim;
+        memcpy(z->meta[i].shape, t[i].shape, sizeof t[i].shape);
+        z->meta[i].no_decay = t[i].no_decay;
+    }
+    for (int c2 = 0; c2 < L->num_chunks; c2++)
+        z->chunk_bucket[c2] = -1;
+    for (int m = 0; m < L->num_modules; m++)
+        if (L->module_chunk[m] >= 0)
+            z->chunk_modules[L->module_chunk[m]]++;
+    ZR_INFO(ZR_SUB_PART,
+            "layout: %zu parameters in %d tensors, %d modules, %d chunks (bucket %zu elements); "
+            "full buffer %zu elements, shard %zu elements per rank on %d ranks",
+            L->num_params, n, L->num_modules, L->num_chunks, chunk_elems, L->total_padded,
+            L->shard_numel, z->world);
+
+    /* Allocation may fail on one rank only: agree before the next collective. */
+    s = agree(z, allocate_state(z), NULL, NULL, 0);
+    if (s)
+        goto fail;
+    if ((s = load_initial_values(z, t)))
+        goto fail;
+    ZR_INFO(ZR_SUB_ALLOC,
+            "stage %d %s: params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, buffers %.2f MiB "
+            "(formula %.2f MiB of model state)",
+            c->stage, zr_dtype_name(z->dtype), mib(z->dev.current[ZERO_MEM_PARAMS]),
+            mib(z->dev.current[ZERO_MEM_GRADS]), mib(z->dev.current[ZERO_MEM_OPTIMIZER]),
+            mib(z->dev.current[ZERO_MEM_BUFFERS]),
+            mib((double)zp_model_state_bytes(c->stage, z->wsz, L->num_params, z->world)));
+
+    z->dynamic_scale = c->loss_scale == 0.0f && z->dtype == ZERO_DTYPE_FP16;
+    z->loss_scale = c->loss_scale > 0.0f ? c->loss_scale : z->dynamic_scale ? 65536.0f : 1.0f;
+    z->hysteresis_left = 2;
+    z->last_rescale_boundary = -1;
+    z->last.loss_scale = z->loss_scale;
+    z->t_init_done = zr_now();
+    *out = z;
+    return ZERO_OK;
+
+fail:
+    snprintf(init_error, sizeof init_error, "%s", z->err);
+    destroy(z);
+    return s;
+}
+
+/* ---- gradients ------------------------------------------------------------------------------ */
+
+static zero_status complete_bucket(zero_ctx *z, int b)
+{
+    zr_bucket *bk = &z->buckets[b];
+    int c = bk->chunk;
+    const zp_chunk *ch = &z->layout.chunks[c];
+    void *dst = (char *)z->grads + ch->shard_offset * z->wsz;
+    if (z->micro == 0)
+        memcpy(dst, bk->slice, ch->slice * z->wsz);
+    else
+        zk_add(dst, z->dtype, bk->slice, z->dtype, ch->slice);
+    z->chunk_state[c] = ZR_CHUNK_DONE;
+    z->chunk_bucket[c] = -1;
+    bk->chunk = -1;
+    return ZERO_OK;
+}
+
+/* Completes every finished reduction without blocking; drives MPI progress. */
+static zero_status progress(zero_ctx *z)
+{
+    for (int b = 0; b < z->num_buckets; b++) {
+        zr_bucket *bk = &z->buckets[b];
+        if (bk->chunk < 0 || z->chunk_state[bk->chunk] != ZR_CHUNK_REDUCING)
+            continue;
+        int done = 0;
+        zero_status s = zr_test(&z->comm, &bk->req, &done);
+        if (s)
+            return zr_fail(z, s, "gradient reduce-scatter: %s", z->comm.err);
+        if (done)
+            complete_bucket(z, b);
+    }
+    return ZERO_OK;
+}
+
+static zero_status wait_bucket(zero_ctx *z, int b)
+{
+    zero_status s = zr_wait(&z->comm, &z->buckets[b].req);
+    if (s)
+        return zr_fail(z, s, "gradient reduce-scatter: %s", z->comm.err);
+    return complete_bucket(z, b);
+}
+
+static zero_status acquire_bucket(zero_ctx *z, int c)
+{
+    zero_status s = progress(z);
+    if (s)
+        return s;
+    int b = -1;
+    for (int i = 0; i < z->num_buckets && b < 0; i++)
+        if (z->buckets[i].chunk < 0)
+            b = i;
+    if (b < 0) { /* wait for a reducing bucket, else grow the pool */
+        for (int i = 0; i < z->num_buckets && b < 0; i++)
+            if (z->chunk_state[z->buckets[i].chunk] == ZR_CHUNK_REDUCING) {
+                if ((s = wait_bucket(z, i)))
+                    return s;
+                b = i;
+            }
+    }
+    if (b < 0) {
+        if ((s = new_bucket(z)))
+            return s;
+        b = z->num_buckets - 1;
+        ZR_INFO(ZR_SUB_ALLOC, "gradient buckets: grew to %d (the model holds gradients of that "
+                "many chunks at once)", z->num_buckets);
+    }
+    const zp_chunk *ch = &z->layout.chunks[c];
+    memset(z->buckets[b].grad, 0, ch->padded * z->wsz);
+    z->buckets[b].chunk = c;
+    z->chunk_bucket[c] = b;
+    z->chunk_state[c] = ZR_CHUNK_FILLING;
+    return ZERO_OK;
+}
+
+static zero_status issue_reduce(zero_ctx *z, int c)
+{
+    zr_bucket *bk = &z->buckets[z->chunk_bucket[c]];
+    zero_status s = zr_reduce_scatter(&z->comm, bk->grad, bk->slice, z->layout.chunks[c].slice,
+                                      zr_elem_of(z->dtype), &bk->req);
+    if (s)
+        return zr_fail(z, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
+    z->chunk_state[c] = ZR_CHUNK_REDUCING;
+    ZR_TRACE(ZR_SUB_COMM, "reduce-scatter chunk %d issued (%zu elements per rank)", c,
+             z->layout.chunks[c].slice);
+    return ZERO_OK;
+}
+
+static zero_status check_ctx(const zero_ctx *z)
+{
+    if (!z)
+        return ZERO_ERR_INVALID;
+    if (z->finalized)
+        return ZERO_ERR_STATE;
+    return ZERO_OK;
+}
+
+void *zero_param_ptr(zero_ctx *z, int i)
+{
+    if (check_ctx(z))
+        return NULL;
+    if (i < 0 || i >= z->num_tensors) {
+        zr_fail(z, ZERO_ERR_INVALID, "zero_param_ptr: tensor index %d; expected 0..%d", i,
+                z->num_tensors - 1);
+        return NULL;
+    }
+    const zp_place *p = &z->layout.place[i];
+    return (char *)z->params + (z->layout.chunks[p->chunk].offset + p->offset) * z->wsz;
+}
+
+void *zero_grad_ptr(zero_ctx *z, int i)
+{
+    if (check_ctx(z))
+        return NULL;
+    if (i < 0 || i >= z->num_tensors) {
+        zr_fail(z, ZERO_ERR_INVALID, "zero_grad_ptr: tensor index %d; expected 0..%d", i,
+                z->num_tensors - 1);
+        return NULL;
+    }
+    const zp_place *p = &z->layout.place[i];
+    const zp_chunk *ch = &z->layout.chunks[p->chunk];
+    if (z->set.cfg.stage < 2)
+        return (char *)z->grads + (ch->offset + p->offset) * z->wsz;
+    double t0 = zr_now();
+    int c = p->chunk;
+    if (z->chunk_state[c] >= ZR_CHUNK_REDUCING) {
+        zr_fail(z, ZERO_ERR_STATE,
+                "zero_grad_ptr: tensor %d (%s): its bucket was already reduced in this "
+                "micro-step (all its modules were reported ready)",
+                i, z->meta[i].name);
+        return NULL;
+    }
+    if (z->chunk_state[c] == ZR_CHUNK_IDLE && acquire_bucket(z, c))
+        return NULL;
+    z->times.in_backward_s += zr_now() - t0;
+    return (char *)z->buckets[z->chunk_bucket[c]].grad + p->offset * z->wsz;
+}
+
+zero_status zero_grad_ready(zero_ctx *z, int module)
+{
+    zero_status s = check_ctx(z);
+    if (s)
+        return s;
+    if (module < 0 || module >= z->layout.num_modules)
+        return zr_fail(z, ZERO_ERR_INVALID, "zero_grad_ready: module %d; expected 0..%d", module,
+                       z->layout.num_modules - 1);
+    if (z->module_ready[module])
+        return zr_fail(z, ZERO_ERR_STATE,
+                       "zero_grad_ready: module %d was already reported ready in this micro-step",
+                       module);
+    z->module_ready[module] = 1;
+    int c = z->layout.module_chunk[module];
+    if (c < 0 || z->set.cfg.stage < 2)
+        return ZERO_OK;
+    double t0 = zr_now();
+    if (z->chunk_state[c] == ZR_CHUNK_IDLE && (s = acquire_bucket(z, c)))
+        return s;
+    if (++z->chunk_ready[c] == z->chunk_modules[c] && (s = issue_reduce(z, c)))
+        return s;
+    s = progress(z);
+    z->times.in_backward_s += zr_now() - t0;
+    return s;
+}
+
+/* Stage 2: reduces every chunk not yet reduced in this micro-step (descending order, as
+ * backward would) and waits for all reductions. */
+static zero_status finish_reductions(zero_ctx *z)
+{
+    zero_status s;
+    for (int c = z->layout.num_chunks - 1; c >= 0; c--) {
+        if (z->chunk_state[c] >= ZR_CHUNK_REDUCING)
+            continue;
+        if (z->chunk_state[c] == ZR_CHUNK_IDLE && (s = acquire_bucket(z, c)))
+            return s;
+        if ((s = issue_reduce(z, c)))
+            return s;
+    }
+    for (int b = 0; b < z->num_buckets; b++)
+        if (z->buckets[b].chunk >= 0 && (s = wait_bucket(z, b)))
+            return s;
+    return ZERO_OK;
+}
+
+/* Stages 0–1: reduce-scatter the full gradient chunk by chunk (descending) at the boundary; the
+ * reduced slice goes back to this rank's place in the full buffer. Stage 0 then all-gathers it,
+ * which with the reduce-scatter makes an all-reduce with the same additions as stages 1–2. */
+static zero_status reduce_full_gradients(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    zr_elem e = zr_elem_of(z->dtype);
+    zero_status s;
+    for (int c = L->num_chunks - 1; c >= 0; c--) {
+        const zp_chunk *ch = &L->chunks[c];
+        char *g = (char *)z->grads + ch->offset * z->wsz;
+        zr_request req;
+        if ((s = zr_reduce_scatter(&z->comm, g, z->rs_out, ch->slice, e, &req)) ||
+            (s = zr_wait(&z->comm, &req)))
+            return zr_fail(z, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
+        memcpy(g + (size_t)z->rank * ch->slice * z->wsz, z->rs_out, ch->slice * z->wsz);
+        if (z->set.cfg.stage == 0 &&
+            ((s = zr_all_gather(&z->comm, g, ch->slice, e, &req)) ||
+             (s = zr_wait(&z->comm, &req))))
+            return zr_fail(z, s, "gradient all-gather of chunk %d: %s", c, z->comm.err);
+    }
+    return ZERO_OK;
+}
+
+/* This rank's reduced gradient for element `off` of chunk c (off inside its slice at stages
+ * 1–2, anywhere at stage 0). */
+static void *grad_at(const zero_ctx *z, int c, size_t off)
+{
+    const zp_chunk *ch = &z->layout.chunks[c];
+    if (z->set.cfg.stage < 2)
+        return (char *)z->grads + (ch->offset + off) * z->wsz;
+    return (char *)z->grads + (ch->shard_offset + off - (size_t)z->rank * ch->slice) * z->wsz;
+}
+
+/* The tensor pieces inside [lo, hi) of chunk c, into z->seg; returns how many. */
+static int segments(zero_ctx *z, int c, size_t lo, size_t hi)
+{
+    return zp_segments(&z->layout, c, lo, hi, z->seg, z->seg_cap);
+}
+
+/* Global squared L2 norm of the summed gradient and the inf/nan flag: each rank sums its own
+ * slices in a fixed order, the partial sums are all-gathered and added in rank order, so every
+ * stage and every rank gets the same bits. */
+static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
+{
+    const zp_layout *L = &z->layout;
+    double local = 0.0;
+    int bad = 0;
+    for (int c = 0; c < L->num_chunks; c++) {
+        size_t lo, hi;
+        zp_slice_range(L, c, z->rank, &lo, &hi);
+        int k = segments(z, c, lo, hi);
+        for (int j = 0; j < k; j++)
+            local += zk_sq_norm(grad_at(z, c, z->seg[j].chunk_offset), z->dtype, z->seg[j].numel,
+                                &bad);
+    }
+    double *all = malloc((size_t)z->world * 2 * sizeof *all);
+    if (!all)
+        return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
+    all[2 * z->rank] = local;
+    all[2 * z->rank + 1] = bad;
+    zero_status s = zr_all_gather(&z->comm, all, 2, ZR_ELEM_F64, NULL);
+    if (s) {
+        free(all);
+        return zr_fail(z, s, "gradient norm all-gather: %s", z->comm.err);
+    }
+    *sumsq = 0.0;
+    *nonfinite = 0;
+    for (int r = 0; r < z->world; r++) {
+        *sumsq += all[2 * r];
+        *nonfinite |= all[2 * r + 1] != 0.0;
+    }
+    free(all);
+    if (!isfinite(*sumsq))
+        *nonfinite = 1;
+    return ZERO_OK;
+}
+
+/* AdamW over the elements this rank owns: everything at stage 0, its slices at stages 1–2. */
+static void adamw_owned(zero_ctx *z, const zk_adamw_params *base)
+{
+    const zp_layout *L = &z->layout;
+    int stage = z->set.cfg.stage;
+    float wd = base->weight_decay;
+    zk_adamw_params p = *base;
+    for (int c = 0; c < L->num_chunks; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        size_t lo = 0, hi = ch->padded;
+        if (stage > 0)
+            zp_slice_range(L, c, z->rank, &lo, &hi);
+        int k = segments(z, c, lo, hi);
+        for (int j = 0; j < k; j++) {
+            size_t off = z->seg[j].chunk_offset;
+            /* index into master / m / v: full layout at stage 0, shard layout above */
+            size_t idx = stage == 0 ? ch->offset + off : ch->shard_offset + (off - lo);
+            void *work = (char *)z->params + (ch->offset + off) * z->wsz;
+            float *master = z->master ? z->master + idx : (float *)work;
+            p.weight_decay = z->meta[z->seg[j].tensor].no_decay ? 0.0f : wd;
+            zk_adamw(master, z->adam_m + idx, z->adam_v + idx, grad_at(z, c, off), z->dtype,
+                     z->master ? work : NULL, z->dtype, z->seg[j].numel, &p);
+        }
+    }
+}
+
+/* Stages 1–2: every rank's updated slices to every rank, all chunks in flight at once. */
+static zero_status gather_params(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    zero_status s = ZERO_OK;
+    int issued = 0;
+    for (int c = 0; c < L->num_chunks && !s; c++, issued++)
+        s = zr_all_gather(&z->comm, (char *)z->params + L->chunks[c].offset * z->wsz,
+                          L->chunks[c].slice, zr_elem_of(z->dtype), &z->gather_req[c]);
+    for (int c = 0; c < issued; c++) {
+        zero_status w = zr_wait(&z->comm, &z->gather_req[c]);
+        if (!s)
+            s = w;
+    }
+    return s ? zr_fail(z, s, "parameter all-gather: %s", z->comm.err) : ZERO_OK;
+}
+
+/* Dynamic loss scaling, DeepSpeed's rule: an overflow first spends the hysteresis, then halves
+ * the scale (never below 1); 1000 boundaries after the last overflow or growth, the scale
+ * doubles and the hysteresis is restored. */
+enum { ZR_SCALE_WINDOW = 1000, ZR_HYSTERESIS = 2 };
+
+static void update_loss_scale(zero_ctx *z, int overflow)
+{
+    if (!z->dynamic_scale)
+        return;
+    int64_t it = z->boundaries - 1; /* index of the boundary just ended */
+    if (overflow) {
+        if (z->hysteresis_left <= 1)
+            z->loss_scale = fmaxf(z->loss_scale * 0.5f, 1.0f);
+        else
+            z->hysteresis_left--;
+        z->last_rescale_boundary = it;
+        ZR_INFO(ZR_SUB_INIT, "gradient overflow: step skipped, loss scale now %g", z->loss_scale);
+    } else if ((it - z->last_rescale_boundary) % ZR_SCALE_WINDOW == 0) {
+        z->hysteresis_left = ZR_HYSTERESIS;
+        z->loss_scale *= 2.0f;
+        ZR_INFO(ZR_SUB_INIT, "loss scale raised to %g", z->loss_scale);
+    }
+}
+
+static void reset_micro_state(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    memset(z->chunk_state, 0, (size_t)L->num_chunks * sizeof *z->chunk_state);
+    memset(z->chunk_ready, 0, (size_t)L->num_chunks * sizeof *z->chunk_ready);
+    memset(z->module_ready, 0, (size_t)L->num_modules);
+}
+
+zero_status zero_step(zero_ctx *z)
+{
+    zero_status s = check_ctx(z);
+    if (s)
+        return s;
+    const zero_config *c = &z->set.cfg;
+    double t0 = zr_now(), t;
+    if (c->stage == 2 && (s = finish_reductions(z)))
+        return s;
+    reset_micro_state(z);
+    z->micro_steps++;
+    memset(&z->last, 0, sizeof z->last);
+    z->last.step = z->steps;
+    z->last.skipped = z->skipped;
+    z->last.loss_scale = z->loss_scale;
+    if (++z->micro < c->grad_accum) {
+        z->times.grad_reduce_s += zr_now() - t0;
+        z->times.step_s += zr_now() - t0;
+        return ZERO_OK;
+    }
+    z->micro = 0;
+    z->boundaries++;
+    z->last.boundary = 1;
+    if (c->stage < 2 && (s = reduce_full_gradients(z)))
+        return s;
+    t = zr_now();
+    z->times.grad_reduce_s += t - t0;
+
+    double sumsq = 0.0;
+    int overflow = 0;
+    if ((s = global_norm(z, &sumsq, &overflow)))
+        return s;
+    /* The reduced gradient is the sum over ranks and micro-steps of loss-scaled means. */
+    double denom = (double)z->loss_scale * (double)z->world * (double)c->grad_accum;
+    double norm = sqrt(sumsq) / denom;
+    z->times.norm_s += zr_now() - t;
+    z->last.grad_norm = (float)norm;
+    z->last.overflow = overflow;
+    if (overflow) {
+        z->skipped++;
+        ZR_INFO(ZR_SUB_INIT, "step %lld skipped: inf/nan in the gradients",
+                (long long)z->boundaries);
+    } else {
+        t = zr_now();
+        double clip = 1.0;
+        if (c->clip > 0.0f && norm > (double)c->clip)
+            clip = (double)c->clip / (norm + 1e-6);
+        z->steps++;
+        zk_adamw_params p;
+        p.lr = c->lr;
+        p.beta1 = c->beta1;
+        p.beta2 = c->beta2;
+        p.eps = c->eps;
+        p.weight_decay = c->weight_decay;
+        p.bias_corr1 = (float)(1.0 - pow((double)c->beta1, (double)z->steps));
+        p.bias_corr2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, (double)z->steps));
+        p.grad_scale = (float)(clip / denom);
+        adamw_owned(z, &p);
+        double t2 = zr_now();
+        z->times.optimizer_s += t2 - t;
+        if (c->stage > 0 && (s = gather_params(z)))
+            return s;
+        z->times.param_gather_s += zr_now() - t2;
+        z->last.applied = 1;
+    }
+    if (c->stage < 2)
+        memset(z->grads, 0, z->layout.total_padded * z->wsz);
+    update_loss_scale(z, overflow);
+    z->last.step = z->steps;
+    z->last.skipped = z->skipped;
+    z->last.loss_scale = z->loss_scale;
+    z->times.step_s += zr_now() - t0;
+    return ZERO_OK;
+}
+
+/* ---- stage 3 entry points (no-ops below stage 3) -------------------------------------------- */
+
+zero_status zero_gather(zero_ctx *z, int module)
+{
+    zero_status s = check_ctx(z);
+    if (s)
+        return s;
+    if (module < 0 || module >= z->layout.num_modules)
+        return zr_fail(z, ZERO_ERR_INVALID, "zero_gather: module %d; expected 0..%d", module,
+                       z->layout.num_modules - 1);
+    return ZERO_OK;
+}
+
+zero_status zero_release(zero_ctx *z, int module)
+{
+    zero_status s = check_ctx(z);
+    if (s)
+        return s;
+    if (module < 0 || module >= z->layout.num_modules)
+        return zr_fail(z, ZERO_ERR_INVALID, "zero_release: module %d; expected 0..%d", module,
+                       z->layout.num_modules - 1);
+    return ZERO_OK;
+}
+
+/* ---- queries ------------------------------------------------------------------------------- */
+
+float zero_loss_scale(const zero_ctx *z) { return z ? z->loss_scale : 1.0f; }
+
+zero_status zero_last_step(const zero_ctx *z, zero_step_info *info)
+{
+    if (!z || !info)
+        return ZERO_ERR_INVALID;
+    *info = z->last;
+    return ZERO_OK;
+}
+
+int zero_rank(const zero_ctx *z) { return z ? z->rank : -1; }
+int zero_world_size(const zero_ctx *z) { return z ? z->world : 0; }
+const zero_config *zero_get_config(const zero_ctx *z) { return z ? &z->set.cfg : NULL; }
+
+zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
+{
+    if (!z || !st)
+        return ZERO_ERR_INVALID;
+    memset(st, 0, sizeof *st);
+    for (int l = 0; l < ZERO_MEM_NUM_LABELS; l++) {
+        st->current[l] = z->dev.current[l];
+        st->peak[l] = z->dev.peak[l];
+    }
+    st->current_total = z->dev.current_total;
+    st->peak_total = z->dev.peak_total;
+    st->model_state_peak = z->dev.model_state_peak;
+    st->model_state_formula = (size_t)zp_model_state_bytes(z->set.cfg.stage, z->wsz,
+                                                           z->layout.num_params, z->world);
+    st->capacity = z->dev.capacity;
+    st->num_params = z->layout.num_params;
+    return ZERO_OK;
+}
+
+zero_status zero_allreduce_sum(zero_ctx *z, double *values, int n)
+{
+    zero_status s = check_ctx(z);
+    if (s)
+        return s;
+    if (!values || n < 0)
+        return zr_fail(z, ZERO_ERR_INVALID, "zero_allreduce_sum: values %p, n %d", (void *)values,
+                       n);
+    z->comm.counting = 0;
+    s = zr_all_reduce(&z->comm, values, (size_t)n, ZR_ELEM_F64, ZR_OP_SUM, NULL);
+    z->comm.counting = 1;
+    return s ? zr_fail(z, s, "zero_allreduce_sum: %s", z->comm.err) : ZERO_OK;
+}
+
+const char *zero_last_error(const zero_ctx *z) { return z ? z->err : "ctx is NULL"; }
+
+zero_status zero_finalize(zero_ctx *z)
+{
+    if (!z)
+        return ZERO_OK;
+    if (z->finalized)
+        return ZERO_ERR_STATE;
+    z->t_end = zr_now();
+    zero_status s = ZERO_OK;
+    if (z->set.report_path[0])
+        s = zr_write_report(z, z->set.report_path);
+    char saved[sizeof z->err];
+    memcpy(saved, z->err, sizeof saved);
+    destroy(z);
+    if (s)
+        snprintf(init_error, sizeof init_error, "zero_finalize: %s", saved);
+    zr_log_close();
+    return s;
+}
+
+/* ---- utilities ------------------------------------------------------------------------------ */
+
+size_t zero_dtype_size(zero_dtype d) { return d == ZERO_DTYPE_FP32 ? 4 : 2; }
+
+void zero_convert(void *dst, zero_dtype dt, const void *src, zero_dtype st, size_t n)
+{
+    zk_cast(dst, dt, src, st, n);
+}
+
+void zero_accumulate(void *dst, zero_dtype dt, const float *src, size_t n)
+{
+    zk_add_f32(dst, dt, src, n);
+}
+
+const char *zero_status_string(zero_status s)
+{
+    switch (s) {
+    case ZERO_OK: return "ZERO_OK";
+    case ZERO_ERR_INVALID: return "ZERO_ERR_INVALID";
+    case ZERO_ERR_OOM: return "ZERO_ERR_OOM";
+    case ZERO_ERR_STATE: return "ZERO_ERR_STATE";
+    case ZERO_ERR_COMM: return "ZERO_ERR_COMM";
+    case ZERO_ERR_IO: return "ZERO_ERR_IO";
+    case ZERO_ERR_UNSUPPORTED: return "ZERO_ERR_UNSUPPORTED";
+    case ZERO_ERR_SYSTEM: return "ZERO_ERR_SYSTEM";
+    case ZERO_ERR_INTERNAL: return "ZERO_ERR_INTERNAL";
+    }
+    return "ZERO_ERR_UNKNOWN";
+}

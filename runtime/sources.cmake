@@ -1,0 +1,7 @@
+list(APPEND ZERO_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/config.c
+  ${CMAKE_CURRENT_LIST_DIR}/log.c
+  ${CMAKE_CURRENT_LIST_DIR}/device.c
+  ${CMAKE_CURRENT_LIST_DIR}/comm_mpi.c
+  ${CMAKE_CURRENT_LIST_DIR}/engine.c
+  ${CMAKE_CURRENT_LIST_DIR}/report.c)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# run-main.sh — the main job: set up and build, then train the MLP example on 2 ranks at ZeRO
+# stage 2 (host backend where there is no GPU), printing per-step progress, and export the
+# weights. Extra arguments go to zero-mlp; ZERO_* variables tune the runtime (docs/ENV.md).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+mkdir -p "$root/out"
+export ZERO_STAGE=${ZERO_STAGE:-2}
+export ZERO_REPORT=${ZERO_REPORT:-$root/out/mlp-report.json}
+"$root/scripts/zero-mpirun" -np "${NP:-2}" "$root/build/bin/zero-mlp" --steps 60 \
+    --export "$root/out/mlp.safetensors" "$@"
+echo "report: $ZERO_REPORT; weights: $root/out/mlp.safetensors"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# setup.sh — installs what libzero needs on a fresh Debian/Ubuntu machine (only what is
+# missing), then configures and builds into build/ (executables in build/bin/).
+# Environment: BUILD_DIR (default build), ZERO_CUDA (AUTO|ON|OFF, default AUTO),
+# CMAKE_BUILD_TYPE (default Release).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v gcc >/dev/null || need+=(gcc g++ make)
+command -v mpicc >/dev/null || need+=(libopenmpi-dev)
+command -v mpirun >/dev/null || need+=(openmpi-bin)
+[ -e /usr/include/hwloc.h ] || need+=(libhwloc-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# CUDA: found where the toolkit is installed (the CUDA backend needs no GPU to build).
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH=/usr/local/cuda/bin:$PATH
+fi
+
+mkdir -p "$build"
+cmake -S "$root" -B "$build" -DZERO_CUDA="${ZERO_CUDA:-AUTO}" \
+    -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" > "$build/configure.log" 2>&1 ||
+    { cat "$build/configure.log"; exit 1; }
+grep -E "libzero:" "$build/configure.log" || true
+cmake --build "$build" -j "$(nproc)"

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Integration cases for ctest: the MLP example trained under mpirun at every stage and world
+# size, compared with a reference run, plus the report's memory and traffic against the
+# DESIGN.md formulas, OOM behaviour and bad input. Usage: run.sh CASE (BIN, OUT, MPIRUN set by
+# ctest). Exit 0 = pass, anything else = fail; every assertion prints what it compared.
+set -uo pipefail
+: "${BIN:?}" "${OUT:?}" "${MPIRUN:?}"
+mkdir -p "$OUT"
+case_name=$1
+MLP=(--layers 4 --width 128 --batch 48 --steps 20 --seed 7 --quiet)
+CHECK="$BIN/zero-check"
+export ZERO_BUCKET_MB=${ZERO_BUCKET_MB:-64K}   # one chunk per layer: several buckets per step
+# Adam's eps: with 1e-8, the few weights whose gradient cancels to ~1e-8 turn the rounding of a
+# different reduction order (another world size) into update differences of up to ~lr: stage 0
+# (plain data parallel) on 3 ranks differs from 1 rank by 6.8e-4 that way. 1e-5 keeps the update
+# well conditioned, so the comparison across world sizes measures the runtime, not Adam.
+# Within one world size every stage is compared bit for bit (bitwise_* cases) at the default.
+export ZERO_EPS=${ZERO_EPS:-1e-5}
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# train NAME NP [VAR=VALUE ...] -- extra flags: writes $OUT/NAME.st and $OUT/NAME.json
+train() {
+    local name=$1 np=$2; shift 2
+    local envs=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    [ "${1:-}" = "--" ] && shift
+    rm -f "$OUT/$name.st" "$OUT/$name.json"
+    env "${envs[@]}" ZERO_REPORT="$OUT/$name.json" \
+        "$MPIRUN" -np "$np" "$BIN/zero-mlp" "${MLP[@]}" --export "$OUT/$name.st" "$@" \
+        > "$OUT/$name.log" 2>&1
+    local rc=$?
+    cat "$OUT/$name.log"
+    [ $rc -eq 0 ] || fail "$name: zero-mlp exited $rc"
+    [ -s "$OUT/$name.st" ] && [ -s "$OUT/$name.json" ] || fail "$name: no export or report"
+}
+
+# expect_error NAME NP PATTERN [VAR=VALUE ...]: zero-mlp must fail and print PATTERN
+expect_error() {
+    local name=$1 np=$2 pattern=$3; shift 3
+    env "$@" timeout 60 "$MPIRUN" -np "$np" "$BIN/zero-mlp" "${MLP[@]}" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    cat "$OUT/$name.log"
+    [ $rc -ne 0 ] || fail "$name: expected a failure, got exit 0"
+    [ $rc -ne 124 ] || fail "$name: hung (killed after 60 s)"
+    grep -q -- "$pattern" "$OUT/$name.log" || fail "$name: output lacks '$pattern'"
+    echo "ok: $name failed with '$pattern'"
+}
+
+check_formulas() { # NAME: model state and bus bytes within 1% of DESIGN.md
+    "$CHECK" near "$OUT/$1.json" model_state_peak_bytes model_state_formula_bytes 0.01 || exit 1
+    "$CHECK" near "$OUT/$1.json" bus_bytes_per_step bus_bytes_formula_per_step 0.01 || exit 1
+}
+
+case "$case_name" in
+reference) # stage 0 on one rank: what every other configuration must reproduce
+    train ref 1 ZERO_STAGE=0
+    check_formulas ref ;;
+stage[0-2]_np[1-4])
+    stage=${case_name:5:1} np=${case_name: -1}
+    train "$case_name" "$np" ZERO_STAGE="$stage"
+    "$CHECK" compare "$OUT/$case_name.st" "$OUT/ref.st" 1e-5 || exit 1
+    check_formulas "$case_name" ;;
+bitwise_fp32 | bitwise_bf16 | bitwise_fp16) # one layout, same additions: identical bits
+    dtype=${case_name#bitwise_}
+    unset ZERO_EPS
+    for np in 2 3; do
+        for stage in 0 1 2; do
+            train "${case_name}_s${stage}_np$np" "$np" ZERO_STAGE=$stage ZERO_DTYPE="$dtype"
+            # (fp16 skips steps, and a skipped step gathers no parameters: memory only)
+            "$CHECK" near "$OUT/${case_name}_s${stage}_np$np.json" model_state_peak_bytes \
+                model_state_formula_bytes 0.01 || exit 1
+            [ "$dtype" = fp16 ] || check_formulas "${case_name}_s${stage}_np$np"
+        done
+        for stage in 1 2; do
+            "$CHECK" same "$OUT/${case_name}_s0_np$np.json" "$OUT/${case_name}_s${stage}_np$np.json" \
+                param_digest || exit 1
+        done
+    done
+    if [ "$dtype" = fp16 ]; then # dynamic loss scaling started at 2^16 must have skipped steps
+        skipped=$("$CHECK" get "$OUT/${case_name}_s2_np3.json" skipped_steps)
+        [ "$skipped" -ge 1 ] || fail "fp16: no skipped step at loss scale 65536"
+        echo "ok: fp16 skipped $skipped steps on every rank, same bits at every stage"
+    fi ;;
+determinism) # the same configuration twice gives the same digest
+    train det_a 3 ZERO_STAGE=2
+    train det_b 3 ZERO_STAGE=2
+    "$CHECK" same "$OUT/det_a.json" "$OUT/det_b.json" param_digest || exit 1 ;;
+grad_accum) # accumulation: stage 2 on 4 ranks matches stage 0 on 1 rank
+    train accum_ref 1 ZERO_STAGE=0 ZERO_GRAD_ACCUM=3
+    train accum_s2 4 ZERO_STAGE=2 ZERO_GRAD_ACCUM=3
+    "$CHECK" compare "$OUT/accum_s2.st" "$OUT/accum_ref.st" 1e-5 || exit 1
+    check_formulas accum_s2
+    "$CHECK" compare "$OUT/accum_ref.st" "$OUT/ref.st" 1e-3 > /dev/null &&
+        fail "accumulating 3 micro-batches trained the same weights as 1"
+    echo "ok: accumulation changes the result and is stage-independent" ;;
+clip) # global-norm clipping across shards
+    train clip_ref 1 ZERO_STAGE=0 ZERO_CLIP=0.05
+    train clip_s2 3 ZERO_STAGE=2 ZERO_CLIP=0.05
+    train clip_s1 4 ZERO_STAGE=1 ZERO_CLIP=0.05
+    "$CHECK" compare "$OUT/clip_s2.st" "$OUT/clip_ref.st" 1e-5 || exit 1
+    "$CHECK" compare "$OUT/clip_s1.st" "$OUT/clip_ref.st" 1e-5 || exit 1
+    "$CHECK" compare "$OUT/clip_ref.st" "$OUT/ref.st" 1e-3 > /dev/null &&
+        fail "ZERO_CLIP=0.05 changed nothing"
+    echo "ok: clipping applied, same result across shards" ;;
+oom) # too small for stage 0 on 4 ranks, enough for stage 2
+    expect_error oom_s0 4 "ZERO_ERR_OOM" ZERO_STAGE=0 ZERO_DEVICE_MEMORY=900K
+    grep -q "Would fit: .*ZERO_STAGE=2" "$OUT/oom_s0.log" || fail "OOM message names no stage"
+    grep -q "capacity 0.88 MiB" "$OUT/oom_s0.log" || fail "OOM message lacks the capacity"
+    train oom_s2 4 ZERO_STAGE=2 ZERO_DEVICE_MEMORY=900K
+    "$CHECK" compare "$OUT/oom_s2.st" "$OUT/ref.st" 1e-5 || exit 1
+    "$CHECK" le "$OUT/oom_s2.json" device_peak_bytes capacity_bytes || exit 1 ;;
+bad_stage) expect_error bad_stage 2 "ZERO_STAGE=7 is not allowed" ZERO_STAGE=7 ;;
+bad_bucket) expect_error bad_bucket 2 "ZERO_BUCKET_MB=abc is not a size" ZERO_BUCKET_MB=abc ;;
+bad_memory) expect_error bad_memory 2 "ZERO_DEVICE_MEMORY=-1 is not a size" ZERO_DEVICE_MEMORY=-1 ;;
+unknown_var) # a typo draws a warning naming the real variable, and training goes on
+    train unknown 2 ZERO_STAGEE=1
+    grep -q "ZERO_STAGEE.*did you mean ZERO_STAGE" "$OUT/unknown.log" || fail "no suggestion" ;;
+env_logged) # values taken from the environment are logged at INFO
+    train env_logged 1 ZERO_STAGE=1 ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=ENV
+    grep -q "ZERO_STAGE=1" "$OUT/env_logged.log" || fail "ZERO_STAGE not logged" ;;
+stage_mismatch) # ranks that disagree all fail, quickly, naming the variable
+    start=$(date +%s)
+    timeout 60 "$MPIRUN" -np 1 env ZERO_STAGE=1 "$BIN/zero-mlp" "${MLP[@]}" : \
+        -np 1 env ZERO_STAGE=2 "$BIN/zero-mlp" "${MLP[@]}" > "$OUT/mismatch.log" 2>&1
+    rc=$?
+    cat "$OUT/mismatch.log"
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "stage mismatch: exit $rc"
+    n=$(grep -c "ZERO_STAGE differs across ranks" "$OUT/mismatch.log")
+    [ "$n" -ge 2 ] || fail "stage mismatch reported by $n ranks, expected 2"
+    echo "ok: both ranks failed in $(( $(date +%s) - start )) s" ;;
+*) fail "unknown case $case_name" ;;
+esac
+exit 0

@@ -1,0 +1,215 @@
+/* test_api — the public API's contract on bad input and edge cases, at any world size
+ * (run under mpirun -np 1..4): every failure is a status plus a message naming the problem,
+ * failures on one rank become failures on all ranks (no hang), and an inf/nan gradient on one
+ * rank skips the step everywhere without touching the parameters. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zero.h"
+
+static int failures, checks, rank_hint;
+
+#define EXPECT(cond, ...)                                                                     \
+    do {                                                                                      \
+        checks++;                                                                             \
+        if (!(cond)) {                                                                        \
+            failures++;                                                                       \
+            fprintf(stderr, "rank %d FAIL %s:%d: ", rank_hint, __FILE__, __LINE__);           \
+            fprintf(stderr, __VA_ARGS__);                                                     \
+            fputc('\n', stderr);                                                              \
+        }                                                                                     \
+    } while (0)
+
+enum { NT = 4 };
+static float init_vals[NT][300];
+static zero_tensor tensors[NT];
+
+static void make_tensors(void)
+{
+    static const char *names[NT] = {"a.w", "a.b", "b.w", "b.b"};
+    static const size_t sizes[NT] = {300, 17, 250, 3};
+    memset(tensors, 0, sizeof tensors);
+    for (int i = 0; i < NT; i++) {
+        tensors[i].name = names[i];
+        tensors[i].numel = sizes[i];
+        tensors[i].module = i / 2;
+        for (size_t k = 0; k < sizes[i]; k++)
+            init_vals[i][k] = 0.01f * (float)((k * 31 + (size_t)i * 7) % 17) - 0.08f;
+        tensors[i].init = init_vals[i];
+    }
+}
+
+/* zero_init must fail with `want` and a message containing `text`. */
+static void expect_init_fail(const char *what, zero_ctx **out, const zero_config *cfg,
+                             const zero_tensor *t, int n, zero_status want, const char *text)
+{
+    zero_status s = zero_init(out, cfg, t, n);
+    EXPECT(s == want, "%s: status %s, expected %s (%s)", what, zero_status_string(s),
+           zero_status_string(want), zero_init_error());
+    EXPECT(strstr(zero_init_error(), text) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
+           zero_init_error(), text);
+    if (out)
+        EXPECT(*out == NULL, "%s: ctx not NULL after failure", what);
+}
+
+/* One micro-step of fake gradients g = p * (rank + 1) - 0.05 in the working dtype; `poison`
+ * (if not 0) replaces one element of tensor 2. */
+static int fake_step(zero_ctx *z, int rank, float poison)
+{
+    zero_dtype dt = zero_get_config(z)->dtype;
+    float p[300], g[300];
+    for (int m = 1; m >= 0; m--) {
+        for (int i = 2 * m + 1; i >= 2 * m; i--) {
+            void *gw = zero_grad_ptr(z, i);
+            const void *pw = zero_param_ptr(z, i);
+            if (!gw || !pw)
+                return 1;
+            zero_convert(p, ZERO_DTYPE_FP32, pw, dt, tensors[i].numel);
+            for (size_t k = 0; k < tensors[i].numel; k++)
+                g[k] = (p[k] * (float)(rank + 1) - 0.05f) * zero_loss_scale(z);
+            if (poison != 0.0f && i == 2)
+                g[5] = poison;
+            zero_accumulate(gw, dt, g, tensors[i].numel);
+        }
+        if (zero_grad_ready(z, m))
+            return 1;
+    }
+    return zero_step(z) != ZERO_OK;
+}
+
+int main(void)
+{
+    make_tensors();
+    zero_config cfg = ZERO_CONFIG_INIT;
+    zero_ctx *z = NULL;
+
+    /* A valid context first: it tells us rank and world size (and initialises MPI). */
+    zero_status s = zero_init(&z, &cfg, tensors, NT);
+    if (s) {
+        fprintf(stderr, "valid init failed: %s %s\n", zero_status_string(s), zero_init_error());
+        return 1;
+    }
+    int rank = zero_rank(z), world = zero_world_size(z);
+    rank_hint = rank;
+
+    /* Misuse of a live context. */
+    EXPECT(zero_param_ptr(z, NT) == NULL, "param_ptr out of range returned a pointer");
+    EXPECT(strstr(zero_last_error(z), "tensor index 4") != NULL, "message: %s", zero_last_error(z));
+    EXPECT(zero_grad_ptr(z, -1) == NULL, "grad_ptr(-1) returned a pointer");
+    EXPECT(zero_grad_ready(z, 2) == ZERO_ERR_INVALID, "grad_ready(2) with 2 modules");
+    EXPECT(zero_gather(z, 7) == ZERO_ERR_INVALID, "gather(7)");
+    EXPECT(zero_grad_ready(z, 1) == ZERO_OK, "grad_ready(1)");
+    EXPECT(zero_grad_ready(z, 1) == ZERO_ERR_STATE, "grad_ready(1) twice");
+    EXPECT(strstr(zero_last_error(z), "already reported ready") != NULL, "message: %s",
+           zero_last_error(z));
+    EXPECT(zero_step(z) == ZERO_OK, "step after misuse: %s", zero_last_error(z));
+    EXPECT(zero_export(z, NULL) == ZERO_ERR_INVALID, "export(NULL)");
+    EXPECT(zero_export(z, "/nonexistent-dir/x.safetensors") == ZERO_ERR_IO,
+           "export to a missing directory must be ZERO_ERR_IO on every rank");
+    EXPECT(zero_allreduce_sum(z, NULL, 1) == ZERO_ERR_INVALID, "allreduce NULL");
+    double v[2] = {1.0, (double)rank};
+    EXPECT(zero_allreduce_sum(z, v, 2) == ZERO_OK && v[0] == world &&
+               v[1] == world * (world - 1) / 2.0,
+           "allreduce_sum: %g %g", v[0], v[1]);
+    zero_memory_stats ms;
+    EXPECT(zero_memory_report(z, &ms) == ZERO_OK && ms.num_params == 570, "num_params %zu",
+           ms.num_params);
+    EXPECT(zero_finalize(z) == ZERO_OK, "finalize");
+    EXPECT(zero_finalize(NULL) == ZERO_OK, "finalize(NULL)");
+
+    /* Bad arguments: each a status and a message, on every rank. */
+    expect_init_fail("NULL ctx", NULL, &cfg, tensors, NT, ZERO_ERR_INVALID, "ctx is NULL");
+    zero_ctx *out = NULL;
+    expect_init_fail("zero tensors", &out, &cfg, tensors, 0, ZERO_ERR_INVALID,
+                     "register at least one tensor");
+    expect_init_fail("NULL tensors", &out, &cfg, NULL, 2, ZERO_ERR_INVALID, "tensors is NULL");
+    zero_tensor bad[NT];
+    memcpy(bad, tensors, sizeof bad);
+    bad[1].numel = 0;
+    expect_init_fail("0-element tensor", &out, &cfg, bad, NT, ZERO_ERR_INVALID,
+                     "tensor 1 (a.b): numel is 0");
+    memcpy(bad, tensors, sizeof bad);
+    bad[3].module = 0;
+    expect_init_fail("module order", &out, &cfg, bad, NT, ZERO_ERR_INVALID, "module order");
+    memcpy(bad, tensors, sizeof bad);
+    bad[2].name = "a.w";
+    expect_init_fail("duplicate name", &out, &cfg, bad, NT, ZERO_ERR_INVALID, "registered twice");
+    memcpy(bad, tensors, sizeof bad);
+    bad[0].name = NULL;
+    expect_init_fail("NULL name", &out, &cfg, bad, NT, ZERO_ERR_INVALID, "name is NULL");
+    memcpy(bad, tensors, sizeof bad);
+    bad[0].ndim = 2;
+    bad[0].shape[0] = 10;
+    bad[0].shape[1] = 20;
+    expect_init_fail("shape", &out, &cfg, bad, NT, ZERO_ERR_INVALID, "shape has 200 elements");
+    zero_config badcfg = cfg;
+    badcfg.stage = 9;
+    expect_init_fail("config field", &out, &badcfg, tensors, NT, ZERO_ERR_INVALID,
+                     "zero_config.stage=9");
+    /* Bad input on the last rank only: every rank fails, naming that rank. */
+    memcpy(bad, tensors, sizeof bad);
+    if (rank == world - 1)
+        bad[2].numel = 0;
+    char who[64];
+    snprintf(who, sizeof who, world > 1 && rank != world - 1 ? "rank %d failed" : "numel is 0",
+             world - 1);
+    expect_init_fail("bad tensor on one rank", &out, &cfg, bad, NT, ZERO_ERR_INVALID, who);
+    /* A tensor registration that differs between ranks (valid on each). */
+    if (world > 1) {
+        memcpy(bad, tensors, sizeof bad);
+        if (rank == 0)
+            bad[3].numel = 4;
+        expect_init_fail("different tensors", &out, &cfg, bad, NT, ZERO_ERR_INVALID,
+                         "differs across ranks");
+    }
+    setenv("ZERO_DEVICE", "cuda", 1);
+    expect_init_fail("cuda without backend", &out, &cfg, tensors, NT, ZERO_ERR_UNSUPPORTED,
+                     "ZERO_DEVICE=cuda");
+    unsetenv("ZERO_DEVICE");
+
+    /* Static loss scale, then an inf gradient on one rank: skipped everywhere. */
+    for (int stage = 0; stage <= 2; stage++) {
+        zero_config c2 = cfg;
+        c2.stage = stage;
+        c2.dtype = ZERO_DTYPE_FP16;
+        c2.loss_scale = 128.0f;
+        s = zero_init(&z, &c2, tensors, NT);
+        EXPECT(s == ZERO_OK, "fp16 init: %s", zero_init_error());
+        if (s)
+            continue;
+        EXPECT(zero_loss_scale(z) == 128.0f, "static loss scale %g", zero_loss_scale(z));
+        EXPECT(fake_step(z, rank, 0.0f) == 0, "fp16 step: %s", zero_last_error(z));
+        zero_step_info info;
+        zero_last_step(z, &info);
+        EXPECT(info.applied == 1 && info.overflow == 0 && info.step == 1, "first step applied");
+        uint64_t before = 0, after = 1;
+        zero_param_digest(z, &before);
+        EXPECT(fake_step(z, rank, rank == world - 1 ? INFINITY : 0.0f) == 0, "poisoned step");
+        zero_last_step(z, &info);
+        EXPECT(info.overflow == 1 && info.applied == 0 && info.skipped == 1 && info.step == 1,
+               "stage %d: overflow on rank %d not skipped everywhere (overflow %d applied %d)",
+               stage, world - 1, info.overflow, info.applied);
+        zero_param_digest(z, &after);
+        EXPECT(before == after, "stage %d: parameters changed by a skipped step", stage);
+        EXPECT(fake_step(z, rank, 0.0f) == 0, "step after overflow");
+        zero_last_step(z, &info);
+        EXPECT(info.applied == 1 && info.step == 2, "training resumes after a skipped step");
+        if (stage == 2) { /* asking for a gradient after its bucket was reduced */
+            EXPECT(zero_grad_ptr(z, 0) != NULL, "grad_ptr");
+            EXPECT(zero_grad_ready(z, 0) == ZERO_OK, "ready 0");
+            EXPECT(zero_grad_ptr(z, 1) != NULL, "grad_ptr while its bucket still fills");
+            EXPECT(zero_grad_ready(z, 1) == ZERO_OK, "ready 1"); /* the bucket is reduced */
+            EXPECT(zero_grad_ptr(z, 1) == NULL, "grad_ptr after its bucket was reduced");
+            EXPECT(strstr(zero_last_error(z), "already reduced") != NULL, "%s",
+                   zero_last_error(z));
+            EXPECT(zero_step(z) == ZERO_OK, "step");
+        }
+        zero_finalize(z);
+    }
+
+    if (rank == 0)
+        printf("test_api: %d ranks, %d checks, %d failures\n", world, checks, failures);
+    return failures != 0;
+}
