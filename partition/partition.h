@@ -84,6 +84,38 @@ uint64_t zp_model_state_bytes(int stage, size_t work_bytes, uint64_t psi, int wo
  * 2Ψ(N−1)/N elements, stage 3 3Ψ(N−1)/N; times work_bytes. */
 double zp_bus_bytes_per_step(int stage, size_t work_bytes, uint64_t psi, int world);
 
+/* Model-state estimates with offload (partition/estimate.c). */
+
+/* Largest Ψ the estimates accept: 2^58 parameters, so that no byte count overflows uint64. */
+#define ZP_PSI_MAX (UINT64_MAX >> 6)
+
+/* Per-rank bytes of model state (working parameters and gradients, fp32 master, Adam m and v)
+ * on the device and on the host, for `psi` parameters at `stage` (0..3), working elements of
+ * `work_bytes` (4 = fp32, 2 = bf16/fp16), `world` ranks, and offload flags:
+ *   offload_optimizer (stages 1–3, ZeRO-Offload): master, m, v and an fp32 gradient shard on
+ *       the host; 16Ψ/N host bytes.
+ *   offload_param (stage 3 with offload_optimizer, ZeRO-Infinity): the working parameter shard
+ *       on the host too.
+ * Without offload, *device = zp_model_state_bytes(...) and *host = 0. The per-case formulas and
+ * their reasoning are in estimate.c. Buffers and activations are not included.
+ * Writes the non-NULL outputs and returns 0; returns -1 for a bad stage, world (< 1),
+ * work_bytes (not 2 or 4), psi (> ZP_PSI_MAX), or offload combination (optimizer offload at
+ * stage 0, parameter offload below stage 3 or without optimizer offload). */
+int zp_state_bytes(int stage, size_t work_bytes, uint64_t psi, int world, int offload_optimizer,
+                   int offload_param, uint64_t *device, uint64_t *host);
+
+/* The largest Ψ whose device bytes (zp_state_bytes, same arguments) are <= `capacity` bytes
+ * per rank, ignoring buffers and activations: Ψ fits and Ψ + 1 does not, except that the result
+ * saturates at ZP_PSI_MAX. Writes *psi (when non-NULL) and returns 0, or -1 for an invalid
+ * configuration as zp_state_bytes. */
+int zp_max_psi(int stage, size_t work_bytes, int world, int offload_optimizer, int offload_param,
+               uint64_t capacity, uint64_t *psi);
+
+/* Parameters of a GPT-2 model with `layers` blocks of width `dim`, vocabulary `vocab` and
+ * context `seq`; the LM head is tied to the token embedding: V·D + T·D + L·(12D² + 13D) + 2D.
+ * Returns 0 for layers < 0, dim, vocab or seq < 1, or a count that overflows uint64. */
+uint64_t zp_gpt2_params(int layers, int dim, int vocab, int seq);
+
 #ifdef __cplusplus
 }
 #endif

@@ -212,7 +212,9 @@ static size_t max_chunk(const zp_layout *L, int slice)
 static double buffer_bytes(const zero_ctx *z, int stage)
 {
     double padded = (double)max_chunk(&z->layout, 0), slice = (double)max_chunk(&z->layout, 1);
-    if (stage >= 2)
+    if (stage == 3) /* two reduce buckets, two gathered chunks */
+        return (4.0 * padded + 2.0 * slice) * (double)z->wsz;
+    if (stage == 2)
         return 2.0 * (padded + slice) * (double)z->wsz;
     return slice * (double)z->wsz;
 }
@@ -242,8 +244,8 @@ static zero_status oom(zero_ctx *z)
                    fits);
 }
 
-static zero_status dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
-                             void *out)
+zero_status zr_dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
+                         void *out)
 {
     zero_status s = zr_device_alloc(&z->dev, label, bytes, what, (void **)out);
     return s == ZERO_ERR_OOM ? oom(z) : s;
@@ -259,10 +261,10 @@ static zero_status new_bucket(zero_ctx *z)
     memset(b, 0, sizeof *b);
     b->chunk = -1;
     b->capacity = max_chunk(&z->layout, 0);
-    zero_status s = dev_alloc(z, ZERO_MEM_BUFFERS, b->capacity * z->wsz, "gradient reduce bucket",
+    zero_status s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->capacity * z->wsz, "gradient reduce bucket",
                               &b->grad);
     if (!s)
-        s = dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+        s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
                       &b->slice);
     if (s) {
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->capacity * z->wsz);
@@ -280,26 +282,30 @@ static zero_status allocate_state(zero_ctx *z)
     z->max_slice = max_chunk(L, 1);
     z->opt_numel = stage == 0 ? full : shard;
     zero_status s;
-    if ((s = dev_alloc(z, ZERO_MEM_PARAMS, full * z->wsz, "working parameters (full replica)",
-                       &z->params)))
+    if (stage == 3)
+        s = zr_dev_alloc(z, ZERO_MEM_PARAMS, shard * z->wsz, "working parameter shard", &z->params);
+    else
+        s = zr_dev_alloc(z, ZERO_MEM_PARAMS, full * z->wsz, "working parameters (full replica)",
+                         &z->params);
+    if (s)
         return s;
     if (stage < 2)
-        s = dev_alloc(z, ZERO_MEM_GRADS, full * z->wsz, "working gradients (full)", &z->grads);
+        s = zr_dev_alloc(z, ZERO_MEM_GRADS, full * z->wsz, "working gradients (full)", &z->grads);
     else
-        s = dev_alloc(z, ZERO_MEM_GRADS, shard * z->wsz, "gradient shard", &z->grads);
+        s = zr_dev_alloc(z, ZERO_MEM_GRADS, shard * z->wsz, "gradient shard", &z->grads);
     if (s)
         return s;
     if (z->dtype != ZERO_DTYPE_FP32 &&
-        (s = dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "fp32 master weights",
+        (s = zr_dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "fp32 master weights",
                        &z->master)))
         return s;
-    if ((s = dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam first moment",
+    if ((s = zr_dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam first moment",
                        &z->adam_m)) ||
-        (s = dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam second moment",
+        (s = zr_dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam second moment",
                        &z->adam_v)))
         return s;
     if (stage < 2)
-        return dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+        return zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
                          &z->rs_out);
     /* Two buckets: one filling while the previous one reduces. More are added only if the model
      * holds gradient pointers of more chunks at once. */
@@ -314,7 +320,8 @@ static void free_state(zero_ctx *z)
     const zp_layout *L = &z->layout;
     int stage = z->set.cfg.stage;
     size_t full = L->total_padded;
-    zr_device_free(&z->dev, ZERO_MEM_PARAMS, z->params, full * z->wsz);
+    zr_s3_free(z);
+    zr_device_free(&z->dev, ZERO_MEM_PARAMS, z->params, (stage == 3 ? L->shard_numel : full) * z->wsz);
     zr_device_free(&z->dev, ZERO_MEM_GRADS, z->grads,
                    (stage < 2 ? full : L->shard_numel) * z->wsz);
     zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->master, z->opt_numel * 4);
@@ -373,15 +380,17 @@ static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
             s = zr_fail(z, s, "broadcast of initial values: %s", z->comm.err);
             break;
         }
-        zk_cast((char *)z->params + ch->offset * z->wsz, z->dtype, buf, ZERO_DTYPE_FP32,
-                ch->padded);
+        size_t lo = 0, hi = ch->padded;
+        if (z->set.cfg.stage > 0)
+            zp_slice_range(L, c, z->rank, &lo, &hi);
+        if (z->set.cfg.stage == 3) /* parameters exist only as this rank's slices */
+            zk_cast((char *)z->params + ch->shard_offset * z->wsz, z->dtype, buf + lo,
+                    ZERO_DTYPE_FP32, hi - lo);
+        else
+            zk_cast((char *)z->params + ch->offset * z->wsz, z->dtype, buf, ZERO_DTYPE_FP32,
+                    ch->padded);
         if (z->master) {
-            size_t lo = 0, hi = ch->padded;
-            float *dst = z->master + ch->offset;
-            if (z->set.cfg.stage > 0) {
-                zp_slice_range(L, c, z->rank, &lo, &hi);
-                dst = z->master + ch->shard_offset;
-            }
+            float *dst = z->set.cfg.stage > 0 ? z->master + ch->shard_offset : z->master + ch->offset;
             memcpy(dst, buf + lo, (hi - lo) * sizeof *buf);
         }
     }
@@ -450,11 +459,6 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     }
     if (c->device == ZERO_DEVICE_AUTO)
         ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: no CUDA backend in this build; using host");
-    if (c->stage == 3) {
-        s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
-                    "ZERO_STAGE=3 is not available in this build yet; use 0, 1 or 2");
-        goto fail;
-    }
     if (c->offload_optimizer != ZERO_OFFLOAD_NONE || c->offload_param != ZERO_OFFLOAD_NONE) {
         s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
                     "ZERO_OFFLOAD_OPTIMIZER/ZERO_OFFLOAD_PARAM=cpu is not available in this "
@@ -526,6 +530,8 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     if (s)
         goto fail;
     if ((s = load_initial_values(z, t)))
+        goto fail;
+    if (c->stage == 3 && (s = zr_s3_setup(z)))
         goto fail;
     ZR_INFO(ZR_SUB_ALLOC,
             "stage %d %s: params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, buffers %.2f MiB "
@@ -656,6 +662,8 @@ void *zero_param_ptr(zero_ctx *z, int i)
                 z->num_tensors - 1);
         return NULL;
     }
+    if (z->set.cfg.stage == 3)
+        return zr_s3_param_ptr(z, i);
     const zp_place *p = &z->layout.place[i];
     return (char *)z->params + (z->layout.chunks[p->chunk].offset + p->offset) * z->wsz;
 }
@@ -710,6 +718,8 @@ zero_status zero_grad_ready(zero_ctx *z, int module)
     if (++z->chunk_ready[c] == z->chunk_modules[c] && (s = issue_reduce(z, c)))
         return s;
     s = progress(z);
+    if (!s && z->set.cfg.stage == 3)
+        s = zr_s3_progress(z);
     z->times.in_backward_s += zr_now() - t0;
     return s;
 }
@@ -828,7 +838,8 @@ static void adamw_owned(zero_ctx *z, const zk_adamw_params *base)
             size_t off = z->seg[j].chunk_offset;
             /* index into master / m / v: full layout at stage 0, shard layout above */
             size_t idx = stage == 0 ? ch->offset + off : ch->shard_offset + (off - lo);
-            void *work = (char *)z->params + (ch->offset + off) * z->wsz;
+            void *work = stage == 3 ? (char *)z->params + idx * z->wsz
+                                    : (char *)z->params + (ch->offset + off) * z->wsz;
             float *master = z->master ? z->master + idx : (float *)work;
             p.weight_decay = z->meta[z->seg[j].tensor].no_decay ? 0.0f : wd;
             zk_adamw(master, z->adam_m + idx, z->adam_v + idx, grad_at(z, c, off), z->dtype,
@@ -893,9 +904,11 @@ zero_status zero_step(zero_ctx *z)
         return s;
     const zero_config *c = &z->set.cfg;
     double t0 = zr_now(), t;
-    if (c->stage == 2 && (s = finish_reductions(z)))
+    if (c->stage >= 2 && (s = finish_reductions(z)))
         return s;
     reset_micro_state(z);
+    if (c->stage == 3)
+        zr_s3_micro_step_done(z);
     z->micro_steps++;
     memset(&z->last, 0, sizeof z->last);
     z->last.step = z->steps;
@@ -946,13 +959,19 @@ zero_status zero_step(zero_ctx *z)
         adamw_owned(z, &p);
         double t2 = zr_now();
         z->times.optimizer_s += t2 - t;
-        if (c->stage > 0 && (s = gather_params(z)))
+        if ((c->stage == 1 || c->stage == 2) && (s = gather_params(z)))
             return s;
         z->times.param_gather_s += zr_now() - t2;
         z->last.applied = 1;
     }
     if (c->stage < 2)
         memset(z->grads, 0, z->layout.total_padded * z->wsz);
+    if (c->stage == 3) {
+        double t3 = zr_now();
+        if ((s = zr_s3_after_step(z, !overflow)))
+            return s;
+        z->times.param_gather_s += zr_now() - t3;
+    }
     update_loss_scale(z, overflow);
     z->last.step = z->steps;
     z->last.skipped = z->skipped;
@@ -971,7 +990,12 @@ zero_status zero_gather(zero_ctx *z, int module)
     if (module < 0 || module >= z->layout.num_modules)
         return zr_fail(z, ZERO_ERR_INVALID, "zero_gather: module %d; expected 0..%d", module,
                        z->layout.num_modules - 1);
-    return ZERO_OK;
+    if (z->set.cfg.stage < 3)
+        return ZERO_OK;
+    double t0 = zr_now();
+    s = zr_s3_gather(z, module);
+    z->times.gather_wait_s += zr_now() - t0;
+    return s;
 }
 
 zero_status zero_release(zero_ctx *z, int module)
@@ -982,7 +1006,7 @@ zero_status zero_release(zero_ctx *z, int module)
     if (module < 0 || module >= z->layout.num_modules)
         return zr_fail(z, ZERO_ERR_INVALID, "zero_release: module %d; expected 0..%d", module,
                        z->layout.num_modules - 1);
-    return ZERO_OK;
+    return z->set.cfg.stage < 3 ? ZERO_OK : zr_s3_release(z, module);
 }
 
 /* ---- queries ------------------------------------------------------------------------------- */

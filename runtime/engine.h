@@ -33,6 +33,7 @@ typedef struct zr_phase_times {
     double param_gather_s; /* all-gather of updated parameters */
     double step_s;         /* whole zero_step calls */
     double in_backward_s;  /* inside zero_grad_ptr / zero_grad_ready */
+    double gather_wait_s;  /* stage 3: inside zero_gather (issuing and waiting for all-gathers) */
 } zr_phase_times;
 
 typedef struct zr_tensor_meta {
@@ -74,6 +75,25 @@ struct zero_ctx {
     int seg_cap;
     zr_request *gather_req; /* [num_chunks] */
 
+    /* Stage 3: parameters live as shards; a chunk is gathered into a pooled buffer while any of
+     * its modules is in use (or prefetched), then given back. */
+    void **chunk_buf;            /* [num_chunks] (chunk padded) working, or NULL */
+    int *chunk_users;            /* [num_chunks] zero_gather minus zero_release */
+    unsigned char *chunk_flight; /* [num_chunks] 1: its all-gather is still in flight */
+    unsigned char *chunk_persist;/* [num_chunks] 1: below ZERO_PERSIST_KB, always resident */
+    unsigned char *chunk_prefetched; /* [num_chunks] 1: gathered ahead, not yet asked for */
+    void **pool;                 /* free gather buffers, each (max chunk padded) working */
+    int pool_len;
+    int pool_total;              /* buffers allocated */
+    size_t pool_elems;           /* elements of one gather buffer */
+    size_t live_bytes;           /* bytes of chunks gathered or in flight */
+    int *trace;                  /* modules in the order zero_gather asked for them */
+    int trace_len, trace_cap, trace_pos;
+    int trace_valid;             /* 1: recorded on an earlier micro-step, being followed */
+    int trace_recording;         /* 1: this micro-step records */
+    uint64_t order_hash;         /* hash of this micro-step's gathers so far (cross-rank check) */
+    int64_t gathers, prefetches, prefetch_hits;
+
     int micro;            /* micro-step within the accumulation window */
     int64_t micro_steps;  /* all zero_step calls */
     int64_t steps;        /* optimizer steps applied */
@@ -96,6 +116,19 @@ zero_status zr_fail(zero_ctx *z, zero_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 double zr_now(void);
+
+/* engine.c, for stage3.c */
+zero_status zr_dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
+                         void *out);
+/* stage3.c */
+zero_status zr_s3_setup(zero_ctx *z);        /* after initial values: persistent chunks */
+void zr_s3_free(zero_ctx *z);
+zero_status zr_s3_gather(zero_ctx *z, int module);
+zero_status zr_s3_release(zero_ctx *z, int module);
+void *zr_s3_param_ptr(zero_ctx *z, int i);
+zero_status zr_s3_after_step(zero_ctx *z, int updated); /* refresh resident chunks */
+void zr_s3_micro_step_done(zero_ctx *z);
+zero_status zr_s3_progress(zero_ctx *z);
 
 /* report.c */
 zero_status zr_write_report(zero_ctx *z, const char *path);

@@ -37,6 +37,8 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
         const float *mine;
         if (z->master)
             mine = stage == 0 ? z->master + ch->offset + lo : z->master + ch->shard_offset;
+        else if (stage == 3)
+            mine = (const float *)z->params + ch->shard_offset;
         else
             mine = (const float *)z->params + ch->offset + lo;
         float dummy = 0.0f;
@@ -280,6 +282,15 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     fprintf(f, "    \"model_state_formula_bytes\": %" PRIu64 ",\n",
             zp_model_state_bytes(c->stage, z->wsz, L->num_params, z->world));
     fprintf(f, "    \"device_peak_bytes\": %" PRId64 ",\n", max[4]);
+    size_t maxc = 0, maxs = 0;
+    for (int k = 0; k < L->num_chunks; k++) {
+        if (L->chunks[k].padded > maxc)
+            maxc = L->chunks[k].padded;
+        if (L->chunks[k].slice > maxs)
+            maxs = L->chunks[k].slice;
+    }
+    fprintf(f, "    \"max_chunk_bytes\": %zu,\n    \"max_slice_bytes\": %zu,\n", maxc * z->wsz,
+            maxs * z->wsz);
     fprintf(f, "    \"peak_bytes\": {\"params\": %" PRId64 ", \"grads\": %" PRId64
                ", \"optimizer\": %" PRId64 ", \"buffers\": %" PRId64 ", \"total\": %" PRId64 "},\n",
             max[0], max[1], max[2], max[3], max[4]);
@@ -305,10 +316,13 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     fprintf(f, "    \"bus_bytes_formula_per_step\": %.1f\n  },\n", formula);
     fprintf(f, "  \"time\": {\"wall_s\": %.6f, \"step_s\": %.6f, \"grad_reduce_s\": %.6f, "
                "\"norm_s\": %.6f, \"optimizer_s\": %.6f, \"param_gather_s\": %.6f, "
-               "\"in_backward_s\": %.6f, \"model_s\": %.6f},\n",
+               "\"in_backward_s\": %.6f, \"gather_wait_s\": %.6f, \"model_s\": %.6f},\n",
             wall, z->times.step_s, z->times.grad_reduce_s, z->times.norm_s, z->times.optimizer_s,
-            z->times.param_gather_s, z->times.in_backward_s,
-            wall - z->times.step_s - z->times.in_backward_s);
+            z->times.param_gather_s, z->times.in_backward_s, z->times.gather_wait_s,
+            wall - z->times.step_s - z->times.in_backward_s - z->times.gather_wait_s);
+    fprintf(f, "  \"stage3\": {\"gathers\": %" PRId64 ", \"prefetches\": %" PRId64
+               ", \"prefetch_hits\": %" PRId64 ", \"gather_buffers\": %d, \"trace_length\": %d},\n",
+            z->gathers, z->prefetches, z->prefetch_hits, z->pool_total, z->trace_len);
     fprintf(f, "  \"param_digest\": \"%016" PRIx64 "\"\n}\n", digest);
     free(peaks);
     if (fclose(f) != 0)

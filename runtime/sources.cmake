@@ -4,4 +4,5 @@ list(APPEND ZERO_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/device.c
   ${CMAKE_CURRENT_LIST_DIR}/comm_mpi.c
   ${CMAKE_CURRENT_LIST_DIR}/engine.c
+  ${CMAKE_CURRENT_LIST_DIR}/stage3.c
   ${CMAKE_CURRENT_LIST_DIR}/report.c)

@@ -13,6 +13,7 @@ command -v gcc >/dev/null || need+=(gcc g++ make)
 command -v mpicc >/dev/null || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 [ -e /usr/include/hwloc.h ] || need+=(libhwloc-dev)
+[ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"

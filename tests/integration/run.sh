@@ -56,7 +56,7 @@ case "$case_name" in
 reference) # stage 0 on one rank: what every other configuration must reproduce
     train ref 1 ZERO_STAGE=0
     check_formulas ref ;;
-stage[0-2]_np[1-4])
+stage[0-3]_np[1-4])
     stage=${case_name:5:1} np=${case_name: -1}
     train "$case_name" "$np" ZERO_STAGE="$stage"
     "$CHECK" compare "$OUT/$case_name.st" "$OUT/ref.st" 1e-5 || exit 1
@@ -65,14 +65,22 @@ bitwise_fp32 | bitwise_bf16 | bitwise_fp16) # one layout, same additions: identi
     dtype=${case_name#bitwise_}
     unset ZERO_EPS
     for np in 2 3; do
-        for stage in 0 1 2; do
-            train "${case_name}_s${stage}_np$np" "$np" ZERO_STAGE=$stage ZERO_DTYPE="$dtype"
+        for stage in 0 1 2 3; do
+            train "${case_name}_s${stage}_np$np" "$np" ZERO_STAGE=$stage ZERO_DTYPE="$dtype" \
+                ZERO_PERSIST_KB=0   # nothing resident: stage 3 moves 3Ψ(N-1)/N
             # (fp16 skips steps, and a skipped step gathers no parameters: memory only)
             "$CHECK" near "$OUT/${case_name}_s${stage}_np$np.json" model_state_peak_bytes \
                 model_state_formula_bytes 0.01 || exit 1
-            [ "$dtype" = fp16 ] || check_formulas "${case_name}_s${stage}_np$np"
+            # stage 3 keeps a chunk that the next gather asks for again (modules sharing a
+            # chunk; the last module from forward into backward): at most 3Ψ(N-1)/N
+            if [ "$dtype" != fp16 ] && [ $stage = 3 ]; then
+                "$CHECK" le "$OUT/${case_name}_s${stage}_np$np.json" bus_bytes_per_step \
+                    bus_bytes_formula_per_step || exit 1
+            elif [ "$dtype" != fp16 ]; then
+                check_formulas "${case_name}_s${stage}_np$np"
+            fi
         done
-        for stage in 1 2; do
+        for stage in 1 2 3; do
             "$CHECK" same "$OUT/${case_name}_s0_np$np.json" "$OUT/${case_name}_s${stage}_np$np.json" \
                 param_digest || exit 1
         done
@@ -103,13 +111,36 @@ clip) # global-norm clipping across shards
     "$CHECK" compare "$OUT/clip_ref.st" "$OUT/ref.st" 1e-3 > /dev/null &&
         fail "ZERO_CLIP=0.05 changed nothing"
     echo "ok: clipping applied, same result across shards" ;;
+stage3_prefetch) # prefetch on and off: same bits; on, every prefetched chunk is used
+    train s3_pf_on 2 ZERO_STAGE=3
+    train s3_pf_off 2 ZERO_STAGE=3 ZERO_PREFETCH_MB=0
+    "$CHECK" same "$OUT/s3_pf_on.json" "$OUT/s3_pf_off.json" param_digest || exit 1
+    [ "$("$CHECK" get "$OUT/s3_pf_off.json" prefetches)" = 0 ] || fail "ZERO_PREFETCH_MB=0 prefetched"
+    pf=$("$CHECK" get "$OUT/s3_pf_on.json" prefetches)
+    hits=$("$CHECK" get "$OUT/s3_pf_on.json" prefetch_hits)
+    [ "$pf" -gt 0 ] && [ "$hits" = "$pf" ] || fail "prefetches $pf, used $hits"
+    echo "ok: $pf prefetches, all used; same digest with prefetch off" ;;
+stage3_bounds) # nothing resident: 3Ψ(N-1)/N bus elements; peak within state + live cap (+1 chunk) + buckets
+    train s3_bounds 4 ZERO_STAGE=3 ZERO_PERSIST_KB=0 ZERO_MAX_LIVE_MB=256K
+    check_formulas s3_bounds
+    "$CHECK" compare "$OUT/s3_bounds.st" "$OUT/ref.st" 1e-5 || exit 1
+    r=$OUT/s3_bounds.json
+    # live cap + the one gather the model may ask for beyond it + two reduce buckets
+    chunk=$("$CHECK" get "$r" max_chunk_bytes)
+    bound=$(( $("$CHECK" get "$r" model_state_formula_bytes) + 256 * 1024 + chunk +
+              2 * (chunk + $("$CHECK" get "$r" max_slice_bytes)) ))
+    peak=$("$CHECK" get "$r" device_peak_bytes)
+    [ "$peak" -le "$bound" ] || fail "stage 3 device peak $peak > bound $bound"
+    echo "ok: stage 3 device peak $peak <= 16Ψ/N + live cap + 1 chunk + buckets = $bound" ;;
 oom) # too small for stage 0 on 4 ranks, enough for stage 2
     expect_error oom_s0 4 "ZERO_ERR_OOM" ZERO_STAGE=0 ZERO_DEVICE_MEMORY=900K
     grep -q "Would fit: .*ZERO_STAGE=2" "$OUT/oom_s0.log" || fail "OOM message names no stage"
     grep -q "capacity 0.88 MiB" "$OUT/oom_s0.log" || fail "OOM message lacks the capacity"
-    train oom_s2 4 ZERO_STAGE=2 ZERO_DEVICE_MEMORY=900K
-    "$CHECK" compare "$OUT/oom_s2.st" "$OUT/ref.st" 1e-5 || exit 1
-    "$CHECK" le "$OUT/oom_s2.json" device_peak_bytes capacity_bytes || exit 1 ;;
+    for stage in 2 3; do
+        train oom_s$stage 4 ZERO_STAGE=$stage ZERO_DEVICE_MEMORY=900K
+        "$CHECK" compare "$OUT/oom_s$stage.st" "$OUT/ref.st" 1e-5 || exit 1
+        "$CHECK" le "$OUT/oom_s$stage.json" device_peak_bytes capacity_bytes || exit 1
+    done ;;
 bad_stage) expect_error bad_stage 2 "ZERO_STAGE=7 is not allowed" ZERO_STAGE=7 ;;
 bad_bucket) expect_error bad_bucket 2 "ZERO_BUCKET_MB=abc is not a size" ZERO_BUCKET_MB=abc ;;
 bad_memory) expect_error bad_memory 2 "ZERO_DEVICE_MEMORY=-1 is not a size" ZERO_DEVICE_MEMORY=-1 ;;

@@ -23,13 +23,13 @@ static int failures, checks, rank_hint;
     } while (0)
 
 enum { NT = 4 };
-static float init_vals[NT][300];
+static float init_vals[NT][1000];
 static zero_tensor tensors[NT];
 
 static void make_tensors(void)
 {
     static const char *names[NT] = {"a.w", "a.b", "b.w", "b.b"};
-    static const size_t sizes[NT] = {300, 17, 250, 3};
+    static const size_t sizes[NT] = {900, 17, 250, 3}; /* 2 chunks at a 4 KiB bucket */
     memset(tensors, 0, sizeof tensors);
     for (int i = 0; i < NT; i++) {
         tensors[i].name = names[i];
@@ -59,14 +59,18 @@ static void expect_init_fail(const char *what, zero_ctx **out, const zero_config
 static int fake_step(zero_ctx *z, int rank, float poison)
 {
     zero_dtype dt = zero_get_config(z)->dtype;
-    float p[300], g[300];
+    float p[1000], g[1000];
     for (int m = 1; m >= 0; m--) {
         for (int i = 2 * m + 1; i >= 2 * m; i--) {
+            if (zero_gather(z, m))
+                return 1;
             void *gw = zero_grad_ptr(z, i);
             const void *pw = zero_param_ptr(z, i);
             if (!gw || !pw)
                 return 1;
             zero_convert(p, ZERO_DTYPE_FP32, pw, dt, tensors[i].numel);
+            if (zero_release(z, m))
+                return 1;
             for (size_t k = 0; k < tensors[i].numel; k++)
                 g[k] = (p[k] * (float)(rank + 1) - 0.05f) * zero_loss_scale(z);
             if (poison != 0.0f && i == 2)
@@ -114,7 +118,7 @@ int main(void)
                v[1] == world * (world - 1) / 2.0,
            "allreduce_sum: %g %g", v[0], v[1]);
     zero_memory_stats ms;
-    EXPECT(zero_memory_report(z, &ms) == ZERO_OK && ms.num_params == 570, "num_params %zu",
+    EXPECT(zero_memory_report(z, &ms) == ZERO_OK && ms.num_params == 1170, "num_params %zu",
            ms.num_params);
     EXPECT(zero_finalize(z) == ZERO_OK, "finalize");
     EXPECT(zero_finalize(NULL) == ZERO_OK, "finalize(NULL)");
@@ -205,6 +209,48 @@ int main(void)
             EXPECT(strstr(zero_last_error(z), "already reduced") != NULL, "%s",
                    zero_last_error(z));
             EXPECT(zero_step(z) == ZERO_OK, "step");
+        }
+        zero_finalize(z);
+    }
+
+    /* Stage 3: parameters exist only between zero_gather and zero_release; a gather out of the
+     * recorded order is still correct; ranks gathering in different orders all fail. */
+    uint64_t ref_digest = 0;
+    for (int stage = 0; stage <= 3; stage += 3) {
+        zero_config c3 = cfg;
+        c3.stage = stage;
+        c3.bucket_bytes = 4096; /* one chunk per module */
+        c3.persist_bytes = 0;
+        s = zero_init(&z, &c3, tensors, NT);
+        EXPECT(s == ZERO_OK, "stage %d init: %s", stage, zero_init_error());
+        if (s)
+            continue;
+        if (stage == 3) {
+            EXPECT(zero_param_ptr(z, 0) == NULL, "param_ptr before gather at stage 3");
+            EXPECT(strstr(zero_last_error(z), "not gathered") != NULL, "%s", zero_last_error(z));
+            EXPECT(zero_release(z, 0) == ZERO_ERR_STATE, "release without gather");
+        }
+        EXPECT(fake_step(z, rank, 0.0f) == 0, "stage %d step 1: %s", stage, zero_last_error(z));
+        EXPECT(fake_step(z, rank, 0.0f) == 0, "stage %d step 2: %s", stage, zero_last_error(z));
+        /* step 3: gather module 0 then 1 before the backward (not the recorded order) */
+        EXPECT(zero_gather(z, 0) == ZERO_OK && zero_gather(z, 1) == ZERO_OK &&
+                   zero_param_ptr(z, 3) != NULL && zero_release(z, 1) == ZERO_OK &&
+                   zero_release(z, 0) == ZERO_OK,
+               "stage %d out-of-order gathers: %s", stage, zero_last_error(z));
+        EXPECT(fake_step(z, rank, 0.0f) == 0, "stage %d step 3: %s", stage, zero_last_error(z));
+        uint64_t d = 0;
+        zero_param_digest(z, &d);
+        if (stage == 0)
+            ref_digest = d;
+        else
+            EXPECT(d == ref_digest, "stage 3 digest %016llx differs from stage 0 %016llx",
+                   (unsigned long long)d, (unsigned long long)ref_digest);
+        if (stage == 3 && world > 1) {
+            s = zero_gather(z, rank % 2);
+            EXPECT(s == ZERO_ERR_COMM, "gathering different modules on different ranks: %s",
+                   zero_status_string(s));
+            EXPECT(strstr(zero_last_error(z), "different orders") != NULL, "%s",
+                   zero_last_error(z));
         }
         zero_finalize(z);
     }
