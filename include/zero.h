@@ -78,11 +78,11 @@ typedef struct zero_config {
     float loss_scale;          /* ZERO_LOSS_SCALE: 0 = dynamic (fp16 only; 1 otherwise), > 0 = static */
     zero_device_kind device;   /* ZERO_DEVICE */
     size_t device_memory;      /* ZERO_DEVICE_MEMORY: capacity (host) or cap (cuda); 0 = all */
-    zero_offload offload_optimizer; /* ZERO_OFFLOAD_OPTIMIZER (a later issue; none only now) */
-    zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM (a later issue; none only now) */
+    zero_offload offload_optimizer; /* ZERO_OFFLOAD_OPTIMIZER (cpu: not in this build yet) */
+    zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM (cpu: not in this build yet) */
     size_t prefetch_bytes;     /* ZERO_PREFETCH_MB: stage 3 prefetch window */
     size_t max_live_bytes;     /* ZERO_MAX_LIVE_MB: stage 3 cap on gathered parameters */
-    size_t persist_bytes;      /* ZERO_PERSIST_KB: stage 3 modules below this stay resident */
+    size_t persist_bytes;      /* ZERO_PERSIST_KB: stage 3 chunks below this stay resident */
     const char *report_path;   /* ZERO_REPORT: JSON report written at zero_finalize; NULL = none */
     /* AdamW hyper-parameters (PyTorch's AdamW formula: decoupled decay, bias correction). */
     float lr;
@@ -154,9 +154,11 @@ typedef struct zero_step_info {
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
 /* Creates a context: resolves the configuration (cfg, then ZERO_* environment), initialises
- * MPI if the program has not (a process started without mpirun is a world of one), checks that
- * all ranks agree on configuration and tensors, lays out and allocates the partitioned state,
- * and loads each tensor's init values (every rank must pass the same values).
+ * MPI if the program has not (a process started without mpirun is a world of one; MPI is then
+ * finalised at process exit), checks that all ranks agree on configuration and tensors, lays
+ * out and allocates the partitioned state, and loads the init values given on rank 0
+ * (broadcast, so every rank starts from the same numbers; other ranks' init may be NULL).
+ * The tensor array and names may be freed after the call.
  * Collective, blocking. On failure *ctx is NULL and the returned status names the cause; the
  * message is available from zero_init_error(). Returns ZERO_ERR_INVALID for bad arguments or
  * configuration, ZERO_ERR_OOM when the device cannot hold the state, ZERO_ERR_COMM when ranks
@@ -167,8 +169,9 @@ ZERO_API zero_status zero_init(zero_ctx **ctx, const zero_config *cfg, const zer
 /* Message of the last failed zero_init in this process ("" if none). Not thread-safe. */
 ZERO_API const char *zero_init_error(void);
 
-/* Writes the report (if configured), frees everything and finalises MPI if zero_init
- * initialised it. Collective, blocking. ctx may be NULL (no-op). */
+/* Writes the report (if ZERO_REPORT or cfg.report_path is set) and frees the context.
+ * Collective, blocking. ctx may be NULL (no-op). The context is gone even when the report
+ * could not be written (ZERO_ERR_IO); the message is then in zero_init_error(). */
 ZERO_API zero_status zero_finalize(zero_ctx *ctx);
 
 /* ---- training -------------------------------------------------------------------------- */
@@ -196,11 +199,17 @@ ZERO_API zero_status zero_grad_ready(zero_ctx *ctx, int module);
  * the updated parameters. Collective, blocking. */
 ZERO_API zero_status zero_step(zero_ctx *ctx);
 
-/* Stage 3: makes the parameters of `module` present (all-gathered). No-op below stage 3.
+/* Stage 3: makes the parameters of `module` present: all-gathers the chunk holding it (or
+ * waits for its prefetch) until the matching zero_release. Calls nest (gather twice, release
+ * twice). The first micro-step records the order of gathers; later micro-steps prefetch along
+ * it (ZERO_PREFETCH_MB, ZERO_MAX_LIVE_MB); gathering out of that order is correct but turns
+ * prefetch off until the order is recorded again. All ranks must gather the same modules in the
+ * same order: otherwise every rank returns ZERO_ERR_COMM. No-op below stage 3.
  * Collective, blocking. */
 ZERO_API zero_status zero_gather(zero_ctx *ctx, int module);
 
-/* Stage 3: gives the gathered parameters of `module` back. No-op below stage 3. Local. */
+/* Stage 3: gives the gathered parameters of `module` back (ZERO_ERR_STATE if it was not
+ * gathered). No-op below stage 3. Local. */
 ZERO_API zero_status zero_release(zero_ctx *ctx, int module);
 
 /* Loss scale the model must multiply its loss (or the loss gradient) by in the next backward.
