@@ -67,6 +67,9 @@ typedef enum zero_offload {
     ZERO_OFFLOAD_CPU = 1
 } zero_offload;
 
+#define ZERO_NUMA_AUTO (-1) /* the NUMA node local to the rank's device (host: a share) */
+#define ZERO_NUMA_OFF (-2)  /* no binding of memory or threads */
+
 /* Runtime configuration. Start from ZERO_CONFIG_INIT; every field may be overridden by the
  * ZERO_* variable named beside it (environment wins; docs/ENV.md). */
 typedef struct zero_config {
@@ -78,12 +81,17 @@ typedef struct zero_config {
     float loss_scale;          /* ZERO_LOSS_SCALE: 0 = dynamic (fp16 only; 1 otherwise), > 0 = static */
     zero_device_kind device;   /* ZERO_DEVICE */
     size_t device_memory;      /* ZERO_DEVICE_MEMORY: capacity (host) or cap (cuda); 0 = all */
-    zero_offload offload_optimizer; /* ZERO_OFFLOAD_OPTIMIZER (cpu: not in this build yet) */
-    zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM (cpu: not in this build yet) */
+    zero_offload offload_optimizer; /* ZERO_OFFLOAD_OPTIMIZER: cpu keeps fp32 master, Adam m/v
+                                       and an fp32 gradient shard in host memory (stages 1–3) */
+    zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM: cpu keeps the parameter shard in host
+                                       memory (stage 3, with optimizer offload) */
     size_t prefetch_bytes;     /* ZERO_PREFETCH_MB: stage 3 prefetch window */
     size_t max_live_bytes;     /* ZERO_MAX_LIVE_MB: stage 3 cap on gathered parameters */
     size_t persist_bytes;      /* ZERO_PERSIST_KB: stage 3 chunks below this stay resident */
     const char *report_path;   /* ZERO_REPORT: JSON report written at zero_finalize; NULL = none */
+    int cpu_threads;           /* ZERO_CPU_THREADS: CPU optimizer threads per rank; 0 = the
+                                  rank's share of the node's cores */
+    int numa;                  /* ZERO_NUMA: ZERO_NUMA_AUTO, ZERO_NUMA_OFF or a node index */
     /* AdamW hyper-parameters (PyTorch's AdamW formula: decoupled decay, bias correction). */
     float lr;
     float beta1;
@@ -99,8 +107,8 @@ typedef struct zero_config {
         /*device_memory*/ 0, /*offload_optimizer*/ ZERO_OFFLOAD_NONE,                          \
         /*offload_param*/ ZERO_OFFLOAD_NONE, /*prefetch_bytes*/ (size_t)64 << 20,              \
         /*max_live_bytes*/ (size_t)1 << 30, /*persist_bytes*/ (size_t)64 << 10,                \
-        /*report_path*/ NULL, /*lr*/ 1e-3f, /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f,    \
-        /*weight_decay*/ 0.0f                                                                  \
+        /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
+        /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f                  \
     }
 
 #define ZERO_MAX_DIMS 8
@@ -130,14 +138,18 @@ typedef enum zero_mem_label {
 } zero_mem_label;
 
 typedef struct zero_memory_stats {
-    size_t current[ZERO_MEM_NUM_LABELS]; /* bytes allocated now, by label */
+    size_t current[ZERO_MEM_NUM_LABELS]; /* device bytes allocated now, by label */
     size_t peak[ZERO_MEM_NUM_LABELS];    /* highest value of current[], by label */
     size_t current_total;                /* all labels */
     size_t peak_total;                   /* highest value of current_total */
     size_t model_state_peak;             /* highest params + grads + optimizer */
-    size_t model_state_formula;          /* the ZeRO formula for this stage, dtype, world size */
+    size_t model_state_formula;          /* the ZeRO formula's device bytes for this stage,
+                                            dtype, world size and offload */
     size_t capacity;                     /* device capacity; 0 = unlimited */
     size_t num_params;                   /* Ψ: registered elements, without padding */
+    size_t host_current_total;           /* offloaded state in host memory, bytes now */
+    size_t host_peak_total;              /* its peak */
+    size_t host_model_state_formula;     /* the offload formula's host bytes (0 without) */
 } zero_memory_stats;
 
 /* What the last zero_step did. */

@@ -219,28 +219,49 @@ static double buffer_bytes(const zero_ctx *z, int stage)
     return slice * (double)z->wsz;
 }
 
+void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host)
+{
+    *device = *host = 0;
+    zp_state_bytes(z->set.cfg.stage, z->wsz, z->layout.num_params, z->world, z->offload_opt,
+                   z->offload_param, device, host);
+}
+
 static zero_status oom(zero_ctx *z)
 {
     const zp_layout *L = &z->layout;
-    char fits[256] = "";
-    size_t len = 0;
-    double stage_bytes[4];
-    for (int s = 0; s < 4; s++) {
-        stage_bytes[s] = (double)zp_model_state_bytes(s, z->wsz, L->num_params, z->world);
-        double need = stage_bytes[s] + buffer_bytes(z, s);
-        if (s > z->set.cfg.stage && z->dev.capacity && need <= (double)z->dev.capacity)
-            len += (size_t)snprintf(fits + len, sizeof fits - len, "%sZERO_STAGE=%d", len ? " or " : "",
-                                    s);
+    /* every placement of the state: stages 0–3, then the offload settings */
+    static const int ways[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {3, 0, 0},
+                                  {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {3, 1, 1}};
+    char fits[512] = "", table[512] = "";
+    size_t flen = 0, tlen = 0;
+    for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
+        uint64_t dev = 0, host = 0;
+        if (zp_state_bytes(ways[w][0], z->wsz, L->num_params, z->world, ways[w][1], ways[w][2],
+                           &dev, &host))
+            continue;
+        double need = (double)dev + buffer_bytes(z, ways[w][0]);
+        const char *off = ways[w][2] ? " offload optimizer+params"
+                          : ways[w][1] ? " offload optimizer" : "";
+        if (tlen < sizeof table)
+            tlen += (size_t)snprintf(table + tlen, sizeof table - tlen, "%sstage %d%s %.2f MiB",
+                                     tlen ? ", " : "", ways[w][0], off, mib((double)dev));
+        int same = ways[w][0] == z->set.cfg.stage && ways[w][1] == z->offload_opt &&
+                   ways[w][2] == z->offload_param;
+        if (!same && z->dev.capacity && need <= (double)z->dev.capacity && flen < sizeof fits)
+            flen += (size_t)snprintf(fits + flen, sizeof fits - flen, "%sZERO_STAGE=%d%s%s",
+                                     flen ? " or " : "", ways[w][0],
+                                     ways[w][1] ? " ZERO_OFFLOAD_OPTIMIZER=cpu" : "",
+                                     ways[w][2] ? " ZERO_OFFLOAD_PARAM=cpu" : "");
     }
     return zr_fail(z, ZERO_ERR_OOM,
-                   "out of device memory on rank %d at ZERO_STAGE=%d: %s. Model state per rank "
-                   "for %zu parameters (%s) on %d ranks: stage 0 %.2f MiB, stage 1 %.2f MiB, "
-                   "stage 2 %.2f MiB, stage 3 %.2f MiB (plus buffers). %s%s",
-                   z->rank, z->set.cfg.stage, z->dev.last_oom, L->num_params,
-                   zr_dtype_name(z->dtype), z->world, mib(stage_bytes[0]), mib(stage_bytes[1]),
-                   mib(stage_bytes[2]), mib(stage_bytes[3]),
-                   len ? "Would fit: " : "No higher stage fits this capacity on this many ranks; "
-                                         "add ranks or raise ZERO_DEVICE_MEMORY",
+                   "out of device memory on rank %d at ZERO_STAGE=%d%s: %s. Device model state "
+                   "per rank for %zu parameters (%s) on %d ranks: %s (plus buffers). %s%s",
+                   z->rank, z->set.cfg.stage,
+                   z->offload_param ? " with optimizer and parameter offload"
+                   : z->offload_opt ? " with optimizer offload" : "",
+                   z->dev.last_oom, L->num_params, zr_dtype_name(z->dtype), z->world, table,
+                   flen ? "Would fit: " : "Nothing fits this capacity on this many ranks; add "
+                                          "ranks or raise ZERO_DEVICE_MEMORY",
                    fits);
 }
 
@@ -274,6 +295,68 @@ static zero_status new_bucket(zero_ctx *z)
     return ZERO_OK;
 }
 
+static zero_status allocate_resident(zero_ctx *z);
+
+/* Host memory of the offloaded state, accounted apart from the device. */
+static zero_status host_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
+                              void *out)
+{
+    zero_status s = zr_device_alloc(&z->host, label, bytes, what, (void **)out);
+    return s ? zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory: %s", z->host.last_oom) : s;
+}
+
+enum { ZR_STAGING_ELEMS = 1 << 20 }; /* 1 Mi elements per offload copy block */
+
+/* Optimizer offload (ZeRO-Offload): fp32 master, m, v and an fp32 gradient shard on the host;
+ * the device keeps working-precision parameters and gradients. Parameter offload adds the
+ * working parameter shard (stage 3), which then is the master itself when it is fp32. */
+static zero_status allocate_offloaded(zero_ctx *z)
+{
+    size_t shard = z->layout.shard_numel;
+    zero_status s;
+    if (z->offload_param) {
+        if ((s = host_alloc(z, ZERO_MEM_PARAMS, shard * z->wsz, "working parameter shard (host)",
+                            &z->params)))
+            return s;
+    } else if ((s = zr_dev_alloc(z, ZERO_MEM_PARAMS,
+                                 (z->set.cfg.stage == 3 ? shard : z->layout.total_padded) * z->wsz,
+                                 z->set.cfg.stage == 3 ? "working parameter shard"
+                                                       : "working parameters (full replica)",
+                                 &z->params))) {
+        return s;
+    }
+    if (z->set.cfg.stage == 1)
+        s = zr_dev_alloc(z, ZERO_MEM_GRADS, z->layout.total_padded * z->wsz,
+                         "working gradients (full)", &z->grads);
+    else
+        s = zr_dev_alloc(z, ZERO_MEM_GRADS, shard * z->wsz, "gradient shard", &z->grads);
+    if (s)
+        return s;
+    z->opt_numel = shard;
+    z->master_owned = !(z->offload_param && z->dtype == ZERO_DTYPE_FP32);
+    if (z->master_owned) {
+        if ((s = host_alloc(z, ZERO_MEM_OPTIMIZER, shard * 4, "fp32 master weights (host)",
+                            &z->master)))
+            return s;
+    } else {
+        z->master = (float *)z->params;
+    }
+    if ((s = host_alloc(z, ZERO_MEM_OPTIMIZER, shard * 4, "Adam first moment (host)",
+                        &z->adam_m)) ||
+        (s = host_alloc(z, ZERO_MEM_OPTIMIZER, shard * 4, "Adam second moment (host)",
+                        &z->adam_v)) ||
+        (s = host_alloc(z, ZERO_MEM_GRADS, shard * 4, "fp32 gradient shard (host)",
+                        &z->host_grad)))
+        return s;
+    if (!z->offload_param) {
+        z->staging_elems = shard < ZR_STAGING_ELEMS ? (shard ? shard : 1) : ZR_STAGING_ELEMS;
+        if ((s = host_alloc(z, ZERO_MEM_BUFFERS, z->staging_elems * z->wsz,
+                            "updated-parameter staging (host)", &z->staging)))
+            return s;
+    }
+    return ZERO_OK;
+}
+
 static zero_status allocate_state(zero_ctx *z)
 {
     const zp_layout *L = &z->layout;
@@ -281,6 +364,32 @@ static zero_status allocate_state(zero_ctx *z)
     size_t full = L->total_padded, shard = L->shard_numel;
     z->max_slice = max_chunk(L, 1);
     z->opt_numel = stage == 0 ? full : shard;
+    z->master_owned = 1;
+    zero_status s;
+    if (z->offload_opt) {
+        if ((s = allocate_offloaded(z)))
+            return s;
+    } else {
+        if ((s = allocate_resident(z)))
+            return s;
+    }
+    if (stage < 2)
+        return zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+                            &z->rs_out);
+    /* Two buckets: one filling while the previous one reduces. More are added only if the model
+     * holds gradient pointers of more chunks at once. */
+    for (int i = 0; i < 2; i++)
+        if ((s = new_bucket(z)))
+            return s;
+    return ZERO_OK;
+}
+
+/* Everything on the device (no offload). */
+static zero_status allocate_resident(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    int stage = z->set.cfg.stage;
+    size_t full = L->total_padded, shard = L->shard_numel;
     zero_status s;
     if (stage == 3)
         s = zr_dev_alloc(z, ZERO_MEM_PARAMS, shard * z->wsz, "working parameter shard", &z->params);
@@ -304,14 +413,6 @@ static zero_status allocate_state(zero_ctx *z)
         (s = zr_dev_alloc(z, ZERO_MEM_OPTIMIZER, z->opt_numel * 4, "Adam second moment",
                        &z->adam_v)))
         return s;
-    if (stage < 2)
-        return zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
-                         &z->rs_out);
-    /* Two buckets: one filling while the previous one reduces. More are added only if the model
-     * holds gradient pointers of more chunks at once. */
-    for (int i = 0; i < 2; i++)
-        if ((s = new_bucket(z)))
-            return s;
     return ZERO_OK;
 }
 
@@ -321,12 +422,20 @@ static void free_state(zero_ctx *z)
     int stage = z->set.cfg.stage;
     size_t full = L->total_padded;
     zr_s3_free(z);
-    zr_device_free(&z->dev, ZERO_MEM_PARAMS, z->params, (stage == 3 ? L->shard_numel : full) * z->wsz);
+    /* parameters: full replica at stages 0–2, shard at 3; on the host with parameter offload */
+    zr_device_free(z->offload_param ? &z->host : &z->dev, ZERO_MEM_PARAMS, z->params,
+                   (stage == 3 ? L->shard_numel : full) * z->wsz);
     zr_device_free(&z->dev, ZERO_MEM_GRADS, z->grads,
                    (stage < 2 ? full : L->shard_numel) * z->wsz);
-    zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->master, z->opt_numel * 4);
-    zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->adam_m, z->opt_numel * 4);
-    zr_device_free(&z->dev, ZERO_MEM_OPTIMIZER, z->adam_v, z->opt_numel * 4);
+    zr_device *opt = z->offload_opt ? &z->host : &z->dev;
+    if (z->master_owned)
+        zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->master, z->opt_numel * 4);
+    zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->adam_m, z->opt_numel * 4);
+    zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->adam_v, z->opt_numel * 4);
+    zr_device_free(&z->host, ZERO_MEM_GRADS, z->host_grad, L->shard_numel * 4);
+    zr_device_free(&z->host, ZERO_MEM_BUFFERS, z->staging, z->staging_elems * z->wsz);
+    z->host_grad = NULL;
+    z->staging = NULL;
     zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->max_slice * z->wsz);
     for (int i = 0; i < z->num_buckets; i++) {
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].grad,
@@ -459,13 +568,23 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     }
     if (c->device == ZERO_DEVICE_AUTO)
         ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: no CUDA backend in this build; using host");
-    if (c->offload_optimizer != ZERO_OFFLOAD_NONE || c->offload_param != ZERO_OFFLOAD_NONE) {
-        s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
-                    "ZERO_OFFLOAD_OPTIMIZER/ZERO_OFFLOAD_PARAM=cpu is not available in this "
-                    "build yet; use none");
+    z->offload_opt = c->offload_optimizer == ZERO_OFFLOAD_CPU;
+    z->offload_param = c->offload_param == ZERO_OFFLOAD_CPU;
+    if (z->offload_opt && c->stage == 0) {
+        s = zr_fail(z, ZERO_ERR_INVALID,
+                    "ZERO_OFFLOAD_OPTIMIZER=cpu needs ZERO_STAGE 1, 2 or 3 (stage 0 keeps a full "
+                    "optimizer on every rank)");
+        goto fail;
+    }
+    if (z->offload_param && (c->stage != 3 || !z->offload_opt)) {
+        s = zr_fail(z, ZERO_ERR_INVALID,
+                    "ZERO_OFFLOAD_PARAM=cpu needs ZERO_STAGE=3 and ZERO_OFFLOAD_OPTIMIZER=cpu "
+                    "(got ZERO_STAGE=%d, ZERO_OFFLOAD_OPTIMIZER=%s)",
+                    c->stage, zr_offload_name(c->offload_optimizer));
         goto fail;
     }
     zr_device_host_init(&z->dev, c->device_memory);
+    zr_device_host_init(&z->host, 0);
 
     /* Layout: chunks of whole modules up to the bucket size, split into world slices. */
     zp_tensor *pt = malloc((size_t)n * sizeof *pt);
@@ -540,6 +659,12 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
             mib(z->dev.current[ZERO_MEM_GRADS]), mib(z->dev.current[ZERO_MEM_OPTIMIZER]),
             mib(z->dev.current[ZERO_MEM_BUFFERS]),
             mib((double)zp_model_state_bytes(c->stage, z->wsz, L->num_params, z->world)));
+    if (z->offload_opt)
+        ZR_INFO(ZR_SUB_OFFLOAD,
+                "offload: host params %.2f MiB, grads %.2f MiB, optimizer %.2f MiB, buffers "
+                "%.2f MiB",
+                mib(z->host.current[ZERO_MEM_PARAMS]), mib(z->host.current[ZERO_MEM_GRADS]),
+                mib(z->host.current[ZERO_MEM_OPTIMIZER]), mib(z->host.current[ZERO_MEM_BUFFERS]));
 
     z->dynamic_scale = c->loss_scale == 0.0f && z->dtype == ZERO_DTYPE_FP16;
     z->loss_scale = c->loss_scale > 0.0f ? c->loss_scale : z->dynamic_scale ? 65536.0f : 1.0f;
@@ -848,6 +973,47 @@ static void adamw_owned(zero_ctx *z, const zk_adamw_params *base)
     }
 }
 
+/* Optimizer offload: for each piece of this rank's shard, the gradient goes to the host as fp32
+ * (copy-in), the CPU AdamW updates master, m and v there, and the working-precision result goes
+ * back to the device parameters (copy-out) through a staging block — or straight into the
+ * host parameter shard with parameter offload. Same kernel math as on the device, so offload on
+ * and off give the same bits. On the host backend the copies are synchronous. */
+static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
+{
+    const zp_layout *L = &z->layout;
+    int stage = z->set.cfg.stage;
+    float wd = base->weight_decay;
+    zk_adamw_params p = *base;
+    for (int c = 0; c < L->num_chunks; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        size_t lo, hi;
+        zp_slice_range(L, c, z->rank, &lo, &hi);
+        int k = segments(z, c, lo, hi);
+        for (int j = 0; j < k; j++) {
+            size_t off = z->seg[j].chunk_offset, n = z->seg[j].numel;
+            size_t idx = ch->shard_offset + (off - lo); /* into the shard */
+            p.weight_decay = z->meta[z->seg[j].tensor].no_decay ? 0.0f : wd;
+            /* copy-in: device gradient -> host fp32 (exact for bf16/fp16) */
+            zk_cast(z->host_grad + idx, ZERO_DTYPE_FP32, grad_at(z, c, off), z->dtype, n);
+            if (z->offload_param) {
+                zk_adamw(z->master + idx, z->adam_m + idx, z->adam_v + idx, z->host_grad + idx,
+                         ZERO_DTYPE_FP32, z->master_owned ? (char *)z->params + idx * z->wsz : NULL,
+                         z->dtype, n, &p);
+                continue;
+            }
+            char *dev = stage == 3 ? (char *)z->params + idx * z->wsz
+                                   : (char *)z->params + (ch->offset + off) * z->wsz;
+            for (size_t b = 0; b < n; b += z->staging_elems) {
+                size_t nb = n - b < z->staging_elems ? n - b : z->staging_elems;
+                zk_adamw(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
+                         z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb, &p);
+                /* copy-out: updated working parameters -> device */
+                z->dev.ops->copy(&z->dev, dev + b * z->wsz, z->staging, nb * z->wsz);
+            }
+        }
+    }
+}
+
 /* Stages 1–2: every rank's updated slices to every rank, all chunks in flight at once. */
 static zero_status gather_params(zero_ctx *z)
 {
@@ -956,7 +1122,10 @@ zero_status zero_step(zero_ctx *z)
         p.bias_corr1 = (float)(1.0 - pow((double)c->beta1, (double)z->steps));
         p.bias_corr2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, (double)z->steps));
         p.grad_scale = (float)(clip / denom);
-        adamw_owned(z, &p);
+        if (z->offload_opt)
+            adamw_offloaded(z, &p);
+        else
+            adamw_owned(z, &p);
         double t2 = zr_now();
         z->times.optimizer_s += t2 - t;
         if ((c->stage == 1 || c->stage == 2) && (s = gather_params(z)))
@@ -1037,8 +1206,12 @@ zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
     st->current_total = z->dev.current_total;
     st->peak_total = z->dev.peak_total;
     st->model_state_peak = z->dev.model_state_peak;
-    st->model_state_formula = (size_t)zp_model_state_bytes(z->set.cfg.stage, z->wsz,
-                                                           z->layout.num_params, z->world);
+    uint64_t dev = 0, host = 0;
+    zr_formula_bytes(z, &dev, &host);
+    st->model_state_formula = (size_t)dev;
+    st->host_current_total = z->host.current_total;
+    st->host_peak_total = z->host.peak_total;
+    st->host_model_state_formula = (size_t)host;
     st->capacity = z->dev.capacity;
     st->num_params = z->layout.num_params;
     return ZERO_OK;

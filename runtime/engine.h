@@ -47,6 +47,9 @@ struct zero_ctx {
     zr_settings set;
     zr_comm comm;
     zr_device dev;
+    zr_device host;          /* host memory of the offloaded state (no capacity), same labels */
+    int offload_opt;         /* ZERO_OFFLOAD_OPTIMIZER=cpu: master, m, v, fp32 grads on host */
+    int offload_param;       /* ZERO_OFFLOAD_PARAM=cpu (stage 3): parameter shard on host */
     zp_layout layout;
     int rank, world;
     zero_dtype dtype;
@@ -63,6 +66,11 @@ struct zero_ctx {
     float *adam_m;     /* same shape as the master */
     float *adam_v;
     size_t opt_numel;  /* elements of master / adam_m / adam_v */
+    int master_owned;  /* 0 when master aliases the fp32 parameter shard (offloaded params) */
+    float *host_grad;  /* optimizer offload: (shard_numel) fp32 gradient shard on the host */
+    void *staging;     /* optimizer offload without param offload: (staging_elems) working,
+                          host: updated parameters on their way to the device */
+    size_t staging_elems;
     void *rs_out;      /* stages 0–1: (max slice) working: reduce-scatter output */
     size_t max_slice;
     zr_bucket *buckets; /* stage 2 */
@@ -129,6 +137,9 @@ void *zr_s3_param_ptr(zero_ctx *z, int i);
 zero_status zr_s3_after_step(zero_ctx *z, int updated); /* refresh resident chunks */
 void zr_s3_micro_step_done(zero_ctx *z);
 zero_status zr_s3_progress(zero_ctx *z);
+
+/* Formula bytes of model state per rank for the context's stage, dtype, world and offload. */
+void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host);
 
 /* report.c */
 zero_status zr_write_report(zero_ctx *z, const char *path);

@@ -206,7 +206,9 @@ zero_status zero_export(zero_ctx *z, const char *path)
 
 /* ---- JSON report ----------------------------------------------------------------------------- */
 
-enum { ZR_RANK_WORDS = 7 }; /* params grads optimizer buffers total model_state current_total */
+/* per rank: device params grads optimizer buffers total model_state current_total, then host
+ * peak total and host model state peak */
+enum { ZR_RANK_WORDS = 9 };
 
 zero_status zr_write_report(zero_ctx *z, const char *path)
 {
@@ -224,6 +226,8 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     mine[4] = (int64_t)z->dev.peak_total;
     mine[5] = (int64_t)z->dev.model_state_peak;
     mine[6] = (int64_t)z->dev.current_total;
+    mine[7] = (int64_t)z->host.peak_total;
+    mine[8] = (int64_t)z->host.model_state_peak;
     int save = z->comm.counting;
     z->comm.counting = 0;
     s = zr_all_gather(&z->comm, peaks, ZR_RANK_WORDS, ZR_ELEM_I64, NULL);
@@ -279,8 +283,12 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     fprintf(f, "  \"memory\": {\n");
     fprintf(f, "    \"capacity_bytes\": %zu,\n", z->dev.capacity);
     fprintf(f, "    \"model_state_peak_bytes\": %" PRId64 ",\n", max[5]);
-    fprintf(f, "    \"model_state_formula_bytes\": %" PRIu64 ",\n",
-            zp_model_state_bytes(c->stage, z->wsz, L->num_params, z->world));
+    uint64_t fdev = 0, fhost = 0;
+    zr_formula_bytes(z, &fdev, &fhost);
+    fprintf(f, "    \"model_state_formula_bytes\": %" PRIu64 ",\n", fdev);
+    fprintf(f, "    \"host_model_state_peak_bytes\": %" PRId64 ",\n", max[8]);
+    fprintf(f, "    \"host_model_state_formula_bytes\": %" PRIu64 ",\n", fhost);
+    fprintf(f, "    \"host_peak_bytes\": %" PRId64 ",\n", max[7]);
     fprintf(f, "    \"device_peak_bytes\": %" PRId64 ",\n", max[4]);
     size_t maxc = 0, maxs = 0;
     for (int k = 0; k < L->num_chunks; k++) {

@@ -132,6 +132,38 @@ stage3_bounds) # nothing resident: 3Ψ(N-1)/N bus elements; peak within state + 
     peak=$("$CHECK" get "$r" device_peak_bytes)
     [ "$peak" -le "$bound" ] || fail "stage 3 device peak $peak > bound $bound"
     echo "ok: stage 3 device peak $peak <= 16Ψ/N + live cap + 1 chunk + buckets = $bound" ;;
+offload_np[1-4]) # offload on and off: same bits; device and host bytes match the formulas
+    np=${case_name: -1}
+    for dtype in fp32 bf16; do
+        for stage in 1 2 3; do
+            base=off_${dtype}_s${stage}_np$np
+            train "${base}_none" "$np" ZERO_STAGE=$stage ZERO_DTYPE=$dtype
+            train "${base}_cpu" "$np" ZERO_STAGE=$stage ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=cpu
+            runs="${base}_cpu"
+            if [ $stage = 3 ]; then
+                train "${base}_all" "$np" ZERO_STAGE=3 ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=cpu \
+                    ZERO_OFFLOAD_PARAM=cpu
+                runs="$runs ${base}_all"
+            fi
+            for r in $runs; do
+                "$CHECK" same "$OUT/${base}_none.json" "$OUT/$r.json" param_digest || exit 1
+                "$CHECK" near "$OUT/$r.json" model_state_peak_bytes model_state_formula_bytes \
+                    0.01 || exit 1
+                "$CHECK" near "$OUT/$r.json" host_model_state_peak_bytes \
+                    host_model_state_formula_bytes 0.01 || exit 1
+                "$CHECK" le "$OUT/$r.json" device_peak_bytes device_peak_bytes || exit 1
+            done
+            dn=$("$CHECK" get "$OUT/${base}_none.json" device_peak_bytes)
+            dc=$("$CHECK" get "$OUT/${base}_cpu.json" device_peak_bytes)
+            [ "$dc" -lt "$dn" ] || fail "$base: offload did not lower the device peak ($dc vs $dn)"
+            echo "ok: $base device peak $dn -> $dc bytes with optimizer offload"
+        done
+    done ;;
+bad_offload) # offload settings that cannot work are refused with the reason
+    expect_error bad_offload_s0 2 "ZERO_OFFLOAD_OPTIMIZER=cpu needs ZERO_STAGE 1, 2 or 3" \
+        ZERO_STAGE=0 ZERO_OFFLOAD_OPTIMIZER=cpu
+    expect_error bad_offload_param 2 "ZERO_OFFLOAD_PARAM=cpu needs ZERO_STAGE=3" \
+        ZERO_STAGE=2 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu ;;
 oom) # too small for stage 0 on 4 ranks, enough for stage 2
     expect_error oom_s0 4 "ZERO_ERR_OOM" ZERO_STAGE=0 ZERO_DEVICE_MEMORY=900K
     grep -q "Would fit: .*ZERO_STAGE=2" "$OUT/oom_s0.log" || fail "OOM message names no stage"
