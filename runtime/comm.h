@@ -35,6 +35,7 @@ typedef enum zr_redop { ZR_OP_SUM = 0, ZR_OP_MAX = 1 } zr_redop;
 typedef struct zr_comm {
     MPI_Comm comm;          /* a duplicate of MPI_COMM_WORLD */
     int rank, world;
+    int local_rank, local_size; /* place among the ranks sharing this node's memory */
     MPI_Op op_sum_bf16, op_sum_f16;
     int counting;           /* 1: bytes count as training traffic; 0: as other traffic */
     double bus_bytes[ZR_COLL_NUM];   /* training traffic, by kind */

@@ -100,6 +100,11 @@ zero_status zr_comm_init(zr_comm *c)
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
     MPI_CHECK(c, MPI_Comm_rank(c->comm, &c->rank));
     MPI_CHECK(c, MPI_Comm_size(c->comm, &c->world));
+    MPI_Comm node;
+    MPI_CHECK(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
+    MPI_Comm_rank(node, &c->local_rank);
+    MPI_Comm_size(node, &c->local_size);
+    MPI_Comm_free(&node);
     MPI_CHECK(c, MPI_Op_create(sum_bf16, 1, &c->op_sum_bf16));
     MPI_CHECK(c, MPI_Op_create(sum_f16, 1, &c->op_sum_f16));
     c->counting = 1;

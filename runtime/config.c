@@ -29,6 +29,7 @@ _Static_assert(sizeof(((zr_settings *)0)->log_file) == sizeof(((zr_settings *)0)
 
 enum zr_type {
     ZR_T_INT,    /* int in [ilo, ihi] */
+    ZR_T_INTWORD, /* int: one of words[] (any value), or an integer in [ilo, ihi] */
     ZR_T_ENUM,   /* int (or int-sized C enum) named by one of words[] */
     ZR_T_SIZE,   /* size_t bytes in [slo, shi]; a bare number is in `unit` */
     ZR_T_FLOAT,  /* finite float in flo..fhi, each end open or closed */
@@ -55,6 +56,8 @@ typedef struct zr_var {
     uint64_t unit, slo, shi;
     double flo, fhi;
     int flo_open, fhi_open;
+    int per_rank;         /* may differ between ranks (where work runs, not what it computes):
+                             left out of the cross-rank fingerprint */
 } zr_var;
 
 static const zr_word zr_dtype_words[] = {
@@ -63,6 +66,8 @@ static const zr_word zr_device_words[] = {
     {"auto", ZERO_DEVICE_AUTO}, {"cuda", ZERO_DEVICE_CUDA}, {"host", ZERO_DEVICE_HOST}, {NULL, 0}};
 static const zr_word zr_offload_words[] = {
     {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {NULL, 0}};
+static const zr_word zr_numa_words[] = {
+    {"auto", ZERO_NUMA_AUTO}, {"off", ZERO_NUMA_OFF}, {NULL, 0}};
 static const zr_word zr_level_words[] = {{"NONE", ZR_LOG_NONE},
                                          {"WARN", ZR_LOG_WARN},
                                          {"INFO", ZR_LOG_INFO},
@@ -112,6 +117,17 @@ static const zr_var zr_vars[] = {
      "where the fp32 master weights and Adam state live", .words = zr_offload_words},
     {"ZERO_OFFLOAD_PARAM", ZR_T_ENUM, CFG(offload_param), "none", "one of none cpu",
      "stage 3: where the parameter shards live", .words = zr_offload_words},
+    {"ZERO_CPU_THREADS", ZR_T_INT, CFG(cpu_threads), "0", "an integer from 0 to 4096",
+     "per rank: CPU optimizer threads of a rank; 0 = one per core of its share of the node's "
+     "cores (local ranks share no core while there are enough); when bound, capped at its "
+     "hardware threads",
+     .ilo = 0, .ihi = 4096, .per_rank = 1},
+    {"ZERO_NUMA", ZR_T_INTWORD, CFG(numa), "auto", "auto, off or a NUMA node index from 0 to 4095",
+     "per rank: where offloaded optimizer state and CPU optimizer threads go: auto = the NUMA "
+     "node local to the rank's GPU (host backend: the nodes and cores divided among the local "
+     "ranks), off = no binding, N = node N (numbered as numactl and lscpu show it) for every local "
+     "rank; `zero-info` prints the plan",
+     .ilo = 0, .ihi = 4095, .words = zr_numa_words, .per_rank = 1},
     {"ZERO_PREFETCH_MB", ZR_T_SIZE, CFG(prefetch_bytes), "64", "a size, a bare number is MiB",
      "stage 3: parameter bytes gathered ahead of their use; 0 = no prefetch",
      .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX},
@@ -355,6 +371,23 @@ static zero_status zr_apply(const zr_var *v, const char *text, zr_settings *s, c
         *(int *)p = (int)x;
         return ZERO_OK;
     }
+    case ZR_T_INTWORD: {
+        int value;
+        if (zr_word_value(v->words, text, &value) == 0) {
+            *(int *)p = value;
+            return ZERO_OK;
+        }
+        char *end;
+        errno = 0;
+        long long x = strtoll(text, &end, 10);
+        if (end == text || *end != '\0' || errno == ERANGE || x < v->ilo || x > v->ihi) {
+            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                    v->allowed);
+            return ZERO_ERR_INVALID;
+        }
+        *(int *)p = (int)x;
+        return ZERO_OK;
+    }
     case ZR_T_ENUM: {
         int value;
         if (zr_word_value(v->words, text, &value) != 0) {
@@ -456,6 +489,13 @@ static zero_status zr_check_field(const zr_var *v, const zr_settings *s, char *e
     case ZR_T_ENUM: {
         int x = *(const int *)p;
         ok = 0;
+        for (const zr_word *w = v->words; w->word; w++) ok |= w->value == x;
+        snprintf(shown, sizeof shown, "%d", x);
+        break;
+    }
+    case ZR_T_INTWORD: {
+        int x = *(const int *)p;
+        ok = x >= v->ilo && x <= v->ihi;
         for (const zr_word *w = v->words; w->word; w++) ok |= w->value == x;
         snprintf(shown, sizeof shown, "%d", x);
         break;
@@ -670,8 +710,10 @@ void zr_config_write_markdown(FILE *f) {
           "counts as unset. A `ZERO_*` variable that is not in this table draws a warning "
           "naming the\n"
           "nearest known one. All ranks must resolve the same values, except for the logging "
-          "variables\n"
-          "and `ZERO_REPORT`; `zero_init` checks this.\n"
+          "variables,\n"
+          "`ZERO_REPORT` and those marked \"per rank\" (they decide where work runs, not what it "
+          "computes);\n"
+          "`zero_init` checks this.\n"
           "\n"
           "Sizes are a number, with an optional fraction, and an optional suffix `K`, `M`, `G` "
           "or `T`\n"
@@ -713,11 +755,12 @@ int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **nam
     int n = 0;
     for (int i = 0; i < ZR_NUM_VARS && n < max; i++) {
         const zr_var *v = &zr_vars[i];
-        if (!v->field) continue; /* logging and the report path may differ per rank */
+        if (!v->field || v->per_rank) continue; /* logging, report path, placement */
         const void *p = zr_cslot(s, v);
         int64_t w = 0;
         switch (v->type) {
         case ZR_T_INT:
+        case ZR_T_INTWORD:
         case ZR_T_ENUM: w = *(const int *)p; break;
         case ZR_T_SIZE: w = (int64_t)*(const size_t *)p; break;
         case ZR_T_FLOAT:
@@ -750,6 +793,16 @@ void zr_config_write_json(const zr_settings *s, FILE *f) {
         switch (v->type) {
         case ZR_T_INT: fprintf(f, "%d", *(const int *)p); break;
         case ZR_T_ENUM: fprintf(f, "\"%s\"", zr_word_name(v->words, *(const int *)p)); break;
+        case ZR_T_INTWORD: {
+            int x = *(const int *)p;
+            const zr_word *w = v->words;
+            while (w->word && w->value != x) w++;
+            if (w->word)
+                fprintf(f, "\"%s\"", w->word);
+            else
+                fprintf(f, "%d", x);
+            break;
+        }
         case ZR_T_SIZE: fprintf(f, "%llu", (unsigned long long)*(const size_t *)p); break;
         case ZR_T_SCALE:
             if (*(const float *)p == 0.0f) {

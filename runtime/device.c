@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "offload/placement.h"
 #include "runtime/log.h"
 
 static const char *const label_names[ZERO_MEM_NUM_LABELS] = {"params", "grads", "optimizer",
@@ -95,4 +96,40 @@ void zr_device_host_init(zr_device *dev, size_t capacity)
     memset(dev, 0, sizeof *dev);
     dev->ops = &host_ops;
     dev->capacity = capacity;
+}
+
+/* ---- NUMA-bound host memory (offload) --------------------------------------------------- */
+
+typedef struct numa_impl {
+    const zo_topology *topo;
+    const zo_plan *plan;
+} numa_impl;
+
+static void *numa_alloc(zr_device *dev, size_t bytes)
+{
+    numa_impl *n = dev->impl;
+    int bound = 0;
+    void *p = zo_alloc(n->topo, n->plan, bytes, &bound);
+    if (p) /* Adam moments start at zero; the first touch also places pages on the node */
+        memset(p, 0, bytes);
+    return p;
+}
+
+static void numa_free(zr_device *dev, void *ptr, size_t bytes)
+{
+    numa_impl *n = dev->impl;
+    zo_free(n->topo, ptr, bytes);
+}
+
+static const zr_device_ops numa_ops = {"host-numa", numa_alloc, numa_free, host_copy,
+                                       host_synchronize};
+
+void zr_device_numa_init(zr_device *dev, const zo_topology *topo, const zo_plan *plan)
+{
+    static numa_impl impl; /* one offload placement per process */
+    memset(dev, 0, sizeof *dev);
+    impl.topo = topo;
+    impl.plan = plan;
+    dev->ops = &numa_ops;
+    dev->impl = &impl;
 }

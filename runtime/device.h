@@ -22,6 +22,7 @@ typedef struct zr_device_ops {
 
 struct zr_device {
     const zr_device_ops *ops;
+    void *impl;                               /* backend state */
     size_t capacity;                          /* bytes; 0 = unlimited */
     size_t current[ZERO_MEM_NUM_LABELS];      /* bytes by label */
     size_t peak[ZERO_MEM_NUM_LABELS];
@@ -38,6 +39,13 @@ void zr_device_host_init(zr_device *dev, size_t capacity);
 zero_status zr_device_alloc(zr_device *dev, zero_mem_label label, size_t bytes, const char *what,
                             void **out);
 void zr_device_free(zr_device *dev, zero_mem_label label, void *ptr, size_t bytes);
+
+/* Host memory for offloaded state, bound to a NUMA node by an hwloc plan (offload/placement.h);
+ * no capacity. topo and plan must outlive the device. */
+struct zo_topology;
+struct zo_plan;
+void zr_device_numa_init(zr_device *dev, const struct zo_topology *topo,
+                         const struct zo_plan *plan);
 
 const char *zr_mem_label_name(zero_mem_label label);
 

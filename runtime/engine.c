@@ -508,6 +508,34 @@ static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
     return s;
 }
 
+/* The machine's topology, loaded once per process (hwloc discovery takes milliseconds). */
+static zo_topology *topology;
+
+/* Offload placement: this rank's NUMA node and cores among the ranks on its node; host buffers
+ * are bound there and the CPU optimizer threads pinned to those cores. */
+static zero_status plan_offload(zero_ctx *z)
+{
+    char err[256];
+    if (!topology && zo_topology_load(&topology, NULL, err, sizeof err) != 0) {
+        ZR_WARN(ZR_SUB_OFFLOAD, "hwloc topology unavailable (%s): offload memory is not bound",
+                err);
+        return ZERO_OK;
+    }
+    if (zo_plan_rank(topology, z->comm.local_rank, z->comm.local_size, z->set.cfg.numa,
+                     z->set.cfg.cpu_threads, -1, &z->plan, err, sizeof err) != 0)
+        return zr_fail(z, ZERO_ERR_INVALID, "ZERO_NUMA=%d: %s", z->set.cfg.numa, err);
+    char desc[512];
+    zo_plan_describe(topology, &z->plan, desc, sizeof desc);
+    if (z->plan.shared > 1)
+        ZR_WARN(ZR_SUB_OFFLOAD, "placement: %s", desc);
+    else
+        ZR_INFO(ZR_SUB_OFFLOAD, "placement: %s", desc);
+    zr_device_numa_init(&z->host, topology, &z->plan);
+    if (z->set.cfg.numa != ZERO_NUMA_OFF && zo_bind_threads(topology, &z->plan) != 0)
+        ZR_WARN(ZR_SUB_OFFLOAD, "CPU optimizer threads are not bound (binding unsupported here)");
+    return ZERO_OK;
+}
+
 zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor *t, int n)
 {
     init_error[0] = 0;
@@ -585,6 +613,8 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     }
     zr_device_host_init(&z->dev, c->device_memory);
     zr_device_host_init(&z->host, 0);
+    if (z->offload_opt && (s = plan_offload(z)))
+        goto fail;
 
     /* Layout: chunks of whole modules up to the bucket size, split into world slices. */
     zp_tensor *pt = malloc((size_t)n * sizeof *pt);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "offload/placement.h"
 #include "partition/partition.h"
 #include "runtime/comm.h"
 #include "runtime/config.h"
@@ -50,6 +51,7 @@ struct zero_ctx {
     zr_device host;          /* host memory of the offloaded state (no capacity), same labels */
     int offload_opt;         /* ZERO_OFFLOAD_OPTIMIZER=cpu: master, m, v, fp32 grads on host */
     int offload_param;       /* ZERO_OFFLOAD_PARAM=cpu (stage 3): parameter shard on host */
+    zo_plan plan;            /* offload: NUMA node and cores of this rank (hwloc) */
     zp_layout layout;
     int rank, world;
     zero_dtype dtype;

@@ -82,7 +82,7 @@ static int same_config(const zero_config *a, const zero_config *b) {
            a->offload_optimizer == b->offload_optimizer &&
            a->offload_param == b->offload_param && a->prefetch_bytes == b->prefetch_bytes &&
            a->max_live_bytes == b->max_live_bytes && a->persist_bytes == b->persist_bytes &&
-           a->lr == b->lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps &&
+           a->cpu_threads == b->cpu_threads && a->numa == b->numa && a->lr == b->lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps &&
            a->weight_decay == b->weight_decay;
 }
 
@@ -139,7 +139,7 @@ static void test_table_defaults(void) {
             set++;
         }
     }
-    CHECK(n == 22, "table has %d variables", n);
+    CHECK(n == 24, "table has %d variables", n);
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "defaults as text: %s", err);
     expect_defaults(&s, "defaults as text");
@@ -164,6 +164,8 @@ static void test_overrides(void) {
     env_set("ZERO_PREFETCH_MB", "16");
     env_set("ZERO_MAX_LIVE_MB", "2GiB");
     env_set("ZERO_PERSIST_KB", "128");
+    env_set("ZERO_CPU_THREADS", "6");
+    env_set("ZERO_NUMA", "OFF");
     env_set("ZERO_LR", "3e-4");
     env_set("ZERO_BETA1", "0.8");
     env_set("ZERO_BETA2", "0.95");
@@ -189,6 +191,8 @@ static void test_overrides(void) {
     CHECK(c->prefetch_bytes == (size_t)16 << 20, "prefetch_bytes %zu", c->prefetch_bytes);
     CHECK(c->max_live_bytes == (size_t)2 << 30, "max_live_bytes %zu", c->max_live_bytes);
     CHECK(c->persist_bytes == (size_t)128 << 10, "persist_bytes %zu", c->persist_bytes);
+    CHECK(c->cpu_threads == 6, "cpu_threads %d", c->cpu_threads);
+    CHECK(c->numa == ZERO_NUMA_OFF, "numa %d", c->numa);
     CHECK(c->lr == 3e-4f, "lr %g", (double)c->lr);
     CHECK(c->beta1 == 0.8f, "beta1 %g", (double)c->beta1);
     CHECK(c->beta2 == 0.95f, "beta2 %g", (double)c->beta2);
@@ -199,7 +203,7 @@ static void test_overrides(void) {
     CHECK(strcmp(s.log_file, "/tmp/zero.%h.%p.log") == 0, "log_file '%s'", s.log_file);
     CHECK(strcmp(s.report_path, "out.json") == 0, "report_path '%s'", s.report_path);
     CHECK(c->report_path == s.report_path, "cfg.report_path should point at report_path");
-    CHECK(r.num_applied == 22, "applied %d", r.num_applied);
+    CHECK(r.num_applied == 24, "applied %d", r.num_applied);
     int found = 0;
     for (int i = 0; i < r.num_applied; i++)
         found |= strcmp(r.applied[i].name, "ZERO_WEIGHT_DECAY") == 0 &&
@@ -236,6 +240,28 @@ static void test_overrides(void) {
     resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(s.log_mask == (ZR_SUB_ALL & ~(unsigned)(ZR_SUB_COMM | ZR_SUB_ALLOC)),
           "^COMM,ALLOC -> %#x", s.log_mask);
+
+    /* ZERO_NUMA: a word (any case) or a node index; ZERO_CPU_THREADS: 0 means "one per core". */
+    struct {
+        const char *value;
+        int numa;
+    } numa[] = {{"auto", ZERO_NUMA_AUTO}, {"Auto", ZERO_NUMA_AUTO}, {"off", ZERO_NUMA_OFF},
+                {"0", 0},                 {" 3 ", 3},               {"4095", 4095}};
+    for (size_t i = 0; i < sizeof numa / sizeof numa[0]; i++) {
+        env_clear();
+        env_set("ZERO_NUMA", numa[i].value);
+        st = resolve(&s, NULL, NULL, &r, err, sizeof err);
+        CHECK(st == ZERO_OK && s.cfg.numa == numa[i].numa && r.num_applied == 1,
+              "ZERO_NUMA=%s -> %d, expected %d: %s", numa[i].value, s.cfg.numa, numa[i].numa,
+              err);
+    }
+    env_clear();
+    env_set("ZERO_CPU_THREADS", "0");
+    st = resolve(&s, NULL, NULL, &r, err, sizeof err);
+    CHECK(st == ZERO_OK && s.cfg.cpu_threads == 0 && r.num_applied == 1, "ZERO_CPU_THREADS=0");
+    env_set("ZERO_CPU_THREADS", "4096");
+    st = resolve(&s, NULL, NULL, &r, err, sizeof err);
+    CHECK(st == ZERO_OK && s.cfg.cpu_threads == 4096, "ZERO_CPU_THREADS=4096: %s", err);
 }
 
 static void test_program(void) {
@@ -245,10 +271,13 @@ static void test_program(void) {
     p.stage = 1;
     p.lr = 0.5f;
     p.report_path = "prog.json";
+    p.cpu_threads = 3;
+    p.numa = 1;
     env_clear();
     zero_status st = resolve(&s, &p, NULL, NULL, err, sizeof err);
     CHECK(st == ZERO_OK, "program: %s", err);
     CHECK(s.cfg.stage == 1 && s.cfg.lr == 0.5f, "program values kept");
+    CHECK(s.cfg.cpu_threads == 3 && s.cfg.numa == 1, "program placement kept");
     CHECK(strcmp(s.report_path, "prog.json") == 0, "program report_path -> '%s'", s.report_path);
     CHECK(s.cfg.report_path == s.report_path, "cfg.report_path re-pointed");
 
@@ -259,6 +288,16 @@ static void test_program(void) {
     CHECK(s.cfg.stage == 3, "environment wins: stage %d", s.cfg.stage);
     CHECK(s.cfg.lr == 0.5f, "unset variable keeps program lr");
     CHECK(strcmp(s.report_path, "env.json") == 0, "ZERO_REPORT wins: '%s'", s.report_path);
+    env_set("ZERO_NUMA", "auto");
+    env_set("ZERO_CPU_THREADS", "2");
+    st = resolve(&s, &p, NULL, NULL, err, sizeof err);
+    CHECK(st == ZERO_OK && s.cfg.numa == ZERO_NUMA_AUTO && s.cfg.cpu_threads == 2,
+          "environment wins over program placement: numa %d cpu_threads %d", s.cfg.numa,
+          s.cfg.cpu_threads);
+    p.numa = ZERO_NUMA_OFF;
+    env_clear();
+    st = resolve(&s, &p, NULL, NULL, err, sizeof err);
+    CHECK(st == ZERO_OK && s.cfg.numa == ZERO_NUMA_OFF, "program ZERO_NUMA_OFF: %s", err);
 
     /* Program fields are checked and named. */
     struct {
@@ -273,6 +312,9 @@ static void test_program(void) {
         {"zero_config.loss_scale=-1", "dynamic"},
         {"zero_config.device=5", "auto"},
         {"zero_config.clip=nan", ">= 0"},
+        {"zero_config.cpu_threads=-1", "0 to 4096"},
+        {"zero_config.numa=-3", "auto, off or a NUMA node"},
+        {"zero_config.numa=4096", "0 to 4095"},
     };
     env_clear();
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -287,6 +329,9 @@ static void test_program(void) {
         case 6: q.loss_scale = -1.0f; break;
         case 7: q.device = (zero_device_kind)5; break;
         case 8: q.clip = NAN; break;
+        case 9: q.cpu_threads = -1; break;
+        case 10: q.numa = -3; break;
+        case 11: q.numa = 4096; break;
         }
         st = resolve(&s, &q, NULL, NULL, err, sizeof err);
         CHECK(st == ZERO_ERR_INVALID, "%s accepted", bad[i].field);
@@ -322,6 +367,10 @@ static void test_errors(void) {
         {"ZERO_LOSS_SCALE", "0"},     {"ZERO_LOSS_SCALE", "inf"},   {"ZERO_DEVICE", "gpu"},
         {"ZERO_OFFLOAD_OPTIMIZER", "nvme"}, {"ZERO_DEBUG", "LOUD"},
         {"ZERO_DEBUG_SUBSYS", "INIT,FOO"},  {"ZERO_PERSIST_KB", "12Q"},
+        {"ZERO_CPU_THREADS", "-1"},   {"ZERO_CPU_THREADS", "4097"}, {"ZERO_CPU_THREADS", "auto"},
+        {"ZERO_NUMA", "-1"},          {"ZERO_NUMA", "-2"},          {"ZERO_NUMA", "4096"},
+        {"ZERO_NUMA", "on"},          {"ZERO_NUMA", "1.5"},         {"ZERO_NUMA", "2x"},
+        {"ZERO_NUMA", "99999999999999999999"},
     };
     zr_settings s;
     char err[512];
@@ -353,6 +402,12 @@ static void test_errors(void) {
     env_set("ZERO_DEVICE_MEMORY", "-1");
     resolve(&s, NULL, NULL, NULL, err, sizeof err);
     CHECK(strstr(err, "ZERO_DEVICE_MEMORY=-1 is not a size: ") == err, "'%s'", err);
+    env_clear();
+    env_set("ZERO_NUMA", "on");
+    resolve(&s, NULL, NULL, NULL, err, sizeof err);
+    CHECK(strcmp(err, "ZERO_NUMA=on is not allowed: expected auto, off or a NUMA node index "
+                      "from 0 to 4095") == 0,
+          "'%s'", err);
 
     /* A small err buffer is cut, not overrun. */
     char tiny[8];
@@ -449,6 +504,8 @@ static void test_fingerprint(void) {
         has_lr |= strcmp(names[i], "ZERO_LR") == 0;
         CHECK(strcmp(names[i], "ZERO_REPORT") != 0 && strncmp(names[i], "ZERO_DEBUG", 10) != 0,
               "%s should not be in the fingerprint", names[i]);
+        CHECK(strcmp(names[i], "ZERO_NUMA") != 0 && strcmp(names[i], "ZERO_CPU_THREADS") != 0,
+              "%s is per rank and should not be in the fingerprint", names[i]);
     }
     CHECK(has_stage && has_lr, "fingerprint names ZERO_STAGE and ZERO_LR");
 
@@ -456,10 +513,13 @@ static void test_fingerprint(void) {
     env_set("ZERO_DEBUG", "INFO");
     env_set("ZERO_DEBUG_FILE", "log.%p");
     env_set("ZERO_REPORT", "r.json");
+    /* So may placement: where work runs, not what it computes. */
+    env_set("ZERO_NUMA", "1");
+    env_set("ZERO_CPU_THREADS", "7");
     resolve(&b, NULL, NULL, NULL, NULL, 0);
     int nb = zr_config_fingerprint(&b, wb, NULL, 64);
     CHECK(nb == na && memcmp(wa, wb, sizeof(int64_t) * (size_t)na) == 0,
-          "logging and report settings changed the fingerprint");
+          "logging, report or placement settings changed the fingerprint");
 
     const char *vary[][2] = {{"ZERO_STAGE", "3"},     {"ZERO_LR", "0.0010001"},
                              {"ZERO_DTYPE", "bf16"},  {"ZERO_BUCKET_MB", "33"},
@@ -518,6 +578,8 @@ static void test_json(void) {
                           "\"prefetch_bytes\": 67108864",
                           "\"max_live_bytes\": 1073741824",
                           "\"persist_bytes\": 65536",
+                          "\"cpu_threads\": 0,",
+                          "\"numa\": \"auto\",",
                           "\"lr\": 0.0003,",
                           "\"beta1\": 0.9,",
                           "\"beta2\": 0.999,",
@@ -535,6 +597,21 @@ static void test_json(void) {
     fclose(f);
     j = read_file(path);
     CHECK(j && strstr(j, "\"loss_scale\": 128,"), "static loss scale: %s", j ? j : "");
+
+    /* ZERO_NUMA is a word or a number in JSON. */
+    const char *numa[][2] = {{"off", "\"numa\": \"off\","}, {"2", "\"numa\": 2,"}};
+    for (int i = 0; i < 2; i++) {
+        env_set("ZERO_NUMA", numa[i][0]);
+        env_set("ZERO_CPU_THREADS", "12");
+        resolve(&s, NULL, NULL, NULL, NULL, 0);
+        f = fopen(path, "w");
+        if (!f) return;
+        zr_config_write_json(&s, f);
+        fclose(f);
+        j = read_file(path);
+        CHECK(j && strstr(j, numa[i][1]) && strstr(j, "\"cpu_threads\": 12,"),
+              "ZERO_NUMA=%s: %s", numa[i][0], j ? j : "");
+    }
 }
 
 static void test_names_and_markdown(void) {

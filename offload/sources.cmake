@@ -1,0 +1,3 @@
+# offload/: host memory the offloaded optimizer lives in. placement.c: hwloc topology, NUMA node
+# and cores per local rank, node-bound buffers, thread binding (needs hwloc, linked at the top).
+list(APPEND ZERO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/placement.c)
