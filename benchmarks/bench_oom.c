@@ -241,10 +241,10 @@ int main(int argc, char **argv)
         memset(r, 0, sizeof *r);
         r->stage = stage;
         zp_max_psi(stage, work, o.np, 0, 0, capacity, &r->analytic_psi);
-        /* width in multiples of 8 * heads; grow until a failure, then bisect */
-        int step = 8 * o.heads, lo = 0, hi = 0;
+        /* width in multiples of the head count; double until a failure, then bisect */
+        int step = o.heads, lo = 0, hi = 0;
         uint64_t peak = 0, lo_peak = 0;
-        for (int k = 1;; k *= 2) {
+        for (int k = 8;; k *= 2) {
             if (trial(&o, stage, k * step, &peak)) {
                 lo = k;
                 lo_peak = peak;
@@ -252,7 +252,7 @@ int main(int argc, char **argv)
                 hi = k;
                 break;
             }
-            if (k > 4096)
+            if (k > 1 << 16)
                 break;
         }
         while (hi - lo > 1) {

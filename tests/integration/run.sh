@@ -35,6 +35,20 @@ train() {
     [ -s "$OUT/$name.st" ] && [ -s "$OUT/$name.json" ] || fail "$name: no export or report"
 }
 
+# train_gpt2 NAME NP [VAR=VALUE ...]: the GPT-2 example (tied embeddings), 10 steps, one
+# module per chunk (ZERO_BUCKET_MB=64K), like train
+GPT2=(--layers 2 --heads 2 --dim 32 --seq 16 --batch 12 --steps 10 --seed 5 --quiet)
+train_gpt2() {
+    local name=$1 np=$2; shift 2
+    rm -f "$OUT/$name.st" "$OUT/$name.json"
+    env "$@" ZERO_REPORT="$OUT/$name.json" \
+        "$MPIRUN" -np "$np" "$BIN/zero-gpt2" "${GPT2[@]}" --export "$OUT/$name.st" \
+        > "$OUT/$name.log" 2>&1
+    local rc=$?
+    cat "$OUT/$name.log"
+    [ $rc -eq 0 ] || fail "$name: zero-gpt2 exited $rc"
+}
+
 # expect_error NAME NP PATTERN [VAR=VALUE ...]: zero-mlp must fail and print PATTERN
 expect_error() {
     local name=$1 np=$2 pattern=$3; shift 3
@@ -132,6 +146,39 @@ stage3_bounds) # nothing resident: 3Ψ(N-1)/N bus elements; peak within state + 
     peak=$("$CHECK" get "$r" device_peak_bytes)
     [ "$peak" -le "$bound" ] || fail "stage 3 device peak $peak > bound $bound"
     echo "ok: stage 3 device peak $peak <= 16Ψ/N + live cap + 1 chunk + buckets = $bound" ;;
+gpt2_reference) # GPT-2 (tied embeddings), stage 0 on one rank: 10 steps
+    train_gpt2 gpt2_ref 1 ZERO_STAGE=0 ;;
+gpt2_stage3_np[1-4]) # stage 3 (prefetch on and off) reproduces it at every world size
+    np=${case_name: -1}
+    train_gpt2 "gpt2_s3_np$np" "$np" ZERO_STAGE=3 ZERO_PERSIST_KB=0
+    train_gpt2 "gpt2_s3_np${np}_nopf" "$np" ZERO_STAGE=3 ZERO_PREFETCH_MB=0 ZERO_PERSIST_KB=0
+    for r in "gpt2_s3_np$np" "gpt2_s3_np${np}_nopf"; do
+        "$CHECK" compare "$OUT/$r.st" "$OUT/gpt2_ref.st" 1e-5 || exit 1
+    done
+    "$CHECK" same "$OUT/gpt2_s3_np$np.json" "$OUT/gpt2_s3_np${np}_nopf.json" param_digest || exit 1
+    [ "$("$CHECK" get "$OUT/gpt2_s3_np$np.json" prefetch_hits)" -gt 0 ] || fail "no prefetch used"
+    # (the tied embedding is gathered twice in forward, for the tokens and for the logits,
+    # so bus bytes exceed 3Ψ(N-1)/N by that chunk: mlp_stage3_bounds checks the formula)
+    "$CHECK" near "$OUT/gpt2_s3_np$np.json" model_state_peak_bytes model_state_formula_bytes \
+        0.01 || exit 1 ;;
+gpt2_offload) # offload on and off, stages 1-3, GPT-2 on 2 ranks: same bits
+    for stage in 1 2 3; do
+        train_gpt2 "gpt2_off_s$stage" 2 ZERO_STAGE=$stage
+        train_gpt2 "gpt2_off_s${stage}_cpu" 2 ZERO_STAGE=$stage ZERO_OFFLOAD_OPTIMIZER=cpu
+        "$CHECK" same "$OUT/gpt2_off_s$stage.json" "$OUT/gpt2_off_s${stage}_cpu.json" \
+            param_digest || exit 1
+    done
+    train_gpt2 gpt2_off_all 2 ZERO_STAGE=3 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu
+    "$CHECK" same "$OUT/gpt2_off_s3.json" "$OUT/gpt2_off_all.json" param_digest || exit 1 ;;
+gpt2_capacity) # a GPT-2 whose stage-0 state does not fit trains at stage 3 on 4 ranks
+    cap=1536K
+    GPT2=(--layers 2 --heads 4 --dim 64 --seq 32 --batch 8 --steps 3 --seed 3 --quiet)
+    env ZERO_STAGE=0 ZERO_DEVICE_MEMORY=$cap timeout 120 "$MPIRUN" -np 4 "$BIN/zero-gpt2" \
+        "${GPT2[@]}" > "$OUT/gpt2_cap_s0.log" 2>&1 && fail "stage 0 fit $cap"
+    cat "$OUT/gpt2_cap_s0.log"
+    grep -q ZERO_ERR_OOM "$OUT/gpt2_cap_s0.log" || fail "stage 0 did not report ZERO_ERR_OOM"
+    train_gpt2 gpt2_cap_s3 4 ZERO_STAGE=3 ZERO_DEVICE_MEMORY=$cap ZERO_MAX_LIVE_MB=256K
+    "$CHECK" le "$OUT/gpt2_cap_s3.json" device_peak_bytes capacity_bytes || exit 1 ;;
 offload_np[1-4]) # offload on and off: same bits; device and host bytes match the formulas
     np=${case_name: -1}
     for dtype in fp32 bf16; do

@@ -1,0 +1,761 @@
+/* gpt2.c — zero-gpt2: the standalone GPT-2 style model of model.c trained through libzero on a
+ * byte-level text corpus.
+ *
+ * The model keeps its llm.c shape (tensor pointers into one flat fp32 array, its own forward and
+ * backward); what libzero changes is marked "libzero:" below:
+ *   1. register every tensor in module order (module 0 = wte, wpe; module l + 1 = block l;
+ *      module L + 1 = final LayerNorm), .init pointing into the model's array; call zero_init,
+ *      then free that array (the engine owns the parameters now);
+ *   2. forward and backward read module m's parameters between zero_gather(m) and
+ *      zero_release(m) (no-ops below stage 3), converted to fp32 when the working dtype is
+ *      bf16/fp16. The lm head is tied to wte, so module 0 is gathered a second time around it;
+ *   3. backward ADDS each module's gradient (the loss gradient carries zero_loss_scale) into
+ *      zero_grad_ptr, asked for when it is needed, then calls zero_grad_ready(m). wte collects
+ *      the head's gradient first and the embedding's last, so module 0 is reported ready once,
+ *      at the very end; zero_step replaces the optimizer, once per micro-batch.
+ * Data parallelism: the global batch of --batch sequences is split evenly over the ranks; every
+ * sequence is drawn from its global row index, so every world size trains on the same data.
+ *
+ *   zero-gpt2 [--layers L] [--heads H] [--dim C] [--seq T] [--batch B] [--steps N] ... (--help)
+ *   mpirun -np 2 zero-gpt2 ...;  ZERO_STAGE=1 ZERO_DTYPE=bf16 zero-gpt2 ...
+ *   zero-gpt2 --gradcheck    checks backward against finite differences (no libzero involved)
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "zero.h"
+
+/* Global gradient-norm clipping, as GPT-2 style training does: without it the first steps'
+ * large gradients, remembered by Adam's second moment, leave this small tied-embedding model
+ * stuck at the unigram loss (~2.98 nats on the corpus) for a hundred steps or more. */
+#define GPT2_CLIP 1.0f
+
+#ifndef ZERO_GPT2_CORPUS
+#define ZERO_GPT2_CORPUS "examples/gpt2/data/corpus.txt"
+#endif
+
+/* ---- command line ------------------------------------------------------------------------- */
+
+typedef struct options {
+    int layers;              /* transformer blocks */
+    int heads;               /* attention heads, divides dim */
+    int dim;                 /* channels */
+    int seq;                 /* tokens per sequence (= learned positions) */
+    int batch;               /* global sequences per micro-step (all ranks together) */
+    int steps;               /* optimizer steps */
+    uint64_t seed;           /* parameters and data */
+    float lr;                /* AdamW learning rate */
+    float wd;                /* AdamW weight decay (not on biases and LayerNorm) */
+    const char *export_path; /* safetensors file written after training; NULL = none */
+    const char *data_path;   /* training text */
+    int quiet;               /* no per-step lines */
+    int gradcheck;           /* run the gradient check instead of training */
+} options;
+
+static const options default_options = {
+    .layers = 2, .heads = 4, .dim = 64, .seq = 64, .batch = 16, .steps = 100, .seed = 1337,
+    .lr = 2e-3f, .wd = 0.01f, .export_path = NULL, .data_path = ZERO_GPT2_CORPUS, .quiet = 0,
+    .gradcheck = 0,
+};
+
+static void usage(FILE *f) {
+    const options *d = &default_options;
+    fprintf(f,
+            "usage: zero-gpt2 [options]\n"
+            "Trains a GPT-2 style byte-level language model on a text file with libzero;\n"
+            "ZERO_* environment variables choose stage, dtype, gradient accumulation, ...\n"
+            "  --layers L     transformer blocks                          (default %d)\n"
+            "  --heads H      attention heads; must divide --dim          (default %d)\n"
+            "  --dim C        channels of the residual stream             (default %d)\n"
+            "  --seq T        tokens (bytes) per sequence                 (default %d)\n"
+            "  --batch B      global sequences per micro-step, all ranks  (default %d;\n"
+            "                 must be a multiple of the number of ranks)\n"
+            "  --steps N      optimizer steps                             (default %d)\n"
+            "  --seed S       seed of parameters and data                 (default %" PRIu64 ")\n"
+            "  --lr X         AdamW learning rate                         (default %g)\n"
+            "  --wd X         AdamW weight decay, not on biases and norms (default %g)\n"
+            "  --data PATH    training text, read as bytes\n"
+            "                 (default %s)\n"
+            "  --export PATH  after training, write the parameters as safetensors (F32)\n"
+            "  --quiet        no per-step lines, only the final loss\n"
+            "  --gradcheck    check backward against finite differences (no libzero) and exit\n"
+            "  --help         this text\n"
+            "Gradients are clipped to a global norm of %g (ZERO_CLIP overrides; 0 = off).\n"
+            "Exit status: 0 success, 1 failure, 2 bad command line.\n",
+            d->layers, d->heads, d->dim, d->seq, d->batch, d->steps, d->seed, (double)d->lr,
+            (double)d->wd, d->data_path, (double)GPT2_CLIP);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (*s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s || *end) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_float(const char *s, float lo, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Returns 0 to go on, 1 after --help, 2 on a bad command line (message on stderr). Accepts both
+ * "--flag value" and "--flag=value". */
+static int parse_args(int argc, char **argv, options *o) {
+    *o = default_options;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
+        if (!strcmp(arg, "--quiet")) { o->quiet = 1; continue; }
+        if (!strcmp(arg, "--gradcheck")) { o->gradcheck = 1; continue; }
+
+        /* every other flag takes a value */
+        char name[32];
+        const char *val;
+        const char *eq = strchr(arg, '=');
+        if (eq) {
+            size_t n = (size_t)(eq - arg);
+            if (n >= sizeof(name)) n = sizeof(name) - 1;
+            memcpy(name, arg, n);
+            name[n] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof(name), "%s", arg);
+            val = i + 1 < argc ? argv[++i] : NULL;
+        }
+        int bad;
+        if (!strcmp(name, "--layers")) bad = !val || parse_int(val, 1, 1024, &o->layers);
+        else if (!strcmp(name, "--heads")) bad = !val || parse_int(val, 1, 1 << 12, &o->heads);
+        else if (!strcmp(name, "--dim")) bad = !val || parse_int(val, 1, 1 << 15, &o->dim);
+        else if (!strcmp(name, "--seq")) bad = !val || parse_int(val, 1, 1 << 16, &o->seq);
+        else if (!strcmp(name, "--batch")) bad = !val || parse_int(val, 1, 1 << 20, &o->batch);
+        else if (!strcmp(name, "--steps")) bad = !val || parse_int(val, 1, 1 << 30, &o->steps);
+        else if (!strcmp(name, "--seed")) bad = !val || parse_u64(val, &o->seed);
+        else if (!strcmp(name, "--lr")) bad = !val || parse_float(val, 0.0f, &o->lr);
+        else if (!strcmp(name, "--wd")) bad = !val || parse_float(val, 0.0f, &o->wd);
+        else if (!strcmp(name, "--data")) { bad = !val || !*val; o->data_path = val; }
+        else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
+        else {
+            fprintf(stderr, "zero-gpt2: unknown option '%s'\n", arg);
+            return 2;
+        }
+        if (bad) {
+            if (val) fprintf(stderr, "zero-gpt2: bad value '%s' for %s\n", val, name);
+            else fprintf(stderr, "zero-gpt2: %s needs a value\n", name);
+            return 2;
+        }
+    }
+    if (o->dim % o->heads != 0) {
+        fprintf(stderr, "zero-gpt2: --heads %d does not divide --dim %d\n", o->heads, o->dim);
+        return 2;
+    }
+    return 0;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* ---- gradient check (plain model, no libzero) --------------------------------------------- */
+
+/* Where tensor `ptr` of p sits inside a parameter vector theta laid out like p->memory. */
+#define THETA(ptr) (theta + ((ptr) - p->memory))
+
+/* (n, out) = (n, in) w^T + b, in double; b may be NULL. */
+static void dlinear(double *out, const double *in, const double *w, const double *b, int n,
+                    int nin, int nout) {
+    for (int r = 0; r < n; r++)
+        for (int o = 0; o < nout; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int i = 0; i < nin; i++) s += in[(size_t)r * nin + i] * w[(size_t)o * nin + i];
+            out[(size_t)r * nout + o] = s;
+        }
+}
+
+static void dlayernorm(double *out, const double *x, const double *w, const double *b, int n,
+                       int C) {
+    for (int r = 0; r < n; r++) {
+        const double *xr = x + (size_t)r * C;
+        double m = 0.0, v = 0.0;
+        for (int c = 0; c < C; c++) m += xr[c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
+        v /= C;
+        double s = 1.0 / sqrt(v + 1e-5);
+        for (int c = 0; c < C; c++) out[(size_t)r * C + c] = (xr[c] - m) * s * w[c] + b[c];
+    }
+}
+
+/* The mean cross-entropy of the model with parameters theta (flat, p's layout) on tokens /
+ * targets (B, T), recomputed in double precision one sequence at a time: an independent forward
+ * written from the formulas, to difference. */
+static double loss_double(const gpt2_config *cfg, const gpt2_params *p, const double *theta,
+                          const int *tokens, const int *targets, int B) {
+    const int T = cfg->seq, C = cfg->dim, NH = cfg->heads, hs = C / NH, V = GPT2_VOCAB;
+    double *x = malloc((size_t)T * C * sizeof(double));
+    double *ln = malloc((size_t)T * C * sizeof(double));
+    double *qkv = malloc((size_t)T * 3 * C * sizeof(double));
+    double *y = malloc((size_t)T * C * sizeof(double));
+    double *hid = malloc((size_t)T * 4 * C * sizeof(double));
+    double *proj = malloc((size_t)T * C * sizeof(double));
+    double *logit = malloc((size_t)V * sizeof(double));
+    double *sc = malloc((size_t)T * sizeof(double));
+    double total = NAN;
+    if (!x || !ln || !qkv || !y || !hid || !proj || !logit || !sc) goto out;
+    total = 0.0;
+    for (int b = 0; b < B; b++) {
+        const int *tok = tokens + (size_t)b * T, *tgt = targets + (size_t)b * T;
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++)
+                x[(size_t)t * C + c] = THETA(p->emb.wte)[(size_t)tok[t] * C + c] +
+                                       THETA(p->emb.wpe)[(size_t)t * C + c];
+        for (int l = 0; l < cfg->layers; l++) {
+            const gpt2_block *blk = &p->h[l];
+            dlayernorm(ln, x, THETA(blk->ln1w), THETA(blk->ln1b), T, C);
+            dlinear(qkv, ln, THETA(blk->qkvw), THETA(blk->qkvb), T, C, 3 * C);
+            for (int h = 0; h < NH; h++)
+                for (int t = 0; t < T; t++) {
+                    const double *q = qkv + (size_t)t * 3 * C + (size_t)h * hs;
+                    double mx = -INFINITY, sum = 0.0;
+                    for (int u = 0; u <= t; u++) {
+                        const double *kk = qkv + (size_t)u * 3 * C + C + (size_t)h * hs;
+                        double s = 0.0;
+                        for (int i = 0; i < hs; i++) s += q[i] * kk[i];
+                        sc[u] = s / sqrt((double)hs);
+                        if (sc[u] > mx) mx = sc[u];
+                    }
+                    for (int u = 0; u <= t; u++) sum += (sc[u] = exp(sc[u] - mx));
+                    for (int i = 0; i < hs; i++) {
+                        double o = 0.0;
+                        for (int u = 0; u <= t; u++)
+                            o += sc[u] / sum * qkv[(size_t)u * 3 * C + 2 * C + (size_t)h * hs + i];
+                        y[(size_t)t * C + (size_t)h * hs + i] = o;
+                    }
+                }
+            dlinear(proj, y, THETA(blk->attprojw), THETA(blk->attprojb), T, C, C);
+            for (size_t i = 0; i < (size_t)T * C; i++) x[i] += proj[i];
+            dlayernorm(ln, x, THETA(blk->ln2w), THETA(blk->ln2b), T, C);
+            dlinear(hid, ln, THETA(blk->fcw), THETA(blk->fcb), T, C, 4 * C);
+            for (size_t i = 0; i < (size_t)T * 4 * C; i++) { /* GELU, tanh form */
+                double v = hid[i], k = 0.7978845608028654; /* sqrt(2 / pi) */
+                hid[i] = 0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v)));
+            }
+            dlinear(proj, hid, THETA(blk->fcprojw), THETA(blk->fcprojb), T, 4 * C, C);
+            for (size_t i = 0; i < (size_t)T * C; i++) x[i] += proj[i];
+        }
+        dlayernorm(ln, x, THETA(p->lnf.lnfw), THETA(p->lnf.lnfb), T, C);
+        for (int t = 0; t < T; t++) {
+            dlinear(logit, ln + (size_t)t * C, THETA(p->emb.wte), NULL, 1, C, V);
+            double mx = logit[0], sum = 0.0;
+            for (int v = 1; v < V; v++) mx = logit[v] > mx ? logit[v] : mx;
+            for (int v = 0; v < V; v++) sum += exp(logit[v] - mx);
+            total += mx + log(sum) - logit[tgt[t]];
+        }
+    }
+    total /= (double)B * T;
+out:
+    free(sc);
+    free(logit);
+    free(proj);
+    free(hid);
+    free(y);
+    free(qkv);
+    free(ln);
+    free(x);
+    return total;
+}
+
+/* Compares gpt2_backward with central differences of loss_double on a tiny model, and checks
+ * that data rows do not depend on how a batch is split and that backward adds. Returns 0 on
+ * pass, 1 on fail. */
+static int gradcheck(void) {
+    const gpt2_config gc = {.layers = 2, .heads = 2, .dim = 8, .seq = 5};
+    const int B = 2;
+    const uint64_t seed = 7;
+    /* central differences of a double-precision loss with h = 1e-4 are good to ~1e-9; the
+     * analytic gradient is fp32 arithmetic, so the test is
+     * |analytic - numeric| <= ATOL + RTOL * |numeric| */
+    const double h = 1e-4, atol = 2e-6, rtol = 1e-3;
+    static const char text[] = "Every gradient is checked against a difference of two losses.";
+    const size_t text_len = sizeof(text) - 1;
+    const size_t N = (size_t)B * gc.seq;
+    int fail = 1;
+    gpt2_params p, g;
+    gpt2_acts a;
+    memset(&p, 0, sizeof(p));
+    memset(&g, 0, sizeof(g));
+    memset(&a, 0, sizeof(a));
+    double *theta = NULL;
+    float *g1 = NULL;
+    int tok1[16], tgt1[16];
+    if (gpt2_params_alloc(&p, &gc) || gpt2_params_alloc(&g, &gc) || gpt2_acts_alloc(&a, &gc, B) ||
+        !(theta = malloc(p.numel * sizeof(double))) || !(g1 = malloc(p.numel * sizeof(float)))) {
+        fprintf(stderr, "zero-gpt2: gradcheck: out of memory\n");
+        goto out;
+    }
+    gpt2_blas_init();
+
+    /* parameters far from GPT-2's small init (every gradient sizeable, LayerNorm gains and
+     * biases not trivial), so a wrong term cannot hide below the tolerance */
+    for (int i = 0; i < gpt2_num_tensors(&gc); i++) {
+        gpt2_tensor_desc d;
+        gpt2_tensor_info(&gc, i, &d);
+        const int gain = d.ndim == 1 && strstr(d.name, "ln") && strstr(d.name, ".weight");
+        for (size_t k = 0; k < d.numel; k++)
+            p.memory[d.offset + k] = (gain ? 1.0f : 0.0f) +
+                0.4f * gpt2_rng_uniform(gpt2_rng_key(seed, (uint64_t)(d.offset + k)));
+    }
+
+    /* data: row 1 drawn alone must equal row 1 of the whole batch (any world size) */
+    gpt2_batch((const unsigned char *)text, text_len, gc.seq, seed, 3, 1, 0, B, a.tokens,
+               a.targets);
+    gpt2_batch((const unsigned char *)text, text_len, gc.seq, seed, 3, 1, 1, 1, tok1, tgt1);
+    int data_ok = !memcmp(tok1, a.tokens + gc.seq, (size_t)gc.seq * sizeof(int)) &&
+                  !memcmp(tgt1, a.targets + gc.seq, (size_t)gc.seq * sizeof(int));
+    for (int t = 0; t + 1 < gc.seq; t++) data_ok &= a.targets[t] == a.tokens[t + 1];
+    printf("gradcheck: data rows independent of the batch split, targets shifted by one: %s\n",
+           data_ok ? "ok" : "FAIL");
+
+    float loss = gpt2_forward(&p, &a, 1.0f);
+    gpt2_backward(&p, &g, &a);
+    for (size_t k = 0; k < p.numel; k++) theta[k] = p.memory[k];
+    double loss_ref = loss_double(&gc, &p, theta, a.tokens, a.targets, B);
+    int loss_ok = fabs(loss - loss_ref) <= 1e-5 * (1.0 + fabs(loss_ref));
+    printf("gradcheck: loss fp32 %.9g vs fp64 %.9g: %s\n", (double)loss, loss_ref,
+           loss_ok ? "ok" : "FAIL");
+
+    /* the wrapper relies on backward ADDING: a second backward must double every gradient */
+    memcpy(g1, g.memory, p.numel * sizeof(float));
+    gpt2_backward(&p, &g, &a);
+    int adds_ok = 1;
+    for (size_t k = 0; k < p.numel; k++)
+        adds_ok &= fabsf(g.memory[k] - 2.0f * g1[k]) <= 1e-6f * (1.0f + fabsf(g1[k]));
+    printf("gradcheck: backward adds into the gradient: %s\n", adds_ok ? "ok" : "FAIL");
+
+    double max_abs = 0.0, max_rel = 0.0;
+    size_t bad = 0;
+    for (int i = 0; i < gpt2_num_tensors(&gc); i++) {
+        gpt2_tensor_desc d;
+        gpt2_tensor_info(&gc, i, &d);
+        size_t tbad = 0;
+        double tmax = 0.0;
+        for (size_t k = d.offset; k < d.offset + d.numel; k++) {
+            double keep = theta[k];
+            theta[k] = keep + h;
+            double lp = loss_double(&gc, &p, theta, a.tokens, a.targets, B);
+            theta[k] = keep - h;
+            double lm = loss_double(&gc, &p, theta, a.tokens, a.targets, B);
+            theta[k] = keep;
+            double num = (lp - lm) / (2.0 * h), ana = g1[k];
+            double err = fabs(ana - num);
+            if (err > tmax) tmax = err;
+            if (fabs(num) > atol && err / fabs(num) > max_rel) max_rel = err / fabs(num);
+            if (!(err <= atol + rtol * fabs(num))) {
+                if (tbad < 3)
+                    printf("gradcheck: %s[%zu]: analytic %.9g numeric %.9g\n", d.name,
+                           k - d.offset, ana, num);
+                tbad++;
+            }
+        }
+        if (tmax > max_abs) max_abs = tmax;
+        if (tbad) printf("gradcheck: %s: %zu of %zu wrong\n", d.name, tbad, d.numel);
+        bad += tbad;
+    }
+    printf("gradcheck: %zu parameters (layers %d, heads %d, dim %d, seq %d, batch %d, %zu tokens):"
+           " max abs err %.3g, max rel err %.3g (tolerance %g + %g * |numeric|): %s\n",
+           p.numel, gc.layers, gc.heads, gc.dim, gc.seq, B, N, max_abs, max_rel, atol, rtol,
+           bad ? "FAIL" : "ok");
+    fail = !(data_ok && loss_ok && adds_ok && bad == 0);
+    printf("gradcheck: %s\n", fail ? "FAILED" : "passed");
+out:
+    free(g1);
+    free(theta);
+    gpt2_acts_free(&a);
+    gpt2_params_free(&g);
+    gpt2_params_free(&p);
+    return fail;
+}
+
+/* ---- training with libzero ---------------------------------------------------------------- */
+
+/* libzero: every zero_* status is checked; a failure names the call and the engine's message. */
+#define ZCHECK(call)                                                                              \
+    do {                                                                                          \
+        zero_status s_ = (call);                                                                  \
+        if (s_ != ZERO_OK) {                                                                      \
+            fprintf(stderr, "zero-gpt2: rank %d: %s failed: %s: %s\n", rank, #call,              \
+                    zero_status_string(s_), zero_last_error(z));                                  \
+            goto fail;                                                                            \
+        }                                                                                         \
+    } while (0)
+
+/* libzero: the view helpers below return -1 after printing which pointer call failed. */
+#define VCHECK(call)                                                                              \
+    do {                                                                                          \
+        if ((call) != 0) goto fail;                                                               \
+    } while (0)
+
+/* What one rank needs to turn a module of the engine into the model's view of it. */
+typedef struct module_map {
+    zero_ctx *z;
+    const gpt2_tensor_desc *desc; /* (num tensors) layout of every registered tensor */
+    int layers;                   /* L */
+    zero_dtype dtype;             /* working precision */
+    float *pbuf;                  /* (max module numel) fp32 parameters of one module (bf16/fp16) */
+    float *gbuf;                  /* (max module numel) fp32 gradient of one module (bf16/fp16) */
+} module_map;
+
+/* First tensor index of module m, and how many it has. */
+static int module_first(const module_map *mm, int m, int *count) {
+    if (m == 0) {
+        *count = GPT2_EMBED_TENSORS;
+        return 0;
+    }
+    if (m <= mm->layers) {
+        *count = GPT2_BLOCK_TENSORS;
+        return GPT2_EMBED_TENSORS + (m - 1) * GPT2_BLOCK_TENSORS;
+    }
+    *count = GPT2_LNF_TENSORS;
+    return GPT2_EMBED_TENSORS + mm->layers * GPT2_BLOCK_TENSORS;
+}
+
+/* libzero: out[0..count) = fp32 parameters of the first `count` tensors of module m: the
+ * engine's own memory at fp32, else converted into pbuf. Call between zero_gather(m) and
+ * zero_release(m); the view is valid until then. */
+static int param_view(module_map *mm, int m, int count, float **out) {
+    int n, first = module_first(mm, m, &n);
+    size_t off = 0;
+    for (int k = 0; k < count; k++) {
+        void *ptr = zero_param_ptr(mm->z, first + k);
+        if (!ptr) {
+            fprintf(stderr, "zero-gpt2: rank %d: zero_param_ptr(%s) failed: %s\n",
+                    zero_rank(mm->z), mm->desc[first + k].name, zero_last_error(mm->z));
+            return -1;
+        }
+        if (mm->dtype == ZERO_DTYPE_FP32) {
+            out[k] = ptr;
+        } else {
+            out[k] = mm->pbuf + off;
+            zero_convert(out[k], ZERO_DTYPE_FP32, ptr, mm->dtype, mm->desc[first + k].numel);
+            off += mm->desc[first + k].numel;
+        }
+    }
+    return 0;
+}
+
+/* libzero: out[0..count) = where backward adds module m's gradient. At fp32 that is the
+ * engine's gradient memory itself, asked for now (at stages 2-3 it lives in a reduce bucket
+ * until zero_grad_ready); else zeroed fp32 space in gbuf that grad_commit adds in. */
+static int grad_view(module_map *mm, int m, int count, float **out) {
+    int n, first = module_first(mm, m, &n);
+    size_t off = 0;
+    for (int k = 0; k < count; k++) {
+        if (mm->dtype == ZERO_DTYPE_FP32) {
+            if (!(out[k] = zero_grad_ptr(mm->z, first + k))) {
+                fprintf(stderr, "zero-gpt2: rank %d: zero_grad_ptr(%s) failed: %s\n",
+                        zero_rank(mm->z), mm->desc[first + k].name, zero_last_error(mm->z));
+                return -1;
+            }
+        } else {
+            out[k] = mm->gbuf + off;
+            memset(out[k], 0, mm->desc[first + k].numel * sizeof(float));
+            off += mm->desc[first + k].numel;
+        }
+    }
+    return 0;
+}
+
+/* libzero: bf16/fp16 only: adds the fp32 gradients of grad_view into the engine's buffers
+ * (rounding once per element). Nothing to do at fp32, where backward added in place. */
+static int grad_commit(module_map *mm, int m, int count, float *const *g) {
+    if (mm->dtype == ZERO_DTYPE_FP32) return 0;
+    int n, first = module_first(mm, m, &n);
+    for (int k = 0; k < count; k++) {
+        void *dst = zero_grad_ptr(mm->z, first + k);
+        if (!dst) {
+            fprintf(stderr, "zero-gpt2: rank %d: zero_grad_ptr(%s) failed: %s\n",
+                    zero_rank(mm->z), mm->desc[first + k].name, zero_last_error(mm->z));
+            return -1;
+        }
+        zero_accumulate(dst, mm->dtype, g[k], mm->desc[first + k].numel);
+    }
+    return 0;
+}
+
+static int train(const options *o) {
+    const gpt2_config gc = {.layers = o->layers, .heads = o->heads, .dim = o->dim, .seq = o->seq};
+    const int L = gc.layers, num_tensors = gpt2_num_tensors(&gc), lnf_module = L + 1;
+    int rank = 0, exit_code = 1;
+    double final_loss = NAN;
+    zero_ctx *z = NULL;
+    zero_tensor *tensors = NULL;
+    gpt2_tensor_desc *desc = NULL;
+    gpt2_params model;
+    gpt2_acts acts;
+    module_map mm;
+    unsigned char *text = NULL;
+    size_t text_len = 0;
+    memset(&model, 0, sizeof(model));
+    memset(&acts, 0, sizeof(acts));
+    memset(&mm, 0, sizeof(mm));
+
+    /* The data: the whole text, as bytes. Every rank reads it (it is small). */
+    if (!(text = gpt2_read_file(o->data_path, &text_len))) {
+        fprintf(stderr, "zero-gpt2: cannot read %s: %s\n", o->data_path, strerror(errno));
+        return 1;
+    }
+    if (text_len < (size_t)o->seq + 1) {
+        fprintf(stderr, "zero-gpt2: %s has %zu bytes; --seq %d needs at least %d\n", o->data_path,
+                text_len, o->seq, o->seq + 1);
+        free(text);
+        return 2;
+    }
+    gpt2_blas_init();
+
+    /* The model as it would be standalone: one flat fp32 array, seeded init. */
+    if (gpt2_params_alloc(&model, &gc)) {
+        fprintf(stderr, "zero-gpt2: out of memory for %zu parameters\n", gpt2_num_params(&gc));
+        free(text);
+        return 1;
+    }
+    gpt2_params_init(&model, &gc, o->seed);
+
+    /* libzero: every tensor in module order (module 0 = embeddings, l + 1 = block l, L + 1 =
+     * final LayerNorm), .init pointing into the model's array; biases and LayerNorm parameters
+     * are exempt from weight decay. The names live in desc until zero_finalize. */
+    tensors = calloc((size_t)num_tensors, sizeof(*tensors));
+    desc = calloc((size_t)num_tensors, sizeof(*desc));
+    if (!tensors || !desc) {
+        fprintf(stderr, "zero-gpt2: out of memory\n");
+        gpt2_params_free(&model);
+        goto fail;
+    }
+    for (int i = 0; i < num_tensors; i++) {
+        gpt2_tensor_desc *d = &desc[i];
+        gpt2_tensor_info(&gc, i, d);
+        tensors[i] = (zero_tensor){.name = d->name, .numel = d->numel, .module = d->module,
+                                   .init = model.memory + d->offset, .ndim = d->ndim,
+                                   .no_decay = d->no_decay};
+        for (int k = 0; k < d->ndim; k++) tensors[i].shape[k] = d->shape[k];
+    }
+    zero_config cfg = ZERO_CONFIG_INIT; /* ZERO_* environment variables override these */
+    cfg.lr = o->lr;
+    cfg.weight_decay = o->wd;
+    cfg.clip = GPT2_CLIP;
+    zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
+    /* libzero: the engine holds the parameters now; the model's own copy goes */
+    gpt2_params_free(&model);
+    free(tensors);
+    tensors = NULL;
+    if (st != ZERO_OK) {
+        fprintf(stderr, "zero-gpt2: zero_init failed: %s: %s\n", zero_status_string(st),
+                zero_init_error());
+        z = NULL;
+        goto fail;
+    }
+
+    rank = zero_rank(z);
+    const int world = zero_world_size(z);
+    const zero_config *rc = zero_get_config(z); /* resolved: flags, then environment */
+    const int accum = rc->grad_accum;
+    if (o->batch % world != 0) {
+        if (rank == 0)
+            fprintf(stderr, "zero-gpt2: --batch %d is not a multiple of the %d ranks\n", o->batch,
+                    world);
+        exit_code = 2;
+        goto fail;
+    }
+    /* data parallel: this rank's sequences of the global batch */
+    const int rows = o->batch / world;
+    const int64_t row0 = (int64_t)rank * rows;
+
+    mm = (module_map){.z = z, .desc = desc, .layers = L, .dtype = rc->dtype};
+    if (gpt2_acts_alloc(&acts, &gc, rows)) {
+        fprintf(stderr, "zero-gpt2: rank %d: out of memory for activations\n", rank);
+        goto fail;
+    }
+    if (mm.dtype != ZERO_DTYPE_FP32) { /* libzero: fp32 copies of one module at a time */
+        const size_t n = gpt2_max_module_numel(&gc);
+        if (!(mm.pbuf = malloc(n * sizeof(float))) || !(mm.gbuf = malloc(n * sizeof(float)))) {
+            fprintf(stderr, "zero-gpt2: rank %d: out of memory\n", rank);
+            goto fail;
+        }
+    }
+
+    if (rank == 0 && !o->quiet) {
+        static const char *dtype_names[] = {"fp32", "bf16", "fp16"};
+        printf("zero-gpt2: %d layers, %d heads, dim %d, seq %d, %zu parameters | %s: %zu bytes | "
+               "%d rank(s), stage %d, %s, grad accum %d | batch %d (%d per rank), lr %g, wd %g, "
+               "clip %g\n",
+               L, gc.heads, gc.dim, gc.seq, gpt2_num_params(&gc), o->data_path, text_len, world,
+               rc->stage, (unsigned)mm.dtype < 3 ? dtype_names[mm.dtype] : "?", accum, o->batch,
+               rows, (double)rc->lr, (double)rc->weight_decay, (double)rc->clip);
+        fflush(stdout);
+    }
+
+    const double tokens_per_step = (double)o->batch * (double)o->seq * (double)accum;
+    for (int step = 0; step < o->steps; step++) {
+        double t0 = now_ms();
+        double loss_sum = 0.0; /* this rank's micro-batch losses */
+        for (int micro = 0; micro < accum; micro++) {
+            /* each micro-step trains on its own global batch */
+            gpt2_batch(text, text_len, gc.seq, o->seed, step, micro, row0, rows, acts.tokens,
+                       acts.targets);
+            gpt2_embed emb, demb;
+            gpt2_block blk, dblk;
+            gpt2_lnf lnf, dlnf;
+
+            /* forward, module by module; libzero: stage 3 all-gathers each module here */
+            ZCHECK(zero_gather(z, 0));
+            VCHECK(param_view(&mm, 0, GPT2_EMBED_TENSORS, emb.t));
+            gpt2_embed_forward(&acts, &emb);
+            ZCHECK(zero_release(z, 0));
+            for (int l = 0; l < L; l++) {
+                ZCHECK(zero_gather(z, l + 1));
+                VCHECK(param_view(&mm, l + 1, GPT2_BLOCK_TENSORS, blk.t));
+                gpt2_block_forward(&acts, l, &blk);
+                ZCHECK(zero_release(z, l + 1));
+            }
+            ZCHECK(zero_gather(z, lnf_module));
+            VCHECK(param_view(&mm, lnf_module, GPT2_LNF_TENSORS, lnf.t));
+            gpt2_lnf_forward(&acts, &lnf);
+            ZCHECK(zero_release(z, lnf_module));
+            /* libzero: the lm head is wte (module 0) again, so module 0 is gathered again.
+             * The loss is the mean over this rank's tokens (libzero averages gradients over
+             * ranks and micro-steps); the loss gradient carries the (fp16) loss scale. */
+            ZCHECK(zero_gather(z, 0));
+            VCHECK(param_view(&mm, 0, 1, emb.t)); /* wte only */
+            loss_sum += gpt2_head_forward(&acts, emb.wte, zero_loss_scale(z));
+            ZCHECK(zero_release(z, 0));
+
+            /* backward, in reverse; libzero: each module gathered again around its backward */
+            /* the head: its wte gradient is added now; module 0 is NOT ready until the
+             * embedding's share is in as well (grad_view asks for the pointer again there) */
+            ZCHECK(zero_gather(z, 0));
+            VCHECK(param_view(&mm, 0, 1, emb.t));
+            VCHECK(grad_view(&mm, 0, 1, demb.t));
+            gpt2_head_backward(&acts, emb.wte, demb.wte);
+            ZCHECK(zero_release(z, 0));
+            VCHECK(grad_commit(&mm, 0, 1, demb.t));
+
+            ZCHECK(zero_gather(z, lnf_module));
+            VCHECK(param_view(&mm, lnf_module, GPT2_LNF_TENSORS, lnf.t));
+            VCHECK(grad_view(&mm, lnf_module, GPT2_LNF_TENSORS, dlnf.t));
+            gpt2_lnf_backward(&acts, &lnf, &dlnf);
+            ZCHECK(zero_release(z, lnf_module));
+            VCHECK(grad_commit(&mm, lnf_module, GPT2_LNF_TENSORS, dlnf.t));
+            ZCHECK(zero_grad_ready(z, lnf_module));
+
+            for (int l = L - 1; l >= 0; l--) {
+                ZCHECK(zero_gather(z, l + 1));
+                VCHECK(param_view(&mm, l + 1, GPT2_BLOCK_TENSORS, blk.t));
+                VCHECK(grad_view(&mm, l + 1, GPT2_BLOCK_TENSORS, dblk.t));
+                gpt2_block_backward(&acts, l, &blk, &dblk);
+                ZCHECK(zero_release(z, l + 1));
+                VCHECK(grad_commit(&mm, l + 1, GPT2_BLOCK_TENSORS, dblk.t));
+                ZCHECK(zero_grad_ready(z, l + 1));
+            }
+
+            /* the embedding backward scatters into wte and wpe rows and reads no parameter,
+             * so module 0 is not gathered for it; libzero: wte's gradient pointer is asked
+             * for again (same bucket: module 0 is not ready yet), then module 0 is ready */
+            VCHECK(grad_view(&mm, 0, GPT2_EMBED_TENSORS, demb.t));
+            gpt2_embed_backward(&acts, &demb);
+            VCHECK(grad_commit(&mm, 0, GPT2_EMBED_TENSORS, demb.t));
+            ZCHECK(zero_grad_ready(z, 0));
+
+            /* libzero: replaces the optimizer; updates only at the accumulation boundary */
+            ZCHECK(zero_step(z));
+            zero_step_info info;
+            ZCHECK(zero_last_step(z, &info));
+            if (info.boundary != (micro == accum - 1)) {
+                fprintf(stderr, "zero-gpt2: rank %d: zero_step reported boundary=%d at "
+                        "micro-step %d of %d\n", rank, info.boundary, micro + 1, accum);
+                goto fail;
+            }
+            if (!info.boundary) continue;
+
+            /* the global mean loss of this optimizer step */
+            double loss = loss_sum;
+            ZCHECK(zero_allreduce_sum(z, &loss, 1));
+            loss /= (double)world * (double)accum;
+            final_loss = loss;
+            double ms = now_ms() - t0;
+            if (rank == 0 && !o->quiet) {
+                zero_memory_stats mem;
+                ZCHECK(zero_memory_report(z, &mem));
+                char extra[80] = "";
+                if (info.loss_scale != 1.0f || info.skipped > 0)
+                    snprintf(extra, sizeof(extra), " | loss scale %g | skipped %" PRId64 "%s",
+                             (double)info.loss_scale, info.skipped,
+                             info.overflow ? " (this step)" : "");
+                printf("step %4d/%d | loss %.4f | grad norm %.4f%s | %.0f tok/s | %.1f ms | "
+                       "mem %.2f MiB (peak %.2f MiB)\n",
+                       step + 1, o->steps, loss, (double)info.grad_norm, extra,
+                       tokens_per_step / (ms * 1e-3), ms, (double)mem.current_total / 1048576.0,
+                       (double)mem.peak_total / 1048576.0);
+                fflush(stdout);
+            }
+        }
+    }
+
+    if (o->export_path) ZCHECK(zero_export(z, o->export_path));
+    exit_code = 0;
+
+fail:
+    free(mm.gbuf);
+    free(mm.pbuf);
+    gpt2_acts_free(&acts);
+    if (z) {
+        zero_status fs = zero_finalize(z);
+        if (fs != ZERO_OK) {
+            fprintf(stderr, "zero-gpt2: rank %d: zero_finalize failed: %s\n", rank,
+                    zero_status_string(fs));
+            if (exit_code == 0) exit_code = 1;
+        }
+    }
+    free(desc);
+    free(tensors);
+    free(text);
+    if (exit_code == 0 && rank == 0) printf("final loss %.6f\n", final_loss);
+    return exit_code;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    int pa = parse_args(argc, argv, &o);
+    if (pa == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (pa == 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (o.gradcheck) return gradcheck();
+    return train(&o);
+}
