@@ -4,7 +4,9 @@
  * peak device bytes per rank, the analytical maximum for the stage, their ratio) and writes
  * DIR/oom.csv and DIR/oom.svg.
  *   zero-bench-oom --np N --out DIR [--layers L] [--heads H] [--seq T] [--batch B]
- *                  [--stages 0,1,2,3] [--dtype fp32|bf16]
+ *                  [--stages 0,1,2,3] [--offload none,cpu,all] [--dtype fp32|bf16]
+ * Rows: every stage with no offload, then optimizer offload (cpu) at stages 1-3 and optimizer +
+ * parameter offload (all) at stage 3, as far as --stages and --offload select.
  * Exit 0 when every stage trained at least the smallest model, 1 otherwise, 2 on bad flags. */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,10 +25,12 @@ typedef struct options {
     const char *out;
     const char *dtype;
     int stages[4], num_stages;
+    int offloads;            /* bits: 1 none, 2 cpu, 4 all */
 } options;
 
 typedef struct result {
     int stage;
+    int offload;             /* 0 none, 1 optimizer, 2 optimizer + parameters */
     int dim;                 /* 0: not even the smallest model trained */
     uint64_t params;
     uint64_t peak;           /* device peak bytes per rank (max over ranks) */
@@ -61,20 +65,24 @@ static int read_number(const char *path, const char *key, uint64_t *v)
 }
 
 /* Trains 3 steps of a GPT-2 of width dim at `stage`; 1 = it trained, 0 = it did not. */
-static int trial(const options *o, int stage, int dim, uint64_t *peak)
+static const char *const offload_names[3] = {"none", "cpu", "all"};
+
+static int trial(const options *o, int stage, int offload, int dim, uint64_t *peak)
 {
     char report[PATH_MAX + 64], log[PATH_MAX + 64], cmd[4 * PATH_MAX];
     snprintf(report, sizeof report, "%s/trial.json", o->out);
     snprintf(log, sizeof log, "%s/trial.log", o->out);
     remove(report);
     snprintf(cmd, sizeof cmd,
-             "ZERO_STAGE=%d ZERO_DTYPE=%s ZERO_REPORT='%s' '%s/zero-mpirun' -np %d '%s/zero-gpt2' "
+             "ZERO_STAGE=%d ZERO_OFFLOAD_OPTIMIZER=%s ZERO_OFFLOAD_PARAM=%s ZERO_DTYPE=%s "
+             "ZERO_REPORT='%s' '%s/zero-mpirun' -np %d '%s/zero-gpt2' "
              "--layers %d --heads %d --dim %d --seq %d --batch %d --steps 3 --quiet > '%s' 2>&1",
-             stage, o->dtype, report, ZERO_SCRIPTS_DIR, o->np, bindir, o->layers, o->heads, dim,
-             o->seq, o->batch, log);
+             stage, offload ? "cpu" : "none", offload == 2 ? "cpu" : "none", o->dtype, report,
+             ZERO_SCRIPTS_DIR, o->np, bindir, o->layers, o->heads, dim, o->seq, o->batch, log);
     int rc = system(cmd);
     int ok = rc == 0 && read_number(report, "device_peak_bytes", peak) == 0;
-    printf("  stage %d dim %5d: %s\n", stage, dim, ok ? "trains" : "fails");
+    printf("  stage %d offload %-4s dim %5d: %s\n", stage, offload_names[offload], dim,
+           ok ? "trains" : "fails");
     fflush(stdout);
     return ok;
 }
@@ -93,7 +101,7 @@ static void write_svg(const options *o, const result *r, int n, uint64_t capacit
         if (r[i].analytic_psi > maxp)
             maxp = r[i].analytic_psi;
     }
-    int W = 640, H = 360, left = 70, bottom = 300, barw = 50;
+    int W = 140 * n + 120, H = 360, left = 70, bottom = 300, barw = 50;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
@@ -110,7 +118,8 @@ static void write_svg(const options *o, const result *r, int n, uint64_t capacit
                 x + barw, bottom - h2, barw, h2);
         fprintf(f, "<text x=\"%d\" y=\"%d\">%.2fM</text>\n", x, bottom - h1 - 4,
                 (double)r[i].params / 1e6);
-        fprintf(f, "<text x=\"%d\" y=\"%d\">stage %d</text>\n", x + 20, bottom + 18, r[i].stage);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">stage %d%s</text>\n", x + 10, bottom + 18,
+                r[i].stage, r[i].offload == 2 ? " +opt+param" : r[i].offload ? " +opt" : "");
     }
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", left, bottom,
             W - 20, bottom);
@@ -137,8 +146,8 @@ static int parse_int(const char *flag, const char *v, int lo, int *out)
 
 int main(int argc, char **argv)
 {
-    options o = {.np = 0, .layers = 2, .heads = 4, .seq = 32, .batch = 0, .out = NULL,
-                 .dtype = "fp32", .stages = {0, 1, 2, 3}, .num_stages = 4};
+    options o = {.np = 0, .layers = 32, .heads = 4, .seq = 16, .batch = 0, .out = NULL,
+                 .dtype = "fp32", .stages = {0, 1, 2, 3}, .num_stages = 4, .offloads = 7};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
@@ -179,6 +188,19 @@ int main(int argc, char **argv)
             }
             if (bad || !o.num_stages) {
                 fprintf(stderr, "zero-bench-oom: --stages %s: expected a list of 0..3\n", v);
+                bad = -1;
+            }
+        } else if (!strcmp(a, "--offload")) {
+            o.offloads = 0;
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ","))
+                for (int k = 0; k < 3; k++)
+                    if (!strcmp(t, offload_names[k]))
+                        o.offloads |= 1 << k;
+            if (!o.offloads) {
+                fprintf(stderr, "zero-bench-oom: --offload %s: expected a list of none cpu all\n",
+                        v);
                 bad = -1;
             }
         } else {
@@ -231,21 +253,28 @@ int main(int argc, char **argv)
         *slash = 0;
 
     size_t work = !strcmp(o.dtype, "fp32") ? 4 : 2;
-    result res[4];
-    int all_ok = 1;
+    result res[8];
+    int nres = 0, all_ok = 1;
+    for (int off = 0; off < 3; off++)
+        for (int si = 0; si < o.num_stages; si++) {
+            int st = o.stages[si];
+            if (!(o.offloads & (1 << off)) || (off == 1 && st == 0) || (off == 2 && st != 3))
+                continue;
+            memset(&res[nres], 0, sizeof res[nres]);
+            res[nres].stage = st;
+            res[nres++].offload = off;
+        }
     printf("OOM benchmark: %d ranks, ZERO_DEVICE_MEMORY=%s per rank, GPT-2 %d layers, %d heads, "
            "seq %d, %s\n", o.np, capv, o.layers, o.heads, o.seq, o.dtype);
-    for (int si = 0; si < o.num_stages; si++) {
-        int stage = o.stages[si];
-        result *r = &res[si];
-        memset(r, 0, sizeof *r);
-        r->stage = stage;
-        zp_max_psi(stage, work, o.np, 0, 0, capacity, &r->analytic_psi);
+    for (int ri = 0; ri < nres; ri++) {
+        result *r = &res[ri];
+        int stage = r->stage, off = r->offload;
+        zp_max_psi(stage, work, o.np, off > 0, off == 2, capacity, &r->analytic_psi);
         /* width in multiples of the head count; double until a failure, then bisect */
         int step = o.heads, lo = 0, hi = 0;
         uint64_t peak = 0, lo_peak = 0;
         for (int k = 8;; k *= 2) {
-            if (trial(&o, stage, k * step, &peak)) {
+            if (trial(&o, stage, off, k * step, &peak)) {
                 lo = k;
                 lo_peak = peak;
             } else {
@@ -257,7 +286,7 @@ int main(int argc, char **argv)
         }
         while (hi - lo > 1) {
             int mid = (lo + hi) / 2;
-            if (trial(&o, stage, mid * step, &peak)) {
+            if (trial(&o, stage, off, mid * step, &peak)) {
                 lo = mid;
                 lo_peak = peak;
             } else {
@@ -283,23 +312,25 @@ int main(int argc, char **argv)
                  "analytic_max_params,ratio\n");
     printf("\n%5s %8s %6s %12s %18s %20s %7s\n", "stage", "offload", "dim", "params",
            "peak device bytes", "formula max params", "ratio");
-    for (int si = 0; si < o.num_stages; si++) {
-        const result *r = &res[si];
+    const result *s0 = NULL, *s3 = NULL;
+    for (int ri = 0; ri < nres; ri++) {
+        const result *r = &res[ri];
         double ratio = r->analytic_psi ? (double)r->params / (double)r->analytic_psi : 0.0;
-        printf("%5d %8s %6d %12" PRIu64 " %18" PRIu64 " %20" PRIu64 " %7.3f\n", r->stage, "none",
-               r->dim, r->params, r->peak, r->analytic_psi, ratio);
-        fprintf(csv, "%d,none,%d,%" PRIu64 ",%s,%d,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.4f\n",
-                r->stage, o.np, capacity, o.dtype, o.layers, r->dim, r->params, r->peak,
-                r->analytic_psi, ratio);
+        printf("%5d %8s %6d %12" PRIu64 " %18" PRIu64 " %20" PRIu64 " %7.3f\n", r->stage,
+               offload_names[r->offload], r->dim, r->params, r->peak, r->analytic_psi, ratio);
+        fprintf(csv, "%d,%s,%d,%" PRIu64 ",%s,%d,%d,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.4f\n",
+                r->stage, offload_names[r->offload], o.np, capacity, o.dtype, o.layers, r->dim,
+                r->params, r->peak, r->analytic_psi, ratio);
+        if (r->offload == 0 && r->stage == 0)
+            s0 = r;
+        if (r->offload == 0 && r->stage == 3)
+            s3 = r;
     }
     fclose(csv);
-    write_svg(&o, res, o.num_stages, capacity);
-    for (int si = 0; si < o.num_stages; si++)
-        if (res[si].stage == 3)
-            for (int sj = 0; sj < o.num_stages; sj++)
-                if (res[sj].stage == 0 && res[sj].params)
-                    printf("\nstage 3 / stage 0 largest model: %.2fx (the formula's ideal is "
-                           "%dx)\n", (double)res[si].params / (double)res[sj].params, o.np);
+    write_svg(&o, res, nres, capacity);
+    if (s0 && s3 && s0->params)
+        printf("\nstage 3 / stage 0 largest model: %.2fx (the formula's ideal is %dx)\n",
+               (double)s3->params / (double)s0->params, o.np);
     printf("wrote %s/oom.csv and %s/oom.svg\n", o.out, o.out);
     return all_ok ? 0 : 1;
 }
