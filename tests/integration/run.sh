@@ -206,6 +206,17 @@ offload_np[1-4]) # offload on and off: same bits; device and host bytes match th
             echo "ok: $base device peak $dn -> $dc bytes with optimizer offload"
         done
     done ;;
+offload_param_bounds) # parameter offload: the device holds the grad shard + live window + buckets
+    train off_bounds 4 ZERO_STAGE=3 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu \
+        ZERO_PERSIST_KB=0 ZERO_MAX_LIVE_MB=256K
+    "$CHECK" compare "$OUT/off_bounds.st" "$OUT/ref.st" 1e-5 || exit 1
+    r=$OUT/off_bounds.json
+    chunk=$("$CHECK" get "$r" max_chunk_bytes)
+    bound=$(( $("$CHECK" get "$r" model_state_formula_bytes) + 256 * 1024 + chunk +
+              2 * (chunk + $("$CHECK" get "$r" max_slice_bytes)) ))
+    peak=$("$CHECK" get "$r" device_peak_bytes)
+    [ "$peak" -le "$bound" ] || fail "device peak $peak > grad shard + live window + buckets $bound"
+    echo "ok: device peak $peak <= grad shard + live window + buckets = $bound" ;;
 bad_offload) # offload settings that cannot work are refused with the reason
     expect_error bad_offload_s0 2 "ZERO_OFFLOAD_OPTIMIZER=cpu needs ZERO_STAGE 1, 2 or 3" \
         ZERO_STAGE=0 ZERO_OFFLOAD_OPTIMIZER=cpu
