@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "offload/placement.h"
 #include "runtime/log.h"
 
@@ -67,6 +68,47 @@ void zr_device_free(zr_device *dev, zero_mem_label label, void *ptr, size_t byte
     dev->current_total -= bytes;
 }
 
+/* ---- element-wise work, through the backend (host twins where it has none) -------------- */
+
+void zr_dev_copy(zr_device *dev, void *dst, const void *src, size_t bytes)
+{
+    dev->ops->copy(dev, dst, src, bytes);
+}
+
+void zr_dev_zero(zr_device *dev, void *dst, size_t bytes)
+{
+    if (dev->ops->zero)
+        dev->ops->zero(dev, dst, bytes);
+    else
+        memset(dst, 0, bytes);
+}
+
+void zr_dev_add(zr_device *dev, void *dst, zero_dtype dst_type, const void *src,
+                zero_dtype src_type, size_t n)
+{
+    if (dev->ops->add)
+        dev->ops->add(dev, dst, dst_type, src, src_type, n);
+    else
+        zk_add(dst, dst_type, src, src_type, n);
+}
+
+double zr_dev_sq_norm(zr_device *dev, const void *x, zero_dtype type, size_t n, int *nonfinite)
+{
+    if (dev->ops->sq_norm)
+        return dev->ops->sq_norm(dev, x, type, n, nonfinite);
+    return zk_sq_norm(x, type, n, nonfinite);
+}
+
+void zr_dev_adamw(zr_device *dev, float *master, float *m, float *v, const void *grad,
+                  zero_dtype grad_type, void *work, zero_dtype work_type, size_t n,
+                  const zk_adamw_params *p)
+{
+    if (dev->ops->adamw)
+        dev->ops->adamw(dev, master, m, v, grad, grad_type, work, work_type, n, p);
+    else
+        zk_adamw(master, m, v, grad, grad_type, work, work_type, n, p);
+}
+
 /* ---- host backend ---------------------------------------------------------------------- */
 
 static void *host_alloc(zr_device *dev, size_t bytes)
@@ -89,7 +131,9 @@ static void host_copy(zr_device *dev, void *dst, const void *src, size_t bytes)
 
 static void host_synchronize(zr_device *dev) {}
 
-static const zr_device_ops host_ops = {"host", host_alloc, host_free, host_copy, host_synchronize};
+/* The element-wise members stay NULL: the host twins run on this memory directly. */
+static const zr_device_ops host_ops = {"host", host_alloc, host_free, host_copy, host_synchronize,
+                                       NULL, NULL, NULL, NULL};
 
 void zr_device_host_init(zr_device *dev, size_t capacity)
 {
@@ -122,7 +166,7 @@ static void numa_free(zr_device *dev, void *ptr, size_t bytes)
 }
 
 static const zr_device_ops numa_ops = {"host-numa", numa_alloc, numa_free, host_copy,
-                                       host_synchronize};
+                                       host_synchronize, NULL, NULL, NULL, NULL};
 
 void zr_device_numa_init(zr_device *dev, const zo_topology *topo, const zo_plan *plan)
 {

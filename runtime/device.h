@@ -9,15 +9,25 @@
 #include "zero.h"
 
 typedef struct zr_device zr_device;
+struct zk_adamw_params;
 
 typedef struct zr_device_ops {
     const char *name;
     /* Raw allocation of `bytes` zero-filled bytes; NULL when the backend has no memory. */
     void *(*alloc)(zr_device *dev, size_t bytes);
     void (*free)(zr_device *dev, void *ptr, size_t bytes);
-    /* Copy within or between device memory; completes before returning. */
+    /* Copy of bytes between any two of device and host memory; complete on return. */
     void (*copy)(zr_device *dev, void *dst, const void *src, size_t bytes);
     void (*synchronize)(zr_device *dev);
+    /* Element-wise kernels on device memory (kernels/kernels.h semantics); complete on return.
+     * NULL members fall back to the host twins (host-addressable memory only). */
+    void (*zero)(zr_device *dev, void *dst, size_t bytes);
+    void (*add)(zr_device *dev, void *dst, zero_dtype dst_type, const void *src,
+                zero_dtype src_type, size_t n);
+    double (*sq_norm)(zr_device *dev, const void *x, zero_dtype type, size_t n, int *nonfinite);
+    void (*adamw)(zr_device *dev, float *master, float *m, float *v, const void *grad,
+                  zero_dtype grad_type, void *work, zero_dtype work_type, size_t n,
+                  const struct zk_adamw_params *p);
 } zr_device_ops;
 
 struct zr_device {
@@ -48,5 +58,15 @@ void zr_device_numa_init(zr_device *dev, const struct zo_topology *topo,
                          const struct zo_plan *plan);
 
 const char *zr_mem_label_name(zero_mem_label label);
+
+/* The engine's element-wise work on device memory, through the backend. */
+void zr_dev_copy(zr_device *dev, void *dst, const void *src, size_t bytes);
+void zr_dev_zero(zr_device *dev, void *dst, size_t bytes);
+void zr_dev_add(zr_device *dev, void *dst, zero_dtype dst_type, const void *src,
+                zero_dtype src_type, size_t n);
+double zr_dev_sq_norm(zr_device *dev, const void *x, zero_dtype type, size_t n, int *nonfinite);
+void zr_dev_adamw(zr_device *dev, float *master, float *m, float *v, const void *grad,
+                  zero_dtype grad_type, void *work, zero_dtype work_type, size_t n,
+                  const struct zk_adamw_params *p);
 
 #endif

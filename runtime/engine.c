@@ -348,13 +348,10 @@ static zero_status allocate_offloaded(zero_ctx *z)
         (s = host_alloc(z, ZERO_MEM_GRADS, shard * 4, "fp32 gradient shard (host)",
                         &z->host_grad)))
         return s;
-    if (!z->offload_param) {
-        z->staging_elems = shard < ZR_STAGING_ELEMS ? (shard ? shard : 1) : ZR_STAGING_ELEMS;
-        if ((s = host_alloc(z, ZERO_MEM_BUFFERS, z->staging_elems * z->wsz,
-                            "updated-parameter staging (host)", &z->staging)))
-            return s;
-    }
-    return ZERO_OK;
+    /* staging: gradients on their way in, updated parameters on their way out */
+    z->staging_elems = shard < ZR_STAGING_ELEMS ? (shard ? shard : 1) : ZR_STAGING_ELEMS;
+    return host_alloc(z, ZERO_MEM_BUFFERS, z->staging_elems * z->wsz, "offload staging (host)",
+                      &z->staging);
 }
 
 static zero_status allocate_state(zero_ctx *z)
@@ -469,13 +466,20 @@ static void destroy(zero_ctx *z)
     free(z);
 }
 
-/* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers. */
+/* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers.
+ * The working copy is converted on the host and copied to the device; the fp32 master slice is
+ * copied as is (to the device, or to the host when the optimizer is offloaded). */
 static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
 {
     const zp_layout *L = &z->layout;
-    float *buf = malloc(max_chunk(L, 0) * sizeof *buf); /* (chunk padded) fp32, host */
-    if (!buf)
+    size_t maxp = max_chunk(L, 0);
+    float *buf = malloc(maxp * sizeof *buf); /* (chunk padded) fp32, host */
+    void *work = malloc(maxp * z->wsz);      /* (chunk padded) working, host */
+    if (!buf || !work) {
+        free(buf);
+        free(work);
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory for the initial values");
+    }
     z->comm.counting = 0;
     zero_status s = ZERO_OK;
     for (int c = 0; c < L->num_chunks && !s; c++) {
@@ -492,19 +496,21 @@ static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
         size_t lo = 0, hi = ch->padded;
         if (z->set.cfg.stage > 0)
             zp_slice_range(L, c, z->rank, &lo, &hi);
+        zk_cast(work, z->dtype, buf, ZERO_DTYPE_FP32, ch->padded);
         if (z->set.cfg.stage == 3) /* parameters exist only as this rank's slices */
-            zk_cast((char *)z->params + ch->shard_offset * z->wsz, z->dtype, buf + lo,
-                    ZERO_DTYPE_FP32, hi - lo);
+            zr_dev_copy(&z->dev, (char *)z->params + ch->shard_offset * z->wsz,
+                        (char *)work + lo * z->wsz, (hi - lo) * z->wsz);
         else
-            zk_cast((char *)z->params + ch->offset * z->wsz, z->dtype, buf, ZERO_DTYPE_FP32,
-                    ch->padded);
-        if (z->master) {
+            zr_dev_copy(&z->dev, (char *)z->params + ch->offset * z->wsz, work,
+                        ch->padded * z->wsz);
+        if (z->master && z->master_owned) {
             float *dst = z->set.cfg.stage > 0 ? z->master + ch->shard_offset : z->master + ch->offset;
-            memcpy(dst, buf + lo, (hi - lo) * sizeof *buf);
+            zr_dev_copy(&z->dev, dst, buf + lo, (hi - lo) * sizeof *buf);
         }
     }
     z->comm.counting = 1;
     free(buf);
+    free(work);
     return s;
 }
 
@@ -720,9 +726,9 @@ static zero_status complete_bucket(zero_ctx *z, int b)
     const zp_chunk *ch = &z->layout.chunks[c];
     void *dst = (char *)z->grads + ch->shard_offset * z->wsz;
     if (z->micro == 0)
-        memcpy(dst, bk->slice, ch->slice * z->wsz);
+        zr_dev_copy(&z->dev, dst, bk->slice, ch->slice * z->wsz);
     else
-        zk_add(dst, z->dtype, bk->slice, z->dtype, ch->slice);
+        zr_dev_add(&z->dev, dst, z->dtype, bk->slice, z->dtype, ch->slice);
     z->chunk_state[c] = ZR_CHUNK_DONE;
     z->chunk_bucket[c] = -1;
     bk->chunk = -1;
@@ -779,7 +785,7 @@ static zero_status acquire_bucket(zero_ctx *z, int c)
                 "many chunks at once)", z->num_buckets);
     }
     const zp_chunk *ch = &z->layout.chunks[c];
-    memset(z->buckets[b].grad, 0, ch->padded * z->wsz);
+    zr_dev_zero(&z->dev, z->buckets[b].grad, ch->padded * z->wsz);
     z->buckets[b].chunk = c;
     z->chunk_bucket[c] = b;
     z->chunk_state[c] = ZR_CHUNK_FILLING;
@@ -913,7 +919,8 @@ static zero_status reduce_full_gradients(zero_ctx *z)
         if ((s = zr_reduce_scatter(&z->comm, g, z->rs_out, ch->slice, e, &req)) ||
             (s = zr_wait(&z->comm, &req)))
             return zr_fail(z, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
-        memcpy(g + (size_t)z->rank * ch->slice * z->wsz, z->rs_out, ch->slice * z->wsz);
+        zr_dev_copy(&z->dev, g + (size_t)z->rank * ch->slice * z->wsz, z->rs_out,
+                    ch->slice * z->wsz);
         if (z->set.cfg.stage == 0 &&
             ((s = zr_all_gather(&z->comm, g, ch->slice, e, &req)) ||
              (s = zr_wait(&z->comm, &req))))
@@ -951,8 +958,8 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
         zp_slice_range(L, c, z->rank, &lo, &hi);
         int k = segments(z, c, lo, hi);
         for (int j = 0; j < k; j++)
-            local += zk_sq_norm(grad_at(z, c, z->seg[j].chunk_offset), z->dtype, z->seg[j].numel,
-                                &bad);
+            local += zr_dev_sq_norm(&z->dev, grad_at(z, c, z->seg[j].chunk_offset), z->dtype,
+                                    z->seg[j].numel, &bad);
     }
     double *all = malloc((size_t)z->world * 2 * sizeof *all);
     if (!all)
@@ -997,8 +1004,8 @@ static void adamw_owned(zero_ctx *z, const zk_adamw_params *base)
                                     : (char *)z->params + (ch->offset + off) * z->wsz;
             float *master = z->master ? z->master + idx : (float *)work;
             p.weight_decay = z->meta[z->seg[j].tensor].no_decay ? 0.0f : wd;
-            zk_adamw(master, z->adam_m + idx, z->adam_v + idx, grad_at(z, c, off), z->dtype,
-                     z->master ? work : NULL, z->dtype, z->seg[j].numel, &p);
+            zr_dev_adamw(&z->dev, master, z->adam_m + idx, z->adam_v + idx, grad_at(z, c, off),
+                         z->dtype, z->master ? work : NULL, z->dtype, z->seg[j].numel, &p);
         }
     }
 }
@@ -1014,6 +1021,7 @@ static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
     int stage = z->set.cfg.stage;
     float wd = base->weight_decay;
     zk_adamw_params p = *base;
+    size_t B = z->staging_elems;
     for (int c = 0; c < L->num_chunks; c++) {
         const zp_chunk *ch = &L->chunks[c];
         size_t lo, hi;
@@ -1023,22 +1031,26 @@ static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
             size_t off = z->seg[j].chunk_offset, n = z->seg[j].numel;
             size_t idx = ch->shard_offset + (off - lo); /* into the shard */
             p.weight_decay = z->meta[z->seg[j].tensor].no_decay ? 0.0f : wd;
-            /* copy-in: device gradient -> host fp32 (exact for bf16/fp16) */
-            zk_cast(z->host_grad + idx, ZERO_DTYPE_FP32, grad_at(z, c, off), z->dtype, n);
-            if (z->offload_param) {
-                zk_adamw(z->master + idx, z->adam_m + idx, z->adam_v + idx, z->host_grad + idx,
-                         ZERO_DTYPE_FP32, z->master_owned ? (char *)z->params + idx * z->wsz : NULL,
-                         z->dtype, n, &p);
-                continue;
-            }
-            char *dev = stage == 3 ? (char *)z->params + idx * z->wsz
-                                   : (char *)z->params + (ch->offset + off) * z->wsz;
-            for (size_t b = 0; b < n; b += z->staging_elems) {
-                size_t nb = n - b < z->staging_elems ? n - b : z->staging_elems;
+            const char *grad = grad_at(z, c, off);
+            char *dev = z->offload_param ? NULL
+                        : stage == 3     ? (char *)z->params + idx * z->wsz
+                                         : (char *)z->params + (ch->offset + off) * z->wsz;
+            for (size_t b = 0; b < n; b += B) {
+                size_t nb = n - b < B ? n - b : B;
+                /* copy-in: device gradient -> host, widened to fp32 (exact for bf16/fp16) */
+                zr_dev_copy(&z->dev, z->staging, grad + b * z->wsz, nb * z->wsz);
+                zk_cast(z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb);
+                if (z->offload_param) { /* the host parameter shard is updated in place */
+                    zk_adamw(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
+                             z->host_grad + idx + b, ZERO_DTYPE_FP32,
+                             z->master_owned ? (char *)z->params + (idx + b) * z->wsz : NULL,
+                             z->dtype, nb, &p);
+                    continue;
+                }
                 zk_adamw(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
                          z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb, &p);
                 /* copy-out: updated working parameters -> device */
-                z->dev.ops->copy(&z->dev, dev + b * z->wsz, z->staging, nb * z->wsz);
+                zr_dev_copy(&z->dev, dev + b * z->wsz, z->staging, nb * z->wsz);
             }
         }
     }
@@ -1164,7 +1176,7 @@ zero_status zero_step(zero_ctx *z)
         z->last.applied = 1;
     }
     if (c->stage < 2)
-        memset(z->grads, 0, z->layout.total_padded * z->wsz);
+        zr_dev_zero(&z->dev, z->grads, z->layout.total_padded * z->wsz);
     if (c->stage == 3) {
         double t3 = zr_now();
         if ((s = zr_s3_after_step(z, !overflow)))

@@ -70,8 +70,8 @@ struct zero_ctx {
     size_t opt_numel;  /* elements of master / adam_m / adam_v */
     int master_owned;  /* 0 when master aliases the fp32 parameter shard (offloaded params) */
     float *host_grad;  /* optimizer offload: (shard_numel) fp32 gradient shard on the host */
-    void *staging;     /* optimizer offload without param offload: (staging_elems) working,
-                          host: updated parameters on their way to the device */
+    void *staging;     /* optimizer offload: (staging_elems) working, host: gradients on their
+                          way in, updated parameters on their way out */
     size_t staging_elems;
     void *rs_out;      /* stages 0–1: (max slice) working: reduce-scatter output */
     size_t max_slice;

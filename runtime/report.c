@@ -24,9 +24,14 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
         if (L->chunks[c].padded > maxp)
             maxp = L->chunks[c].padded;
     float *full = z->rank == 0 ? malloc(maxp * sizeof *full) : NULL; /* (chunk padded) fp32 */
+    size_t maxs = 0;
+    for (int c = 0; c < L->num_chunks; c++)
+        if (L->chunks[c].slice > maxs)
+            maxs = L->chunks[c].slice;
+    float *slice = malloc(maxs * sizeof *slice); /* (max slice) fp32, host: MPI sends from it */
     int stage = z->set.cfg.stage;
     zero_status s = ZERO_OK, fs = ZERO_OK;
-    if (z->rank == 0 && !full)
+    if ((z->rank == 0 && !full) || !slice)
         fs = zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory gathering parameters");
     int save = z->comm.counting;
     z->comm.counting = 0;
@@ -42,7 +47,10 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
         else
             mine = (const float *)z->params + ch->offset + lo;
         float dummy = 0.0f;
-        s = zr_gather(&z->comm, mine, full ? full : &dummy, ch->slice, ZR_ELEM_F32, 0);
+        if (slice)
+            zr_dev_copy(&z->dev, slice, mine, ch->slice * sizeof *slice);
+        s = zr_gather(&z->comm, slice ? slice : mine, full ? full : &dummy, ch->slice,
+                      ZR_ELEM_F32, 0);
         if (s) {
             s = zr_fail(z, s, "parameter gather: %s", z->comm.err);
             break;
@@ -52,6 +60,7 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
     }
     z->comm.counting = save;
     free(full);
+    free(slice);
     return s ? s : fs;
 }
 

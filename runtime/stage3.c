@@ -91,8 +91,8 @@ static zero_status issue_gather(zero_ctx *z, int c, int blocking)
     if ((s = pool_get(z, &buf)))
         return s;
     const zp_chunk *ch = &z->layout.chunks[c];
-    memcpy((char *)buf + (size_t)z->rank * ch->slice * z->wsz,
-           (char *)z->params + ch->shard_offset * z->wsz, ch->slice * z->wsz);
+    zr_dev_copy(&z->dev, (char *)buf + (size_t)z->rank * ch->slice * z->wsz,
+                (char *)z->params + ch->shard_offset * z->wsz, ch->slice * z->wsz);
     s = zr_all_gather(&z->comm, buf, ch->slice, zr_elem_of(z->dtype),
                       blocking ? NULL : &z->gather_req[c]);
     if (s) {
