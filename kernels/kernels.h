@@ -53,6 +53,28 @@ float zk_bf16_to_f32(uint16_t h);
 uint16_t zk_f32_to_f16(float f);
 float zk_f16_to_f32(uint16_t h);
 
+/* ---- CPU Adam of ZeRO-Offload (adam_cpu.c) ------------------------------------------------ */
+
+/* zk_adamw for an fp32 gradient shard in host memory, on the widest SIMD path this CPU has
+ * (AVX-512F, else AVX2+F16C, else scalar; chosen at run time, see zk_adamw_cpu_isa), with OpenMP
+ * threads over fixed blocks (the caller sets the count: omp_set_num_threads / OMP_NUM_THREADS).
+ * master, m, v: n fp32 elements, updated in place. grad: n fp32 elements. work: if not NULL, n
+ * elements of work_type (fp32, bf16 or fp16) receiving the updated master rounded to nearest
+ * even, in the same pass. No alignment is required. Every path, at every thread count, gives
+ * results bitwise equal to zk_adamw with grad_type fp32 (same operations in the same order). The
+ * one exception is which nan results where two nans meet (e.g. a nan v plus a nan gradient of the
+ * other sign): a nan either way, with the sign or payload the compiler's operand order picks. */
+void zk_adamw_cpu(float *master, float *m, float *v, const float *grad, void *work,
+                  zero_dtype work_type, size_t n, const zk_adamw_params *p);
+
+/* The path zk_adamw_cpu takes: "avx512", "avx2" or "scalar". */
+const char *zk_adamw_cpu_isa(void);
+
+/* Force a path ("avx512", "avx2", "scalar"), or "auto"/NULL for the best one again. Returns 0, or
+ * -1 (path unchanged) when the name is unknown or the CPU lacks the instructions. For tests and
+ * benchmarks; not to be called while zk_adamw_cpu runs on another thread. */
+int zk_adamw_cpu_force(const char *isa);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,3 +12,12 @@ list(APPEND ZERO_CUDA_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/adamw.cu
   ${CMAKE_CURRENT_LIST_DIR}/cast.cu
   ${CMAKE_CURRENT_LIST_DIR}/sq_norm.cu)
+
+# CPU Adam of ZeRO-Offload: AVX-512F / AVX2+F16C paths picked at run time through target
+# attributes inside the file, so no -m flags here (the binary stays portable). Same flags as
+# kernels.c. -ffp-contract=off is spelled out because GCC's default outside strict ISO mode
+# (-std=gnu11) is =fast, under which it fuses the intrinsics' multiplies and adds into FMAs in
+# the AVX-512 path (checked in the disassembly) and rounds differently from zk_adamw.
+list(APPEND ZERO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/adam_cpu.c)
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/adam_cpu.c PROPERTIES
+  COMPILE_OPTIONS "-ffp-contract=off;-fno-math-errno;-fno-trapping-math")

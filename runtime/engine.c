@@ -537,6 +537,7 @@ static zero_status plan_offload(zero_ctx *z)
     else
         ZR_INFO(ZR_SUB_OFFLOAD, "placement: %s", desc);
     zr_device_numa_init(&z->host, topology, &z->plan);
+    ZR_INFO(ZR_SUB_OFFLOAD, "CPU AdamW: %s path", zk_adamw_cpu_isa());
     if (z->set.cfg.numa != ZERO_NUMA_OFF && zo_bind_threads(topology, &z->plan) != 0)
         ZR_WARN(ZR_SUB_OFFLOAD, "CPU optimizer threads are not bound (binding unsupported here)");
     return ZERO_OK;
@@ -1013,8 +1014,9 @@ static void adamw_owned(zero_ctx *z, const zk_adamw_params *base)
 /* Optimizer offload: for each piece of this rank's shard, the gradient goes to the host as fp32
  * (copy-in), the CPU AdamW updates master, m and v there, and the working-precision result goes
  * back to the device parameters (copy-out) through a staging block — or straight into the
- * host parameter shard with parameter offload. Same kernel math as on the device, so offload on
- * and off give the same bits. On the host backend the copies are synchronous. */
+ * host parameter shard with parameter offload. The CPU AdamW (zk_adamw_cpu: AVX-512 / AVX2 /
+ * scalar, chosen at run time) computes the device kernel's formula in the same order, so offload
+ * on and off give the same bits. On the host backend the copies are synchronous. */
 static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
 {
     const zp_layout *L = &z->layout;
@@ -1041,14 +1043,14 @@ static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
                 zr_dev_copy(&z->dev, z->staging, grad + b * z->wsz, nb * z->wsz);
                 zk_cast(z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb);
                 if (z->offload_param) { /* the host parameter shard is updated in place */
-                    zk_adamw(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
-                             z->host_grad + idx + b, ZERO_DTYPE_FP32,
-                             z->master_owned ? (char *)z->params + (idx + b) * z->wsz : NULL,
-                             z->dtype, nb, &p);
+                    zk_adamw_cpu(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
+                                 z->host_grad + idx + b,
+                                 z->master_owned ? (char *)z->params + (idx + b) * z->wsz : NULL,
+                                 z->dtype, nb, &p);
                     continue;
                 }
-                zk_adamw(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
-                         z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb, &p);
+                zk_adamw_cpu(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
+                             z->host_grad + idx + b, z->staging, z->dtype, nb, &p);
                 /* copy-out: updated working parameters -> device */
                 zr_dev_copy(&z->dev, dev + b * z->wsz, z->staging, nb * z->wsz);
             }

@@ -1,0 +1,412 @@
+/* adam_cpu.c — CPU Adam of ZeRO-Offload (kernels.h: zk_adamw_cpu): the AdamW update of
+ * zero_math.h on an fp32 master/m/v/gradient shard in host memory, with the working copy (fp32,
+ * bf16 or fp16) written in the same pass. AVX-512 and AVX2 paths live in this one file as
+ * target-attributed functions chosen at run time from what the CPU has (the binary stays
+ * portable: no -march), beside a scalar fallback. OpenMP over fixed blocks.
+ *
+ * Every path returns the bits of zk_adamw (kernels.c) and of the CUDA kernel: the vector code
+ * performs zm_adamw's operations one by one in its order, with separate multiplies and adds (no
+ * FMA: fusing skips a rounding and changes results), and vector sqrt and div are correctly
+ * rounded like the scalar ones. (The one freedom left is which nan comes out where two nans
+ * meet: see kernels.h.) The file is compiled with -ffp-contract=off
+ * (kernels/sources.cmake) so GCC does not fuse the intrinsics' multiplies and adds either; the
+ * AVX2 path is not even given the fma target. The update moves 30 bytes per element (bf16 copy)
+ * and is limited by memory bandwidth, so FMA would not make it faster. */
+#include "kernels.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "zero_math.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define ZK_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define ZK_X86 0
+#endif
+
+#define ZK_BLOCK 4096    /* elements per OpenMP work item (a multiple of every vector step) */
+#define ZK_OMP_MIN 32768 /* below this many elements the calling thread does all the work */
+#define ZK_NONE 3        /* "no working copy" (after the three dtypes) */
+/* Software prefetch distance, in bytes ahead of the current element of each fp32 input stream.
+ * The hardware prefetcher alone leaves the update compute-then-wait: with a divide and a square
+ * root in flight per vector the out-of-order window fills before enough cache-line misses are
+ * outstanding, and one thread reached ~0.8 of the memory-only pass on the 2-core EPYC this was
+ * tuned on. Prefetching 1–2 KiB ahead brings it to the memory-only pass (docs/BENCHMARKS.md). */
+#define ZK_PREFETCH_BYTES 1536
+
+#define ZK_INLINE static inline __attribute__((always_inline))
+
+enum { ZK_ISA_SCALAR = 0, ZK_ISA_AVX2 = 1, ZK_ISA_AVX512 = 2, ZK_ISA_AUTO = -1 };
+
+static const char *const g_isa_names[] = {"scalar", "avx2", "avx512"};
+
+/* The path forced by zk_adamw_cpu_force, or ZK_ISA_AUTO. */
+static atomic_int g_forced = ZK_ISA_AUTO;
+
+/* ---- scalar: zm_adamw element by element (also the tail of the vector paths) --------------- */
+
+/* The portable path: zk_adamw's loop (the compiler may still vectorise it for the baseline ISA,
+ * SSE2 on x86-64). wt is a literal at every call site, so each working type gets its own loop.
+ * Inlined into the vector paths' functions too, where it finishes the last < 16 elements. */
+ZK_INLINE void scalar_range(float *restrict master, float *restrict m, float *restrict v,
+                            const float *restrict grad, void *restrict work, int wt, size_t lo,
+                            size_t hi, const zm_adamw_coef *c)
+{
+    const zm_adamw_coef k = *c;
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
+        float p = master[i], mi = m[i], vi = v[i];
+        zm_adamw(&p, &mi, &vi, grad[i], &k);
+        master[i] = p;
+        m[i] = mi;
+        v[i] = vi;
+        if (wt != ZK_NONE)
+            zm_store(work, wt, i, p);
+    }
+}
+
+static void scalar_block(float *master, float *m, float *v, const float *grad, void *work,
+                         int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+{
+    switch (wt) {
+    case ZERO_DTYPE_FP32:
+        scalar_range(master, m, v, grad, work, ZERO_DTYPE_FP32, lo, hi, c);
+        break;
+    case ZERO_DTYPE_BF16:
+        scalar_range(master, m, v, grad, work, ZERO_DTYPE_BF16, lo, hi, c);
+        break;
+    case ZERO_DTYPE_FP16:
+        scalar_range(master, m, v, grad, work, ZERO_DTYPE_FP16, lo, hi, c);
+        break;
+    default:
+        scalar_range(master, m, v, grad, work, ZK_NONE, lo, hi, c);
+        break;
+    }
+}
+
+#if ZK_X86
+
+/* Prefetch the cache line ZK_PREFETCH_BYTES past x[i] of each fp32 input. Integer arithmetic on
+ * the address: past the end of an array it names no object, and prefetches never fault. */
+#define ZK_PREFETCH_LINE(x, i)                                                                  \
+    _mm_prefetch((const char *)((uintptr_t)((x) + (i)) + ZK_PREFETCH_BYTES), _MM_HINT_T0)
+
+ZK_INLINE void prefetch_inputs(const float *master, const float *m, const float *v,
+                               const float *grad, size_t i)
+{
+    ZK_PREFETCH_LINE(grad, i);
+    ZK_PREFETCH_LINE(master, i);
+    ZK_PREFETCH_LINE(m, i);
+    ZK_PREFETCH_LINE(v, i);
+}
+
+/* ---- AVX2 (+F16C): 8 lanes, 16 elements per iteration -------------------------------------- */
+
+#define ZK_AVX2 __attribute__((target("avx2,f16c")))
+#define ZK_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,f16c")))
+
+typedef struct avx2_coef {
+    __m256 decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step, bias_corr2_sqrt, eps,
+        grad_scale;
+} avx2_coef;
+
+ZK_AVX2_INLINE avx2_coef avx2_coefs(const zm_adamw_coef *c)
+{
+    avx2_coef k;
+    k.decay = _mm256_set1_ps(c->decay);
+    k.beta1 = _mm256_set1_ps(c->beta1);
+    k.one_minus_beta1 = _mm256_set1_ps(c->one_minus_beta1);
+    k.beta2 = _mm256_set1_ps(c->beta2);
+    k.one_minus_beta2 = _mm256_set1_ps(c->one_minus_beta2);
+    k.step = _mm256_set1_ps(c->step);
+    k.bias_corr2_sqrt = _mm256_set1_ps(c->bias_corr2_sqrt);
+    k.eps = _mm256_set1_ps(c->eps);
+    k.grad_scale = _mm256_set1_ps(c->grad_scale);
+    return k;
+}
+
+/* zm_adamw on elements i..i+7, operation for operation; returns the updated master. (Which nan
+ * comes out where two nans meet in an add or multiply is not fixed: the compiler may swap the
+ * operands of these commutative operations, here as in zk_adamw, whose own variants differ.) */
+ZK_AVX2_INLINE __m256 avx2_update(float *master, float *m, float *v, const float *grad, size_t i,
+                                  const avx2_coef *k)
+{
+    __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grad + i), k->grad_scale);
+    __m256 pn = _mm256_mul_ps(_mm256_loadu_ps(master + i), k->decay);
+    __m256 mn = _mm256_add_ps(_mm256_mul_ps(k->beta1, _mm256_loadu_ps(m + i)),
+                              _mm256_mul_ps(k->one_minus_beta1, g));
+    __m256 vn = _mm256_add_ps(_mm256_mul_ps(k->beta2, _mm256_loadu_ps(v + i)),
+                              _mm256_mul_ps(_mm256_mul_ps(k->one_minus_beta2, g), g));
+    __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vn), k->bias_corr2_sqrt), k->eps);
+    pn = _mm256_sub_ps(pn, _mm256_div_ps(_mm256_mul_ps(k->step, mn), denom));
+    _mm256_storeu_ps(master + i, pn);
+    _mm256_storeu_ps(m + i, mn);
+    _mm256_storeu_ps(v + i, vn);
+    return pn;
+}
+
+/* zm_f32_to_bf16 on 8 lanes, each result in the low half of its 32-bit lane. */
+ZK_AVX2_INLINE __m256i avx2_bf16(__m256 x)
+{
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i hi = _mm256_srli_epi32(u, 16);
+    const __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+    const __m256i biased = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
+    const __m256i rounded = _mm256_srli_epi32(biased, 16);
+    const __m256i nan = _mm256_or_si256(hi, _mm256_set1_epi32(0x0040));
+    /* Unordered with itself is exactly zero_math.h's (u & 0x7fffffff) > 0x7f800000, in one
+     * instruction. */
+    const __m256 is_nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded),
+                                                _mm256_castsi256_ps(nan), is_nan));
+}
+
+/* F16C with an explicit round-to-nearest-even immediate (not MXCSR): IEEE conversion, which is
+ * what zm_f32_to_f16 computes, subnormals, overflow to inf and quiet nan with the top payload
+ * bits included (the unit test checks this on every class of input). */
+#define ZK_F16_RNE _MM_FROUND_TO_NEAREST_INT
+
+ZK_AVX2_INLINE void avx2_range(float *master, float *m, float *v, const float *grad, void *work,
+                               int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+{
+    const avx2_coef k = avx2_coefs(c);
+    size_t i = lo;
+    for (; i + 16 <= hi; i += 16) { /* 16 floats: one 64-byte line of each input */
+        prefetch_inputs(master, m, v, grad, i);
+        const __m256 a = avx2_update(master, m, v, grad, i, &k);
+        const __m256 b = avx2_update(master, m, v, grad, i + 8, &k);
+        if (wt == ZERO_DTYPE_FP32) {
+            _mm256_storeu_ps((float *)work + i, a);
+            _mm256_storeu_ps((float *)work + i + 8, b);
+        } else if (wt == ZERO_DTYPE_BF16) {
+            /* packus interleaves the 128-bit halves (a0-3 b0-3 a4-7 b4-7); the permute restores
+             * element order. Every lane is <= 0xffff, so nothing saturates. */
+            const __m256i h = _mm256_permute4x64_epi64(
+                _mm256_packus_epi32(avx2_bf16(a), avx2_bf16(b)), 0xd8);
+            _mm256_storeu_si256((__m256i *)((uint16_t *)work + i), h);
+        } else if (wt == ZERO_DTYPE_FP16) {
+            _mm_storeu_si128((__m128i *)((uint16_t *)work + i), _mm256_cvtps_ph(a, ZK_F16_RNE));
+            _mm_storeu_si128((__m128i *)((uint16_t *)work + i + 8), _mm256_cvtps_ph(b, ZK_F16_RNE));
+        }
+    }
+    scalar_range(master, m, v, grad, work, wt, i, hi, c);
+}
+
+ZK_AVX2 static void avx2_block(float *master, float *m, float *v, const float *grad, void *work,
+                               int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+{
+    switch (wt) {
+    case ZERO_DTYPE_FP32:
+        avx2_range(master, m, v, grad, work, ZERO_DTYPE_FP32, lo, hi, c);
+        break;
+    case ZERO_DTYPE_BF16:
+        avx2_range(master, m, v, grad, work, ZERO_DTYPE_BF16, lo, hi, c);
+        break;
+    case ZERO_DTYPE_FP16:
+        avx2_range(master, m, v, grad, work, ZERO_DTYPE_FP16, lo, hi, c);
+        break;
+    default:
+        avx2_range(master, m, v, grad, work, ZK_NONE, lo, hi, c);
+        break;
+    }
+}
+
+/* ---- AVX-512F: 16 lanes, 16 elements per iteration ----------------------------------------- */
+
+/* Only AVX-512F instructions are used (vcvtps2ph zmm, vpmovdw, compare-into-mask, blend), so
+ * every AVX-512 CPU qualifies. Not AVX512-BF16's vcvtneps2bf16: it flushes subnormals. */
+#define ZK_AVX512 __attribute__((target("avx512f")))
+#define ZK_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
+
+typedef struct avx512_coef {
+    __m512 decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step, bias_corr2_sqrt, eps,
+        grad_scale;
+} avx512_coef;
+
+ZK_AVX512_INLINE avx512_coef avx512_coefs(const zm_adamw_coef *c)
+{
+    avx512_coef k;
+    k.decay = _mm512_set1_ps(c->decay);
+    k.beta1 = _mm512_set1_ps(c->beta1);
+    k.one_minus_beta1 = _mm512_set1_ps(c->one_minus_beta1);
+    k.beta2 = _mm512_set1_ps(c->beta2);
+    k.one_minus_beta2 = _mm512_set1_ps(c->one_minus_beta2);
+    k.step = _mm512_set1_ps(c->step);
+    k.bias_corr2_sqrt = _mm512_set1_ps(c->bias_corr2_sqrt);
+    k.eps = _mm512_set1_ps(c->eps);
+    k.grad_scale = _mm512_set1_ps(c->grad_scale);
+    return k;
+}
+
+/* avx2_update on 16 lanes. */
+ZK_AVX512_INLINE __m512 avx512_update(float *master, float *m, float *v, const float *grad,
+                                      size_t i, const avx512_coef *k)
+{
+    __m512 g = _mm512_mul_ps(_mm512_loadu_ps(grad + i), k->grad_scale);
+    __m512 pn = _mm512_mul_ps(_mm512_loadu_ps(master + i), k->decay);
+    __m512 mn = _mm512_add_ps(_mm512_mul_ps(k->beta1, _mm512_loadu_ps(m + i)),
+                              _mm512_mul_ps(k->one_minus_beta1, g));
+    __m512 vn = _mm512_add_ps(_mm512_mul_ps(k->beta2, _mm512_loadu_ps(v + i)),
+                              _mm512_mul_ps(_mm512_mul_ps(k->one_minus_beta2, g), g));
+    __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vn), k->bias_corr2_sqrt), k->eps);
+    pn = _mm512_sub_ps(pn, _mm512_div_ps(_mm512_mul_ps(k->step, mn), denom));
+    _mm512_storeu_ps(master + i, pn);
+    _mm512_storeu_ps(m + i, mn);
+    _mm512_storeu_ps(v + i, vn);
+    return pn;
+}
+
+/* avx2_bf16 on 16 lanes, narrowed to 16 bits (vpmovdw truncates; every lane is <= 0xffff). */
+ZK_AVX512_INLINE __m256i avx512_bf16(__m512 x)
+{
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i hi = _mm512_srli_epi32(u, 16);
+    const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+    const __m512i biased = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+    const __m512i rounded = _mm512_srli_epi32(biased, 16);
+    const __m512i nan = _mm512_or_si512(hi, _mm512_set1_epi32(0x0040));
+    const __mmask16 is_nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(is_nan, rounded, nan));
+}
+
+ZK_AVX512_INLINE void avx512_range(float *master, float *m, float *v, const float *grad,
+                                   void *work, int wt, size_t lo, size_t hi,
+                                   const zm_adamw_coef *c)
+{
+    const avx512_coef k = avx512_coefs(c);
+    size_t i = lo;
+    for (; i + 16 <= hi; i += 16) {
+        prefetch_inputs(master, m, v, grad, i);
+        const __m512 a = avx512_update(master, m, v, grad, i, &k);
+        if (wt == ZERO_DTYPE_FP32)
+            _mm512_storeu_ps((float *)work + i, a);
+        else if (wt == ZERO_DTYPE_BF16)
+            _mm256_storeu_si256((__m256i *)((uint16_t *)work + i), avx512_bf16(a));
+        else if (wt == ZERO_DTYPE_FP16)
+            _mm256_storeu_si256((__m256i *)((uint16_t *)work + i), _mm512_cvtps_ph(a, ZK_F16_RNE));
+    }
+    scalar_range(master, m, v, grad, work, wt, i, hi, c);
+}
+
+ZK_AVX512 static void avx512_block(float *master, float *m, float *v, const float *grad,
+                                   void *work, int wt, size_t lo, size_t hi,
+                                   const zm_adamw_coef *c)
+{
+    switch (wt) {
+    case ZERO_DTYPE_FP32:
+        avx512_range(master, m, v, grad, work, ZERO_DTYPE_FP32, lo, hi, c);
+        break;
+    case ZERO_DTYPE_BF16:
+        avx512_range(master, m, v, grad, work, ZERO_DTYPE_BF16, lo, hi, c);
+        break;
+    case ZERO_DTYPE_FP16:
+        avx512_range(master, m, v, grad, work, ZERO_DTYPE_FP16, lo, hi, c);
+        break;
+    default:
+        avx512_range(master, m, v, grad, work, ZK_NONE, lo, hi, c);
+        break;
+    }
+}
+
+#endif /* ZK_X86 */
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+#if ZK_X86
+/* F16C from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows the
+ * name (clang 14 does not). It uses the ymm state that the avx2 check below has vouched for. */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+#endif
+
+/* __builtin_cpu_supports also checks that the OS saves the ymm/zmm state; libgcc fills the
+ * table it reads in a constructor, so no __builtin_cpu_init is needed here. */
+static int isa_supported(int isa)
+{
+    switch (isa) {
+    case ZK_ISA_SCALAR:
+        return 1;
+#if ZK_X86
+    case ZK_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && cpu_has_f16c();
+    case ZK_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f");
+#endif
+    default:
+        return 0;
+    }
+}
+
+static int isa_current(void)
+{
+    const int forced = atomic_load_explicit(&g_forced, memory_order_relaxed);
+    if (forced != ZK_ISA_AUTO)
+        return forced;
+    if (isa_supported(ZK_ISA_AVX512))
+        return ZK_ISA_AVX512;
+    if (isa_supported(ZK_ISA_AVX2))
+        return ZK_ISA_AVX2;
+    return ZK_ISA_SCALAR;
+}
+
+const char *zk_adamw_cpu_isa(void)
+{
+    return g_isa_names[isa_current()];
+}
+
+int zk_adamw_cpu_force(const char *isa)
+{
+    if (!isa || strcmp(isa, "auto") == 0) {
+        atomic_store(&g_forced, ZK_ISA_AUTO);
+        return 0;
+    }
+    for (int k = 0; k < (int)(sizeof g_isa_names / sizeof g_isa_names[0]); k++)
+        if (strcmp(isa, g_isa_names[k]) == 0) {
+            if (!isa_supported(k))
+                return -1;
+            atomic_store(&g_forced, k);
+            return 0;
+        }
+    return -1;
+}
+
+static void adamw_cpu_block(int isa, float *master, float *m, float *v, const float *grad,
+                            void *work, int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+{
+#if ZK_X86
+    if (isa == ZK_ISA_AVX512) {
+        avx512_block(master, m, v, grad, work, wt, lo, hi, c);
+        return;
+    }
+    if (isa == ZK_ISA_AVX2) {
+        avx2_block(master, m, v, grad, work, wt, lo, hi, c);
+        return;
+    }
+#endif
+    scalar_block(master, m, v, grad, work, wt, lo, hi, c);
+}
+
+void zk_adamw_cpu(float *master, float *m, float *v, const float *grad, void *work,
+                  zero_dtype work_type, size_t n, const zk_adamw_params *p)
+{
+    if (n == 0)
+        return;
+    const zm_adamw_coef c = zm_adamw_coefs(p->lr, p->beta1, p->beta2, p->eps, p->weight_decay,
+                                           p->bias_corr1, p->bias_corr2_sqrt, p->grad_scale);
+    const int isa = isa_current();
+    const int wt = work ? (int)work_type : ZK_NONE;
+    const size_t nblocks = (n + ZK_BLOCK - 1) / ZK_BLOCK;
+#pragma omp parallel for schedule(static) if (n >= ZK_OMP_MIN)
+    for (size_t b = 0; b < nblocks; b++) {
+        const size_t lo = b * ZK_BLOCK;
+        const size_t hi = n - lo < ZK_BLOCK ? n : lo + ZK_BLOCK;
+        adamw_cpu_block(isa, master, m, v, grad, work, wt, lo, hi, &c);
+    }
+}
