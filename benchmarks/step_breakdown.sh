@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # step_breakdown.sh — where a training step's time goes, per ZeRO stage: the MLP example on NP
 # ranks (default 2), timed by the engine's report (compute = the model's own forward/backward;
-# comm = gradient reduce-scatter + parameter all-gather + stage-3 gathers; optimizer = AdamW on
+# comm = gradient reduce-scatter (at the step, and issued or waited for inside zero_grad_ptr /
+# zero_grad_ready during backward) + parameter all-gather + stage-3 gathers; optimizer = AdamW on
 # the shard; norm = gradient norm). Prints a Markdown table.
 # Usage: benchmarks/step_breakdown.sh [build dir] ; env NP, STEPS, MLP_ARGS, ZERO_* as usual.
 set -euo pipefail
@@ -24,9 +25,10 @@ for stage in 0 1 2 3; do
     awk -v s="$stage" -v n="$steps" -v wall="$(get "$r" wall_s)" -v model="$(get "$r" model_s)" \
         -v red="$(get "$r" grad_reduce_s)" -v gat="$(get "$r" param_gather_s)" \
         -v gw="$(get "$r" gather_wait_s)" -v opt="$(get "$r" optimizer_s)" \
+        -v bw="$(get "$r" in_backward_s)" \
         -v nrm="$(get "$r" norm_s)" -v bus="$(get "$r" bus_bytes_per_step)" \
         -v peak="$(get "$r" device_peak_bytes)" 'BEGIN {
-            comm = red + gat + gw; other = wall - model - comm - opt - nrm;
+            comm = red + gat + gw + bw; other = wall - model - comm - opt - nrm;
             printf "| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", s,
                 1e3 * wall / n, 1e3 * model / n, 1e3 * comm / n, 1e3 * opt / n, 1e3 * nrm / n,
                 1e3 * other / n, bus / 1e6, peak / 1048576 }'
