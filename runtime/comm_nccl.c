@@ -1,0 +1,546 @@
+/* comm_nccl.c — the nccl collective backend (comm_nccl.h): a non-blocking NCCL communicator
+ * bootstrapped over MPI, collectives on one stream, and waits that poll for completion,
+ * asynchronous errors and a timeout, aborting the communicator rather than hanging. */
+#include "runtime/comm_nccl.h"
+
+#include <nccl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/log.h"
+
+#if NCCL_VERSION_CODE < NCCL_VERSION(2, 14, 0)
+#error "the nccl backend needs NCCL 2.14 or newer (non-blocking communicators, ncclCommFinalize)"
+#endif
+
+struct zr_nccl {
+    zr_comm *c;            /* bootstrap, world, bus-byte counters, error message */
+    ncclComm_t comm;       /* NULL once aborted or destroyed */
+    cudaStream_t stream;   /* every collective runs here */
+    int own_stream;        /* 1: created by zr_nccl_init */
+    int device;            /* CUDA ordinal */
+    int group_depth;       /* open zr_nccl_group_start calls */
+    int group_ops;         /* collectives queued in the open group */
+    int aborted;
+    double timeout_s;      /* <= 0: none */
+    char last_op[96];      /* latest collective or group, for messages */
+    char abort_reason[192];
+};
+
+/* ---- time and polling --------------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Collectives of a step usually finish within microseconds of the wait, so poll hot at first;
+ * then sleep in growing steps so a long wait does not take a core from the ranks on this node
+ * (CI and tests oversubscribe cores). */
+static void backoff(unsigned *polls)
+{
+    ++*polls;
+    if (*polls < 512)
+        return;
+    struct timespec ts = {0, *polls < 4096 ? 20000L : 200000L};
+    nanosleep(&ts, NULL);
+}
+
+static int timed_out(const zr_nccl *n, double since)
+{
+    return n->timeout_s > 0 && now_s() - since > n->timeout_s;
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+static zero_status fail(zr_nccl *n, zero_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static zero_status fail(zr_nccl *n, zero_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->c->err, sizeof n->c->err, fmt, ap);
+    va_end(ap);
+    ZR_WARN(ZR_SUB_COMM, "nccl: %s", n->c->err);
+    return s;
+}
+
+/* Aborts the communicator (kernels in flight stop, resources go) and returns ZERO_ERR_COMM with
+ * the reason in c->err. Every later call fails with that reason. */
+static zero_status abort_with(zr_nccl *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static zero_status abort_with(zr_nccl *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->abort_reason, sizeof n->abort_reason, fmt, ap);
+    va_end(ap);
+    if (n->comm) {
+        ncclCommAbort(n->comm);
+        n->comm = NULL;
+    }
+    n->aborted = 1;
+    (void)cudaGetLastError();
+    return fail(n, ZERO_ERR_COMM, "%s; the NCCL communicator was aborted", n->abort_reason);
+}
+
+/* An NCCL failure: argument and usage errors leave the communicator usable; anything else
+ * (system, internal, remote errors) means it cannot be trusted and is aborted. */
+static zero_status nccl_error(zr_nccl *n, ncclResult_t rc, const char *what)
+{
+    const char *detail = ncclGetLastError(n->comm);
+    if (rc == ncclInvalidArgument || rc == ncclInvalidUsage)
+        return fail(n, ZERO_ERR_COMM, "%s: %s (%s)", what, ncclGetErrorString(rc),
+                    detail ? detail : "");
+    return abort_with(n, "%s: %s (%s)", what, ncclGetErrorString(rc), detail ? detail : "");
+}
+
+/* Refuses calls on an aborted communicator. */
+static zero_status usable(zr_nccl *n)
+{
+    if (!n)
+        return ZERO_ERR_INVALID;
+    if (n->aborted || !n->comm)
+        return fail(n, ZERO_ERR_COMM, "the NCCL communicator was aborted earlier: %s",
+                    n->abort_reason[0] ? n->abort_reason : "destroyed");
+    return ZERO_OK;
+}
+
+/* ---- completion --------------------------------------------------------------------------- */
+
+/* On a non-blocking communicator a call may return ncclInProgress: NCCL is still working on it,
+ * and no other NCCL call (nor CUDA work on its stream) may come before the state leaves
+ * ncclInProgress. Polls that state under the timeout. */
+static zero_status settle(zr_nccl *n, ncclResult_t rc, const char *what, double since)
+{
+    unsigned polls = 0;
+    while (rc == ncclInProgress) {
+        ncclResult_t q = ncclCommGetAsyncError(n->comm, &rc);
+        if (q != ncclSuccess)
+            rc = q;
+        if (rc != ncclInProgress)
+            break;
+        if (timed_out(n, since))
+            return abort_with(n, "%s did not complete within %.0f s (ZERO_TIMEOUT_S)", what,
+                              n->timeout_s);
+        backoff(&polls);
+    }
+    return rc == ncclSuccess ? ZERO_OK : nccl_error(n, rc, what);
+}
+
+/* Until `event` (NULL: the whole stream) has completed: polls CUDA, NCCL's asynchronous error and
+ * the clock. */
+static zero_status wait_until(zr_nccl *n, cudaEvent_t event, double since, const char *what)
+{
+    unsigned polls = 0;
+    for (;;) {
+        cudaError_t q = event ? cudaEventQuery(event) : cudaStreamQuery(n->stream);
+        if (q == cudaSuccess)
+            return ZERO_OK;
+        if (q != cudaErrorNotReady) {
+            (void)cudaGetLastError();
+            return abort_with(n, "CUDA error while waiting for %s: %s", what,
+                              cudaGetErrorString(q));
+        }
+        ncclResult_t st = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(n->comm, &st);
+        if (r != ncclSuccess)
+            st = r;
+        if (st != ncclSuccess && st != ncclInProgress)
+            return abort_with(n, "asynchronous NCCL error during %s: %s (%s)", what,
+                              ncclGetErrorString(st), ncclGetLastError(n->comm));
+        if (timed_out(n, since))
+            return abort_with(n,
+                              "%s did not complete within %.0f s (ZERO_TIMEOUT_S): a rank may "
+                              "have stopped or called collectives in another order",
+                              what, n->timeout_s);
+        backoff(&polls);
+    }
+}
+
+/* After an enqueue outside a group: record the request, or block (req NULL). */
+static zero_status complete(zr_nccl *n, zr_nccl_request *req, double since)
+{
+    if (!req)
+        return wait_until(n, NULL, since, n->last_op);
+    cudaError_t e = cudaSuccess;
+    if (!req->event)
+        e = cudaEventCreateWithFlags(&req->event, cudaEventDisableTiming);
+    if (e == cudaSuccess)
+        e = cudaEventRecord(req->event, n->stream);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return abort_with(n, "recording the completion of %s: %s", n->last_op,
+                          cudaGetErrorString(e));
+    }
+    req->active = 1;
+    req->enqueued = since;
+    return ZERO_OK;
+}
+
+void zr_nccl_request_destroy(zr_nccl_request *req)
+{
+    if (req && req->event) {
+        cudaEventDestroy(req->event);
+        (void)cudaGetLastError();
+    }
+    if (req) {
+        req->event = NULL;
+        req->active = 0;
+    }
+}
+
+zero_status zr_nccl_wait(zr_nccl *n, zr_nccl_request *req)
+{
+    zero_status s = usable(n);
+    if (s)
+        return s;
+    if (!req)
+        return wait_until(n, NULL, now_s(), "the collectives on the comm stream");
+    if (!req->active)
+        return ZERO_OK;
+    req->active = 0;
+    return wait_until(n, req->event, req->enqueued, n->last_op);
+}
+
+zero_status zr_nccl_test(zr_nccl *n, zr_nccl_request *req, int *done)
+{
+    *done = 0;
+    zero_status s = usable(n);
+    if (s)
+        return s;
+    if (!req || !req->active) {
+        *done = 1;
+        return ZERO_OK;
+    }
+    cudaError_t q = cudaEventQuery(req->event);
+    if (q == cudaSuccess) {
+        req->active = 0;
+        *done = 1;
+        return ZERO_OK;
+    }
+    if (q != cudaErrorNotReady) {
+        (void)cudaGetLastError();
+        req->active = 0;
+        return abort_with(n, "CUDA error while testing %s: %s", n->last_op, cudaGetErrorString(q));
+    }
+    ncclResult_t st = ncclSuccess;
+    ncclResult_t r = ncclCommGetAsyncError(n->comm, &st);
+    if (r != ncclSuccess)
+        st = r;
+    if (st != ncclSuccess && st != ncclInProgress) {
+        req->active = 0;
+        return abort_with(n, "asynchronous NCCL error during %s: %s (%s)", n->last_op,
+                          ncclGetErrorString(st), ncclGetLastError(n->comm));
+    }
+    if (timed_out(n, req->enqueued)) {
+        req->active = 0;
+        return abort_with(n, "%s did not complete within %.0f s (ZERO_TIMEOUT_S)", n->last_op,
+                          n->timeout_s);
+    }
+    return ZERO_OK;
+}
+
+/* ---- collectives -------------------------------------------------------------------------- */
+
+static int nccl_type(zr_elem e, ncclDataType_t *t)
+{
+    switch (e) {
+    case ZR_ELEM_F32: *t = ncclFloat32; return 1;
+    case ZR_ELEM_BF16: *t = ncclBfloat16; return 1;
+    case ZR_ELEM_F16: *t = ncclFloat16; return 1;
+    case ZR_ELEM_F64: *t = ncclFloat64; return 1;
+    case ZR_ELEM_I64: *t = ncclInt64; return 1;
+    case ZR_ELEM_BYTE: *t = ncclUint8; return 1;
+    default: return 0;
+    }
+}
+
+/* Bus bytes as comm_mpi.c counts them (nccl-tests convention), into the same counters. */
+static void count(zr_comm *c, zr_coll kind, double bus)
+{
+    if (c->counting) {
+        c->bus_bytes[kind] += bus;
+        c->calls[kind]++;
+    } else {
+        c->other_bus_bytes += bus;
+    }
+}
+
+/* Common entry: state and argument checks, the type, a description for messages. */
+static zero_status begin(zr_nccl *n, zr_coll kind, size_t count_, zr_elem e, zr_nccl_request *req,
+                         ncclDataType_t *t)
+{
+    zero_status s = usable(n);
+    if (s)
+        return s;
+    if (!nccl_type(e, t))
+        return fail(n, ZERO_ERR_INVALID, "%s: element type %d has no NCCL type", zr_coll_name(kind),
+                    (int)e);
+    if (req && n->group_depth > 0)
+        return fail(n, ZERO_ERR_INVALID,
+                    "%s inside a group takes no request: pass it to zr_nccl_group_end",
+                    zr_coll_name(kind));
+    if (req && req->active)
+        return fail(n, ZERO_ERR_INVALID, "%s: the request is still active (wait for it first)",
+                    zr_coll_name(kind));
+    snprintf(n->last_op, sizeof n->last_op, "%s of %zu elements of %zu bytes", zr_coll_name(kind),
+             count_, zr_elem_size(e));
+    return ZERO_OK;
+}
+
+/* Common exit: the enqueue's own completion, then the request or the blocking wait (outside a
+ * group; inside, zr_nccl_group_end does that). */
+static zero_status finish(zr_nccl *n, ncclResult_t rc, zr_nccl_request *req, double since)
+{
+    zero_status s = settle(n, rc, n->last_op, since);
+    if (s)
+        return s;
+    if (n->group_depth > 0) {
+        n->group_ops++;
+        return ZERO_OK;
+    }
+    return complete(n, req, since);
+}
+
+zero_status zr_nccl_all_gather(zr_nccl *n, void *recv, size_t count_, zr_elem e,
+                               zr_nccl_request *req)
+{
+    ncclDataType_t t = ncclFloat32;
+    zero_status s = begin(n, ZR_COLL_ALL_GATHER, count_, e, req, &t);
+    if (s)
+        return s;
+    const double since = now_s();
+    zr_comm *c = n->c;
+    const size_t es = zr_elem_size(e);
+    count(c, ZR_COLL_ALL_GATHER, (double)count_ * es * (c->world - 1));
+    /* In place: NCCL's in-place form sends from this rank's own block of recv. */
+    const void *send = (const char *)recv + (size_t)c->rank * count_ * es;
+    return finish(n, ncclAllGather(send, recv, count_, t, n->comm, n->stream), req, since);
+}
+
+zero_status zr_nccl_reduce_scatter(zr_nccl *n, const void *send, void *recv, size_t count_,
+                                   zr_elem e, zr_nccl_request *req)
+{
+    ncclDataType_t t = ncclFloat32;
+    zero_status s = begin(n, ZR_COLL_REDUCE_SCATTER, count_, e, req, &t);
+    if (s)
+        return s;
+    const double since = now_s();
+    zr_comm *c = n->c;
+    count(c, ZR_COLL_REDUCE_SCATTER, (double)count_ * zr_elem_size(e) * (c->world - 1));
+    return finish(n, ncclReduceScatter(send, recv, count_, t, ncclSum, n->comm, n->stream), req,
+                  since);
+}
+
+zero_status zr_nccl_all_reduce(zr_nccl *n, void *buf, size_t count_, zr_elem e, zr_redop op,
+                               zr_nccl_request *req)
+{
+    ncclDataType_t t = ncclFloat32;
+    zero_status s = begin(n, ZR_COLL_ALL_REDUCE, count_, e, req, &t);
+    if (s)
+        return s;
+    if (op != ZR_OP_SUM && op != ZR_OP_MAX)
+        return fail(n, ZERO_ERR_INVALID, "all_reduce: unknown reduction %d", (int)op);
+    const double since = now_s();
+    zr_comm *c = n->c;
+    count(c, ZR_COLL_ALL_REDUCE,
+          2.0 * (double)count_ * zr_elem_size(e) * (c->world - 1) / c->world);
+    return finish(n,
+                  ncclAllReduce(buf, buf, count_, t, op == ZR_OP_MAX ? ncclMax : ncclSum, n->comm,
+                                n->stream),
+                  req, since);
+}
+
+zero_status zr_nccl_broadcast(zr_nccl *n, void *buf, size_t count_, zr_elem e, int root,
+                              zr_nccl_request *req)
+{
+    ncclDataType_t t = ncclFloat32;
+    zero_status s = begin(n, ZR_COLL_BROADCAST, count_, e, req, &t);
+    if (s)
+        return s;
+    zr_comm *c = n->c;
+    if (root < 0 || root >= c->world)
+        return fail(n, ZERO_ERR_INVALID, "broadcast: root %d outside the world of %d", root,
+                    c->world);
+    const double since = now_s();
+    count(c, ZR_COLL_BROADCAST, c->world > 1 ? (double)count_ * zr_elem_size(e) : 0.0);
+    return finish(n, ncclBroadcast(buf, buf, count_, t, root, n->comm, n->stream), req, since);
+}
+
+zero_status zr_nccl_group_start(zr_nccl *n)
+{
+    zero_status s = usable(n);
+    if (s)
+        return s;
+    ncclResult_t rc = ncclGroupStart();
+    if (rc != ncclSuccess)
+        return nccl_error(n, rc, "ncclGroupStart");
+    if (n->group_depth++ == 0)
+        n->group_ops = 0;
+    return ZERO_OK;
+}
+
+zero_status zr_nccl_group_end(zr_nccl *n, zr_nccl_request *req)
+{
+    zero_status s = usable(n);
+    if (s)
+        return s;
+    if (n->group_depth == 0)
+        return fail(n, ZERO_ERR_INVALID, "zr_nccl_group_end without zr_nccl_group_start");
+    if (req && (n->group_depth > 1 || req->active))
+        return fail(n, ZERO_ERR_INVALID,
+                    "zr_nccl_group_end: a request belongs to the outermost group end, and must "
+                    "not be active");
+    const double since = now_s();
+    n->group_depth--;
+    ncclResult_t rc = ncclGroupEnd();
+    if (n->group_depth > 0)
+        return rc == ncclSuccess ? ZERO_OK : nccl_error(n, rc, "ncclGroupEnd (nested)");
+    snprintf(n->last_op, sizeof n->last_op, "a group of %d collectives", n->group_ops);
+    s = settle(n, rc, n->last_op, since);
+    if (s)
+        return s;
+    return complete(n, req, since);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+int zr_nccl_version(void)
+{
+    int v = 0;
+    return ncclGetVersion(&v) == ncclSuccess ? v : 0;
+}
+
+cudaStream_t zr_nccl_stream(const zr_nccl *n) { return n ? n->stream : NULL; }
+
+void zr_nccl_set_timeout(zr_nccl *n, double timeout_s)
+{
+    if (n)
+        n->timeout_s = timeout_s;
+}
+
+int zr_nccl_aborted(const zr_nccl *n) { return n && n->aborted; }
+
+void zr_nccl_abort(zr_nccl *n, const char *why)
+{
+    if (n && !n->aborted)
+        abort_with(n, "%s", why ? why : "aborted by the caller");
+}
+
+/* The ranks' agreement (minimum of ok over the world), so one rank's local failure makes every
+ * rank return instead of leaving the others inside NCCL's initialisation. */
+static int all_ok(zr_comm *c, int ok)
+{
+    int all = 0;
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm) != MPI_SUCCESS)
+        return 0;
+    return all;
+}
+
+static void release(zr_nccl *n)
+{
+    if (n->comm) {
+        ncclCommAbort(n->comm);
+        n->comm = NULL;
+    }
+    if (n->own_stream && n->stream)
+        cudaStreamDestroy(n->stream);
+    (void)cudaGetLastError();
+    free(n);
+}
+
+zero_status zr_nccl_init(zr_nccl **out, zr_comm *c, int cuda_device, cudaStream_t stream,
+                         double timeout_s)
+{
+    *out = NULL;
+    c->err[0] = '\0';
+    zr_nccl *n = calloc(1, sizeof *n);
+    int ok = n != NULL;
+    if (!ok)
+        snprintf(c->err, sizeof c->err, "out of host memory for the NCCL communicator");
+    if (ok) {
+        n->c = c;
+        n->device = cuda_device;
+        n->timeout_s = timeout_s;
+        n->stream = stream;
+        cudaError_t e = cudaSetDevice(cuda_device);
+        if (e == cudaSuccess && !stream) {
+            e = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
+            n->own_stream = e == cudaSuccess;
+        }
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            snprintf(c->err, sizeof c->err, "nccl: CUDA device %d: %s", cuda_device,
+                     cudaGetErrorString(e));
+            ok = 0;
+        }
+    }
+    /* The unique id: made on rank 0, sent to all over MPI (not counted: bootstrap traffic). */
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    if (ok && c->rank == 0) {
+        ncclResult_t rc = ncclGetUniqueId(&id);
+        if (rc != ncclSuccess) {
+            snprintf(c->err, sizeof c->err, "ncclGetUniqueId: %s (%s)", ncclGetErrorString(rc),
+                     ncclGetLastError(NULL));
+            ok = 0;
+        }
+    }
+    if (!all_ok(c, ok) ||
+        MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, c->comm) != MPI_SUCCESS) {
+        if (ok)
+            snprintf(c->err, sizeof c->err, "nccl: another rank could not set up NCCL");
+        if (n)
+            release(n);
+        ZR_WARN(ZR_SUB_COMM, "%s", c->err);
+        return ZERO_ERR_COMM;
+    }
+
+    const double since = now_s();
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0; /* every wait is ours to bound (settle), initialisation included */
+    snprintf(n->last_op, sizeof n->last_op, "NCCL initialisation of %d ranks", c->world);
+    ncclResult_t rc = ncclCommInitRankConfig(&n->comm, c->world, id, c->rank, &config);
+    zero_status s = ZERO_OK;
+    if (rc != ncclSuccess && rc != ncclInProgress)
+        s = fail(n, ZERO_ERR_COMM, "ncclCommInitRankConfig: %s (%s)", ncclGetErrorString(rc),
+                 ncclGetLastError(n->comm));
+    else
+        s = settle(n, rc, n->last_op, since);
+    if (!all_ok(c, s == ZERO_OK)) {
+        if (s == ZERO_OK)
+            fail(n, ZERO_ERR_COMM, "nccl: initialisation failed on another rank");
+        release(n);
+        return ZERO_ERR_COMM;
+    }
+    int version = zr_nccl_version();
+    ZR_INFO(ZR_SUB_INIT | ZR_SUB_COMM,
+            "nccl %d.%d.%d: rank %d of %d on CUDA device %d, %s stream, timeout %.0f s",
+            version / 10000, version / 100 % 100, version % 100, c->rank, c->world, cuda_device,
+            n->own_stream ? "own" : "given", timeout_s);
+    *out = n;
+    return ZERO_OK;
+}
+
+void zr_nccl_destroy(zr_nccl *n)
+{
+    if (!n)
+        return;
+    cudaSetDevice(n->device);
+    if (n->comm && !n->aborted) {
+        const double since = now_s();
+        zero_status s = wait_until(n, NULL, since, "the last collectives before destroy");
+        if (s == ZERO_OK)
+            s = settle(n, ncclCommFinalize(n->comm), "ncclCommFinalize", since);
+        if (s == ZERO_OK && n->comm) {
+            ncclCommDestroy(n->comm);
+            n->comm = NULL;
+        }
+    }
+    release(n);
+}
