@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "model.h"
 #include "zero.h"
 
@@ -93,34 +94,6 @@ static void usage(FILE *f) {
             (double)d->wd, d->data_path, (double)GPT2_CLIP);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (*s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end) return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
-
-static int parse_float(const char *s, float lo, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo) return -1;
-    *out = v;
-    return 0;
-}
-
 /* Returns 0 to go on, 1 after --help, 2 on a bad command line (message on stderr). Accepts both
  * "--flag value" and "--flag=value". */
 static int parse_args(int argc, char **argv, options *o) {
@@ -133,39 +106,21 @@ static int parse_args(int argc, char **argv, options *o) {
 
         /* every other flag takes a value */
         char name[32];
-        const char *val;
-        const char *eq = strchr(arg, '=');
-        if (eq) {
-            size_t n = (size_t)(eq - arg);
-            if (n >= sizeof(name)) n = sizeof(name) - 1;
-            memcpy(name, arg, n);
-            name[n] = '\0';
-            val = eq + 1;
-        } else {
-            snprintf(name, sizeof(name), "%s", arg);
-            val = i + 1 < argc ? argv[++i] : NULL;
-        }
+        const char *val = cli_split(argc, argv, &i, name, sizeof(name));
         int bad;
-        if (!strcmp(name, "--layers")) bad = !val || parse_int(val, 1, 1024, &o->layers);
-        else if (!strcmp(name, "--heads")) bad = !val || parse_int(val, 1, 1 << 12, &o->heads);
-        else if (!strcmp(name, "--dim")) bad = !val || parse_int(val, 1, 1 << 15, &o->dim);
-        else if (!strcmp(name, "--seq")) bad = !val || parse_int(val, 1, 1 << 16, &o->seq);
-        else if (!strcmp(name, "--batch")) bad = !val || parse_int(val, 1, 1 << 20, &o->batch);
-        else if (!strcmp(name, "--steps")) bad = !val || parse_int(val, 1, 1 << 30, &o->steps);
-        else if (!strcmp(name, "--seed")) bad = !val || parse_u64(val, &o->seed);
-        else if (!strcmp(name, "--lr")) bad = !val || parse_float(val, 0.0f, &o->lr);
-        else if (!strcmp(name, "--wd")) bad = !val || parse_float(val, 0.0f, &o->wd);
+        if (!strcmp(name, "--layers")) bad = !val || cli_parse_int(val, 1, 1024, &o->layers);
+        else if (!strcmp(name, "--heads")) bad = !val || cli_parse_int(val, 1, 1 << 12, &o->heads);
+        else if (!strcmp(name, "--dim")) bad = !val || cli_parse_int(val, 1, 1 << 15, &o->dim);
+        else if (!strcmp(name, "--seq")) bad = !val || cli_parse_int(val, 1, 1 << 16, &o->seq);
+        else if (!strcmp(name, "--batch")) bad = !val || cli_parse_int(val, 1, 1 << 20, &o->batch);
+        else if (!strcmp(name, "--steps")) bad = !val || cli_parse_int(val, 1, 1 << 30, &o->steps);
+        else if (!strcmp(name, "--seed")) bad = !val || cli_parse_u64(val, &o->seed);
+        else if (!strcmp(name, "--lr")) bad = !val || cli_parse_float(val, 0.0f, &o->lr);
+        else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
         else if (!strcmp(name, "--data")) { bad = !val || !*val; o->data_path = val; }
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
-        else {
-            fprintf(stderr, "zero-gpt2: unknown option '%s'\n", arg);
-            return 2;
-        }
-        if (bad) {
-            if (val) fprintf(stderr, "zero-gpt2: bad value '%s' for %s\n", val, name);
-            else fprintf(stderr, "zero-gpt2: %s needs a value\n", name);
-            return 2;
-        }
+        else return cli_unknown_option("zero-gpt2", arg);
+        if (bad) return cli_bad_value("zero-gpt2", name, val);
     }
     if (o->dim % o->heads != 0) {
         fprintf(stderr, "zero-gpt2: --heads %d does not divide --dim %d\n", o->heads, o->dim);

@@ -31,7 +31,7 @@ static void *host_alloc(size_t bytes)
 static void fill_random(void *p, size_t bytes)
 {
     for (size_t i = 0; i < bytes; i++)
-        ((unsigned char *)p)[i] = (unsigned char)gt_u64();
+        ((unsigned char *)p)[i] = (unsigned char)rnd_u64();
 }
 
 static int all_zero(const void *p, size_t bytes)
@@ -46,7 +46,7 @@ static void expect_no_error(zr_device *dev, const char *after)
 {
     char msg[256];
     zero_status s = zr_cuda_take_error(dev, msg, sizeof msg);
-    GT_CHECK(s == ZERO_OK, "CUDA error after %s: %s", after, msg);
+    CHECK(s == ZERO_OK, "CUDA error after %s: %s", after, msg);
 }
 
 /* ---- capacity and OOM --------------------------------------------------------------------- */
@@ -55,33 +55,33 @@ static void test_oom(zr_device *dev)
 {
     void *a = NULL, *b = NULL, *c = NULL;
     zero_status s = zr_device_alloc(dev, ZERO_MEM_PARAMS, 40 * MiB, "test params", &a);
-    GT_CHECK(s == ZERO_OK && a, "40 MiB under a 64 MiB cap: %s", zero_status_string(s));
+    CHECK(s == ZERO_OK && a, "40 MiB under a 64 MiB cap: %s", zero_status_string(s));
 
     /* Zero-filled (device.h), checked on the host through the backend's copy. */
     unsigned char *h = host_alloc(40 * MiB);
     memset(h, 0x5a, 40 * MiB);
     zr_dev_copy(dev, h, a, 40 * MiB);
-    GT_CHECK(all_zero(h, 40 * MiB), "a new allocation is not zero-filled");
+    CHECK(all_zero(h, 40 * MiB), "a new allocation is not zero-filled");
     free(h);
 
     s = zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, 32 * MiB, "test moments", &b);
-    GT_CHECK(s == ZERO_ERR_OOM && !b, "32 MiB more past the cap: got %s", zero_status_string(s));
-    GT_CHECK(strstr(dev->last_oom, "test moments") != NULL, "last_oom does not name the buffer: %s",
-             dev->last_oom);
-    GT_CHECK(dev->current_total == 40 * MiB, "a failed allocation changed the accounting");
+    CHECK(s == ZERO_ERR_OOM && !b, "32 MiB more past the cap: got %s", zero_status_string(s));
+    CHECK(strstr(dev->last_oom, "test moments") != NULL, "last_oom does not name the buffer: %s",
+          dev->last_oom);
+    CHECK(dev->current_total == 40 * MiB, "a failed allocation changed the accounting");
 
     /* The process goes on: an allocation that fits succeeds. */
     s = zr_device_alloc(dev, ZERO_MEM_GRADS, 16 * MiB, "test grads", &c);
-    GT_CHECK(s == ZERO_OK && c, "16 MiB after an OOM: %s", zero_status_string(s));
-    GT_CHECK(dev->current[ZERO_MEM_PARAMS] == 40 * MiB && dev->current[ZERO_MEM_GRADS] == 16 * MiB &&
-                 dev->peak_total == 56 * MiB && dev->model_state_peak == 56 * MiB,
-             "accounting: params %zu grads %zu peak %zu state peak %zu", dev->current[0],
-             dev->current[1], dev->peak_total, dev->model_state_peak);
+    CHECK(s == ZERO_OK && c, "16 MiB after an OOM: %s", zero_status_string(s));
+    CHECK(dev->current[ZERO_MEM_PARAMS] == 40 * MiB && dev->current[ZERO_MEM_GRADS] == 16 * MiB &&
+              dev->peak_total == 56 * MiB && dev->model_state_peak == 56 * MiB,
+          "accounting: params %zu grads %zu peak %zu state peak %zu", dev->current[0],
+          dev->current[1], dev->peak_total, dev->model_state_peak);
     zr_device_free(dev, ZERO_MEM_PARAMS, a, 40 * MiB);
     zr_device_free(dev, ZERO_MEM_GRADS, c, 16 * MiB);
-    GT_CHECK(dev->current_total == 0, "current_total %zu after freeing all", dev->current_total);
-    gt_report("capacity cap: over-cap allocation is ZERO_ERR_OOM, a later one succeeds, zero fill, "
-              "accounting");
+    CHECK(dev->current_total == 0, "current_total %zu after freeing all", dev->current_total);
+    REPORT_LINE("capacity cap: over-cap allocation is ZERO_ERR_OOM, a later one succeeds, zero "
+                "fill, accounting");
 
     /* Past the GPU's own memory, without a cap: the backend fails softly. */
     size_t free_b = 0, total_b = 0;
@@ -90,12 +90,12 @@ static void test_oom(zr_device *dev)
     dev->capacity = 0;
     void *huge = NULL;
     s = zr_device_alloc(dev, ZERO_MEM_BUFFERS, total_b * 2, "more than the GPU", &huge);
-    GT_CHECK(s == ZERO_ERR_OOM && !huge, "2x the GPU's memory: got %s", zero_status_string(s));
-    GT_CHECK(strstr(dev->last_oom, "backend") != NULL, "last_oom: %s", dev->last_oom);
-    GT_CHECK(cudaGetLastError() == cudaSuccess, "the failed cudaMalloc left an error behind");
+    CHECK(s == ZERO_ERR_OOM && !huge, "2x the GPU's memory: got %s", zero_status_string(s));
+    CHECK(strstr(dev->last_oom, "backend") != NULL, "last_oom: %s", dev->last_oom);
+    CHECK(cudaGetLastError() == cudaSuccess, "the failed cudaMalloc left an error behind");
     void *small = NULL;
     s = zr_device_alloc(dev, ZERO_MEM_BUFFERS, 2 * MiB, "after the real OOM", &small);
-    GT_CHECK(s == ZERO_OK && small, "2 MiB after a real OOM: %s", zero_status_string(s));
+    CHECK(s == ZERO_OK && small, "2 MiB after a real OOM: %s", zero_status_string(s));
     if (small) {
         /* Kernel work still runs: 1 + 1 = 2 on every element (second half into the first). */
         const size_t n = MiB / 4;
@@ -108,14 +108,14 @@ static void test_oom(zr_device *dev)
         size_t bad = 0;
         for (size_t i = 0; i < n; i++)
             bad += ones[i] != 2.0f;
-        GT_CHECK(bad == 0, "add after a real OOM: %zu wrong elements", bad);
+        CHECK(bad == 0, "add after a real OOM: %zu wrong elements", bad);
         free(ones);
         zr_device_free(dev, ZERO_MEM_BUFFERS, small, 2 * MiB);
     }
     dev->capacity = cap;
     expect_no_error(dev, "the real OOM");
-    gt_report("GPU memory exhausted: ZERO_ERR_OOM, no CUDA error left, later allocation and "
-              "kernel work succeed");
+    REPORT_LINE("GPU memory exhausted: ZERO_ERR_OOM, no CUDA error left, later allocation and "
+                "kernel work succeed");
 }
 
 /* ---- copies ------------------------------------------------------------------------------- */
@@ -126,10 +126,10 @@ static void test_copies(zr_device *dev)
     unsigned char *src = host_alloc(bytes), *back = host_alloc(bytes);
     fill_random(src, bytes);
     unsigned char *d1 = NULL, *d2 = NULL;
-    GT_CHECK(zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy a", (void **)&d1) == ZERO_OK &&
-                 zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy b", (void **)&d2) ==
-                     ZERO_OK,
-             "allocations for the copy test");
+    CHECK(zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy a", (void **)&d1) == ZERO_OK &&
+              zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy b", (void **)&d2) ==
+                  ZERO_OK,
+          "allocations for the copy test");
     if (!d1 || !d2)
         return;
     /* host -> device (offset 3) -> device (offset 5) -> host */
@@ -137,9 +137,9 @@ static void test_copies(zr_device *dev)
     zr_dev_copy(dev, d2 + 5, d1 + 3, bytes);
     memset(back, 0, bytes);
     zr_dev_copy(dev, back, d2 + 5, bytes);
-    GT_CHECK(memcmp(src, back, bytes) == 0, "H2D, D2D, D2H at odd offsets: data differs");
+    CHECK(memcmp(src, back, bytes) == 0, "H2D, D2D, D2H at odd offsets: data differs");
     expect_no_error(dev, "synchronous copies");
-    gt_report("zr_dev_copy: host -> device -> device -> host, %zu bytes at odd offsets", bytes);
+    REPORT_LINE("zr_dev_copy: host -> device -> device -> host, %zu bytes at odd offsets", bytes);
 
     /* Pinned host memory, asynchronous copies on the copy stream, ordered with the compute
      * stream by events: H2D and D2D (copy) -> add (compute) -> D2H (copy). */
@@ -147,27 +147,27 @@ static void test_copies(zr_device *dev)
     float *pinned = host_alloc(n * sizeof(float));
     char err[256];
     zero_status s = zr_cuda_host_register(pinned, n * sizeof(float), err, sizeof err);
-    GT_CHECK(s == ZERO_OK, "zr_cuda_host_register: %s", err);
+    CHECK(s == ZERO_OK, "zr_cuda_host_register: %s", err);
     for (size_t i = 0; i < n; i++)
         pinned[i] = (float)(i % 1000);
     float *d = (float *)d1, *e = (float *)d2; /* bytes + 8 >= n * 4 */
-    GT_CHECK(zr_cuda_copy_async(dev, ZR_STREAM_COPY, d, pinned, n * sizeof(float)) == ZERO_OK &&
-                 zr_cuda_copy_async(dev, ZR_STREAM_COPY, e, d, n * sizeof(float)) == ZERO_OK,
-             "H2D and D2D on the copy stream");
-    GT_CHECK(zr_cuda_order(dev, ZR_STREAM_COMPUTE, ZR_STREAM_COPY) == ZERO_OK, "order compute");
+    CHECK(zr_cuda_copy_async(dev, ZR_STREAM_COPY, d, pinned, n * sizeof(float)) == ZERO_OK &&
+              zr_cuda_copy_async(dev, ZR_STREAM_COPY, e, d, n * sizeof(float)) == ZERO_OK,
+          "H2D and D2D on the copy stream");
+    CHECK(zr_cuda_order(dev, ZR_STREAM_COMPUTE, ZR_STREAM_COPY) == ZERO_OK, "order compute");
     zr_dev_add(dev, d, ZERO_DTYPE_FP32, e, ZERO_DTYPE_FP32, n); /* doubles every element */
-    GT_CHECK(zr_cuda_order(dev, ZR_STREAM_COPY, ZR_STREAM_COMPUTE) == ZERO_OK, "order copy");
-    GT_CHECK(zr_cuda_copy_async(dev, ZR_STREAM_COPY, pinned, d, n * sizeof(float)) == ZERO_OK,
-             "D2H on the copy stream");
-    GT_CHECK(zr_cuda_stream_sync(dev, ZR_STREAM_COPY) == ZERO_OK, "sync the copy stream");
+    CHECK(zr_cuda_order(dev, ZR_STREAM_COPY, ZR_STREAM_COMPUTE) == ZERO_OK, "order copy");
+    CHECK(zr_cuda_copy_async(dev, ZR_STREAM_COPY, pinned, d, n * sizeof(float)) == ZERO_OK,
+          "D2H on the copy stream");
+    CHECK(zr_cuda_stream_sync(dev, ZR_STREAM_COPY) == ZERO_OK, "sync the copy stream");
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
         bad += pinned[i] != (float)(2 * (i % 1000));
-    GT_CHECK(bad == 0, "pinned round trip through a kernel: %zu wrong elements", bad);
+    CHECK(bad == 0, "pinned round trip through a kernel: %zu wrong elements", bad);
     zr_cuda_host_unregister(pinned);
     free(pinned);
     expect_no_error(dev, "asynchronous copies");
-    gt_report("pinned host memory, copy stream and events: H2D -> add -> D2H in order");
+    REPORT_LINE("pinned host memory, copy stream and events: H2D -> add -> D2H in order");
 
     zr_device_free(dev, ZERO_MEM_BUFFERS, d1, bytes + 8);
     zr_device_free(dev, ZERO_MEM_BUFFERS, d2, bytes + 8);
@@ -182,10 +182,10 @@ static void test_ops(zr_device *dev)
     float *p = host_alloc(n * 4), *m = host_alloc(n * 4), *v = host_alloc(n * 4);
     uint16_t *g = host_alloc(n * 2), *w = host_alloc(n * 2);
     for (size_t i = 0; i < n; i++) {
-        p[i] = (float)gt_sym();
-        m[i] = (float)gt_sym() * 1e-3f;
-        v[i] = (float)(gt_sym() * gt_sym()) * 1e-6f;
-        g[i] = zk_f32_to_bf16((float)gt_sym() * 1e-2f);
+        p[i] = (float)rnd_sym();
+        m[i] = (float)rnd_sym() * 1e-3f;
+        v[i] = (float)(rnd_sym() * rnd_sym()) * 1e-6f;
+        g[i] = zk_f32_to_bf16((float)rnd_sym() * 1e-2f);
     }
     float *dp, *dm, *dv;
     uint16_t *dg, *dw;
@@ -194,7 +194,7 @@ static void test_ops(zr_device *dev)
              zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "v", (void **)&dv) == ZERO_OK &&
              zr_device_alloc(dev, ZERO_MEM_GRADS, n * 2, "g", (void **)&dg) == ZERO_OK &&
              zr_device_alloc(dev, ZERO_MEM_PARAMS, n * 2, "w", (void **)&dw) == ZERO_OK;
-    GT_CHECK(ok, "allocations for the element-wise test");
+    CHECK(ok, "allocations for the element-wise test");
     if (!ok)
         exit(1);
     zr_dev_copy(dev, dp, p, n * 4), zr_dev_copy(dev, dm, m, n * 4), zr_dev_copy(dev, dv, v, n * 4);
@@ -204,13 +204,13 @@ static void test_ops(zr_device *dev)
     int hf = 0, df = 0;
     double hn = zk_sq_norm(g, ZERO_DTYPE_BF16, n, &hf);
     double dn = zr_dev_sq_norm(dev, dg, ZERO_DTYPE_BF16, n, &df);
-    GT_CHECK(memcmp(&hn, &dn, sizeof hn) == 0 && hf == 0 && df == 0,
-             "sq_norm: device %.17g host %.17g", dn, hn);
+    CHECK(memcmp(&hn, &dn, sizeof hn) == 0 && hf == 0 && df == 0,
+          "sq_norm: device %.17g host %.17g", dn, hn);
     /* a larger n than before grows the scratch */
     double hn2 = zk_sq_norm(p, ZERO_DTYPE_FP32, n, &hf);
     double dn2 = zr_dev_sq_norm(dev, dp, ZERO_DTYPE_FP32, n, &df);
-    GT_CHECK(memcmp(&hn2, &dn2, sizeof hn2) == 0, "sq_norm fp32: device %.17g host %.17g", dn2,
-             hn2);
+    CHECK(memcmp(&hn2, &dn2, sizeof hn2) == 0, "sq_norm fp32: device %.17g host %.17g", dn2,
+          hn2);
 
     /* AdamW with a bf16 gradient and a bf16 working copy (bitwise) */
     zk_adamw_params hp = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
@@ -222,26 +222,26 @@ static void test_ops(zr_device *dev)
     uint16_t *gw = host_alloc(n * 2);
     zr_dev_copy(dev, gp, dp, n * 4), zr_dev_copy(dev, gm, dm, n * 4);
     zr_dev_copy(dev, gv, dv, n * 4), zr_dev_copy(dev, gw, dw, n * 2);
-    GT_CHECK(memcmp(gp, p, n * 4) == 0 && memcmp(gm, m, n * 4) == 0 && memcmp(gv, v, n * 4) == 0 &&
-                 memcmp(gw, w, n * 2) == 0,
-             "zr_dev_adamw differs from zk_adamw");
+    CHECK(memcmp(gp, p, n * 4) == 0 && memcmp(gm, m, n * 4) == 0 && memcmp(gv, v, n * 4) == 0 &&
+              memcmp(gw, w, n * 2) == 0,
+          "zr_dev_adamw differs from zk_adamw");
 
     /* zero */
     zr_dev_zero(dev, dw, n * 2);
     zr_dev_copy(dev, gw, dw, n * 2);
-    GT_CHECK(all_zero(gw, n * 2), "zr_dev_zero left non-zero bytes");
+    CHECK(all_zero(gw, n * 2), "zr_dev_zero left non-zero bytes");
     expect_no_error(dev, "the element-wise members");
 
     /* A failing member (invalid dtype) is kept for zr_cuda_take_error, then cleared; the device
      * still works. */
     zr_dev_add(dev, dw, (zero_dtype)7, dg, ZERO_DTYPE_BF16, n);
     char msg[256];
-    GT_CHECK(zr_cuda_take_error(dev, msg, sizeof msg) == ZERO_ERR_SYSTEM && msg[0],
-             "an invalid dtype was not reported");
-    GT_CHECK(zr_cuda_take_error(dev, msg, sizeof msg) == ZERO_OK, "the error was not cleared");
+    CHECK(zr_cuda_take_error(dev, msg, sizeof msg) == ZERO_ERR_SYSTEM && msg[0],
+          "an invalid dtype was not reported");
+    CHECK(zr_cuda_take_error(dev, msg, sizeof msg) == ZERO_OK, "the error was not cleared");
     zr_dev_zero(dev, dp, n * 4);
     expect_no_error(dev, "work after a reported error");
-    gt_report("zero/add/sq_norm/adamw members bitwise vs host twins; errors kept and cleared");
+    REPORT_LINE("zero/add/sq_norm/adamw members bitwise vs host twins; errors kept and cleared");
 
     zr_device_free(dev, ZERO_MEM_OPTIMIZER, dp, n * 4);
     zr_device_free(dev, ZERO_MEM_OPTIMIZER, dm, n * 4);
@@ -263,19 +263,19 @@ static void test_given_stream(void)
     GT_CUDA(cudaGetDeviceCount(&count));
     /* local_rank past the device count wraps around */
     zero_status s = zr_device_cuda_init(&dev, count, 0, mine, err, sizeof err);
-    GT_CHECK(s == ZERO_OK, "init with a given stream: %s", err);
+    CHECK(s == ZERO_OK, "init with a given stream: %s", err);
     if (s != ZERO_OK)
         return;
-    GT_CHECK(zr_cuda_device_ordinal(&dev) == 0, "local_rank %d should map to device 0", count);
-    GT_CHECK(zr_cuda_stream_get(&dev, ZR_STREAM_COMPUTE) == mine, "the given stream is not used");
+    CHECK(zr_cuda_device_ordinal(&dev) == 0, "local_rank %d should map to device 0", count);
+    CHECK(zr_cuda_stream_get(&dev, ZR_STREAM_COMPUTE) == mine, "the given stream is not used");
     void *p = NULL;
-    GT_CHECK(zr_device_alloc(&dev, ZERO_MEM_BUFFERS, 4096, "x", &p) == ZERO_OK, "alloc");
+    CHECK(zr_device_alloc(&dev, ZERO_MEM_BUFFERS, 4096, "x", &p) == ZERO_OK, "alloc");
     zr_device_free(&dev, ZERO_MEM_BUFFERS, p, 4096);
     zr_device_cuda_destroy(&dev);
-    GT_CHECK(cudaStreamQuery(mine) == cudaSuccess, "destroy broke the caller's stream");
-    GT_CHECK(!zr_device_is_cuda(&dev), "destroy left the device set up");
+    CHECK(cudaStreamQuery(mine) == cudaSuccess, "destroy broke the caller's stream");
+    CHECK(!zr_device_is_cuda(&dev), "destroy left the device set up");
     cudaStreamDestroy(mine);
-    gt_report("a compute stream passed in is used and survives destroy; local_rank wraps");
+    REPORT_LINE("a compute stream passed in is used and survives destroy; local_rank wraps");
 }
 
 int main(void)
@@ -285,20 +285,20 @@ int main(void)
         printf("SKIP: no usable GPU: %s\n", why);
         return GT_SKIP;
     }
-    gt_seed(777);
+    rnd_seed(777);
     zr_device dev;
     char err[256];
     zero_status s = zr_device_cuda_init(&dev, 0, 64 * MiB, NULL, err, sizeof err);
-    GT_CHECK(s == ZERO_OK, "zr_device_cuda_init: %s", err);
+    CHECK(s == ZERO_OK, "zr_device_cuda_init: %s", err);
     if (s != ZERO_OK)
         return 1;
-    GT_CHECK(zr_device_is_cuda(&dev) && strcmp(dev.ops->name, "cuda") == 0, "not the cuda backend");
+    CHECK(zr_device_is_cuda(&dev) && strcmp(dev.ops->name, "cuda") == 0, "not the cuda backend");
     cudaStream_t st[ZR_STREAM_NUM];
     for (int i = 0; i < ZR_STREAM_NUM; i++)
         st[i] = zr_cuda_stream_get(&dev, (zr_stream_id)i);
-    GT_CHECK(st[0] && st[1] && st[2] && st[0] != st[1] && st[1] != st[2] && st[0] != st[2],
-             "three distinct streams expected");
-    gt_report("init: cuda backend on device %d, three streams", zr_cuda_device_ordinal(&dev));
+    CHECK(st[0] && st[1] && st[2] && st[0] != st[1] && st[1] != st[2] && st[0] != st[2],
+          "three distinct streams expected");
+    REPORT_LINE("init: cuda backend on device %d, three streams", zr_cuda_device_ordinal(&dev));
 
     test_oom(&dev);
     dev.capacity = 0; /* the rest needs no cap */
@@ -306,6 +306,6 @@ int main(void)
     test_ops(&dev);
     zr_device_cuda_destroy(&dev);
     test_given_stream();
-    printf("%s: %d failed checks\n", gt_failures ? "FAILED" : "passed", gt_failures);
-    return gt_failures ? 1 : 0;
+    printf("%s: %d failed checks\n", check_failures ? "FAILED" : "passed", check_failures);
+    return check_failures ? 1 : 0;
 }

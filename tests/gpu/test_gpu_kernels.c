@@ -66,7 +66,7 @@ static int launched(int rc, const char *what)
                 what);
         exit(1);
     }
-    GT_CHECK(rc == 0, "%s: launch failed: %s", what, cudaGetErrorString((cudaError_t)rc));
+    CHECK(rc == 0, "%s: launch failed: %s", what, cudaGetErrorString((cudaError_t)rc));
     GT_CUDA(cudaStreamSynchronize(g_stream));
     return rc == 0;
 }
@@ -78,26 +78,26 @@ static int launched(int rc, const char *what)
  * subnormals and overflow edge, and ordinary magnitudes. */
 static float special_f32(void)
 {
-    const uint32_t r = (uint32_t)gt_u64(), sign = r & 0x80000000u;
-    switch (gt_u64() % 7) {
+    const uint32_t r = (uint32_t)rnd_u64(), sign = r & 0x80000000u;
+    switch (rnd_u64() % 7) {
     case 0: return zm_bits_f32(r); /* anything */
     case 1: return zm_bits_f32((r & 0xffff0000u) | 0x8000u); /* a bf16 tie */
     case 2: { /* an fp16 tie among the normals: exponent 2^-14 .. 2^15, 13 dropped bits = half */
-        uint32_t e = 113u + (uint32_t)(gt_u64() % 30u);
+        uint32_t e = 113u + (uint32_t)(rnd_u64() % 30u);
         return zm_bits_f32(sign | (e << 23) | (r & 0x007fe000u) | 0x00001000u);
     }
     case 3: /* an fp16 tie among the subnormals: (k + 1/2) * 2^-24 */
-        return (float)ldexp((double)(gt_u64() % 1024u) + 0.5, -24) * (sign ? -1.0f : 1.0f);
-    case 4: return (float)ldexp(gt_sym(), (int)(gt_u64() % 44) - 28); /* across fp16's span */
-    case 5: return (float)(65504.0 + gt_sym() * 64.0);                 /* fp16's overflow edge */
-    default: return (float)(gt_sym() * 8.0);
+        return (float)ldexp((double)(rnd_u64() % 1024u) + 0.5, -24) * (sign ? -1.0f : 1.0f);
+    case 4: return (float)ldexp(rnd_sym(), (int)(rnd_u64() % 44) - 28); /* across fp16's span */
+    case 5: return (float)(65504.0 + rnd_sym() * 64.0);                 /* fp16's overflow edge */
+    default: return (float)(rnd_sym() * 8.0);
     }
 }
 
 /* Finite values of a dtype over a wide but safe range (no overflow when added or squared). */
 static float finite_f32(int spread)
 {
-    return (float)ldexp(gt_sym(), (int)(gt_u64() % (unsigned)(2 * spread + 1)) - spread);
+    return (float)ldexp(rnd_sym(), (int)(rnd_u64() % (unsigned)(2 * spread + 1)) - spread);
 }
 
 /* n elements of type t: from special_f32 (with_specials) or finite_f32, in that type; bf16 and
@@ -105,8 +105,8 @@ static float finite_f32(int spread)
 static void fill(void *x, zero_dtype t, size_t n, int with_specials, int spread)
 {
     for (size_t i = 0; i < n; i++) {
-        if (with_specials && t != ZERO_DTYPE_FP32 && gt_u64() % 2) {
-            ((uint16_t *)x)[i] = (uint16_t)gt_u64();
+        if (with_specials && t != ZERO_DTYPE_FP32 && rnd_u64() % 2) {
+            ((uint16_t *)x)[i] = (uint16_t)rnd_u64();
             continue;
         }
         float f = with_specials ? special_f32() : finite_f32(spread);
@@ -137,15 +137,15 @@ static void test_cast(void)
                         if (memcmp((char *)got + i * esize(dt), (char *)want + i * esize(dt),
                                    esize(dt)) != 0 && bad++ == 0)
                             first = i;
-                    GT_CHECK(bad == 0, "cast %s<-%s n=%zu: %zu elements differ, first at %zu",
-                             gt_dtype_name(dt), gt_dtype_name(st), n, bad, first);
+                    CHECK(bad == 0, "cast %s<-%s n=%zu: %zu elements differ, first at %zu",
+                          gt_dtype_name(dt), gt_dtype_name(st), n, bad, first);
                 }
                 cudaFree(dsrc);
                 cudaFree(ddst);
                 free(src), free(want), free(got);
             }
-    gt_report("zk_cuda_cast: 9 dtype pairs x %zu sizes, bitwise (nan, inf, subnormals, ties)",
-              NUM_SIZES);
+    REPORT_LINE("zk_cuda_cast: 9 dtype pairs x %zu sizes, bitwise (nan, inf, subnormals, ties)",
+                NUM_SIZES);
 }
 
 /* ---- add ---------------------------------------------------------------------------------- */
@@ -175,14 +175,14 @@ static void test_add(void)
                     zk_add(dst, dt, src, st, n);
                 if (launched(rc, f32_entry ? "zk_cuda_add_f32" : "zk_cuda_add")) {
                     to_host(got, ddst, n * esize(dt));
-                    GT_CHECK(memcmp(got, dst, n * esize(dt)) == 0, "add %s+=%s n=%zu differs",
-                             gt_dtype_name(dt), gt_dtype_name(st), n);
+                    CHECK(memcmp(got, dst, n * esize(dt)) == 0, "add %s+=%s n=%zu differs",
+                          gt_dtype_name(dt), gt_dtype_name(st), n);
                 }
                 cudaFree(dsrc);
                 cudaFree(ddst);
                 free(src), free(dst), free(got);
             }
-    gt_report("zk_cuda_add / zk_cuda_add_f32: 9 dtype pairs x %zu sizes, bitwise", NUM_SIZES);
+    REPORT_LINE("zk_cuda_add / zk_cuda_add_f32: 9 dtype pairs x %zu sizes, bitwise", NUM_SIZES);
 }
 
 /* ---- AdamW -------------------------------------------------------------------------------- */
@@ -216,7 +216,7 @@ static void test_adamw(void)
                 float *gp = host_alloc(n * 4), *gm = host_alloc(n * 4), *gv = host_alloc(n * 4);
                 void *gw = host_alloc(n * esize(wt));
                 for (size_t i = 0; i < n; i++) {
-                    p[i] = (float)gt_sym();
+                    p[i] = (float)rnd_sym();
                     m[i] = finite_f32(10) * 1e-2f;
                     float r = finite_f32(10);
                     v[i] = r * r * 1e-4f;
@@ -240,21 +240,21 @@ static void test_adamw(void)
                 if (ok) {
                     to_host(gp, dp, n * 4), to_host(gm, dm, n * 4), to_host(gv, dv, n * 4);
                     to_host(gw, dw, n * esize(wt));
-                    GT_CHECK(memcmp(gp, p, n * 4) == 0 && memcmp(gm, m, n * 4) == 0 &&
-                                 memcmp(gv, v, n * 4) == 0,
-                             "adamw grad %s work %s n=%zu: master/m/v differ", gt_dtype_name(gt),
-                             has_work ? gt_dtype_name(wt) : "none", n);
-                    GT_CHECK(memcmp(gw, w, n * esize(wt)) == 0,
-                             "adamw grad %s work %s n=%zu: working copy differs",
-                             gt_dtype_name(gt), has_work ? gt_dtype_name(wt) : "none", n);
+                    CHECK(memcmp(gp, p, n * 4) == 0 && memcmp(gm, m, n * 4) == 0 &&
+                              memcmp(gv, v, n * 4) == 0,
+                          "adamw grad %s work %s n=%zu: master/m/v differ", gt_dtype_name(gt),
+                          has_work ? gt_dtype_name(wt) : "none", n);
+                    CHECK(memcmp(gw, w, n * esize(wt)) == 0,
+                          "adamw grad %s work %s n=%zu: working copy differs",
+                          gt_dtype_name(gt), has_work ? gt_dtype_name(wt) : "none", n);
                 }
                 cudaFree(dp), cudaFree(dm), cudaFree(dv), cudaFree(dg), cudaFree(dw);
                 free(p), free(m), free(v), free(g), free(w);
                 free(gp), free(gm), free(gv), free(gw);
             }
-    gt_report("zk_cuda_adamw: 3 grad dtypes x 4 working copies (none included) x %zu sizes, "
-              "two steps, bitwise",
-              NUM_SIZES);
+    REPORT_LINE("zk_cuda_adamw: 3 grad dtypes x 4 working copies (none included) x %zu sizes, "
+                "two steps, bitwise",
+                NUM_SIZES);
 }
 
 /* ---- squared norm ------------------------------------------------------------------------- */
@@ -299,10 +299,10 @@ static void test_sq_norm(void)
             int hflag = 0, dflag = -1;
             double want = zk_sq_norm(x, t, n, &hflag);
             double got = dev_sq_norm(x, t, n, out_dev, 0, 0, &dflag);
-            GT_CHECK(zm_f64_bits(got) == zm_f64_bits(want),
-                     "sq_norm %s n=%zu: device %.17g host %.17g", gt_dtype_name(t), n, got, want);
-            GT_CHECK(dflag == 0 && hflag == 0, "sq_norm %s n=%zu: nonfinite flag set (%d, %d)",
-                     gt_dtype_name(t), n, dflag, hflag);
+            CHECK(zm_f64_bits(got) == zm_f64_bits(want),
+                  "sq_norm %s n=%zu: device %.17g host %.17g", gt_dtype_name(t), n, got, want);
+            CHECK(dflag == 0 && hflag == 0, "sq_norm %s n=%zu: nonfinite flag set (%d, %d)",
+                  gt_dtype_name(t), n, dflag, hflag);
 
             /* accumulate: out = out + sum, so chunk norms add up in call order. */
             if (n > 0) {
@@ -314,35 +314,35 @@ static void test_sq_norm(void)
                 dev_sq_norm(x, t, half, out_dev, 0, 0, &dflag);
                 double acc = dev_sq_norm((char *)x + half * esize(t), t, n - half, out_dev, 1, 0,
                                          &dflag);
-                GT_CHECK(zm_f64_bits(acc) == zm_f64_bits(acc_want),
-                         "sq_norm %s n=%zu accumulate: device %.17g host %.17g",
-                         gt_dtype_name(t), n, acc, acc_want);
+                CHECK(zm_f64_bits(acc) == zm_f64_bits(acc_want),
+                      "sq_norm %s n=%zu accumulate: device %.17g host %.17g",
+                      gt_dtype_name(t), n, acc, acc_want);
 
                 /* inf, then nan, at a random place: flag set on both sides, result non-finite. */
                 for (int kind = 0; kind < 2; kind++) {
-                    const size_t at = (size_t)(gt_u64() % n);
+                    const size_t at = (size_t)(rnd_u64() % n);
                     char saved[4];
                     memcpy(saved, (char *)x + at * esize(t), esize(t));
                     zm_store(x, t, at, kind == 0 ? INFINITY : NAN);
                     hflag = 0;
                     want = zk_sq_norm(x, t, n, &hflag);
                     got = dev_sq_norm(x, t, n, out_dev, 0, 0, &dflag);
-                    GT_CHECK(dflag == 1 && hflag == 1 && same_double(got, want),
-                             "sq_norm %s n=%zu with %s at %zu: device %g flag %d, host %g "
-                             "flag %d",
-                             gt_dtype_name(t), n, kind ? "nan" : "inf", at, got, dflag, want,
-                             hflag);
+                    CHECK(dflag == 1 && hflag == 1 && same_double(got, want),
+                          "sq_norm %s n=%zu with %s at %zu: device %g flag %d, host %g "
+                          "flag %d",
+                          gt_dtype_name(t), n, kind ? "nan" : "inf", at, got, dflag, want,
+                          hflag);
                     memcpy((char *)x + at * esize(t), saved, esize(t));
                 }
                 /* Finite input leaves a set flag alone ("untouched otherwise"). */
                 dev_sq_norm(x, t, n, out_dev, 0, 1, &dflag);
-                GT_CHECK(dflag == 1, "sq_norm %s n=%zu cleared a flag it should leave alone",
-                         gt_dtype_name(t), n);
+                CHECK(dflag == 1, "sq_norm %s n=%zu cleared a flag it should leave alone",
+                      gt_dtype_name(t), n);
             }
             free(x);
         }
     cudaFree(out_dev);
-    gt_report("zk_cuda_sq_norm: 3 dtypes x %zu sizes, bitwise, accumulate, inf/nan flag", num);
+    REPORT_LINE("zk_cuda_sq_norm: 3 dtypes x %zu sizes, bitwise, accumulate, inf/nan flag", num);
 }
 
 int main(void)
@@ -354,12 +354,12 @@ int main(void)
     }
     GT_CUDA(cudaSetDevice(0));
     GT_CUDA(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
-    gt_seed(20241125);
+    rnd_seed(20241125);
     test_cast();
     test_add();
     test_adamw();
     test_sq_norm();
     cudaStreamDestroy(g_stream);
-    printf("%s: %d failed checks\n", gt_failures ? "FAILED" : "passed", gt_failures);
-    return gt_failures ? 1 : 0;
+    printf("%s: %d failed checks\n", check_failures ? "FAILED" : "passed", check_failures);
+    return check_failures ? 1 : 0;
 }

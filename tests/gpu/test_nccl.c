@@ -110,14 +110,14 @@ static void check_counted(zr_coll kind, double bytes_before, int64_t calls_befor
      * rounds; a relative 1e-12 still catches any wrong formula. */
     const double moved = g_c.bus_bytes[kind] - bytes_before;
     const double tol = 1e-12 * (bytes_before + bus + 1.0);
-    GT_CHECK(moved - bus <= tol && bus - moved <= tol && g_c.calls[kind] == calls_before + 1,
-             "%s: counted %.0f bytes in %lld calls, expected %.0f in 1", what, moved,
-             (long long)(g_c.calls[kind] - calls_before), bus);
+    CHECK(moved - bus <= tol && bus - moved <= tol && g_c.calls[kind] == calls_before + 1,
+          "%s: counted %.0f bytes in %lld calls, expected %.0f in 1", what, moved,
+          (long long)(g_c.calls[kind] - calls_before), bus);
 }
 
 static void expect_ok(zero_status s, const char *what)
 {
-    GT_CHECK(s == ZERO_OK, "%s: %s: %s", what, zero_status_string(s), g_c.err);
+    CHECK(s == ZERO_OK, "%s: %s: %s", what, zero_status_string(s), g_c.err);
 }
 
 /* ---- the four collectives, blocking --------------------------------------------------------- */
@@ -149,8 +149,8 @@ static void test_collectives(void)
             check_counted(ZR_COLL_ALL_GATHER, b0, c0, (double)n * es * (R - 1), what);
             get(got, e, d, total);
             size_t bad = mismatches(got, want, total, &first);
-            GT_CHECK(bad == 0, "%s: %zu wrong, first at %zu (%g, want %g)", what, bad, first,
-                     bad ? got[first] : 0.0, bad ? want[first] : 0.0);
+            CHECK(bad == 0, "%s: %zu wrong, first at %zu (%g, want %g)", what, bad, first,
+                  bad ? got[first] : 0.0, bad ? want[first] : 0.0);
 
             /* reduce_scatter: element j of every rank's send is val(rank, j). */
             for (size_t j = 0; j < total; j++)
@@ -169,8 +169,8 @@ static void test_collectives(void)
             check_counted(ZR_COLL_REDUCE_SCATTER, b0, c0, (double)n * es * (R - 1), what);
             get(got, e, d2, n);
             bad = mismatches(got, want, n, &first);
-            GT_CHECK(bad == 0, "%s: %zu wrong, first at %zu (%g, want %g)", what, bad, first,
-                     bad ? got[first] : 0.0, bad ? want[first] : 0.0);
+            CHECK(bad == 0, "%s: %zu wrong, first at %zu (%g, want %g)", what, bad, first,
+                  bad ? got[first] : 0.0, bad ? want[first] : 0.0);
 
             /* all_reduce, sum and max */
             for (int op = 0; op < 2; op++) {
@@ -194,8 +194,8 @@ static void test_collectives(void)
                               what);
                 get(got, e, d2, n);
                 bad = mismatches(got, want, n, &first);
-                GT_CHECK(bad == 0, "%s: %zu wrong, first at %zu (%g, want %g)", what, bad, first,
-                         bad ? got[first] : 0.0, bad ? want[first] : 0.0);
+                CHECK(bad == 0, "%s: %zu wrong, first at %zu (%g, want %g)", what, bad, first,
+                      bad ? got[first] : 0.0, bad ? want[first] : 0.0);
             }
 
             /* broadcast from the last rank */
@@ -212,15 +212,15 @@ static void test_collectives(void)
             check_counted(ZR_COLL_BROADCAST, b0, c0, R > 1 ? (double)n * es : 0.0, what);
             get(got, e, d2, n);
             bad = mismatches(got, want, n, &first);
-            GT_CHECK(bad == 0, "%s: %zu wrong, first at %zu", what, bad, first);
+            CHECK(bad == 0, "%s: %zu wrong, first at %zu", what, bad, first);
 
             dfree(d, total * es);
             dfree(d2, n * es);
             free(h), free(want), free(got);
         }
-    gt_report("all_gather, reduce_scatter, all_reduce sum/max, broadcast: f32/bf16/f16 x %zu "
-              "counts at world %d, exact values and bus bytes",
-              NUM_COUNTS, g_c.world);
+    REPORT_LINE("all_gather, reduce_scatter, all_reduce sum/max, broadcast: f32/bf16/f16 x %zu "
+                "counts at world %d, exact values and bus bytes",
+                NUM_COUNTS, g_c.world);
 }
 
 /* ---- requests, groups, counting switch, other element types -------------------------------- */
@@ -245,14 +245,14 @@ static void test_async(void)
     zr_nccl_request req = ZR_NCCL_REQUEST_INIT;
     put(a, ZR_ELEM_F32, h, n);
     expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, &req), "async all_reduce");
-    GT_CHECK(req.active, "the request is not active after an asynchronous call");
+    CHECK(req.active, "the request is not active after an asynchronous call");
     int done = 0;
     for (int polls = 0; !done && polls < 10000000; polls++)
         expect_ok(zr_nccl_test(g_n, &req, &done), "zr_nccl_test");
-    GT_CHECK(done && !req.active, "zr_nccl_test never saw the request complete");
+    CHECK(done && !req.active, "zr_nccl_test never saw the request complete");
     expect_ok(zr_nccl_wait(g_n, &req), "zr_nccl_wait on a completed request");
     get(got, ZR_ELEM_F32, a, n);
-    GT_CHECK(mismatches(got, want, n, &first) == 0, "async all_reduce: wrong at %zu", first);
+    CHECK(mismatches(got, want, n, &first) == 0, "async all_reduce: wrong at %zu", first);
 
     /* a group of two all_reduces with one request; zr_nccl_wait */
     put(a, ZR_ELEM_F32, h, n);
@@ -261,16 +261,16 @@ static void test_async(void)
     expect_ok(zr_nccl_group_start(g_n), "group start");
     expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, NULL), "grouped f32");
     expect_ok(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, NULL), "grouped bf16");
-    GT_CHECK(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, &req) == ZERO_ERR_INVALID,
-             "a request inside a group was accepted");
+    CHECK(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, &req) == ZERO_ERR_INVALID,
+          "a request inside a group was accepted");
     expect_ok(zr_nccl_group_end(g_n, &req), "group end");
     expect_ok(zr_nccl_wait(g_n, &req), "wait for the group");
-    GT_CHECK(g_c.calls[ZR_COLL_ALL_REDUCE] == calls0 + 2, "a group of 2 counted %lld calls",
-             (long long)(g_c.calls[ZR_COLL_ALL_REDUCE] - calls0));
+    CHECK(g_c.calls[ZR_COLL_ALL_REDUCE] == calls0 + 2, "a group of 2 counted %lld calls",
+          (long long)(g_c.calls[ZR_COLL_ALL_REDUCE] - calls0));
     get(got, ZR_ELEM_F32, a, n);
-    GT_CHECK(mismatches(got, want, n, &first) == 0, "grouped f32: wrong at %zu", first);
+    CHECK(mismatches(got, want, n, &first) == 0, "grouped f32: wrong at %zu", first);
     get(got, ZR_ELEM_BF16, b, n);
-    GT_CHECK(mismatches(got, want, n, &first) == 0, "grouped bf16: wrong at %zu", first);
+    CHECK(mismatches(got, want, n, &first) == 0, "grouped bf16: wrong at %zu", first);
     zr_nccl_request_destroy(&req);
 
     /* counting off: the bytes go to other_bus_bytes */
@@ -279,9 +279,9 @@ static void test_async(void)
     expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, NULL), "uncounted");
     g_c.counting = 1;
     const double other = g_c.other_bus_bytes - other0, expect = 2.0 * (double)n * 4 * (R - 1) / R;
-    GT_CHECK(g_c.bus_bytes[ZR_COLL_ALL_REDUCE] == ar0 && other - expect < 1e-3 &&
-                 expect - other < 1e-3,
-             "counting = 0 did not move the bytes to other_bus_bytes");
+    CHECK(g_c.bus_bytes[ZR_COLL_ALL_REDUCE] == ar0 && other - expect < 1e-3 &&
+              expect - other < 1e-3,
+          "counting = 0 did not move the bytes to other_bus_bytes");
 
     /* f64 and i64 sums (metrics, counters) */
     double *hd = xmalloc(n * sizeof(double));
@@ -298,27 +298,27 @@ static void test_async(void)
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
         bad += hd[i] != want[i] * 0.5 || hi[i] != (int64_t)want[i] << 40;
-    GT_CHECK(bad == 0, "f64/i64 all_reduce: %zu wrong", bad);
+    CHECK(bad == 0, "f64/i64 all_reduce: %zu wrong", bad);
     dfree(dd, n * 8);
     free(hd), free(hi);
 
     /* argument errors: refused, communicator still usable */
-    GT_CHECK(zr_nccl_group_end(g_n, NULL) == ZERO_ERR_INVALID, "group end without start accepted");
-    GT_CHECK(zr_nccl_broadcast(g_n, a, n, ZR_ELEM_F32, R, NULL) == ZERO_ERR_INVALID,
-             "a root outside the world accepted");
-    GT_CHECK(zr_nccl_all_reduce(g_n, a, n, (zr_elem)99, ZR_OP_SUM, NULL) == ZERO_ERR_INVALID,
-             "an unknown element type accepted");
+    CHECK(zr_nccl_group_end(g_n, NULL) == ZERO_ERR_INVALID, "group end without start accepted");
+    CHECK(zr_nccl_broadcast(g_n, a, n, ZR_ELEM_F32, R, NULL) == ZERO_ERR_INVALID,
+          "a root outside the world accepted");
+    CHECK(zr_nccl_all_reduce(g_n, a, n, (zr_elem)99, ZR_OP_SUM, NULL) == ZERO_ERR_INVALID,
+          "an unknown element type accepted");
     put(a, ZR_ELEM_F32, h, n);
     expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, NULL), "after refused calls");
     get(got, ZR_ELEM_F32, a, n);
-    GT_CHECK(mismatches(got, want, n, &first) == 0, "after refused calls: wrong at %zu", first);
-    GT_CHECK(!zr_nccl_aborted(g_n), "argument errors aborted the communicator");
+    CHECK(mismatches(got, want, n, &first) == 0, "after refused calls: wrong at %zu", first);
+    CHECK(!zr_nccl_aborted(g_n), "argument errors aborted the communicator");
 
     dfree(a, n * 4);
     dfree(b, n * 2);
     free(h), free(want), free(got);
-    gt_report("requests (test, wait), a group with one request, counting switch, f64/i64, "
-              "refused arguments");
+    REPORT_LINE("requests (test, wait), a group with one request, counting switch, f64/i64, "
+                "refused arguments");
 }
 
 /* ---- timeout ------------------------------------------------------------------------------ */
@@ -345,22 +345,22 @@ static void test_timeout(void)
     zero_status st = zr_nccl_wait(g_n, NULL);
     const double waited = now_s() - t0;
     atomic_store(&g_release, 1);
-    GT_CHECK(st == ZERO_ERR_COMM, "a held stream: wait returned %s", zero_status_string(st));
-    GT_CHECK(waited >= 1.0 && waited < 60.0, "gave up after %.2f s, timeout 1 s", waited);
-    GT_CHECK(strstr(g_c.err, "did not complete") && strstr(g_c.err, "aborted"),
-             "message: %s", g_c.err);
-    GT_CHECK(zr_nccl_aborted(g_n), "not aborted after the timeout");
+    CHECK(st == ZERO_ERR_COMM, "a held stream: wait returned %s", zero_status_string(st));
+    CHECK(waited >= 1.0 && waited < 60.0, "gave up after %.2f s, timeout 1 s", waited);
+    CHECK(strstr(g_c.err, "did not complete") && strstr(g_c.err, "aborted"),
+          "message: %s", g_c.err);
+    CHECK(zr_nccl_aborted(g_n), "not aborted after the timeout");
     GT_CUDA(cudaStreamSynchronize(s));
     void *a = dalloc(64);
-    GT_CHECK(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, NULL) == ZERO_ERR_COMM,
-             "a call on an aborted communicator did not fail");
+    CHECK(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, NULL) == ZERO_ERR_COMM,
+          "a call on an aborted communicator did not fail");
     zr_nccl_destroy(g_n);
     g_n = NULL;
 
     /* The process goes on: a new communicator works. */
     st = zr_nccl_init(&g_n, &g_c, zr_cuda_device_ordinal(&g_dev),
                       zr_cuda_stream_get(&g_dev, ZR_STREAM_COMM), 60.0);
-    GT_CHECK(st == ZERO_OK, "a new communicator after the abort: %s", g_c.err);
+    CHECK(st == ZERO_OK, "a new communicator after the abort: %s", g_c.err);
     if (st == ZERO_OK) {
         float h[16], got[16];
         for (int i = 0; i < 16; i++)
@@ -368,13 +368,13 @@ static void test_timeout(void)
         put(a, ZR_ELEM_F32, h, 16);
         expect_ok(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, NULL), "new communicator");
         get(got, ZR_ELEM_F32, a, 16);
-        GT_CHECK(got[0] == (float)g_c.world && got[15] == (float)g_c.world,
-                 "new communicator: %g, want %d", got[0], g_c.world);
+        CHECK(got[0] == (float)g_c.world && got[15] == (float)g_c.world,
+              "new communicator: %g, want %d", got[0], g_c.world);
     }
     dfree(a, 64);
-    gt_report("timeout: a held comm stream ends in ZERO_ERR_COMM after %.1f s with the "
-              "communicator aborted; a new communicator works",
-              waited);
+    REPORT_LINE("timeout: a held comm stream ends in ZERO_ERR_COMM after %.1f s with the "
+                "communicator aborted; a new communicator works",
+                waited);
 }
 
 int main(void)
@@ -414,7 +414,7 @@ int main(void)
         const int v = zr_nccl_version();
         printf("nccl %d.%d.%d, world %d\n", v / 10000, v / 100 % 100, v % 100, g_c.world);
     }
-    gt_seed(42);
+    rnd_seed(42);
     test_collectives();
     test_async();
     test_timeout();
@@ -422,7 +422,7 @@ int main(void)
     zr_device_cuda_destroy(&g_dev);
 
     int failures = 0;
-    MPI_Allreduce(&gt_failures, &failures, 1, MPI_INT, MPI_SUM, g_c.comm);
+    MPI_Allreduce(&check_failures, &failures, 1, MPI_INT, MPI_SUM, g_c.comm);
     if (g_c.rank == 0)
         printf("%s: %d failed checks over %d ranks\n", failures ? "FAILED" : "passed", failures,
                g_c.world);

@@ -12,31 +12,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/zero_math.h"
-
-static int g_failures;
-
-/* Report a failure; print only the first few of each call site. */
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            static int shown_;                                                                 \
-            g_failures++;                                                                      \
-            if (shown_++ < 5) {                                                                \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-                fprintf(stderr, __VA_ARGS__);                                                  \
-                fputc('\n', stderr);                                                           \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
-
-static int g_reported; /* g_failures at the last REPORT */
-
-#define REPORT(...)                                                                            \
-    do {                                                                                       \
-        printf("%s ", g_failures == g_reported ? "ok  " : "FAIL");                             \
-        printf(__VA_ARGS__);                                                                   \
-        g_reported = g_failures;                                                               \
-    } while (0)
+#include "tests/common/check.h"
 
 #define ZK_NO_WORK (-1) /* work type index meaning "work = NULL" */
 
@@ -46,36 +22,6 @@ static const char *work_name(int wt)
            : wt == ZERO_DTYPE_FP32 ? "fp32"
            : wt == ZERO_DTYPE_BF16 ? "bf16"
                                    : "fp16";
-}
-
-/* ---- random numbers (splitmix64) ---------------------------------------------------------- */
-
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd_u64(void)
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint32_t rnd_u32(void)
-{
-    return (uint32_t)(rnd_u64() >> 32);
-}
-
-/* Uniform in [-1, 1). */
-static double rnd_sym(void)
-{
-    return (double)(rnd_u64() >> 11) * 0x1p-52 - 1.0;
-}
-
-static float bits_f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
 }
 
 /* ---- the SIMD paths ----------------------------------------------------------------------- */
@@ -326,9 +272,9 @@ static void test_conversions(void)
     for (size_t i = 0; i < n_edges; i++)
         src[k++] = edges[i];
     for (size_t i = 0; i < n_rand; i++)
-        src[k++] = bits_f(rnd_u32());
+        src[k++] = bits_to_float(rnd_u32());
     for (uint64_t u = 0; k < n; u += 4093)
-        src[k++] = bits_f((uint32_t)u);
+        src[k++] = bits_to_float((uint32_t)u);
     const zk_adamw_params hp = {0.0f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.1f, 0.0316227766f, 1.0f};
     for (int isa = 0; isa < N_ISAS; isa++) {
         if (!g_isa_ok[isa])
@@ -343,7 +289,7 @@ static void test_conversions(void)
             for (size_t i = 0; i < n; i++) {
                 /* The master after the update: the input, nans quieted. */
                 const uint32_t sb = zm_f32_bits(src[i]);
-                const float want_p = isnan(src[i]) ? bits_f(sb | 0x00400000u) : src[i];
+                const float want_p = isnan(src[i]) ? bits_to_float(sb | 0x00400000u) : src[i];
                 bad += zm_f32_bits(p[i]) != zm_f32_bits(want_p);
                 if (wt == ZERO_DTYPE_FP32)
                     bad += w32[i] != zm_f32_bits(want_p);
@@ -370,8 +316,8 @@ int main(void)
     test_threads();
     test_specials();
     test_conversions();
-    if (g_failures) {
-        fprintf(stderr, "test_adam_cpu: %d check(s) FAILED\n", g_failures);
+    if (check_failures) {
+        fprintf(stderr, "test_adam_cpu: %d check(s) FAILED\n", check_failures);
         return 1;
     }
     printf("test_adam_cpu: all checks passed (%zu configurations, %zu element updates compared "

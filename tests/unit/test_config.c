@@ -13,23 +13,13 @@
 #include "runtime/config.h"
 #include "runtime/log.h"
 
+/* Failures print "file:line: FAILED: cond: message", every one of them. */
+#define CHECK_STYLE CHECK_STYLE_FAILED
+#include "tests/common/check.h"
+
 #ifndef ZERO_TEST_TMPDIR
 #define ZERO_TEST_TMPDIR "."
 #endif
-
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
 
 /* ---- the fake environment --------------------------------------------------------------- */
 
@@ -700,10 +690,10 @@ int main(void) {
     test_json();
     test_names_and_markdown();
     test_log();
-    if (failures) {
-        fprintf(stderr, "test_config: %d of %d checks failed\n", failures, checks);
+    if (check_failures) {
+        fprintf(stderr, "test_config: %d of %d checks failed\n", check_failures, check_count);
         return 1;
     }
-    printf("test_config: all %d checks passed\n", checks);
+    printf("test_config: all %d checks passed\n", check_count);
     return 0;
 }

@@ -5,32 +5,12 @@
 #include "partition/partition.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#define MAX_REPORTED 25 /* failure lines printed before only counting */
-
-static int g_failures;
-
-static void failure(const char *file, int line, const char *cond, const char *fmt, ...)
-{
-    g_failures++;
-    if (g_failures > MAX_REPORTED)
-        return;
-    fprintf(stderr, "FAIL %s:%d: %s: ", file, line, cond);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            failure(__FILE__, __LINE__, #cond, __VA_ARGS__);                                       \
-    } while (0)
+/* Failures print "FAIL file:line: cond: message", the first CHECK_SHOWN_TOTAL of them. */
+#define CHECK_STYLE CHECK_STYLE_EXPR
+#include "tests/common/check.h"
 
 enum { NONE = 0, CPU = 1 };
 
@@ -41,10 +21,10 @@ static void expect(int line, int stage, size_t p, uint64_t psi, int world, int o
     uint64_t dev = 1, host = 1;
     int rc = zp_state_bytes(stage, p, psi, world, opt, param, &dev, &host);
     if (rc != 0 || dev != want_dev || host != want_host)
-        failure(__FILE__, line, "zp_state_bytes",
-                "stage %d P=%zu psi=%" PRIu64 " N=%d opt=%d param=%d: rc %d device %" PRIu64
-                " host %" PRIu64 ", expected device %" PRIu64 " host %" PRIu64,
-                stage, p, psi, world, opt, param, rc, dev, host, want_dev, want_host);
+        check_fail(NULL, __FILE__, line, "zp_state_bytes",
+                   "stage %d P=%zu psi=%" PRIu64 " N=%d opt=%d param=%d: rc %d device %" PRIu64
+                   " host %" PRIu64 ", expected device %" PRIu64 " host %" PRIu64,
+                   stage, p, psi, world, opt, param, rc, dev, host, want_dev, want_host);
 }
 #define EXPECT(...) expect(__LINE__, __VA_ARGS__)
 
@@ -162,7 +142,7 @@ static void check_max(int line, int stage, size_t p, int n, int opt, int param, 
 {
     uint64_t psi = 0, d = 0;
     if (zp_max_psi(stage, p, n, opt, param, cap, &psi) != 0) {
-        failure(__FILE__, line, "zp_max_psi", "rc != 0");
+        check_fail(NULL, __FILE__, line, "zp_max_psi", "rc != 0");
         return;
     }
     zp_state_bytes(stage, p, psi, n, opt, param, &d, NULL);
@@ -247,8 +227,8 @@ int main(void)
     test_properties();
     test_max_psi();
     test_gpt2();
-    if (g_failures) {
-        fprintf(stderr, "test_estimate: %d failure(s)\n", g_failures);
+    if (check_failures) {
+        fprintf(stderr, "test_estimate: %d failure(s)\n", check_failures);
         return 1;
     }
     printf("test_estimate: all checks passed\n");

@@ -12,74 +12,11 @@
 
 #include "kernels/kernels.h"
 #include "kernels/zero_math.h"
-
-static int g_failures;
-
-/* Report a failure; print only the first few of each call site so a broken kernel does not
- * flood the log. */
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            static int shown_;                                                                 \
-            g_failures++;                                                                      \
-            if (shown_++ < 5) {                                                                \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-                fprintf(stderr, __VA_ARGS__);                                                  \
-                fputc('\n', stderr);                                                           \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
-
-static int g_reported; /* g_failures at the last REPORT */
-
-/* One summary line for the checks since the previous REPORT: "ok" or "FAIL" and what ran. */
-#define REPORT(...)                                                                            \
-    do {                                                                                       \
-        printf("%s ", g_failures == g_reported ? "ok  " : "FAIL");                             \
-        printf(__VA_ARGS__);                                                                   \
-        g_reported = g_failures;                                                               \
-    } while (0)
+#include "tests/common/check.h"
 
 static const char *dtype_name(int t)
 {
     return t == ZERO_DTYPE_FP32 ? "fp32" : t == ZERO_DTYPE_BF16 ? "bf16" : "fp16";
-}
-
-/* ---- random numbers (splitmix64) ---------------------------------------------------------- */
-
-static uint64_t g_rng = 0x2545f4914f6cdd1dull;
-
-static uint64_t rnd_u64(void)
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint32_t rnd_u32(void)
-{
-    return (uint32_t)(rnd_u64() >> 32);
-}
-
-/* Uniform in [-1, 1). */
-static double rnd_sym(void)
-{
-    return (double)(rnd_u64() >> 11) * 0x1p-52 - 1.0;
-}
-
-static float bits_to_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint32_t float_to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
 }
 
 /* ---- reference formats: value tables and nearest-even search ------------------------------ */
@@ -635,6 +572,7 @@ static void test_sq_norm(void)
 
 int main(void)
 {
+    rnd_seed(0x2545f4914f6cdd1dull);
     ref_format_init(&g_f16);
     ref_format_init(&g_bf16);
     test_roundtrip(&g_bf16, zk_bf16_to_f32, zk_f32_to_bf16);
@@ -644,8 +582,8 @@ int main(void)
     test_add();
     test_adamw();
     test_sq_norm();
-    if (g_failures) {
-        fprintf(stderr, "test_kernels: %d check(s) FAILED\n", g_failures);
+    if (check_failures) {
+        fprintf(stderr, "test_kernels: %d check(s) FAILED\n", check_failures);
         return 1;
     }
     printf("test_kernels: all checks passed\n");

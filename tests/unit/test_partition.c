@@ -4,59 +4,23 @@
  * model-state / bus-byte formulas against hand-computed numbers. Exits non-zero on a failure. */
 #include "partition/partition.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Failures print "FAIL file:line: cond [context]: message", the first CHECK_SHOWN_TOTAL of them;
+ * the random cases come from rnd_xorshift (xorshift64*, fixed seed: the same cases every run). */
+#define CHECK_STYLE CHECK_STYLE_EXPR
+#include "tests/common/check.h"
+
 #define NUM_CASES 2000
 #define MAX_WORLD 9
 #define MAX_TENSORS 40
-#define MAX_REPORTED 25 /* failure lines printed before only counting */
 
-static int g_failures;
-static char g_ctx[256]; /* what is being tested, printed with each failure */
-
-static void failure(const char *file, int line, const char *cond, const char *fmt, ...)
-{
-    g_failures++;
-    if (g_failures > MAX_REPORTED)
-        return;
-    fprintf(stderr, "FAIL %s:%d: %s [%s]: ", file, line, cond, g_ctx);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            failure(__FILE__, __LINE__, #cond, __VA_ARGS__);                                       \
-    } while (0)
-
-static void set_ctx(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_ctx, sizeof(g_ctx), fmt, ap);
-    va_end(ap);
-}
-
-/* xorshift64*: a fixed seed makes every run test the same cases. */
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void)
-{
-    g_rng ^= g_rng >> 12;
-    g_rng ^= g_rng << 25;
-    g_rng ^= g_rng >> 27;
-    return g_rng * 0x2545F4914F6CDD1Dull;
-}
 static size_t rnd_range(size_t lo, size_t hi) /* uniform-ish in [lo, hi] */
 {
-    return lo + (size_t)(rnd() % (uint64_t)(hi - lo + 1));
+    return lo + (size_t)(rnd_xorshift() % (uint64_t)(hi - lo + 1));
 }
 
 static size_t up(size_t x, size_t a) { return (x + a - 1) / a * a; }
@@ -260,21 +224,22 @@ static void test_random(long *layouts, long *chunks, long *segments)
         return;
     }
     static const size_t aligns[] = {1, 2, 4, 16, 64};
-    for (int k = 0; k < NUM_CASES && g_failures < MAX_REPORTED; k++) {
+    for (int k = 0; k < NUM_CASES && check_failures < CHECK_SHOWN_TOTAL; k++) {
         int n = (int)rnd_range(1, MAX_TENSORS);
-        int small = rnd() % 4 == 0; /* many tiny tensors stress the alignment gaps */
+        int small = rnd_xorshift() % 4 == 0; /* many tiny tensors stress the alignment gaps */
         int module = 0;
         for (int i = 0; i < n; i++) {
-            if (i > 0 && rnd() % 2 == 0)
-                module += rnd() % 4 == 0 ? (int)rnd_range(2, 3) : 1; /* sometimes leave id gaps */
+            if (i > 0 && rnd_xorshift() % 2 == 0)
+                /* sometimes leave id gaps */
+                module += rnd_xorshift() % 4 == 0 ? (int)rnd_range(2, 3) : 1;
             t[i].module = module;
             t[i].numel = small ? rnd_range(1, 8) : rnd_range(1, 5000);
         }
-        size_t chunk_elems = rnd() % 3 == 0 ? rnd_range(1, 200) : rnd_range(1, 20000);
-        size_t align = aligns[rnd() % 5];
+        size_t chunk_elems = rnd_xorshift() % 3 == 0 ? rnd_range(1, 200) : rnd_range(1, 20000);
+        size_t align = aligns[rnd_xorshift() % 5];
         for (int world = 1; world <= MAX_WORLD; world++) {
-            set_ctx("case %d: n %d, chunk_elems %zu, align %zu, world %d", k, n, chunk_elems, align,
-                    world);
+            check_set_context("case %d: n %d, chunk_elems %zu, align %zu, world %d", k, n,
+                              chunk_elems, align, world);
             *segments += check_layout(t, n, world, chunk_elems, align, marks, tbase, segs);
             (*layouts)++;
         }
@@ -332,7 +297,7 @@ static void test_hand(void)
 
     /* A: align 4, world 2, chunk 16. Module 0 ends at 11; module 1 would end at 19 > 16, so it
      * opens chunk 1 (ends 7); module 2 starts at 8 and ends at 10 <= 16, so it joins. */
-    set_ctx("hand A");
+    check_set_context("hand A");
     const zp_tensor a[] = {{5, 0}, {3, 0}, {7, 1}, {2, 2}};
     if (zp_layout_build(&L, a, 4, 2, 16, 4, err, sizeof(err)) != 0) {
         CHECK(0, "build: %s", err);
@@ -358,7 +323,7 @@ static void test_hand(void)
 
     /* B: align 2, world 3, one chunk of 20 used elements padded to 24 (slices of 8); tensor 0
      * straddles ranks 0 and 1; module id 1 has no tensors. */
-    set_ctx("hand B");
+    check_set_context("hand B");
     const zp_tensor b[] = {{10, 0}, {5, 0}, {4, 2}};
     if (zp_layout_build(&L, b, 3, 3, 100, 2, err, sizeof(err)) != 0) {
         CHECK(0, "build: %s", err);
@@ -391,7 +356,7 @@ static void test_hand(void)
 
     /* C: align 1, world 4, chunk 10. Module 1 (12 + 2) is oversized and gets chunk 1 alone;
      * modules 2 and 3 fill chunk 2 to exactly 10. */
-    set_ctx("hand C");
+    check_set_context("hand C");
     const zp_tensor cc[] = {{3, 0}, {12, 1}, {2, 1}, {4, 2}, {5, 3}, {1, 3}};
     if (zp_layout_build(&L, cc, 6, 4, 10, 1, err, sizeof(err)) != 0) {
         CHECK(0, "build: %s", err);
@@ -428,7 +393,7 @@ static void expect_error(const char *what, const zp_tensor *t, int n, int world,
     memset(&L, 0xAB, sizeof(L));
     memset(&zero, 0, sizeof(zero));
     memset(err, 0, sizeof(err));
-    set_ctx("error case: %s", what);
+    check_set_context("error case: %s", what);
     g_error_cases++;
     int rc = zp_layout_build(&L, t, n, world, chunk_elems, align, err, sizeof(err));
     CHECK(rc == -1, "returned %d", rc);
@@ -471,11 +436,11 @@ static void test_errors(void)
     expect_error("placement overflow", place_overflow, 2, 1, SIZE_MAX, 2, "tensor 0", "overflow");
     expect_error("padding overflow", pad_overflow, 1, 1, 16, 16, "chunk 0", "overflow");
 
-    set_ctx("error case: layout NULL");
+    check_set_context("error case: layout NULL");
     char err[64] = "";
     CHECK(zp_layout_build(NULL, ok, 2, 1, 16, 1, err, sizeof(err)) == -1 && strstr(err, "layout"),
           "message \"%s\"", err);
-    set_ctx("error case: short err buffer");
+    check_set_context("error case: short err buffer");
     char tiny[8];
     memset(tiny, 'x', sizeof(tiny));
     zp_layout L;
@@ -516,7 +481,7 @@ static void test_formulas(void)
         /* Invalid stages and worlds give 0. */
         {-1, 4, 1000, 4, 0}, {4, 4, 1000, 4, 0}, {1, 4, 1000, 0, 0},
     };
-    set_ctx("zp_model_state_bytes");
+    check_set_context("zp_model_state_bytes");
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         uint64_t got = zp_model_state_bytes(cases[k].stage, cases[k].work, cases[k].psi, cases[k].world);
         CHECK(got == cases[k].bytes, "stage %d, %zu-byte work, psi %llu, world %d: %llu, expected %llu",
@@ -543,7 +508,7 @@ static void test_formulas(void)
         {2, 2, 1000, 1, 0.0}, {3, 2, 1000, 1, 0.0}, {3, 4, 300, 3, 2400.0}, {1, 2, 300, 3, 800.0},
         {-1, 4, 1000, 4, 0.0}, {4, 4, 1000, 4, 0.0}, {1, 4, 1000, 0, 0.0},
     };
-    set_ctx("zp_bus_bytes_per_step");
+    check_set_context("zp_bus_bytes_per_step");
     for (size_t k = 0; k < sizeof(bus) / sizeof(bus[0]); k++) {
         double got = zp_bus_bytes_per_step(bus[k].stage, bus[k].work, bus[k].psi, bus[k].world);
         double diff = got - bus[k].bytes;
@@ -560,9 +525,9 @@ int main(void)
     test_errors();
     test_formulas();
     test_random(&layouts, &chunks, &segments);
-    if (g_failures > 0) {
-        fprintf(stderr, "partition: FAILED, %d check(s) failed%s\n", g_failures,
-                g_failures > MAX_REPORTED ? " (first ones shown)" : "");
+    if (check_failures > 0) {
+        fprintf(stderr, "partition: FAILED, %d check(s) failed%s\n", check_failures,
+                check_failures > CHECK_SHOWN_TOTAL ? " (first ones shown)" : "");
         return 1;
     }
     printf("partition: ok: 3 hand layouts, %d error cases, formulas, %d random sets x worlds 1..%d "

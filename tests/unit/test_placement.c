@@ -14,19 +14,9 @@
 #include "offload/placement.h"
 #include "runtime/log.h"
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
+/* Failures print "file:line: FAILED: cond: message", every one of them. */
+#define CHECK_STYLE CHECK_STYLE_FAILED
+#include "tests/common/check.h"
 
 static zo_topology *load(const char *description) {
     zo_topology *t = NULL;
@@ -438,10 +428,10 @@ int main(void) {
     test_xml_gpu();
     test_bad_descriptions();
     test_this_machine();
-    if (failures) {
-        fprintf(stderr, "test_placement: %d of %d checks failed\n", failures, checks);
+    if (check_failures) {
+        fprintf(stderr, "test_placement: %d of %d checks failed\n", check_failures, check_count);
         return 1;
     }
-    printf("test_placement: all %d checks passed\n", checks);
+    printf("test_placement: all %d checks passed\n", check_count);
     return 0;
 }
