@@ -86,7 +86,8 @@ typedef struct zero_config {
     zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM: cpu keeps the parameter shard in host
                                        memory (stage 3, with optimizer offload) */
     size_t prefetch_bytes;     /* ZERO_PREFETCH_MB: stage 3 prefetch window */
-    size_t max_live_bytes;     /* ZERO_MAX_LIVE_MB: stage 3 cap on gathered parameters */
+    size_t max_live_bytes;     /* ZERO_MAX_LIVE_MB: stage 3: prefetch stops when gathered
+                                  chunks would exceed it (chunks the model holds always count) */
     size_t persist_bytes;      /* ZERO_PERSIST_KB: stage 3 chunks below this stay resident */
     const char *report_path;   /* ZERO_REPORT: JSON report written at zero_finalize; NULL = none */
     int cpu_threads;           /* ZERO_CPU_THREADS: CPU optimizer threads per rank; 0 = the
@@ -181,7 +182,7 @@ ZERO_API zero_status zero_init(zero_ctx **ctx, const zero_config *cfg, const zer
 /* Message of the last failed zero_init in this process ("" if none). Not thread-safe. */
 ZERO_API const char *zero_init_error(void);
 
-/* Writes the report (if ZERO_REPORT or cfg.report_path is set) and frees the context.
+/* Writes the report (if ZERO_REPORT or cfg.report_path is set on rank 0) and frees the context.
  * Collective, blocking. ctx may be NULL (no-op). The context is gone even when the report
  * could not be written (ZERO_ERR_IO); the message is then in zero_init_error(). */
 ZERO_API zero_status zero_finalize(zero_ctx *ctx);
@@ -193,16 +194,18 @@ ZERO_API zero_status zero_finalize(zero_ctx *ctx);
  * zero_release of the tensor's module. Local, non-blocking. NULL on bad index (see last error). */
 ZERO_API void *zero_param_ptr(zero_ctx *ctx, int i);
 
-/* Working-precision gradient of tensor i, numel elements, zero at the start of each micro-step.
- * The model ADDS its gradient into it during backward, then calls zero_grad_ready for the
- * module. Stages 0–1: valid for the context's lifetime. Stage 2–3: valid from this call until
- * the module's zero_grad_ready (it lives in a reduce bucket); ask again every micro-step. Local,
- * non-blocking (it may wait for an earlier bucket's reduction). NULL on error. */
+/* Working-precision gradient of tensor i, numel elements. The model ADDS its gradient into it
+ * during backward, then calls zero_grad_ready for the module. Stages 0–1: one buffer for the
+ * context's lifetime, holding the sum over the micro-steps of an accumulation window and zeroed
+ * after each optimizer step. Stages 2–3: a zeroed reduce bucket each micro-step, valid from this
+ * call until the module's zero_grad_ready; ask again every micro-step. Local (it may wait for an
+ * earlier bucket's reduction to free a bucket). NULL on error. */
 ZERO_API void *zero_grad_ptr(zero_ctx *ctx, int i);
 
 /* Tells the engine that the gradients of `module` are complete for this micro-step. At stages
  * 2–3 a bucket whose modules are all ready is reduce-scattered asynchronously. Collective in
- * effect: all ranks must report modules in the same order. Non-blocking. */
+ * effect: all ranks must report modules in the same order. Does not wait for the reduction it
+ * starts (it may wait for an earlier one when it needs a bucket). */
 ZERO_API zero_status zero_grad_ready(zero_ctx *ctx, int module);
 
 /* Ends a micro-step. At a gradient-accumulation boundary: reduces what is left, computes the

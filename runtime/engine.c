@@ -435,6 +435,7 @@ static void free_state(zero_ctx *z)
     z->staging = NULL;
     zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->max_slice * z->wsz);
     for (int i = 0; i < z->num_buckets; i++) {
+        zr_wait(&z->comm, &z->buckets[i].req); /* finalize in the middle of a micro-step */
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].grad,
                        z->buckets[i].capacity * z->wsz);
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].slice, z->max_slice * z->wsz);
@@ -593,6 +594,18 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
         goto fail;
 
     zero_config *c = &z->set.cfg;
+    /* The report is rank 0's (ZERO_REPORT may be set there only) but collecting it is
+     * collective: every rank learns whether rank 0 will write one. */
+    c->report_path = z->set.report_path[0] ? z->set.report_path : NULL;
+    int64_t report_on = z->set.report_path[0] != 0;
+    z->comm.counting = 0;
+    s = zr_broadcast(&z->comm, &report_on, 1, ZR_ELEM_I64, 0, NULL);
+    z->comm.counting = 1;
+    if (s) {
+        s = zr_fail(z, s, "zero_init: %s", z->comm.err);
+        goto fail;
+    }
+    z->report_on = (int)report_on;
     z->dtype = c->dtype;
     z->wsz = zero_dtype_size(c->dtype);
     if (c->device == ZERO_DEVICE_CUDA) {
@@ -620,7 +633,8 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     }
     zr_device_host_init(&z->dev, c->device_memory);
     zr_device_host_init(&z->host, 0);
-    if (z->offload_opt && (s = plan_offload(z)))
+    /* placement is per rank (ZERO_NUMA may differ): agree on its outcome before going on */
+    if ((s = agree(z, z->offload_opt ? plan_offload(z) : ZERO_OK, NULL, NULL, 0)))
         goto fail;
 
     /* Layout: chunks of whole modules up to the bucket size, split into world slices. */
@@ -808,11 +822,7 @@ static zero_status issue_reduce(zero_ctx *z, int c)
 
 static zero_status check_ctx(const zero_ctx *z)
 {
-    if (!z)
-        return ZERO_ERR_INVALID;
-    if (z->finalized)
-        return ZERO_ERR_STATE;
-    return ZERO_OK;
+    return z ? ZERO_OK : ZERO_ERR_INVALID;
 }
 
 void *zero_param_ptr(zero_ctx *z, int i)
@@ -1281,11 +1291,9 @@ zero_status zero_finalize(zero_ctx *z)
 {
     if (!z)
         return ZERO_OK;
-    if (z->finalized)
-        return ZERO_ERR_STATE;
     z->t_end = zr_now();
     zero_status s = ZERO_OK;
-    if (z->set.report_path[0])
+    if (z->report_on)
         s = zr_write_report(z, z->set.report_path);
     char saved[sizeof z->err];
     memcpy(saved, z->err, sizeof saved);

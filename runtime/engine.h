@@ -117,7 +117,7 @@ struct zero_ctx {
     zr_phase_times times;
     double t_init_done;
     double t_end;
-    int finalized;
+    int report_on;          /* rank 0 writes a report at zero_finalize (all ranks take part) */
     char err[1024];
 };
 

@@ -31,10 +31,19 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
     float *slice = malloc(maxs * sizeof *slice); /* (max slice) fp32, host: MPI sends from it */
     int stage = z->set.cfg.stage;
     zero_status s = ZERO_OK, fs = ZERO_OK;
-    if ((z->rank == 0 && !full) || !slice)
-        fs = zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory gathering parameters");
     int save = z->comm.counting;
     z->comm.counting = 0;
+    /* every rank learns whether every rank has its buffers before anyone gathers */
+    int64_t mine_ok = !((z->rank == 0 && !full) || !slice), any_bad = !mine_ok;
+    int all_ok = zr_all_reduce(&z->comm, &any_bad, 1, ZR_ELEM_I64, ZR_OP_MAX, NULL) == ZERO_OK &&
+                 !any_bad;
+    if (!all_ok) {
+        z->comm.counting = save;
+        free(full);
+        free(slice);
+        return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory gathering parameters (on %s)",
+                       mine_ok ? "another rank" : "this rank");
+    }
     for (int c = 0; c < L->num_chunks && !s; c++) {
         const zp_chunk *ch = &L->chunks[c];
         size_t lo, hi;
@@ -267,10 +276,13 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     for (int k = 0; k < ZR_COLL_NUM; k++)
         total_bus += z->comm.bus_bytes[k];
     double formula = zp_bus_bytes_per_step(c->stage, z->wsz, L->num_params, z->world);
-    /* Stage 2 reduce-scatters every micro-step: (accum - 1) more gradient passes per step. */
+    /* Stage 2 reduce-scatters every micro-step: (accum - 1) more gradient passes per step;
+     * stage 3 gathers and reduces every micro-step: accum times the whole 3Ψ. */
     if (c->stage == 2)
         formula += (double)(c->grad_accum - 1) * (double)L->num_params * (double)z->wsz *
                    (double)(z->world - 1) / (double)z->world;
+    if (c->stage == 3)
+        formula *= (double)c->grad_accum;
     double wall = z->t_end - z->t_init_done;
 
     fprintf(f, "{\n  \"version\": \"%d.%d.%d\",\n", ZERO_VERSION_MAJOR, ZERO_VERSION_MINOR,

@@ -34,6 +34,7 @@ static zero_status pool_get(zero_ctx *z, void **buf)
     return ZERO_OK;
 }
 
+/* Gives a pooled chunk's buffer back (resident chunks keep their own). */
 static void drop_chunk(zero_ctx *z, int c)
 {
     z->chunk_prefetched[c] = 0;
@@ -48,28 +49,37 @@ static uint64_t mix(uint64_t h, uint64_t x)
     return h * 0xff51afd7ed558ccdull;
 }
 
-/* Every rank says which chunk it is about to gather (and the hash of its gathers so far this
- * micro-step); any difference is an error on all ranks. */
-static zero_status check_order(zero_ctx *z, int c)
+/* Every rank says which chunk it asks for (and the hash of its requests so far this micro-step)
+ * and whether it could prepare for it (`local`: e.g. a gather buffer it failed to allocate); a
+ * difference or any failure is an error on every rank. Run for every zero_gather, resident
+ * chunks included, and for every gather libzero starts itself (prefetch, refresh), so ranks
+ * never wait in different collectives. */
+static zero_status check_order(zero_ctx *z, int c, zero_status local)
 {
     z->order_hash = mix(z->order_hash, (uint64_t)c + 1);
-    int64_t *all = malloc((size_t)z->world * 2 * sizeof *all);
+    int64_t *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
-    all[2 * z->rank] = c;
-    all[2 * z->rank + 1] = (int64_t)z->order_hash;
+    all[3 * z->rank] = c;
+    all[3 * z->rank + 1] = (int64_t)z->order_hash;
+    all[3 * z->rank + 2] = local;
     int save = z->comm.counting;
     z->comm.counting = 0;
-    zero_status s = zr_all_gather(&z->comm, all, 2, ZR_ELEM_I64, NULL);
+    zero_status s = zr_all_gather(&z->comm, all, 3, ZR_ELEM_I64, NULL);
     z->comm.counting = save;
     if (s) {
         free(all);
         return zr_fail(z, s, "stage 3 order check: %s", z->comm.err);
     }
-    for (int r = 0; r < z->world && !s; r++)
-        if (all[2 * r] != c || all[2 * r + 1] != (int64_t)z->order_hash) {
+    for (int r = 0; r < z->world && !s; r++) {
+        int oc = (int)all[3 * r];
+        if (all[3 * r + 2] != ZERO_OK) {
+            s = local ? local
+                      : zr_fail(z, (zero_status)all[3 * r + 2],
+                                "stage 3: rank %d could not gather chunk %d (%s)", r, oc,
+                                zero_status_string((zero_status)all[3 * r + 2]));
+        } else if (oc != c || all[3 * r + 1] != (int64_t)z->order_hash) {
             const zp_chunk *a = &z->layout.chunks[c];
-            int oc = (int)all[2 * r];
             s = zr_fail(z, ZERO_ERR_COMM,
                         "stage 3: ranks gather modules in different orders: rank %d gathers "
                         "modules %d..%d (chunk %d) where rank %d gathers chunk %d%s; every rank "
@@ -77,31 +87,50 @@ static zero_status check_order(zero_ctx *z, int c)
                         z->rank, a->first_module, a->last_module, c, r, oc,
                         oc == c ? " after a different sequence" : "");
         }
+    }
     free(all);
     return s;
 }
 
-/* Starts (or, blocking, completes) the all-gather of chunk c into a pooled buffer. */
+/* Starts (or, blocking, completes) the all-gather of chunk c into its buffer: a pooled one, or
+ * the chunk's own exact-size buffer when it is resident. */
 static zero_status issue_gather(zero_ctx *z, int c, int blocking)
 {
-    zero_status s = check_order(z, c);
-    if (s)
+    void *buf = z->chunk_buf[c];
+    zero_status local = ZERO_OK;
+    if (!buf) {
+        if (z->chunk_persist[c])
+            local = zr_dev_alloc(z, ZERO_MEM_BUFFERS, chunk_bytes(z, c),
+                                 "stage-3 resident parameters", &buf);
+        else
+            local = pool_get(z, &buf);
+    }
+    zero_status s = check_order(z, c, local);
+    if (s) {
+        if (!local && buf && !z->chunk_buf[c]) {
+            if (z->chunk_persist[c])
+                zr_device_free(&z->dev, ZERO_MEM_BUFFERS, buf, chunk_bytes(z, c));
+            else
+                z->pool[z->pool_len++] = buf;
+        }
         return s;
-    void *buf;
-    if ((s = pool_get(z, &buf)))
-        return s;
+    }
     const zp_chunk *ch = &z->layout.chunks[c];
     zr_dev_copy(&z->dev, (char *)buf + (size_t)z->rank * ch->slice * z->wsz,
                 (char *)z->params + ch->shard_offset * z->wsz, ch->slice * z->wsz);
     s = zr_all_gather(&z->comm, buf, ch->slice, zr_elem_of(z->dtype),
                       blocking ? NULL : &z->gather_req[c]);
     if (s) {
-        z->pool[z->pool_len++] = buf;
+        if (!z->chunk_buf[c] && !z->chunk_persist[c])
+            z->pool[z->pool_len++] = buf;
+        else if (!z->chunk_buf[c])
+            zr_device_free(&z->dev, ZERO_MEM_BUFFERS, buf, chunk_bytes(z, c));
         return zr_fail(z, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err);
     }
+    if (!z->chunk_buf[c] && !z->chunk_persist[c])
+        z->live_bytes += held_bytes(z);
     z->chunk_buf[c] = buf;
     z->chunk_flight[c] = !blocking;
-    z->live_bytes += held_bytes(z);
     z->gathers++;
     return ZERO_OK;
 }
@@ -169,13 +198,17 @@ zero_status zr_s3_setup(zero_ctx *z)
 
 void zr_s3_free(zero_ctx *z)
 {
-    if (!z->chunk_buf || !z->chunk_flight)
-        return;
-    for (int c = 0; c < z->layout.num_chunks; c++) {
+    for (int c = 0; z->chunk_buf && z->chunk_flight && z->chunk_persist &&
+                    c < z->layout.num_chunks;
+         c++) {
         if (z->chunk_flight[c])
             zr_wait(&z->comm, &z->gather_req[c]);
-        if (z->chunk_buf[c])
+        if (z->chunk_buf[c] && z->chunk_persist[c]) {
+            zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->chunk_buf[c], chunk_bytes(z, c));
+            z->chunk_buf[c] = NULL;
+        } else if (z->chunk_buf[c]) {
             drop_chunk(z, c);
+        }
     }
     for (int i = 0; i < z->pool_len; i++)
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->pool[i], z->pool_elems * z->wsz);
@@ -263,7 +296,9 @@ zero_status zr_s3_gather(zero_ctx *z, int module)
     if (z->trace_recording && (s = trace_append(z, module)))
         return s;
     trace_follow(z, module);
-    if (z->chunk_buf[c]) {
+    if (z->chunk_buf[c]) { /* resident, prefetched or kept: still every rank checks in */
+        if ((s = check_order(z, c, ZERO_OK)))
+            return s;
         if (z->chunk_prefetched[c]) {
             z->prefetch_hits++;
             z->chunk_prefetched[c] = 0;
@@ -274,9 +309,8 @@ zero_status zr_s3_gather(zero_ctx *z, int module)
         return s;
     }
     z->chunk_users[c]++;
-    if ((s = prefetch(z)))
-        return s;
-    return zr_s3_progress(z);
+    s = prefetch(z);
+    return s ? s : zr_s3_progress(z);
 }
 
 zero_status zr_s3_release(zero_ctx *z, int module)
@@ -338,7 +372,12 @@ zero_status zr_s3_after_step(zero_ctx *z, int updated)
             return s;
         if (!z->chunk_buf[c])
             continue;
-        int keep = z->chunk_persist[c] || z->chunk_users[c] > 0;
+        if (z->chunk_persist[c]) { /* refreshed in its own buffer */
+            if ((s = issue_gather(z, c, 1)))
+                return s;
+            continue;
+        }
+        int keep = z->chunk_users[c] > 0;
         drop_chunk(z, c);
         if (keep && (s = issue_gather(z, c, 1)))
             return s;

@@ -240,6 +240,14 @@ unknown_var) # a typo draws a warning naming the real variable, and training goe
 env_logged) # values taken from the environment are logged at INFO
     train env_logged 1 ZERO_STAGE=1 ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=ENV
     grep -q "ZERO_STAGE=1" "$OUT/env_logged.log" || fail "ZERO_STAGE not logged" ;;
+numa_mismatch) # a placement that fails on one rank only fails on every rank, no hang
+    timeout 60 "$MPIRUN" -np 1 env ZERO_STAGE=2 ZERO_OFFLOAD_OPTIMIZER=cpu "$BIN/zero-mlp" \
+        "${MLP[@]}" : -np 1 env ZERO_STAGE=2 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_NUMA=4095 \
+        "$BIN/zero-mlp" "${MLP[@]}" > "$OUT/numa_mismatch.log" 2>&1
+    rc=$?
+    cat "$OUT/numa_mismatch.log"
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "numa mismatch: exit $rc"
+    grep -q "rank 1 failed: ZERO_NUMA=4095" "$OUT/numa_mismatch.log" || fail "rank 0 not told" ;;
 stage_mismatch) # ranks that disagree all fail, quickly, naming the variable
     start=$(date +%s)
     timeout 60 "$MPIRUN" -np 1 env ZERO_STAGE=1 "$BIN/zero-mlp" "${MLP[@]}" : \

@@ -245,7 +245,18 @@ int main(void)
         else
             EXPECT(d == ref_digest, "stage 3 digest %016llx differs from stage 0 %016llx",
                    (unsigned long long)d, (unsigned long long)ref_digest);
-        if (stage == 3 && world > 1) {
+        if (stage == 3 && world > 1) { /* a resident chunk too: every gather is checked */
+            zero_config c4 = c3;
+            c4.persist_bytes = (size_t)1 << 20; /* both chunks resident */
+            zero_ctx *z4 = NULL;
+            EXPECT(zero_init(&z4, &c4, tensors, NT) == ZERO_OK, "resident init: %s",
+                   zero_init_error());
+            if (z4) {
+                s = zero_gather(z4, rank % 2);
+                EXPECT(s == ZERO_ERR_COMM, "resident chunks gathered in different orders: %s",
+                       zero_status_string(s));
+                zero_finalize(z4);
+            }
             s = zero_gather(z, rank % 2);
             EXPECT(s == ZERO_ERR_COMM, "gathering different modules on different ranks: %s",
                    zero_status_string(s));
@@ -253,6 +264,30 @@ int main(void)
                    zero_last_error(z));
         }
         zero_finalize(z);
+    }
+
+    /* A report path set on rank 0 only: finalize collects it on every rank, no hang. */
+    {
+        zero_config c5 = cfg;
+        char path[64];
+        snprintf(path, sizeof path, "test_api_report_np%d.json", world);
+        if (rank == 0) {
+            remove(path);
+            c5.report_path = path;
+        }
+        s = zero_init(&z, &c5, tensors, NT);
+        EXPECT(s == ZERO_OK, "init with a rank-0 report: %s", zero_init_error());
+        if (!s) {
+            EXPECT(fake_step(z, rank, 0.0f) == 0, "step: %s", zero_last_error(z));
+            EXPECT(zero_finalize(z) == ZERO_OK, "finalize with a rank-0 report");
+            if (rank == 0) {
+                FILE *f = fopen(path, "r");
+                EXPECT(f != NULL, "rank 0 wrote no report at %s", path);
+                if (f)
+                    fclose(f);
+                remove(path);
+            }
+        }
     }
 
     if (rank == 0)
