@@ -610,12 +610,13 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     z->wsz = zero_dtype_size(c->dtype);
     if (c->device == ZERO_DEVICE_CUDA) {
         s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
-                    "ZERO_DEVICE=cuda: this build has no CUDA device backend yet; use "
-                    "ZERO_DEVICE=host or auto");
+                    "ZERO_DEVICE=cuda: the engine does not drive the CUDA backend yet "
+                    "(docs/STATUS.md); use ZERO_DEVICE=host or auto");
         goto fail;
     }
     if (c->device == ZERO_DEVICE_AUTO)
-        ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: no CUDA backend in this build; using host");
+        ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: using host (the engine does not drive the "
+                "CUDA backend yet)");
     z->offload_opt = c->offload_optimizer == ZERO_OFFLOAD_CPU;
     z->offload_param = c->offload_param == ZERO_OFFLOAD_CPU;
     if (z->offload_opt && c->stage == 0) {
