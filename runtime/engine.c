@@ -490,10 +490,14 @@ static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
             for (int i = ch->first_tensor; i < ch->first_tensor + ch->num_tensors; i++)
                 if (t[i].init)
                     memcpy(buf + L->place[i].offset, t[i].init, t[i].numel * sizeof *buf);
-        if ((s = zr_broadcast(&z->comm, buf, ch->padded, ZR_ELEM_F32, 0, NULL))) {
-            s = zr_fail(z, s, "broadcast of initial values: %s", z->comm.err);
-            break;
+        /* in pieces: a chunk holding one huge tensor may exceed MPI's int count */
+        for (size_t at = 0; at < ch->padded && !s; at += (size_t)1 << 30) {
+            size_t n = ch->padded - at < (size_t)1 << 30 ? ch->padded - at : (size_t)1 << 30;
+            if ((s = zr_broadcast(&z->comm, buf + at, n, ZR_ELEM_F32, 0, NULL)))
+                s = zr_fail(z, s, "broadcast of initial values: %s", z->comm.err);
         }
+        if (s)
+            break;
         size_t lo = 0, hi = ch->padded;
         if (z->set.cfg.stage > 0)
             zp_slice_range(L, c, z->rank, &lo, &hi);
@@ -881,13 +885,15 @@ zero_status zero_grad_ready(zero_ctx *z, int module)
         return zr_fail(z, ZERO_ERR_STATE,
                        "zero_grad_ready: module %d was already reported ready in this micro-step",
                        module);
-    z->module_ready[module] = 1;
     int c = z->layout.module_chunk[module];
-    if (c < 0 || z->set.cfg.stage < 2)
+    if (c < 0 || z->set.cfg.stage < 2) {
+        z->module_ready[module] = 1;
         return ZERO_OK;
+    }
     double t0 = zr_now();
     if (z->chunk_state[c] == ZR_CHUNK_IDLE && (s = acquire_bucket(z, c)))
         return s;
+    z->module_ready[module] = 1;
     if (++z->chunk_ready[c] == z->chunk_modules[c] && (s = issue_reduce(z, c)))
         return s;
     s = progress(z);

@@ -308,7 +308,7 @@ zero_status zr_s3_gather(zero_ctx *z, int module)
     } else if ((s = issue_gather(z, c, 1))) {
         return s;
     }
-    z->chunk_users[c]++;
+    z->chunk_users[c]++; /* gathered: a failed prefetch below leaves it held, as it is */
     s = prefetch(z);
     return s ? s : zr_s3_progress(z);
 }
