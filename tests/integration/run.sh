@@ -66,6 +66,18 @@ check_formulas() { # NAME: model state and bus bytes within 1% of DESIGN.md
     "$CHECK" near "$OUT/$1.json" bus_bytes_per_step bus_bytes_formula_per_step 0.01 || exit 1
 }
 
+# check_live_bound NAME CAP_KIB: a stage-3 device peak within the model state formula + the
+# live cap + the one gather the model may ask for beyond it + two reduce buckets
+check_live_bound() {
+    local r=$OUT/$1.json
+    local chunk; chunk=$("$CHECK" get "$r" max_chunk_bytes)
+    local bound=$(( $("$CHECK" get "$r" model_state_formula_bytes) + $2 * 1024 + chunk +
+                    2 * (chunk + $("$CHECK" get "$r" max_slice_bytes)) ))
+    local peak; peak=$("$CHECK" get "$r" device_peak_bytes)
+    [ "$peak" -le "$bound" ] || fail "$1: device peak $peak > state + live cap + chunk + buckets $bound"
+    echo "ok: $1 device peak $peak <= state formula + live cap + 1 chunk + buckets = $bound"
+}
+
 case "$case_name" in
 reference) # stage 0 on one rank: what every other configuration must reproduce
     train ref 1 ZERO_STAGE=0
@@ -138,14 +150,7 @@ stage3_bounds) # nothing resident: 3Ψ(N-1)/N bus elements; peak within state + 
     train s3_bounds 4 ZERO_STAGE=3 ZERO_PERSIST_KB=0 ZERO_MAX_LIVE_MB=256K
     check_formulas s3_bounds
     "$CHECK" compare "$OUT/s3_bounds.st" "$OUT/ref.st" 1e-5 || exit 1
-    r=$OUT/s3_bounds.json
-    # live cap + the one gather the model may ask for beyond it + two reduce buckets
-    chunk=$("$CHECK" get "$r" max_chunk_bytes)
-    bound=$(( $("$CHECK" get "$r" model_state_formula_bytes) + 256 * 1024 + chunk +
-              2 * (chunk + $("$CHECK" get "$r" max_slice_bytes)) ))
-    peak=$("$CHECK" get "$r" device_peak_bytes)
-    [ "$peak" -le "$bound" ] || fail "stage 3 device peak $peak > bound $bound"
-    echo "ok: stage 3 device peak $peak <= 16Ψ/N + live cap + 1 chunk + buckets = $bound" ;;
+    check_live_bound s3_bounds 256 ;;
 gpt2_reference) # GPT-2 (tied embeddings), stage 0 on one rank: 10 steps
     train_gpt2 gpt2_ref 1 ZERO_STAGE=0 ;;
 gpt2_stage3_np[1-4]) # stage 3 (prefetch on and off) reproduces it at every world size
@@ -210,13 +215,7 @@ offload_param_bounds) # parameter offload: the device holds the grad shard + liv
     train off_bounds 4 ZERO_STAGE=3 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu \
         ZERO_PERSIST_KB=0 ZERO_MAX_LIVE_MB=256K
     "$CHECK" compare "$OUT/off_bounds.st" "$OUT/ref.st" 1e-5 || exit 1
-    r=$OUT/off_bounds.json
-    chunk=$("$CHECK" get "$r" max_chunk_bytes)
-    bound=$(( $("$CHECK" get "$r" model_state_formula_bytes) + 256 * 1024 + chunk +
-              2 * (chunk + $("$CHECK" get "$r" max_slice_bytes)) ))
-    peak=$("$CHECK" get "$r" device_peak_bytes)
-    [ "$peak" -le "$bound" ] || fail "device peak $peak > grad shard + live window + buckets $bound"
-    echo "ok: device peak $peak <= grad shard + live window + buckets = $bound" ;;
+    check_live_bound off_bounds 256 ;;
 bad_offload) # offload settings that cannot work are refused with the reason
     expect_error bad_offload_s0 2 "ZERO_OFFLOAD_OPTIMIZER=cpu needs ZERO_STAGE 1, 2 or 3" \
         ZERO_STAGE=0 ZERO_OFFLOAD_OPTIMIZER=cpu
