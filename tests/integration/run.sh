@@ -239,6 +239,10 @@ unknown_var) # a typo draws a warning naming the real variable, and training goe
 env_logged) # values taken from the environment are logged at INFO
     train env_logged 1 ZERO_STAGE=1 ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=ENV
     grep -q "ZERO_STAGE=1" "$OUT/env_logged.log" || fail "ZERO_STAGE not logged" ;;
+stage3_order_warning) # a gather out of the recorded order is correct (test_api) and warned about
+    env -u ZERO_BUCKET_MB -u ZERO_EPS "$MPIRUN" -np 2 "$BIN/test_api" > "$OUT/order_warning.log" 2>&1 || { cat "$OUT/order_warning.log"; fail "test_api failed"; }
+    grep -q "gathered out of the recorded order" "$OUT/order_warning.log" || fail "no warning"
+    echo "ok: $(grep -c 'gathered out of the recorded order' "$OUT/order_warning.log") warnings" ;;
 numa_mismatch) # a placement that fails on one rank only fails on every rank, no hang
     timeout 60 "$MPIRUN" -np 1 env ZERO_STAGE=2 ZERO_OFFLOAD_OPTIMIZER=cpu "$BIN/zero-mlp" \
         "${MLP[@]}" : -np 1 env ZERO_STAGE=2 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_NUMA=4095 \
