@@ -83,8 +83,30 @@ static int fake_step(zero_ctx *z, int rank, float poison)
     return zero_step(z) != ZERO_OK;
 }
 
+extern char **environ;
+
+/* The checks below set their configuration through zero_config: ZERO_* variables from the
+ * caller's environment would override it, so they are cleared first. */
+static void clear_zero_environment(void)
+{
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e; e++) {
+            if (strncmp(*e, "ZERO_", 5) == 0) {
+                char name[128];
+                size_t n = strcspn(*e, "=");
+                snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), *e);
+                unsetenv(name);
+                again = 1;
+                break;
+            }
+        }
+    }
+}
+
 int main(void)
 {
+    clear_zero_environment();
     make_tensors();
     zero_config cfg = ZERO_CONFIG_INIT;
     zero_ctx *z = NULL;
