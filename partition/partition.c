@@ -165,7 +165,7 @@ int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int worl
     }
 
     /* Pad each chunk to equal, align-multiple slices and take the prefix sums. */
-    size_t total = 0, shard = 0;
+    size_t total = 0, shard = 0, max_padded = 0, max_slice = 0;
     for (int c = 0; c < nc; c++) {
         zp_chunk *ch = &chunks[c];
         size_t padded = round_up(ch->used, world_align);
@@ -180,6 +180,10 @@ int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int worl
         ch->shard_offset = shard;
         total += padded;
         shard += ch->slice;
+        if (padded > max_padded)
+            max_padded = padded;
+        if (ch->slice > max_slice)
+            max_slice = ch->slice;
     }
 
     zp_chunk *shrunk = realloc(chunks, (size_t)nc * sizeof(*chunks));
@@ -198,6 +202,8 @@ int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int worl
     layout->num_params = num_params;
     layout->total_padded = total;
     layout->shard_numel = shard;
+    layout->max_padded = max_padded;
+    layout->max_slice = max_slice;
     return 0;
 
 cleanup: /* the layout is still all zeroes: nothing of it to undo */

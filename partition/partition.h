@@ -49,6 +49,8 @@ typedef struct zp_layout {
     size_t num_params;    /* Ψ: sum of numel, no padding */
     size_t total_padded;  /* sum of chunks[].padded: elements of a full flat buffer */
     size_t shard_numel;   /* sum of chunks[].slice: elements of one rank's shard */
+    size_t max_padded;    /* largest chunks[].padded: a full-chunk buffer (bucket, gather) */
+    size_t max_slice;     /* largest chunks[].slice: a one-slice buffer */
 } zp_layout;
 
 /* One piece of a tensor that falls inside an element range of a chunk. */

@@ -79,4 +79,11 @@ zero_status zr_test(zr_comm *c, zr_request *req, int *done);
 
 const char *zr_coll_name(zr_coll k);
 
+/* Records one collective of n elements per rank (the gathered / scattered block for all_gather
+ * and reduce_scatter, the whole buffer otherwise) in the nccl-tests bus-byte convention: (N-1)/N
+ * of the total for all_gather and reduce_scatter, 2(N-1)/N for all_reduce, the buffer for
+ * broadcast (N > 1), 0 for barrier; into the training counters or, with counting off, "other".
+ * Every collective backend counts through it. */
+void zr_comm_count(zr_comm *c, zr_coll kind, size_t n, zr_elem e);
+
 #endif

@@ -132,8 +132,16 @@ static MPI_Op mpi_op(zr_comm *c, zr_elem e, zr_redop op)
     return MPI_SUM;
 }
 
-static void count(zr_comm *c, zr_coll kind, double bus)
+void zr_comm_count(zr_comm *c, zr_coll kind, size_t n, zr_elem e)
 {
+    double bytes = (double)n * (double)zr_elem_size(e), N = (double)c->world, bus = 0.0;
+    switch (kind) {
+    case ZR_COLL_ALL_GATHER:
+    case ZR_COLL_REDUCE_SCATTER: bus = bytes * (N - 1.0); break; /* total N*bytes, (N-1)/N */
+    case ZR_COLL_ALL_REDUCE: bus = 2.0 * bytes * (N - 1.0) / N; break;
+    case ZR_COLL_BROADCAST: bus = c->world > 1 ? bytes : 0.0; break;
+    default: break;
+    }
     if (c->counting) {
         c->bus_bytes[kind] += bus;
         c->calls[kind]++;
@@ -159,8 +167,7 @@ zero_status zr_all_gather(zr_comm *c, void *recv, size_t n, zr_elem e, zr_reques
     zero_status s = check_count(c, n, "all_gather");
     if (s)
         return s;
-    /* nccl-tests: busbw = algbw * (n-1)/n with algbw over the gathered size. */
-    count(c, ZR_COLL_ALL_GATHER, (double)n * zr_elem_size(e) * (c->world - 1));
+    zr_comm_count(c, ZR_COLL_ALL_GATHER, n, e);
     if (c->world == 1) {
         if (req)
             req->active = 0;
@@ -183,7 +190,7 @@ zero_status zr_reduce_scatter(zr_comm *c, const void *send, void *recv, size_t n
     zero_status s = check_count(c, n, "reduce_scatter");
     if (s)
         return s;
-    count(c, ZR_COLL_REDUCE_SCATTER, (double)n * zr_elem_size(e) * (c->world - 1));
+    zr_comm_count(c, ZR_COLL_REDUCE_SCATTER, n, e);
     if (c->world == 1) {
         memcpy(recv, send, n * zr_elem_size(e));
         if (req)
@@ -207,7 +214,7 @@ zero_status zr_all_reduce(zr_comm *c, void *buf, size_t n, zr_elem e, zr_redop o
     zero_status s = check_count(c, n, "all_reduce");
     if (s)
         return s;
-    count(c, ZR_COLL_ALL_REDUCE, 2.0 * (double)n * zr_elem_size(e) * (c->world - 1) / c->world);
+    zr_comm_count(c, ZR_COLL_ALL_REDUCE, n, e);
     if (c->world == 1) {
         if (req)
             req->active = 0;
@@ -229,7 +236,7 @@ zero_status zr_broadcast(zr_comm *c, void *buf, size_t n, zr_elem e, int root, z
     zero_status s = check_count(c, n, "broadcast");
     if (s)
         return s;
-    count(c, ZR_COLL_BROADCAST, c->world > 1 ? (double)n * zr_elem_size(e) : 0.0);
+    zr_comm_count(c, ZR_COLL_BROADCAST, n, e);
     if (c->world == 1) {
         if (req)
             req->active = 0;
@@ -246,7 +253,7 @@ zero_status zr_broadcast(zr_comm *c, void *buf, size_t n, zr_elem e, int root, z
 
 zero_status zr_barrier(zr_comm *c)
 {
-    count(c, ZR_COLL_BARRIER, 0.0);
+    zr_comm_count(c, ZR_COLL_BARRIER, 0, ZR_ELEM_BYTE);
     if (c->world > 1)
         MPI_CHECK(c, MPI_Barrier(c->comm));
     return ZERO_OK;

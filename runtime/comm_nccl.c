@@ -260,17 +260,6 @@ static int nccl_type(zr_elem e, ncclDataType_t *t)
     }
 }
 
-/* Bus bytes as comm_mpi.c counts them (nccl-tests convention), into the same counters. */
-static void count(zr_comm *c, zr_coll kind, double bus)
-{
-    if (c->counting) {
-        c->bus_bytes[kind] += bus;
-        c->calls[kind]++;
-    } else {
-        c->other_bus_bytes += bus;
-    }
-}
-
 /* Common entry: state and argument checks, the type, a description for messages. */
 static zero_status begin(zr_nccl *n, zr_coll kind, size_t count_, zr_elem e, zr_nccl_request *req,
                          ncclDataType_t *t)
@@ -317,7 +306,7 @@ zero_status zr_nccl_all_gather(zr_nccl *n, void *recv, size_t count_, zr_elem e,
     const double since = now_s();
     zr_comm *c = n->c;
     const size_t es = zr_elem_size(e);
-    count(c, ZR_COLL_ALL_GATHER, (double)count_ * es * (c->world - 1));
+    zr_comm_count(c, ZR_COLL_ALL_GATHER, count_, e);
     /* In place: NCCL's in-place form sends from this rank's own block of recv. */
     const void *send = (const char *)recv + (size_t)c->rank * count_ * es;
     return finish(n, ncclAllGather(send, recv, count_, t, n->comm, n->stream), req, since);
@@ -332,7 +321,7 @@ zero_status zr_nccl_reduce_scatter(zr_nccl *n, const void *send, void *recv, siz
         return s;
     const double since = now_s();
     zr_comm *c = n->c;
-    count(c, ZR_COLL_REDUCE_SCATTER, (double)count_ * zr_elem_size(e) * (c->world - 1));
+    zr_comm_count(c, ZR_COLL_REDUCE_SCATTER, count_, e);
     return finish(n, ncclReduceScatter(send, recv, count_, t, ncclSum, n->comm, n->stream), req,
                   since);
 }
@@ -348,8 +337,7 @@ zero_status zr_nccl_all_reduce(zr_nccl *n, void *buf, size_t count_, zr_elem e, 
         return fail(n, ZERO_ERR_INVALID, "all_reduce: unknown reduction %d", (int)op);
     const double since = now_s();
     zr_comm *c = n->c;
-    count(c, ZR_COLL_ALL_REDUCE,
-          2.0 * (double)count_ * zr_elem_size(e) * (c->world - 1) / c->world);
+    zr_comm_count(c, ZR_COLL_ALL_REDUCE, count_, e);
     return finish(n,
                   ncclAllReduce(buf, buf, count_, t, op == ZR_OP_MAX ? ncclMax : ncclSum, n->comm,
                                 n->stream),
@@ -368,7 +356,7 @@ zero_status zr_nccl_broadcast(zr_nccl *n, void *buf, size_t count_, zr_elem e, i
         return fail(n, ZERO_ERR_INVALID, "broadcast: root %d outside the world of %d", root,
                     c->world);
     const double since = now_s();
-    count(c, ZR_COLL_BROADCAST, c->world > 1 ? (double)count_ * zr_elem_size(e) : 0.0);
+    zr_comm_count(c, ZR_COLL_BROADCAST, count_, e);
     return finish(n, ncclBroadcast(buf, buf, count_, t, root, n->comm, n->stream), req, since);
 }
 

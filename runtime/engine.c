@@ -112,7 +112,7 @@ static zero_status check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor 
     return ZERO_OK;
 }
 
-static uint64_t mix64(uint64_t h, uint64_t x)
+uint64_t zr_mix64(uint64_t h, uint64_t x)
 {
     h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
     return h * 0xff51afd7ed558ccdull;
@@ -122,11 +122,11 @@ static uint64_t hash_tensors(const zero_tensor *t, int n)
 {
     uint64_t h = 0x6a09e667f3bcc909ull;
     for (int i = 0; i < n; i++) {
-        h = mix64(h, t[i].numel);
-        h = mix64(h, (uint64_t)t[i].module);
-        h = mix64(h, (uint64_t)t[i].no_decay);
+        h = zr_mix64(h, t[i].numel);
+        h = zr_mix64(h, (uint64_t)t[i].module);
+        h = zr_mix64(h, (uint64_t)t[i].no_decay);
         for (const char *p = t[i].name; *p; p++)
-            h = mix64(h, (unsigned char)*p);
+            h = zr_mix64(h, (unsigned char)*p);
     }
     return h;
 }
@@ -197,21 +197,10 @@ static zero_status agree(zero_ctx *z, zero_status local, const int64_t *words,
 
 /* ---- allocation --------------------------------------------------------------------------- */
 
-static size_t max_chunk(const zp_layout *L, int slice)
-{
-    size_t m = 0;
-    for (int c = 0; c < L->num_chunks; c++) {
-        size_t v = slice ? L->chunks[c].slice : L->chunks[c].padded;
-        if (v > m)
-            m = v;
-    }
-    return m;
-}
-
 /* Device bytes of buffers (outside model state) a stage needs, estimated from the layout. */
 static double buffer_bytes(const zero_ctx *z, int stage)
 {
-    double padded = (double)max_chunk(&z->layout, 0), slice = (double)max_chunk(&z->layout, 1);
+    double padded = (double)z->layout.max_padded, slice = (double)z->layout.max_slice;
     if (stage == 3) /* two reduce buckets, two gathered chunks */
         return (4.0 * padded + 2.0 * slice) * (double)z->wsz;
     if (stage == 2)
@@ -281,11 +270,11 @@ static zero_status new_bucket(zero_ctx *z)
     zr_bucket *b = &nb[z->num_buckets];
     memset(b, 0, sizeof *b);
     b->chunk = -1;
-    b->capacity = max_chunk(&z->layout, 0);
+    b->capacity = z->layout.max_padded;
     zero_status s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->capacity * z->wsz, "gradient reduce bucket",
                               &b->grad);
     if (!s)
-        s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+        s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->layout.max_slice * z->wsz, "reduce-scatter output",
                       &b->slice);
     if (s) {
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->capacity * z->wsz);
@@ -359,7 +348,6 @@ static zero_status allocate_state(zero_ctx *z)
     const zp_layout *L = &z->layout;
     int stage = z->set.cfg.stage;
     size_t full = L->total_padded, shard = L->shard_numel;
-    z->max_slice = max_chunk(L, 1);
     z->opt_numel = stage == 0 ? full : shard;
     z->master_owned = 1;
     zero_status s;
@@ -371,7 +359,7 @@ static zero_status allocate_state(zero_ctx *z)
             return s;
     }
     if (stage < 2)
-        return zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->max_slice * z->wsz, "reduce-scatter output",
+        return zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->layout.max_slice * z->wsz, "reduce-scatter output",
                             &z->rs_out);
     /* Two buckets: one filling while the previous one reduces. More are added only if the model
      * holds gradient pointers of more chunks at once. */
@@ -433,12 +421,12 @@ static void free_state(zero_ctx *z)
     zr_device_free(&z->host, ZERO_MEM_BUFFERS, z->staging, z->staging_elems * z->wsz);
     z->host_grad = NULL;
     z->staging = NULL;
-    zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->max_slice * z->wsz);
+    zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->layout.max_slice * z->wsz);
     for (int i = 0; i < z->num_buckets; i++) {
         zr_wait(&z->comm, &z->buckets[i].req); /* finalize in the middle of a micro-step */
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].grad,
                        z->buckets[i].capacity * z->wsz);
-        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].slice, z->max_slice * z->wsz);
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].slice, z->layout.max_slice * z->wsz);
     }
     free(z->buckets);
     z->params = z->grads = z->rs_out = NULL;
@@ -473,7 +461,7 @@ static void destroy(zero_ctx *z)
 static zero_status load_initial_values(zero_ctx *z, const zero_tensor *t)
 {
     const zp_layout *L = &z->layout;
-    size_t maxp = max_chunk(L, 0);
+    size_t maxp = L->max_padded;
     float *buf = malloc(maxp * sizeof *buf); /* (chunk padded) fp32, host */
     void *work = malloc(maxp * z->wsz);      /* (chunk padded) working, host */
     if (!buf || !work) {

@@ -73,8 +73,7 @@ struct zero_ctx {
     void *staging;     /* optimizer offload: (staging_elems) working, host: gradients on their
                           way in, updated parameters on their way out */
     size_t staging_elems;
-    void *rs_out;      /* stages 0–1: (max slice) working: reduce-scatter output */
-    size_t max_slice;
+    void *rs_out;      /* stages 0–1: (layout.max_slice) working: reduce-scatter output */
     zr_bucket *buckets; /* stage 2 */
     int num_buckets;
     int *chunk_bucket;  /* [num_chunks] bucket index or -1 */
@@ -126,6 +125,9 @@ zero_status zr_fail(zero_ctx *z, zero_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 double zr_now(void);
+
+/* Folds x into the running hash h (tensor registration, stage-3 gather order). */
+uint64_t zr_mix64(uint64_t h, uint64_t x);
 
 /* engine.c, for stage3.c */
 zero_status zr_dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,

@@ -19,16 +19,8 @@ typedef zero_status (*chunk_fn)(zero_ctx *z, int c, const float *full, void *arg
 static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
 {
     const zp_layout *L = &z->layout;
-    size_t maxp = 0;
-    for (int c = 0; c < L->num_chunks; c++)
-        if (L->chunks[c].padded > maxp)
-            maxp = L->chunks[c].padded;
-    float *full = z->rank == 0 ? malloc(maxp * sizeof *full) : NULL; /* (chunk padded) fp32 */
-    size_t maxs = 0;
-    for (int c = 0; c < L->num_chunks; c++)
-        if (L->chunks[c].slice > maxs)
-            maxs = L->chunks[c].slice;
-    float *slice = malloc(maxs * sizeof *slice); /* (max slice) fp32, host: MPI sends from it */
+    float *full = z->rank == 0 ? malloc(L->max_padded * sizeof *full) : NULL; /* (chunk padded) */
+    float *slice = malloc(L->max_slice * sizeof *slice); /* (max slice) fp32, host: MPI sends it */
     int stage = z->set.cfg.stage;
     zero_status s = ZERO_OK, fs = ZERO_OK;
     int save = z->comm.counting;
@@ -311,15 +303,8 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     fprintf(f, "    \"host_model_state_formula_bytes\": %" PRIu64 ",\n", fhost);
     fprintf(f, "    \"host_peak_bytes\": %" PRId64 ",\n", max[7]);
     fprintf(f, "    \"device_peak_bytes\": %" PRId64 ",\n", max[4]);
-    size_t maxc = 0, maxs = 0;
-    for (int k = 0; k < L->num_chunks; k++) {
-        if (L->chunks[k].padded > maxc)
-            maxc = L->chunks[k].padded;
-        if (L->chunks[k].slice > maxs)
-            maxs = L->chunks[k].slice;
-    }
-    fprintf(f, "    \"max_chunk_bytes\": %zu,\n    \"max_slice_bytes\": %zu,\n", maxc * z->wsz,
-            maxs * z->wsz);
+    fprintf(f, "    \"max_chunk_bytes\": %zu,\n    \"max_slice_bytes\": %zu,\n",
+            L->max_padded * z->wsz, L->max_slice * z->wsz);
     fprintf(f, "    \"peak_bytes\": {\"params\": %" PRId64 ", \"grads\": %" PRId64
                ", \"optimizer\": %" PRId64 ", \"buffers\": %" PRId64 ", \"total\": %" PRId64 "},\n",
             max[0], max[1], max[2], max[3], max[4]);

@@ -43,12 +43,6 @@ static void drop_chunk(zero_ctx *z, int c)
     z->live_bytes -= held_bytes(z);
 }
 
-static uint64_t mix(uint64_t h, uint64_t x)
-{
-    h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-    return h * 0xff51afd7ed558ccdull;
-}
-
 /* Every rank says which chunk it asks for (and the hash of its requests so far this micro-step)
  * and whether it could prepare for it (`local`: e.g. a gather buffer it failed to allocate); a
  * difference or any failure is an error on every rank. Run for every zero_gather, resident
@@ -56,7 +50,7 @@ static uint64_t mix(uint64_t h, uint64_t x)
  * never wait in different collectives. */
 static zero_status check_order(zero_ctx *z, int c, zero_status local)
 {
-    z->order_hash = mix(z->order_hash, (uint64_t)c + 1);
+    z->order_hash = zr_mix64(z->order_hash, (uint64_t)c + 1);
     int64_t *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
@@ -171,9 +165,7 @@ zero_status zr_s3_setup(zero_ctx *z)
     if (!z->chunk_buf || !z->chunk_users || !z->chunk_flight || !z->chunk_persist ||
         !z->chunk_prefetched)
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
-    for (int c = 0; c < L->num_chunks; c++)
-        if (L->chunks[c].padded > z->pool_elems)
-            z->pool_elems = L->chunks[c].padded;
+    z->pool_elems = L->max_padded;
     z->trace_recording = 1;
     /* Chunks below ZERO_PERSIST_KB are gathered once and stay resident. */
     int persistent = 0;

@@ -50,7 +50,7 @@ static long check_layout(const zp_tensor *t, int n, int world, size_t chunk_elem
 
     /* Chunks: contiguous tensor ranges covering 0..n once, prefix sums, padding rules. */
     int next_tensor = 0;
-    size_t total = 0, shard = 0, wa = (size_t)world * align;
+    size_t total = 0, shard = 0, max_padded = 0, max_slice = 0, wa = (size_t)world * align;
     for (int c = 0; c < L.num_chunks; c++) {
         const zp_chunk *ch = &L.chunks[c];
         CHECK(ch->first_tensor == next_tensor, "chunk %d: first_tensor %d, expected %d", c,
@@ -97,7 +97,14 @@ static long check_layout(const zp_tensor *t, int n, int world, size_t chunk_elem
               ch->shard_offset, shard);
         total += ch->padded;
         shard += ch->slice;
+        if (ch->padded > max_padded)
+            max_padded = ch->padded;
+        if (ch->slice > max_slice)
+            max_slice = ch->slice;
     }
+    CHECK(L.max_padded == max_padded && L.max_slice == max_slice,
+          "max_padded %zu / max_slice %zu, expected %zu / %zu", L.max_padded, L.max_slice,
+          max_padded, max_slice);
     CHECK(next_tensor == n, "chunks cover %d of %d tensors", next_tensor, n);
     CHECK(L.total_padded == total, "total_padded %zu, expected %zu", L.total_padded, total);
     CHECK(L.shard_numel == shard, "shard_numel %zu, expected %zu", L.shard_numel, shard);
