@@ -79,7 +79,8 @@ typedef struct zero_config {
     int grad_accum;            /* ZERO_GRAD_ACCUM: micro-steps per optimizer step, >= 1 */
     float clip;                /* ZERO_CLIP: max global gradient L2 norm; 0 = no clipping */
     float loss_scale;          /* ZERO_LOSS_SCALE: 0 = dynamic (fp16 only; 1 otherwise), > 0 = static */
-    zero_device_kind device;   /* ZERO_DEVICE */
+    zero_device_kind device;   /* ZERO_DEVICE; after zero_init, zero_get_config reports the
+                                  backend in use (ZERO_DEVICE_HOST or ZERO_DEVICE_CUDA) */
     size_t device_memory;      /* ZERO_DEVICE_MEMORY: capacity (host) or cap (cuda); 0 = all */
     zero_offload offload_optimizer; /* ZERO_OFFLOAD_OPTIMIZER: cpu keeps fp32 master, Adam m/v
                                        and an fp32 gradient shard in host memory (stages 1–3) */
@@ -99,6 +100,14 @@ typedef struct zero_config {
     float beta2;
     float eps;
     float weight_decay;
+    float timeout_s;           /* ZERO_TIMEOUT_S: cuda backend: seconds a collective may take
+                                  before the NCCL communicator is aborted and every call returns
+                                  ZERO_ERR_COMM instead of hanging; 0 = wait forever */
+    void *cuda_stream;         /* cuda backend: the model's cudaStream_t; libzero orders its own
+                                  work after what the model enqueued there and its results
+                                  before the model's later work. NULL = a blocking stream
+                                  libzero creates (ordered with the legacy default stream).
+                                  Program only (no environment variable). */
 } zero_config;
 
 #define ZERO_CONFIG_INIT                                                                       \
@@ -109,7 +118,8 @@ typedef struct zero_config {
         /*offload_param*/ ZERO_OFFLOAD_NONE, /*prefetch_bytes*/ (size_t)64 << 20,              \
         /*max_live_bytes*/ (size_t)1 << 30, /*persist_bytes*/ (size_t)64 << 10,                \
         /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
-        /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f                  \
+        /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f,                 \
+        /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL                                             \
     }
 
 #define ZERO_MAX_DIMS 8

@@ -149,6 +149,11 @@ static const zr_var zr_vars[] = {
     {"ZERO_WEIGHT_DECAY", ZR_T_FLOAT, CFG(weight_decay), "0", "a number >= 0",
      "AdamW decoupled weight decay (not applied to tensors marked no_decay)", .flo = 0,
      .fhi = FLT_MAX},
+    {"ZERO_TIMEOUT_S", ZR_T_FLOAT, CFG(timeout_s), "600", "a number of seconds >= 0",
+     "per rank: cuda backend: a collective not complete after this many seconds (or an "
+     "asynchronous NCCL error) aborts the NCCL communicator, and every libzero call on that "
+     "rank returns ZERO_ERR_COMM instead of hanging; 0 = wait forever",
+     .flo = 0, .fhi = FLT_MAX, .per_rank = 1},
     {"ZERO_DEBUG", ZR_T_ENUM, ENV_ONLY(log_level), "WARN", "one of NONE WARN INFO TRACE",
      "log level; INFO also logs every value taken from the environment", .words = zr_level_words},
     {"ZERO_DEBUG_SUBSYS", ZR_T_SUBSYS, ENV_ONLY(log_mask), "ALL",
@@ -277,10 +282,23 @@ int zr_parse_size(const char *text, uint64_t default_unit, uint64_t *bytes) {
 }
 
 /* The shortest %g form that reads back as the same float. */
+/* The shortest %g text that reads back as x; without an exponent where one is not needed
+ * (600, not 6e+02). */
 static void zr_format_float(char *buf, size_t n, float x) {
-    for (int digits = 1; digits <= 9; digits++) {
+    int digits = 1;
+    for (; digits <= 9; digits++) {
         snprintf(buf, n, "%.*g", digits, (double)x);
-        if (strtof(buf, NULL) == x) return;
+        if (strtof(buf, NULL) == x) break;
+    }
+    double a = fabs((double)x);
+    if (!strchr(buf, 'e') || a < 1e-4 || a >= 1e9) return;
+    char plain[64];
+    for (; digits <= 9; digits++) {
+        snprintf(plain, sizeof plain, "%.*g", digits, (double)x);
+        if (!strchr(plain, 'e') && strtof(plain, NULL) == x) {
+            snprintf(buf, n, "%s", plain);
+            return;
+        }
     }
 }
 

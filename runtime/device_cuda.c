@@ -397,6 +397,17 @@ int zr_cuda_device_ordinal(const zr_device *dev)
     return zr_device_is_cuda(dev) ? ((const cuda_impl *)dev->impl)->ordinal : -1;
 }
 
+int zr_cuda_pci_bus(const zr_device *dev)
+{
+    int ord = zr_cuda_device_ordinal(dev), domain = 0, bus = 0;
+    if (ord < 0 || cudaDeviceGetAttribute(&domain, cudaDevAttrPciDomainId, ord) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bus, cudaDevAttrPciBusId, ord) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    return domain << 8 | (bus & 0xff);
+}
+
 cudaStream_t zr_cuda_stream_get(const zr_device *dev, zr_stream_id which)
 {
     if (!zr_device_is_cuda(dev) || (unsigned)which >= ZR_STREAM_NUM)

@@ -54,6 +54,9 @@ int zr_device_is_cuda(const zr_device *dev);
 /* The CUDA device ordinal and the streams of a cuda dev. */
 int zr_cuda_device_ordinal(const zr_device *dev);
 cudaStream_t zr_cuda_stream_get(const zr_device *dev, zr_stream_id which);
+/* The GPU's PCI location as placement.h wants it (domain << 8 | bus), or -1 (not cuda, or the
+ * attributes are unavailable). */
+int zr_cuda_pci_bus(const zr_device *dev);
 
 /* Makes `waiter` wait (on the GPU, the host does not block) for all work enqueued on `producer`
  * so far: an event recorded on producer, waited for on waiter. Returns ZERO_OK or

@@ -12,6 +12,9 @@
 
 #include "kernels/kernels.h"
 #include "runtime/log.h"
+#ifdef ZERO_HAVE_CUDA
+#include "runtime/device_cuda.h"
+#endif
 
 extern char **environ;
 
@@ -401,6 +404,45 @@ static zero_status allocate_resident(zero_ctx *z)
     return ZERO_OK;
 }
 
+/* cuda backend: the host buffers the offload copies go through are page-locked, so copies run
+ * at full PCIe / NVLink-C2C speed and may overlap with the GPU. A refusal (e.g. a locked-memory
+ * limit) leaves them pageable: correct, slower, and said once. */
+static void pin_host_buffers(zero_ctx *z)
+{
+#ifdef ZERO_HAVE_CUDA
+    if (!zr_device_is_cuda(&z->dev) || !z->offload_opt)
+        return;
+    char err[256];
+    if (z->staging && zr_cuda_host_register(z->staging, z->staging_elems * z->wsz, err,
+                                            sizeof err) == ZERO_OK)
+        z->pinned_staging = 1;
+    else
+        ZR_WARN(ZR_SUB_OFFLOAD, "offload staging buffer is not pinned (%s): copies are slower",
+                err);
+    if (z->offload_param) {
+        if (zr_cuda_host_register(z->params, z->layout.shard_numel * z->wsz, err,
+                                  sizeof err) == ZERO_OK)
+            z->pinned_params = 1;
+        else
+            ZR_WARN(ZR_SUB_OFFLOAD, "offloaded parameter shard is not pinned (%s): stage-3 "
+                    "gathers copy it more slowly", err);
+    }
+#else
+    (void)z;
+#endif
+}
+
+static void unpin_host_buffers(zero_ctx *z)
+{
+#ifdef ZERO_HAVE_CUDA
+    if (z->pinned_staging)
+        zr_cuda_host_unregister(z->staging);
+    if (z->pinned_params)
+        zr_cuda_host_unregister(z->params);
+#endif
+    z->pinned_staging = z->pinned_params = 0;
+}
+
 static void free_state(zero_ctx *z)
 {
     const zp_layout *L = &z->layout;
@@ -412,6 +454,7 @@ static void free_state(zero_ctx *z)
                    (stage == 3 ? L->shard_numel : full) * z->wsz);
     zr_device_free(&z->dev, ZERO_MEM_GRADS, z->grads,
                    (stage < 2 ? full : L->shard_numel) * z->wsz);
+    unpin_host_buffers(z);
     zr_device *opt = z->offload_opt ? &z->host : &z->dev;
     if (z->master_owned)
         zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->master, z->opt_numel * 4);
@@ -423,7 +466,8 @@ static void free_state(zero_ctx *z)
     z->staging = NULL;
     zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->layout.max_slice * z->wsz);
     for (int i = 0; i < z->num_buckets; i++) {
-        zr_wait(&z->comm, &z->buckets[i].req); /* finalize in the middle of a micro-step */
+        zr_dc_wait(z, &z->buckets[i].req); /* finalize in the middle of a micro-step */
+        zr_dc_request_free(z, &z->buckets[i].req);
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].grad,
                        z->buckets[i].capacity * z->wsz);
         zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->buckets[i].slice, z->layout.max_slice * z->wsz);
@@ -449,10 +493,122 @@ static void destroy(zero_ctx *z)
     free(z->chunk_ready);
     free(z->module_ready);
     free(z->seg);
+    for (int c = 0; z->gather_req && c < z->layout.num_chunks; c++)
+        zr_dc_request_free(z, &z->gather_req[c]);
     free(z->gather_req);
     zp_layout_free(&z->layout);
+    /* nothing is in flight and no device memory is left: the communicator, then the device */
+#ifdef ZERO_HAVE_NCCL
+    zr_nccl_destroy(z->nccl);
+    z->nccl = NULL;
+#endif
+#ifdef ZERO_HAVE_CUDA
+    zr_device_cuda_destroy(&z->dev);
+#endif
     zr_comm_destroy(&z->comm);
     free(z);
+}
+
+/* ---- device backend ------------------------------------------------------------------------ */
+
+/* The first failure of the device's kernels and copies since the last call (the cuda backend
+ * records them; they cannot return one): ZERO_ERR_SYSTEM naming it, else ZERO_OK. Local. */
+static zero_status device_error(zero_ctx *z, const char *during)
+{
+#ifdef ZERO_HAVE_CUDA
+    if (zr_device_is_cuda(&z->dev)) {
+        char msg[256];
+        zero_status s = zr_cuda_take_error(&z->dev, msg, sizeof msg);
+        if (s)
+            return zr_fail(z, s, "%s on rank %d: CUDA error: %s", during, z->rank, msg);
+    }
+#else
+    (void)z;
+    (void)during;
+#endif
+    return ZERO_OK;
+}
+
+/* 1 when this rank could run the cuda backend; otherwise 0 and why not. */
+static int cuda_possible(char *why, size_t len)
+{
+#if defined(ZERO_HAVE_CUDA) && defined(ZERO_HAVE_NCCL)
+    return zr_cuda_usable(why, len);
+#elif defined(ZERO_HAVE_CUDA)
+    snprintf(why, len, "this libzero was built without NCCL, which the cuda backend's "
+             "collectives need (configure with NCCL_ROOT pointing at NCCL 2.14+)");
+    return 0;
+#else
+    snprintf(why, len, "this libzero was built without CUDA (configure with -DZERO_CUDA=ON "
+             "where nvcc is installed)");
+    return 0;
+#endif
+}
+
+/* ZERO_DEVICE: host; cuda (every rank must have a usable GPU); auto = cuda when every rank has
+ * one, else host on every rank (with an INFO line saying why). The cuda backend takes the GPU
+ * at local_rank % GPUs of the node, the model's stream (zero_config.cuda_stream) and an NCCL
+ * communicator over the MPI world. Collective; every rank leaves with the same backend or the
+ * same error. zero_get_config reports the backend chosen. */
+static zero_status select_device(zero_ctx *z)
+{
+    zero_config *c = &z->set.cfg;
+    const char *asked = zr_device_name(c->device);
+    char why[256] = "";
+    int mine = c->device != ZERO_DEVICE_HOST && cuda_possible(why, sizeof why);
+    int cuda = 0;
+    if (c->device != ZERO_DEVICE_HOST) {
+        int64_t lacking = !mine; /* ranks without a usable GPU */
+        z->comm.counting = 0;
+        zero_status s = zr_all_reduce(&z->comm, &lacking, 1, ZR_ELEM_I64, ZR_OP_SUM, NULL);
+        z->comm.counting = 1;
+        if (s)
+            return zr_fail(z, s, "zero_init: choosing the device: %s", z->comm.err);
+        zero_status local = ZERO_OK;
+        if (c->device == ZERO_DEVICE_CUDA && !mine)
+            local = zr_fail(z, ZERO_ERR_UNSUPPORTED,
+                            "ZERO_DEVICE=cuda but rank %d cannot use a GPU: %s; use "
+                            "ZERO_DEVICE=host, or auto (cuda where every rank has a GPU, "
+                            "else host)", z->rank, why);
+        if ((s = agree(z, local, NULL, NULL, 0)))
+            return s;
+        cuda = lacking == 0;
+        if (!cuda)
+            ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: using the host backend: %s",
+                    mine ? "another rank has no usable GPU" : why);
+    }
+    if (!cuda) {
+        zr_device_host_init(&z->dev, c->device_memory);
+        c->device = ZERO_DEVICE_HOST;
+        return ZERO_OK;
+    }
+#if defined(ZERO_HAVE_CUDA) && defined(ZERO_HAVE_NCCL)
+    char err[256];
+    zero_status local = zr_device_cuda_init(&z->dev, z->comm.local_rank, c->device_memory,
+                                            c->cuda_stream, err, sizeof err);
+    if (local)
+        local = zr_fail(z, local, "ZERO_DEVICE=%s: the cuda backend could not start on rank %d "
+                        "(local rank %d): %s", asked, z->rank, z->comm.local_rank, err);
+    zero_status s = agree(z, local, NULL, NULL, 0);
+    if (s)
+        return s;
+    c->device = ZERO_DEVICE_CUDA;
+    s = zr_nccl_init(&z->nccl, &z->comm, zr_cuda_device_ordinal(&z->dev),
+                     zr_cuda_stream_get(&z->dev, ZR_STREAM_COMM), (double)c->timeout_s);
+    if (s)
+        s = zr_fail(z, s, "NCCL communicator on rank %d (GPU %d): %s", z->rank,
+                    zr_cuda_device_ordinal(&z->dev), z->comm.err);
+    if ((s = agree(z, s, NULL, NULL, 0)))
+        return s;
+    int v = zr_nccl_version();
+    ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=%s: cuda backend on GPU %d, NCCL %d.%d.%d, timeout %g s",
+            asked, zr_cuda_device_ordinal(&z->dev), v / 10000, v / 100 % 100, v % 100,
+            (double)c->timeout_s);
+    return ZERO_OK;
+#else
+    (void)asked;
+    return zr_fail(z, ZERO_ERR_INTERNAL, "cuda chosen without a cuda build");
+#endif
 }
 
 /* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers.
@@ -520,8 +676,12 @@ static zero_status plan_offload(zero_ctx *z)
                 err);
         return ZERO_OK;
     }
+    int gpu_bus = -1; /* cuda: the node nearest the GPU (ZERO_NUMA=auto) */
+#ifdef ZERO_HAVE_CUDA
+    gpu_bus = zr_cuda_pci_bus(&z->dev);
+#endif
     if (zo_plan_rank(topology, z->comm.local_rank, z->comm.local_size, z->set.cfg.numa,
-                     z->set.cfg.cpu_threads, -1, &z->plan, err, sizeof err) != 0)
+                     z->set.cfg.cpu_threads, gpu_bus, &z->plan, err, sizeof err) != 0)
         return zr_fail(z, ZERO_ERR_INVALID, "ZERO_NUMA=%d: %s", z->set.cfg.numa, err);
     char desc[512];
     zo_plan_describe(topology, &z->plan, desc, sizeof desc);
@@ -600,15 +760,6 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     z->report_on = (int)report_on;
     z->dtype = c->dtype;
     z->wsz = zero_dtype_size(c->dtype);
-    if (c->device == ZERO_DEVICE_CUDA) {
-        s = zr_fail(z, ZERO_ERR_UNSUPPORTED,
-                    "ZERO_DEVICE=cuda: the engine does not drive the CUDA backend yet "
-                    "(docs/STATUS.md); use ZERO_DEVICE=host or auto");
-        goto fail;
-    }
-    if (c->device == ZERO_DEVICE_AUTO)
-        ZR_INFO(ZR_SUB_INIT, "ZERO_DEVICE=auto: using host (the engine does not drive the "
-                "CUDA backend yet)");
     z->offload_opt = c->offload_optimizer == ZERO_OFFLOAD_CPU;
     z->offload_param = c->offload_param == ZERO_OFFLOAD_CPU;
     if (z->offload_opt && c->stage == 0) {
@@ -624,7 +775,8 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
                     c->stage, zr_offload_name(c->offload_optimizer));
         goto fail;
     }
-    zr_device_host_init(&z->dev, c->device_memory);
+    if ((s = select_device(z)))
+        goto fail;
     zr_device_host_init(&z->host, 0);
     /* placement is per rank (ZERO_NUMA may differ): agree on its outcome before going on */
     if ((s = agree(z, z->offload_opt ? plan_offload(z) : ZERO_OK, NULL, NULL, 0)))
@@ -692,7 +844,10 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     s = agree(z, allocate_state(z), NULL, NULL, 0);
     if (s)
         goto fail;
+    pin_host_buffers(z);
     if ((s = load_initial_values(z, t)))
+        goto fail;
+    if ((s = agree(z, device_error(z, "loading the initial values"), NULL, NULL, 0)))
         goto fail;
     if (c->stage == 3 && (s = zr_s3_setup(z)))
         goto fail;
@@ -751,7 +906,7 @@ static zero_status progress(zero_ctx *z)
         if (bk->chunk < 0 || z->chunk_state[bk->chunk] != ZR_CHUNK_REDUCING)
             continue;
         int done = 0;
-        zero_status s = zr_test(&z->comm, &bk->req, &done);
+        zero_status s = zr_dc_test(z, &bk->req, &done);
         if (s)
             return zr_fail(z, s, "gradient reduce-scatter: %s", z->comm.err);
         if (done)
@@ -762,7 +917,7 @@ static zero_status progress(zero_ctx *z)
 
 static zero_status wait_bucket(zero_ctx *z, int b)
 {
-    zero_status s = zr_wait(&z->comm, &z->buckets[b].req);
+    zero_status s = zr_dc_wait(z, &z->buckets[b].req);
     if (s)
         return zr_fail(z, s, "gradient reduce-scatter: %s", z->comm.err);
     return complete_bucket(z, b);
@@ -803,8 +958,8 @@ static zero_status acquire_bucket(zero_ctx *z, int c)
 static zero_status issue_reduce(zero_ctx *z, int c)
 {
     zr_bucket *bk = &z->buckets[z->chunk_bucket[c]];
-    zero_status s = zr_reduce_scatter(&z->comm, bk->grad, bk->slice, z->layout.chunks[c].slice,
-                                      zr_elem_of(z->dtype), &bk->req);
+    zero_status s = zr_dc_reduce_scatter(z, bk->grad, bk->slice, z->layout.chunks[c].slice,
+                                         zr_elem_of(z->dtype), &bk->req);
     if (s)
         return zr_fail(z, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
     z->chunk_state[c] = ZR_CHUNK_REDUCING;
@@ -921,15 +1076,14 @@ static zero_status reduce_full_gradients(zero_ctx *z)
     for (int c = L->num_chunks - 1; c >= 0; c--) {
         const zp_chunk *ch = &L->chunks[c];
         char *g = (char *)z->grads + ch->offset * z->wsz;
-        zr_request req;
-        if ((s = zr_reduce_scatter(&z->comm, g, z->rs_out, ch->slice, e, &req)) ||
-            (s = zr_wait(&z->comm, &req)))
+        zr_dreq *req = &z->gather_req[c]; /* free until the parameter all-gather */
+        if ((s = zr_dc_reduce_scatter(z, g, z->rs_out, ch->slice, e, req)) ||
+            (s = zr_dc_wait(z, req)))
             return zr_fail(z, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
         zr_dev_copy(&z->dev, g + (size_t)z->rank * ch->slice * z->wsz, z->rs_out,
                     ch->slice * z->wsz);
         if (z->set.cfg.stage == 0 &&
-            ((s = zr_all_gather(&z->comm, g, ch->slice, e, &req)) ||
-             (s = zr_wait(&z->comm, &req))))
+            ((s = zr_dc_all_gather(z, g, ch->slice, e, req)) || (s = zr_dc_wait(z, req))))
             return zr_fail(z, s, "gradient all-gather of chunk %d: %s", c, z->comm.err);
     }
     return ZERO_OK;
@@ -967,12 +1121,16 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
             local += zr_dev_sq_norm(&z->dev, grad_at(z, c, z->seg[j].chunk_offset), z->dtype,
                                     z->seg[j].numel, &bad);
     }
-    double *all = malloc((size_t)z->world * 2 * sizeof *all);
+    /* A device failure during the micro-steps (a kernel, a copy) travels with the partial sums,
+     * so every rank stops at this step instead of waiting in the next collective. */
+    zero_status dev_err = device_error(z, "gradient reduction");
+    double *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");
-    all[2 * z->rank] = local;
-    all[2 * z->rank + 1] = bad;
-    zero_status s = zr_all_gather(&z->comm, all, 2, ZR_ELEM_F64, NULL);
+    all[3 * z->rank] = local;
+    all[3 * z->rank + 1] = bad;
+    all[3 * z->rank + 2] = dev_err;
+    zero_status s = zr_all_gather(&z->comm, all, 3, ZR_ELEM_F64, NULL);
     if (s) {
         free(all);
         return zr_fail(z, s, "gradient norm all-gather: %s", z->comm.err);
@@ -980,10 +1138,16 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     *sumsq = 0.0;
     *nonfinite = 0;
     for (int r = 0; r < z->world; r++) {
-        *sumsq += all[2 * r];
-        *nonfinite |= all[2 * r + 1] != 0.0;
+        *sumsq += all[3 * r];
+        *nonfinite |= all[3 * r + 1] != 0.0;
+        if (!s && all[3 * r + 2] != 0.0)
+            s = dev_err ? dev_err
+                        : zr_fail(z, (zero_status)all[3 * r + 2],
+                                  "rank %d failed on its device during this step", r);
     }
     free(all);
+    if (s)
+        return s;
     if (!isfinite(*sumsq))
         *nonfinite = 1;
     return ZERO_OK;
@@ -1070,10 +1234,10 @@ static zero_status gather_params(zero_ctx *z)
     zero_status s = ZERO_OK;
     int issued = 0;
     for (int c = 0; c < L->num_chunks && !s; c++, issued++)
-        s = zr_all_gather(&z->comm, (char *)z->params + L->chunks[c].offset * z->wsz,
-                          L->chunks[c].slice, zr_elem_of(z->dtype), &z->gather_req[c]);
+        s = zr_dc_all_gather(z, (char *)z->params + L->chunks[c].offset * z->wsz,
+                             L->chunks[c].slice, zr_elem_of(z->dtype), &z->gather_req[c]);
     for (int c = 0; c < issued; c++) {
-        zero_status w = zr_wait(&z->comm, &z->gather_req[c]);
+        zero_status w = zr_dc_wait(z, &z->gather_req[c]);
         if (!s)
             s = w;
     }

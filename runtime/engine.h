@@ -12,11 +12,23 @@
 #include "runtime/config.h"
 #include "runtime/device.h"
 #include "zero.h"
+#ifdef ZERO_HAVE_NCCL
+#include "runtime/comm_nccl.h"
+#endif
 
 enum { ZR_ALIGN_ELEMS = 16 }; /* tensor offsets and slices: 64 bytes of fp32, 32 of bf16 */
 
 /* Chunk states within one micro-step (stage 2). */
 enum { ZR_CHUNK_IDLE = 0, ZR_CHUNK_FILLING = 1, ZR_CHUNK_REDUCING = 2, ZR_CHUNK_DONE = 3 };
+
+/* A collective on the engine's device buffers in flight (dcoll.c): an MPI request on the host
+ * backend, an NCCL request on the cuda backend. */
+typedef struct zr_dreq {
+    zr_request mpi;
+#ifdef ZERO_HAVE_NCCL
+    zr_nccl_request nccl;
+#endif
+} zr_dreq;
 
 /* A reduce bucket (stage 2): one chunk's full gradient and its reduced slice. */
 typedef struct zr_bucket {
@@ -24,7 +36,7 @@ typedef struct zr_bucket {
     void *slice;      /* (chunk slice) working dtype: reduce-scatter output */
     size_t capacity;  /* elements of grad */
     int chunk;        /* chunk it serves, -1 if free */
-    zr_request req;
+    zr_dreq req;
 } zr_bucket;
 
 typedef struct zr_phase_times {
@@ -47,10 +59,13 @@ typedef struct zr_tensor_meta {
 struct zero_ctx {
     zr_settings set;
     zr_comm comm;
-    zr_device dev;
+    zr_device dev;           /* the device backend: host, or cuda (device memory) */
+    struct zr_nccl *nccl;    /* cuda backend: collectives on device buffers; NULL = MPI */
     zr_device host;          /* host memory of the offloaded state (no capacity), same labels */
     int offload_opt;         /* ZERO_OFFLOAD_OPTIMIZER=cpu: master, m, v, fp32 grads on host */
     int offload_param;       /* ZERO_OFFLOAD_PARAM=cpu (stage 3): parameter shard on host */
+    int pinned_staging;      /* cuda: staging page-locked (cudaHostRegister) */
+    int pinned_params;       /* cuda: offloaded parameter shard page-locked */
     zo_plan plan;            /* offload: NUMA node and cores of this rank (hwloc) */
     zp_layout layout;
     int rank, world;
@@ -82,7 +97,7 @@ struct zero_ctx {
     unsigned char *module_ready; /* [num_modules] */
     zp_segment *seg;    /* [seg_cap]: scratch for the tensor pieces of one chunk */
     int seg_cap;
-    zr_request *gather_req; /* [num_chunks] */
+    zr_dreq *gather_req; /* [num_chunks] */
 
     /* Stage 3: parameters live as shards; a chunk is gathered into a pooled buffer while any of
      * its modules is in use (or prefetched), then given back. */
@@ -144,6 +159,19 @@ zero_status zr_s3_progress(zero_ctx *z);
 
 /* Formula bytes of model state per rank for the context's stage, dtype, world and offload. */
 void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host);
+
+/* dcoll.c: collectives on device buffers (gradients, parameters), through NCCL on the cuda
+ * backend and MPI on the host backend; counted like every collective; errors in z->comm.err.
+ * On NCCL the comm stream is first ordered after the compute stream (the model's gradient
+ * writes, libzero's copies), and a request is complete for the compute stream once
+ * zr_dc_wait or zr_dc_test has seen it done (they wait on the host). req NULL = blocking. */
+zero_status zr_dc_all_gather(zero_ctx *z, void *recv, size_t count, zr_elem e, zr_dreq *req);
+zero_status zr_dc_reduce_scatter(zero_ctx *z, const void *send, void *recv, size_t count,
+                                 zr_elem e, zr_dreq *req);
+zero_status zr_dc_wait(zero_ctx *z, zr_dreq *req);
+zero_status zr_dc_test(zero_ctx *z, zr_dreq *req, int *done);
+/* Frees what a request holds between uses (the NCCL event); it must not be in flight. */
+void zr_dc_request_free(zero_ctx *z, zr_dreq *req);
 
 /* report.c */
 zero_status zr_write_report(zero_ctx *z, const char *path);

@@ -281,8 +281,8 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
             ZERO_VERSION_PATCH);
     fprintf(f, "  \"config\": ");
     zr_config_write_json(&z->set, f);
-    fprintf(f, ",\n  \"backend\": {\"device\": \"%s\", \"collectives\": \"mpi\"},\n",
-            z->dev.ops->name);
+    fprintf(f, ",\n  \"backend\": {\"device\": \"%s\", \"collectives\": \"%s\"},\n",
+            z->dev.ops->name, z->nccl ? "nccl" : "mpi");
     fprintf(f, "  \"world_size\": %d,\n  \"stage\": %d,\n  \"dtype\": \"%s\",\n", z->world,
             c->stage, zr_dtype_name(z->dtype));
     fprintf(f, "  \"num_params\": %zu,\n  \"padded_params\": %zu,\n  \"shard_params\": %zu,\n",

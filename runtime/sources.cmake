@@ -5,6 +5,7 @@ list(APPEND ZERO_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/comm_mpi.c
   ${CMAKE_CURRENT_LIST_DIR}/engine.c
   ${CMAKE_CURRENT_LIST_DIR}/stage3.c
+  ${CMAKE_CURRENT_LIST_DIR}/dcoll.c
   ${CMAKE_CURRENT_LIST_DIR}/report.c)
 
 # The cuda device backend and the nccl collective backend: CUDA builds only (top CMakeLists.txt

@@ -112,8 +112,8 @@ static zero_status issue_gather(zero_ctx *z, int c, int blocking)
     const zp_chunk *ch = &z->layout.chunks[c];
     zr_dev_copy(&z->dev, (char *)buf + (size_t)z->rank * ch->slice * z->wsz,
                 (char *)z->params + ch->shard_offset * z->wsz, ch->slice * z->wsz);
-    s = zr_all_gather(&z->comm, buf, ch->slice, zr_elem_of(z->dtype),
-                      blocking ? NULL : &z->gather_req[c]);
+    s = zr_dc_all_gather(z, buf, ch->slice, zr_elem_of(z->dtype),
+                         blocking ? NULL : &z->gather_req[c]);
     if (s) {
         if (!z->chunk_buf[c] && !z->chunk_persist[c])
             z->pool[z->pool_len++] = buf;
@@ -133,7 +133,7 @@ static zero_status wait_chunk(zero_ctx *z, int c)
 {
     if (!z->chunk_flight[c])
         return ZERO_OK;
-    zero_status s = zr_wait(&z->comm, &z->gather_req[c]);
+    zero_status s = zr_dc_wait(z, &z->gather_req[c]);
     z->chunk_flight[c] = 0;
     return s ? zr_fail(z, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err) : ZERO_OK;
 }
@@ -144,7 +144,7 @@ zero_status zr_s3_progress(zero_ctx *z)
         if (!z->chunk_flight[c])
             continue;
         int done = 0;
-        zero_status s = zr_test(&z->comm, &z->gather_req[c], &done);
+        zero_status s = zr_dc_test(z, &z->gather_req[c], &done);
         if (s)
             return zr_fail(z, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err);
         if (done)
@@ -194,7 +194,7 @@ void zr_s3_free(zero_ctx *z)
                     c < z->layout.num_chunks;
          c++) {
         if (z->chunk_flight[c])
-            zr_wait(&z->comm, &z->gather_req[c]);
+            zr_dc_wait(z, &z->gather_req[c]);
         if (z->chunk_buf[c] && z->chunk_persist[c]) {
             zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->chunk_buf[c], chunk_bytes(z, c));
             z->chunk_buf[c] = NULL;

@@ -279,6 +279,8 @@ static int train(const options *o) {
     zero_config cfg = ZERO_CONFIG_INIT; /* ZERO_* environment variables override these */
     cfg.lr = o->lr;
     cfg.weight_decay = o->wd;
+    /* This model computes on the CPU: the host backend, unless ZERO_DEVICE asks otherwise. */
+    cfg.device = ZERO_DEVICE_HOST;
     zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
     /* libzero: the engine holds the parameters now; the model's own copy goes */
     mlp_params_free(&model);
@@ -294,6 +296,13 @@ static int train(const options *o) {
     rank = zero_rank(z);
     const int world = zero_world_size(z);
     const zero_config *rc = zero_get_config(z); /* resolved: flags, then environment */
+    if (rc->device != ZERO_DEVICE_HOST) {
+        if (rank == 0)
+            fprintf(stderr, "zero-mlp: ZERO_DEVICE chose the cuda backend, but this example computes "
+                    "on the CPU only (its parameters would be GPU memory); use ZERO_DEVICE=host\n");
+        exit_code = 2;
+        goto fail;
+    }
     const zero_dtype dtype = rc->dtype;
     const int accum = rc->grad_accum;
     if (o->batch % world != 0) {

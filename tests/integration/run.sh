@@ -239,6 +239,17 @@ unknown_var) # a typo draws a warning naming the real variable, and training goe
 env_logged) # values taken from the environment are logged at INFO
     train env_logged 1 ZERO_STAGE=1 ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=ENV
     grep -q "ZERO_STAGE=1" "$OUT/env_logged.log" || fail "ZERO_STAGE not logged" ;;
+device_auto) # auto: cuda where every rank has a GPU, else host with an INFO line saying why;
+    # ZERO_DEVICE=cuda without a GPU is refused on every rank with the reason
+    train dev_auto 1 ZERO_DEVICE=auto ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=INIT
+    if nvidia-smi -L >/dev/null 2>&1; then
+        grep -q '"collectives": "nccl"' "$OUT/dev_auto.json" || fail "a GPU is present but auto did not pick cuda"
+    else
+        grep -q "ZERO_DEVICE=auto: using the host backend: " "$OUT/dev_auto.log" || fail "no INFO line for the fallback"
+        grep -q '"backend": {"device": "host", "collectives": "mpi"}' "$OUT/dev_auto.json" || fail "report: backend is not host/mpi"
+        grep -q '"device": "host"' "$OUT/dev_auto.json" || fail "report: config.device is not the resolved backend"
+        expect_error cuda_refused 2 "ZERO_DEVICE=cuda but rank [01] cannot use a GPU: " ZERO_DEVICE=cuda
+    fi ;;
 stage3_order_warning) # a gather out of the recorded order is correct (test_api) and warned about
     env -u ZERO_BUCKET_MB -u ZERO_EPS "$MPIRUN" -np 2 "$BIN/test_api" > "$OUT/order_warning.log" 2>&1 || { cat "$OUT/order_warning.log"; fail "test_api failed"; }
     grep -q "gathered out of the recorded order" "$OUT/order_warning.log" || fail "no warning"

@@ -109,6 +109,7 @@ int main(void)
     clear_zero_environment();
     make_tensors();
     zero_config cfg = ZERO_CONFIG_INIT;
+    cfg.device = ZERO_DEVICE_HOST; /* the checks read and write tensors through host pointers */
     zero_ctx *z = NULL;
 
     /* A valid context first: it tells us rank and world size (and initialises MPI). */
@@ -190,10 +191,22 @@ int main(void)
         expect_init_fail("different tensors", &out, &cfg, bad, NT, ZERO_ERR_INVALID,
                          "differs across ranks");
     }
-    setenv("ZERO_DEVICE", "cuda", 1);
-    expect_init_fail("cuda without backend", &out, &cfg, tensors, NT, ZERO_ERR_UNSUPPORTED,
-                     "ZERO_DEVICE=cuda");
-    unsetenv("ZERO_DEVICE");
+    /* auto resolves to the backend in use; where that is host (no GPU, or a build without
+     * CUDA), ZERO_DEVICE=cuda is refused on every rank with the reason. */
+    zero_config ac = cfg;
+    ac.device = ZERO_DEVICE_AUTO;
+    zero_ctx *za = NULL;
+    s = zero_init(&za, &ac, tensors, NT);
+    EXPECT(s == ZERO_OK, "auto: %s %s", zero_status_string(s), zero_init_error());
+    zero_device_kind got = za ? zero_get_config(za)->device : ZERO_DEVICE_AUTO;
+    EXPECT(got == ZERO_DEVICE_HOST || got == ZERO_DEVICE_CUDA, "auto resolved to %d", (int)got);
+    EXPECT(zero_finalize(za) == ZERO_OK, "finalize auto");
+    if (got == ZERO_DEVICE_HOST) {
+        setenv("ZERO_DEVICE", "cuda", 1);
+        expect_init_fail("cuda without a GPU", &out, &cfg, tensors, NT, ZERO_ERR_UNSUPPORTED,
+                         "ZERO_DEVICE=cuda but rank");
+        unsetenv("ZERO_DEVICE");
+    }
 
     /* Static loss scale, then an inf gradient on one rank: skipped everywhere. */
     for (int stage = 0; stage <= 2; stage++) {

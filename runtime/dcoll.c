@@ -1,0 +1,76 @@
+/* dcoll.c — collectives on the engine's device buffers: gradient reduce-scatters, parameter
+ * all-gathers. NCCL on the comm stream when the context runs on the cuda backend, Open MPI
+ * otherwise. Host-buffer collectives (agreement, norm partials, stage-3 order check, report,
+ * export) call the MPI backend directly. */
+#include "runtime/engine.h"
+
+#include <stdio.h>
+
+#ifdef ZERO_HAVE_NCCL
+#include "runtime/device_cuda.h"
+
+/* The comm stream waits (on the GPU) for everything enqueued on the compute stream so far: the
+ * model's gradient writes, libzero's copies into a buffer a collective is about to read or
+ * overwrite. */
+static zero_status order_after_compute(zero_ctx *z)
+{
+    zero_status s = zr_cuda_order(&z->dev, ZR_STREAM_COMM, ZR_STREAM_COMPUTE);
+    if (s)
+        snprintf(z->comm.err, sizeof z->comm.err,
+                 "ordering the comm stream after the compute stream failed (CUDA event)");
+    return s;
+}
+#endif
+
+zero_status zr_dc_all_gather(zero_ctx *z, void *recv, size_t count, zr_elem e, zr_dreq *req)
+{
+#ifdef ZERO_HAVE_NCCL
+    if (z->nccl) {
+        zero_status s = order_after_compute(z);
+        return s ? s : zr_nccl_all_gather(z->nccl, recv, count, e, req ? &req->nccl : NULL);
+    }
+#endif
+    return zr_all_gather(&z->comm, recv, count, e, req ? &req->mpi : NULL);
+}
+
+zero_status zr_dc_reduce_scatter(zero_ctx *z, const void *send, void *recv, size_t count,
+                                 zr_elem e, zr_dreq *req)
+{
+#ifdef ZERO_HAVE_NCCL
+    if (z->nccl) {
+        zero_status s = order_after_compute(z);
+        return s ? s
+                 : zr_nccl_reduce_scatter(z->nccl, send, recv, count, e,
+                                          req ? &req->nccl : NULL);
+    }
+#endif
+    return zr_reduce_scatter(&z->comm, send, recv, count, e, req ? &req->mpi : NULL);
+}
+
+zero_status zr_dc_wait(zero_ctx *z, zr_dreq *req)
+{
+#ifdef ZERO_HAVE_NCCL
+    if (z->nccl)
+        return zr_nccl_wait(z->nccl, &req->nccl);
+#endif
+    return zr_wait(&z->comm, &req->mpi);
+}
+
+zero_status zr_dc_test(zero_ctx *z, zr_dreq *req, int *done)
+{
+#ifdef ZERO_HAVE_NCCL
+    if (z->nccl)
+        return zr_nccl_test(z->nccl, &req->nccl, done);
+#endif
+    return zr_test(&z->comm, &req->mpi, done);
+}
+
+void zr_dc_request_free(zero_ctx *z, zr_dreq *req)
+{
+    (void)z;
+#ifdef ZERO_HAVE_NCCL
+    zr_nccl_request_destroy(&req->nccl);
+#else
+    (void)req;
+#endif
+}
