@@ -199,6 +199,9 @@ ZERO_API zero_status zero_finalize(zero_ctx *ctx);
 
 /* ---- training -------------------------------------------------------------------------- */
 
+/* Pointers from zero_param_ptr and zero_grad_ptr are device memory: host memory on the host
+ * backend, GPU memory on the cuda backend (zero_get_config(ctx)->device says which). */
+
 /* Working-precision parameters of tensor i (dtype of zero_config.dtype), numel elements.
  * Stages 0–2: valid for the context's lifetime. Stage 3: valid between zero_gather and
  * zero_release of the tensor's module. Local, non-blocking. NULL on bad index (see last error). */
@@ -251,6 +254,13 @@ ZERO_API int zero_world_size(const zero_ctx *ctx);
 
 /* The resolved configuration (after the environment). Local. */
 ZERO_API const zero_config *zero_get_config(const zero_ctx *ctx);
+
+/* The cuda backend's compute stream (a cudaStream_t): zero_config.cuda_stream when the model
+ * gave one, else the blocking stream libzero created on its GPU (made current for the thread
+ * that called zero_init). A model that launches its kernels here is ordered with libzero without
+ * further synchronisation: zero_grad_ready / zero_step read what it enqueued before the call, and
+ * parameters and gathers are ready for what it enqueues after. NULL on the host backend. Local. */
+ZERO_API void *zero_compute_stream(const zero_ctx *ctx);
 
 /* Memory accounting of the calling rank. Local, non-blocking. */
 ZERO_API zero_status zero_memory_report(const zero_ctx *ctx, zero_memory_stats *stats);

@@ -1407,6 +1407,17 @@ int zero_rank(const zero_ctx *z) { return z ? z->rank : -1; }
 int zero_world_size(const zero_ctx *z) { return z ? z->world : 0; }
 const zero_config *zero_get_config(const zero_ctx *z) { return z ? &z->set.cfg : NULL; }
 
+void *zero_compute_stream(const zero_ctx *z)
+{
+#ifdef ZERO_HAVE_CUDA
+    if (z && zr_device_is_cuda(&z->dev))
+        return (void *)zr_cuda_stream_get(&z->dev, ZR_STREAM_COMPUTE);
+#else
+    (void)z;
+#endif
+    return NULL;
+}
+
 zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
 {
     if (!z || !st)

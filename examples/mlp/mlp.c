@@ -235,12 +235,28 @@ out:
         }                                                                                         \
     } while (0)
 
+#ifdef MLP_HAVE_CUDA
+#include "model_cuda.h"
+/* A GPU call of the model (model_cuda.h): 0, or a message and the way out. */
+#define GPU(call)                                                                                 \
+    do {                                                                                          \
+        if (gpu && (call)) {                                                                      \
+            fprintf(stderr, "zero-mlp: rank %d: %s\n", rank, mlp_gpu_error(gpu));                \
+            goto fail;                                                                            \
+        }                                                                                         \
+    } while (0)
+#else
+typedef struct mlp_gpu mlp_gpu; /* never created without the CUDA path */
+#define GPU(call) ((void)0)
+#endif
+
 static int train(const options *o) {
     const mlp_config mc = {.layers = o->layers, .width = o->width};
     const int L = mc.layers, W = mc.width, num_layers = L + 1, num_tensors = 2 * num_layers;
     int rank = 0, exit_code = 1;
     double final_loss = NAN;
     zero_ctx *z = NULL;
+    mlp_gpu *gpu = NULL; /* the model's GPU side, on the cuda backend */
     zero_tensor *tensors = NULL;
     char(*names)[32] = NULL;
     mlp_params model;
@@ -279,8 +295,6 @@ static int train(const options *o) {
     zero_config cfg = ZERO_CONFIG_INIT; /* ZERO_* environment variables override these */
     cfg.lr = o->lr;
     cfg.weight_decay = o->wd;
-    /* This model computes on the CPU: the host backend, unless ZERO_DEVICE asks otherwise. */
-    cfg.device = ZERO_DEVICE_HOST;
     zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
     /* libzero: the engine holds the parameters now; the model's own copy goes */
     mlp_params_free(&model);
@@ -296,13 +310,6 @@ static int train(const options *o) {
     rank = zero_rank(z);
     const int world = zero_world_size(z);
     const zero_config *rc = zero_get_config(z); /* resolved: flags, then environment */
-    if (rc->device != ZERO_DEVICE_HOST) {
-        if (rank == 0)
-            fprintf(stderr, "zero-mlp: ZERO_DEVICE chose the cuda backend, but this example computes "
-                    "on the CPU only (its parameters would be GPU memory); use ZERO_DEVICE=host\n");
-        exit_code = 2;
-        goto fail;
-    }
     const zero_dtype dtype = rc->dtype;
     const int accum = rc->grad_accum;
     if (o->batch % world != 0) {
@@ -315,6 +322,22 @@ static int train(const options *o) {
     /* data parallel: this rank's rows of the global batch */
     const int rows = o->batch / world;
     const int64_t row0 = (int64_t)rank * rows;
+
+    /* libzero: on the cuda backend parameters and gradients are GPU memory: the model then
+     * computes on the GPU, on libzero's compute stream (model_cuda.h) */
+    if (rc->device == ZERO_DEVICE_CUDA) {
+#ifdef MLP_HAVE_CUDA
+        char gerr[256];
+        if (mlp_gpu_create(&gpu, L, W, rows, zero_compute_stream(z), gerr, sizeof(gerr))) {
+            fprintf(stderr, "zero-mlp: rank %d: %s\n", rank, gerr);
+            goto fail;
+        }
+#else
+        fprintf(stderr, "zero-mlp: the cuda backend was chosen but zero-mlp was built without "
+                "its CUDA path; use ZERO_DEVICE=host\n");
+        goto fail;
+#endif
+    }
 
     const size_t wmax = (size_t)W * (size_t)W;
     if (mlp_acts_alloc(&acts, &mc, rows) || mlp_teacher_init(&teacher, W, o->seed) ||
@@ -343,6 +366,7 @@ static int train(const options *o) {
         for (int micro = 0; micro < accum; micro++) {
             /* each micro-step trains on its own global batch */
             mlp_data(&teacher, o->seed, step, micro, row0, rows, mlp_acts_h(&acts, 0), target);
+            GPU(mlp_gpu_load(gpu, mlp_acts_h(&acts, 0), target));
 
             /* forward */
             for (int l = 0; l < num_layers; l++) {
@@ -353,6 +377,11 @@ static int train(const options *o) {
                 ZCHECK(zero_gather(z, l)); /* libzero: stage 3 all-gathers layer l here */
                 ZCHECK_PTR(zw, zero_param_ptr(z, 2 * l));
                 ZCHECK_PTR(zb, zero_param_ptr(z, 2 * l + 1));
+                if (gpu) {
+                    GPU(mlp_gpu_forward(gpu, l, zw, zb, dtype));
+                    ZCHECK(zero_release(z, l));
+                    continue;
+                }
                 if (dtype == ZERO_DTYPE_FP32) {
                     w = zw;
                     b = zb;
@@ -368,7 +397,13 @@ static int train(const options *o) {
             }
             /* the mean over this rank's rows; libzero averages gradients over ranks and
              * micro-steps. The loss gradient carries the (fp16) loss scale. */
-            loss_sum += mlp_mse_loss(acts.dy, acts.y, target, rows, zero_loss_scale(z));
+            if (gpu) {
+                float lg = 0.0f;
+                GPU(mlp_gpu_loss(gpu, zero_loss_scale(z), &lg));
+                loss_sum += lg;
+            } else {
+                loss_sum += mlp_mse_loss(acts.dy, acts.y, target, rows, zero_loss_scale(z));
+            }
 
             /* backward, last layer first */
             for (int l = num_layers - 1; l >= 0; l--) {
@@ -378,6 +413,14 @@ static int train(const options *o) {
                 void *zw, *gw, *gb;
                 ZCHECK(zero_gather(z, l)); /* stage 3: gathered again for backward */
                 ZCHECK_PTR(zw, zero_param_ptr(z, 2 * l));
+                if (gpu) { /* the kernels are enqueued on libzero's stream: release at once */
+                    ZCHECK_PTR(gw, zero_grad_ptr(z, 2 * l));
+                    ZCHECK_PTR(gb, zero_grad_ptr(z, 2 * l + 1));
+                    GPU(mlp_gpu_backward(gpu, l, zw, gw, gb, dtype));
+                    ZCHECK(zero_release(z, l));
+                    ZCHECK(zero_grad_ready(z, l));
+                    continue;
+                }
                 if (dtype == ZERO_DTYPE_FP32) {
                     w = zw;
                 } else {
@@ -445,6 +488,9 @@ fail:
     free(db);
     free(dw);
     free(target);
+#ifdef MLP_HAVE_CUDA
+    mlp_gpu_destroy(gpu);
+#endif
     mlp_teacher_free(&teacher);
     mlp_acts_free(&acts);
     if (z) {

@@ -72,7 +72,7 @@ if [ $build_ok = 1 ]; then
   # With a GPU present, the single-GPU tests must run: a skip there is a failure (driver, CUDA
   # version or visibility problem). gpu_nccl_np2 may skip on a one-GPU machine.
   if [ -n "$gpus" ] && [ "$gpus" != "(nvidia-smi not found)" ] &&
-     printf '%s\n' "$test_rows" | grep -qE '^\| gpu_(kernels|device|nccl_np1) \| Skipped'; then
+     printf '%s\n' "$test_rows" | grep -qE '^\| gpu_(kernels|device|nccl_np1|train_[a-z0-9_]+) \| Skipped'; then
     echo "FAIL: a GPU is present but single-GPU tests were skipped (see their output above)"
     test_rows+=$'\n'"| (GPU present but tests skipped) | FAIL | |"
     status=1
