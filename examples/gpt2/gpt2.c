@@ -374,6 +374,36 @@ out:
         if ((call) != 0) goto fail;                                                               \
     } while (0)
 
+#ifdef GPT2_HAVE_CUDA
+#include "model_cuda.h"
+#define GPU_ONLY(x) x
+#else
+#define GPU_ONLY(x) ((void)0)
+#endif
+
+/* Where the model computes: model.c on the CPU, or model_cuda.cu on the GPU when libzero runs
+ * on the cuda backend (parameters and gradients are then GPU memory). Same signatures. */
+typedef struct model_fns {
+    void (*embed_forward)(gpt2_acts *a, const gpt2_embed *e);
+    void (*block_forward)(gpt2_acts *a, int l, const gpt2_block *p);
+    void (*lnf_forward)(gpt2_acts *a, const gpt2_lnf *p);
+    float (*head_forward)(gpt2_acts *a, const float *wte, float scale);
+    void (*head_backward)(gpt2_acts *a, const float *wte, float *dwte);
+    void (*lnf_backward)(gpt2_acts *a, const gpt2_lnf *p, const gpt2_lnf *d);
+    void (*block_backward)(gpt2_acts *a, int l, const gpt2_block *p, const gpt2_block *d);
+    void (*embed_backward)(gpt2_acts *a, const gpt2_embed *d);
+} model_fns;
+
+static const model_fns cpu_fns = {gpt2_embed_forward, gpt2_block_forward, gpt2_lnf_forward,
+                                  gpt2_head_forward,  gpt2_head_backward, gpt2_lnf_backward,
+                                  gpt2_block_backward, gpt2_embed_backward};
+#ifdef GPT2_HAVE_CUDA
+static const model_fns gpu_fns = {gpt2_cuda_embed_forward, gpt2_cuda_block_forward,
+                                  gpt2_cuda_lnf_forward,   gpt2_cuda_head_forward,
+                                  gpt2_cuda_head_backward, gpt2_cuda_lnf_backward,
+                                  gpt2_cuda_block_backward, gpt2_cuda_embed_backward};
+#endif
+
 /* What one rank needs to turn a module of the engine into the model's view of it. */
 typedef struct module_map {
     zero_ctx *z;
@@ -382,6 +412,7 @@ typedef struct module_map {
     zero_dtype dtype;             /* working precision */
     float *pbuf;                  /* (max module numel) fp32 parameters of one module (bf16/fp16) */
     float *gbuf;                  /* (max module numel) fp32 gradient of one module (bf16/fp16) */
+    gpt2_acts *gpu;               /* cuda backend: views are GPU memory, converted there */
 } module_map;
 
 /* First tensor index of module m, and how many it has. */
@@ -415,7 +446,11 @@ static int param_view(module_map *mm, int m, int count, float **out) {
             out[k] = ptr;
         } else {
             out[k] = mm->pbuf + off;
-            zero_convert(out[k], ZERO_DTYPE_FP32, ptr, mm->dtype, mm->desc[first + k].numel);
+            if (mm->gpu)
+                GPU_ONLY(gpt2_cuda_to_f32(mm->gpu, out[k], ptr, mm->dtype,
+                                          mm->desc[first + k].numel));
+            else
+                zero_convert(out[k], ZERO_DTYPE_FP32, ptr, mm->dtype, mm->desc[first + k].numel);
             off += mm->desc[first + k].numel;
         }
     }
@@ -437,7 +472,10 @@ static int grad_view(module_map *mm, int m, int count, float **out) {
             }
         } else {
             out[k] = mm->gbuf + off;
-            memset(out[k], 0, mm->desc[first + k].numel * sizeof(float));
+            if (mm->gpu)
+                GPU_ONLY(gpt2_cuda_zero(mm->gpu, out[k], mm->desc[first + k].numel));
+            else
+                memset(out[k], 0, mm->desc[first + k].numel * sizeof(float));
             off += mm->desc[first + k].numel;
         }
     }
@@ -456,7 +494,11 @@ static int grad_commit(module_map *mm, int m, int count, float *const *g) {
                     zero_rank(mm->z), mm->desc[first + k].name, zero_last_error(mm->z));
             return -1;
         }
-        zero_accumulate(dst, mm->dtype, g[k], mm->desc[first + k].numel);
+        if (mm->gpu)
+            GPU_ONLY(gpt2_cuda_accumulate(mm->gpu, dst, mm->dtype, g[k],
+                                          mm->desc[first + k].numel));
+        else
+            zero_accumulate(dst, mm->dtype, g[k], mm->desc[first + k].numel);
     }
     return 0;
 }
@@ -472,6 +514,7 @@ static int train(const options *o) {
     gpt2_params model;
     gpt2_acts acts;
     module_map mm;
+    const model_fns *fns = &cpu_fns; /* the GPU's on the cuda backend */
     unsigned char *text = NULL;
     size_t text_len = 0;
     memset(&model, 0, sizeof(model));
@@ -520,8 +563,6 @@ static int train(const options *o) {
     zero_config cfg = ZERO_CONFIG_INIT; /* ZERO_* environment variables override these */
     cfg.lr = o->lr;
     cfg.weight_decay = o->wd;
-    /* This model computes on the CPU: the host backend, unless ZERO_DEVICE asks otherwise. */
-    cfg.device = ZERO_DEVICE_HOST;
     cfg.clip = GPT2_CLIP;
     zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
     /* libzero: the engine holds the parameters now; the model's own copy goes */
@@ -538,13 +579,6 @@ static int train(const options *o) {
     rank = zero_rank(z);
     const int world = zero_world_size(z);
     const zero_config *rc = zero_get_config(z); /* resolved: flags, then environment */
-    if (rc->device != ZERO_DEVICE_HOST) {
-        if (rank == 0)
-            fprintf(stderr, "zero-gpt2: ZERO_DEVICE chose the cuda backend, but this example computes "
-                    "on the CPU only (its parameters would be GPU memory); use ZERO_DEVICE=host\n");
-        exit_code = 2;
-        goto fail;
-    }
     const int accum = rc->grad_accum;
     if (o->batch % world != 0) {
         if (rank == 0)
@@ -558,13 +592,38 @@ static int train(const options *o) {
     const int64_t row0 = (int64_t)rank * rows;
 
     mm = (module_map){.z = z, .desc = desc, .layers = L, .dtype = rc->dtype};
-    if (gpt2_acts_alloc(&acts, &gc, rows)) {
+    if (rc->device == ZERO_DEVICE_CUDA) {
+        /* libzero: on the cuda backend parameters and gradients are GPU memory: the model
+         * computes on the GPU, on libzero's compute stream */
+#ifdef GPT2_HAVE_CUDA
+        char gerr[256];
+        if (gpt2_cuda_acts_alloc(&acts, &gc, rows, zero_compute_stream(z), gerr, sizeof(gerr))) {
+            fprintf(stderr, "zero-gpt2: rank %d: %s\n", rank, gerr);
+            goto fail;
+        }
+        mm.gpu = &acts;
+        fns = &gpu_fns;
+#else
+        fprintf(stderr, "zero-gpt2: the cuda backend was chosen but zero-gpt2 was built without "
+                "its CUDA path; use ZERO_DEVICE=host\n");
+        goto fail;
+#endif
+    } else if (gpt2_acts_alloc(&acts, &gc, rows)) {
         fprintf(stderr, "zero-gpt2: rank %d: out of memory for activations\n", rank);
         goto fail;
     }
     if (mm.dtype != ZERO_DTYPE_FP32) { /* libzero: fp32 copies of one module at a time */
-        const size_t n = gpt2_max_module_numel(&gc);
-        if (!(mm.pbuf = malloc(n * sizeof(float))) || !(mm.gbuf = malloc(n * sizeof(float)))) {
+        const size_t n = gpt2_max_module_numel(&gc) * sizeof(float);
+        int ok;
+        if (mm.gpu) {
+            GPU_ONLY(mm.pbuf = gpt2_cuda_malloc(mm.gpu, n));
+            GPU_ONLY(mm.gbuf = gpt2_cuda_malloc(mm.gpu, n));
+        } else {
+            mm.pbuf = malloc(n);
+            mm.gbuf = malloc(n);
+        }
+        ok = mm.pbuf && mm.gbuf;
+        if (!ok) {
             fprintf(stderr, "zero-gpt2: rank %d: out of memory\n", rank);
             goto fail;
         }
@@ -589,6 +648,7 @@ static int train(const options *o) {
             /* each micro-step trains on its own global batch */
             gpt2_batch(text, text_len, gc.seq, o->seed, step, micro, row0, rows, acts.tokens,
                        acts.targets);
+            if (mm.gpu) GPU_ONLY(gpt2_cuda_load(&acts, acts.tokens, acts.targets));
             gpt2_embed emb, demb;
             gpt2_block blk, dblk;
             gpt2_lnf lnf, dlnf;
@@ -596,24 +656,24 @@ static int train(const options *o) {
             /* forward, module by module; libzero: stage 3 all-gathers each module here */
             ZCHECK(zero_gather(z, 0));
             VCHECK(param_view(&mm, 0, GPT2_EMBED_TENSORS, emb.t));
-            gpt2_embed_forward(&acts, &emb);
+            fns->embed_forward(&acts, &emb);
             ZCHECK(zero_release(z, 0));
             for (int l = 0; l < L; l++) {
                 ZCHECK(zero_gather(z, l + 1));
                 VCHECK(param_view(&mm, l + 1, GPT2_BLOCK_TENSORS, blk.t));
-                gpt2_block_forward(&acts, l, &blk);
+                fns->block_forward(&acts, l, &blk);
                 ZCHECK(zero_release(z, l + 1));
             }
             ZCHECK(zero_gather(z, lnf_module));
             VCHECK(param_view(&mm, lnf_module, GPT2_LNF_TENSORS, lnf.t));
-            gpt2_lnf_forward(&acts, &lnf);
+            fns->lnf_forward(&acts, &lnf);
             ZCHECK(zero_release(z, lnf_module));
             /* libzero: the lm head is wte (module 0) again, so module 0 is gathered again.
              * The loss is the mean over this rank's tokens (libzero averages gradients over
              * ranks and micro-steps); the loss gradient carries the (fp16) loss scale. */
             ZCHECK(zero_gather(z, 0));
             VCHECK(param_view(&mm, 0, 1, emb.t)); /* wte only */
-            loss_sum += gpt2_head_forward(&acts, emb.wte, zero_loss_scale(z));
+            loss_sum += fns->head_forward(&acts, emb.wte, zero_loss_scale(z));
             ZCHECK(zero_release(z, 0));
 
             /* backward, in reverse; libzero: each module gathered again around its backward */
@@ -622,14 +682,14 @@ static int train(const options *o) {
             ZCHECK(zero_gather(z, 0));
             VCHECK(param_view(&mm, 0, 1, emb.t));
             VCHECK(grad_view(&mm, 0, 1, demb.t));
-            gpt2_head_backward(&acts, emb.wte, demb.wte);
+            fns->head_backward(&acts, emb.wte, demb.wte);
             ZCHECK(zero_release(z, 0));
             VCHECK(grad_commit(&mm, 0, 1, demb.t));
 
             ZCHECK(zero_gather(z, lnf_module));
             VCHECK(param_view(&mm, lnf_module, GPT2_LNF_TENSORS, lnf.t));
             VCHECK(grad_view(&mm, lnf_module, GPT2_LNF_TENSORS, dlnf.t));
-            gpt2_lnf_backward(&acts, &lnf, &dlnf);
+            fns->lnf_backward(&acts, &lnf, &dlnf);
             ZCHECK(zero_release(z, lnf_module));
             VCHECK(grad_commit(&mm, lnf_module, GPT2_LNF_TENSORS, dlnf.t));
             ZCHECK(zero_grad_ready(z, lnf_module));
@@ -638,7 +698,7 @@ static int train(const options *o) {
                 ZCHECK(zero_gather(z, l + 1));
                 VCHECK(param_view(&mm, l + 1, GPT2_BLOCK_TENSORS, blk.t));
                 VCHECK(grad_view(&mm, l + 1, GPT2_BLOCK_TENSORS, dblk.t));
-                gpt2_block_backward(&acts, l, &blk, &dblk);
+                fns->block_backward(&acts, l, &blk, &dblk);
                 ZCHECK(zero_release(z, l + 1));
                 VCHECK(grad_commit(&mm, l + 1, GPT2_BLOCK_TENSORS, dblk.t));
                 ZCHECK(zero_grad_ready(z, l + 1));
@@ -648,8 +708,14 @@ static int train(const options *o) {
              * so module 0 is not gathered for it; libzero: wte's gradient pointer is asked
              * for again (same bucket: module 0 is not ready yet), then module 0 is ready */
             VCHECK(grad_view(&mm, 0, GPT2_EMBED_TENSORS, demb.t));
-            gpt2_embed_backward(&acts, &demb);
+            fns->embed_backward(&acts, &demb);
             VCHECK(grad_commit(&mm, 0, GPT2_EMBED_TENSORS, demb.t));
+#ifdef GPT2_HAVE_CUDA
+            if (mm.gpu && gpt2_cuda_error(&acts)) {
+                fprintf(stderr, "zero-gpt2: rank %d: GPU: %s\n", rank, gpt2_cuda_error(&acts));
+                goto fail;
+            }
+#endif
             ZCHECK(zero_grad_ready(z, 0));
 
             /* libzero: replaces the optimizer; updates only at the accumulation boundary */
@@ -691,9 +757,15 @@ static int train(const options *o) {
     exit_code = 0;
 
 fail:
-    free(mm.gbuf);
-    free(mm.pbuf);
-    gpt2_acts_free(&acts);
+    if (mm.gpu) {
+        GPU_ONLY(gpt2_cuda_free(mm.gbuf));
+        GPU_ONLY(gpt2_cuda_free(mm.pbuf));
+        GPU_ONLY(gpt2_cuda_acts_free(&acts));
+    } else {
+        free(mm.gbuf);
+        free(mm.pbuf);
+        gpt2_acts_free(&acts);
+    }
     if (z) {
         zero_status fs = zero_finalize(z);
         if (fs != ZERO_OK) {

@@ -137,6 +137,7 @@ typedef struct gpt2_acts {
     float *d3c;       /* (B, T, 3C) d qkv */
     float *d4c;       /* (B, T, 4C) d fch_gelu, then d fch */
     float *drow;      /* (B, NH, T) one row of d attention probabilities per (sequence, head) */
+    void *gpu;        /* model_cuda.cu's state when the buffers are GPU memory; NULL on the CPU */
 } gpt2_acts;
 
 int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B); /* 0, or -1 out of memory */

@@ -30,10 +30,10 @@ if(ZERO_HAVE_NCCL)
   zero_gpu_case(gpu_nccl_np2 ${CMAKE_SOURCE_DIR}/scripts/zero-mpirun -np 2 $<TARGET_FILE:test_nccl>)
 endif()
 
-# Training on the cuda backend (zero-mlp with its cuBLAS path): stages 0–3 and offloads on one
+# Training on the cuda backend (zero-mlp and zero-gpt2 with their cuBLAS paths): stages 0–3 and offloads on one
 # GPU, bit-identical among themselves and within rounding of the host backend (train_gpu.sh).
-foreach(dt fp32 bf16)
-  add_test(NAME gpu_train_mlp_${dt} COMMAND bash ${_gpu_dir}/train_gpu.sh mlp_${dt})
-  set_tests_properties(gpu_train_mlp_${dt} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 600
+foreach(c mlp_fp32 mlp_bf16 gpt2_fp32 gpt2_bf16)
+  add_test(NAME gpu_train_${c} COMMAND bash ${_gpu_dir}/train_gpu.sh ${c})
+  set_tests_properties(gpu_train_${c} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 600
     ENVIRONMENT "BIN=${CMAKE_BINARY_DIR}/bin;OUT=${CMAKE_BINARY_DIR}/test-out;MPIRUN=${CMAKE_SOURCE_DIR}/scripts/zero-mpirun;OMP_NUM_THREADS=2;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 endforeach()

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# GPU training cases (ctest label gpu): zero-mlp on the cuda backend (NCCL, cuBLAS) at stages
+# GPU training cases (ctest label gpu): zero-mlp and zero-gpt2 on the cuda backend (NCCL, cuBLAS) at stages
 # 0–3, with and without optimizer / parameter offload, on one GPU, against the host backend.
 #   - every cuda run gives the same parameters (param_digest) as cuda stage 0: the engine's
 #     stages and the offload's CPU AdamW compute the same bits as the GPU AdamW (DESIGN.md);
 #   - cuda vs host after 20 steps: max relative difference per tensor <= TOL (the model's GEMMs
 #     sum in another order on the GPU; rounding then grows through training);
 #   - the report names the cuda device and the nccl collectives.
-# Usage: train_gpu.sh CASE (mlp_fp32 | mlp_bf16); BIN, OUT, MPIRUN from ctest. Exit 77 without a
+# Usage: train_gpu.sh CASE (mlp_fp32 | mlp_bf16 | gpt2_fp32 | gpt2_bf16); BIN, OUT, MPIRUN from ctest. Exit 77 without a
 # usable GPU (ctest: skipped).
 set -uo pipefail
 : "${BIN:?}" "${OUT:?}" "${MPIRUN:?}"
@@ -15,6 +15,7 @@ out=$OUT/gpu-$case_name
 mkdir -p "$out"
 CHECK="$BIN/zero-check"
 MLP=(--layers 4 --width 256 --batch 64 --steps 20 --seed 7 --quiet)
+GPT2=(--layers 2 --heads 4 --dim 128 --seq 64 --batch 8 --steps 20 --seed 5 --quiet)
 export ZERO_BUCKET_MB=256K ZERO_EPS=1e-5 ZERO_PERSIST_KB=0
 
 fail() { echo "FAIL: $*"; exit 1; }
@@ -22,18 +23,21 @@ fail() { echo "FAIL: $*"; exit 1; }
 # run NAME [VAR=VALUE ...]: one process (a world of one) of zero-mlp
 run() {
     local name=$1; shift
-    env "$@" ZERO_REPORT="$out/$name.json" "$BIN/zero-mlp" "${MLP[@]}" \
+    env "$@" ZERO_REPORT="$out/$name.json" "$BIN/$prog" "${args[@]}" \
         --export "$out/$name.st" > "$out/$name.log" 2>&1
     local rc=$?
     cat "$out/$name.log"
-    [ $rc -eq 0 ] || fail "$name: zero-mlp exited $rc"
+    [ $rc -eq 0 ] || fail "$name: $prog exited $rc"
 }
 
 case $case_name in
-mlp_fp32) dtype=fp32 tol=2e-3 ;;
-mlp_bf16) dtype=bf16 tol=3e-2 ;;
+mlp_fp32) prog=zero-mlp args=("${MLP[@]}") dtype=fp32 tol=2e-3 ;;
+mlp_bf16) prog=zero-mlp args=("${MLP[@]}") dtype=bf16 tol=3e-2 ;;
+gpt2_fp32) prog=zero-gpt2 args=("${GPT2[@]}") dtype=fp32 tol=2e-3 ;;
+gpt2_bf16) prog=zero-gpt2 args=("${GPT2[@]}") dtype=bf16 tol=3e-2 ;;
 *) fail "unknown case $case_name" ;;
 esac
+[ -x "$BIN/$prog" ] || { echo "SKIP: $prog not built"; exit 77; }
 
 # skip where no GPU is usable (auto then falls back to host, saying why)
 env ZERO_DEVICE=cuda "$BIN/zero-mlp" --layers 1 --width 8 --steps 1 --quiet \
@@ -56,4 +60,4 @@ for v in "1" "2" "3" "1 cpu" "2 cpu" "3 cpu" "3 cpu cpu"; do
     "$CHECK" same "$out/$name.json" "$out/cuda_s0.json" param_digest || exit 1
     "$CHECK" near "$out/$name.json" model_state_peak_bytes model_state_formula_bytes 0.01 || exit 1
 done
-echo "ok: $dtype: cuda stages 0-3 and offloads bit-identical; cuda vs host within $tol"
+echo "ok: $prog $dtype: cuda stages 0-3 and offloads bit-identical; cuda vs host within $tol"

@@ -1,0 +1,668 @@
+/* model_cuda.cu — GPT-2's module functions on a GPU (model_cuda.h). The math is model.c's,
+ * operation for operation where it is element-wise; reductions keep model.c's order where one
+ * thread owns them (LayerNorm rows and channels, bias sums, the embedding scatter), and the GEMMs
+ * are cuBLAS's (fp32, no TF32). Row-major arrays as in model.c; cuBLAS is column-major, so a
+ * row-major (m, n) matrix is handed over as the column-major (n, m) matrix it is in memory. */
+#include "model_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LN_EPS 1e-5f                        /* model.c's GPT2_LN_EPS */
+#define GELU_K 0.7978845608028654f          /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+typedef struct gpu_state {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    float *datt;      /* (B, NH, T, T) backward scratch: d attention scores */
+    float *loss_host; /* (B * T) pinned: per-token losses read back */
+    int *tokens_dev, *targets_dev;
+    char err[256];    /* first failure; "" = none */
+} gpu_state;
+
+static gpu_state *st(const gpt2_acts *a) { return (gpu_state *)a->gpu; }
+
+static void note(gpt2_acts *a, const char *what, const char *why, int line)
+{
+    gpu_state *g = st(a);
+    if (g && !g->err[0])
+        snprintf(g->err, sizeof g->err, "%s: %s (model_cuda.cu:%d)", what, why, line);
+}
+
+#define CU(a, call)                                                                           \
+    do {                                                                                      \
+        cudaError_t e_ = (call);                                                              \
+        if (e_ != cudaSuccess)                                                                \
+            note(a, #call, cudaGetErrorString(e_), __LINE__);                                 \
+    } while (0)
+#define LAUNCHED(a) CU(a, cudaGetLastError())
+#define BL(a, call)                                                                           \
+    do {                                                                                      \
+        cublasStatus_t s_ = (call);                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                      \
+            note(a, #call, cublasGetStatusString(s_), __LINE__);                              \
+    } while (0)
+
+/* Blocks for n threads: one per element or row (kernels that return past n), so no cap below
+ * the x dimension's 2^31 - 1. */
+static unsigned grid(size_t n, unsigned threads)
+{
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b > 0x7fffffff ? 0x7fffffff : (b ? b : 1));
+}
+
+#define FOR_EACH(i, n)                                                                        \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                   \
+         i += (size_t)gridDim.x * blockDim.x)
+
+/* ---- conversions ----------------------------------------------------------------------------- */
+
+__device__ static float load(const void *p, size_t i, int dtype)
+{
+    if (dtype == ZERO_DTYPE_BF16)
+        return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    if (dtype == ZERO_DTYPE_FP16)
+        return __half2float(((const __half *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+__global__ static void k_to_f32(float *dst, const void *src, int dtype, size_t n)
+{
+    FOR_EACH(i, n) dst[i] = load(src, i, dtype);
+}
+
+__global__ static void k_accumulate(void *dst, int dtype, const float *src, size_t n)
+{
+    FOR_EACH(i, n)
+    {
+        float x = load(dst, i, dtype) + src[i];
+        if (dtype == ZERO_DTYPE_BF16)
+            ((__nv_bfloat16 *)dst)[i] = __float2bfloat16_rn(x);
+        else if (dtype == ZERO_DTYPE_FP16)
+            ((__half *)dst)[i] = __float2half_rn(x);
+        else
+            ((float *)dst)[i] = x;
+    }
+}
+
+/* ---- element-wise and row kernels -------------------------------------------------------------- */
+
+__global__ static void k_add(float *out, const float *x, size_t n) { FOR_EACH(i, n) out[i] += x[i]; }
+
+/* out (N, OC) rows = b, or 0 */
+__global__ static void k_bias_rows(float *out, const float *b, int N, int OC)
+{
+    FOR_EACH(i, (size_t)N * OC) out[i] = b ? b[i % (size_t)OC] : 0.0f;
+}
+
+/* db[o] += sum over rows of dout[r, o], rows in order */
+__global__ static void k_bias_grad(float *db, const float *dout, int N, int OC)
+{
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC)
+        return;
+    float s = 0.0f;
+    for (int r = 0; r < N; r++)
+        s += dout[(size_t)r * OC + o];
+    db[o] += s;
+}
+
+__global__ static void k_encode(float *out, const int *tokens, const float *wte, const float *wpe,
+                                int N, int T, int C)
+{
+    FOR_EACH(i, (size_t)N * C)
+    {
+        size_t n = i / C, c = i % C;
+        out[i] = wte[(size_t)tokens[n] * C + c] + wpe[(n % T) * C + c];
+    }
+}
+
+/* one channel per thread, tokens in order: model.c's sums */
+__global__ static void k_encode_back(float *dwte, float *dwpe, const float *dres,
+                                     const int *tokens, int N, int T, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    for (int n = 0; n < N; n++) {
+        float g = dres[(size_t)n * C + c];
+        dwte[(size_t)tokens[n] * C + c] += g;
+        dwpe[(size_t)(n % T) * C + c] += g;
+    }
+}
+
+__global__ static void k_layernorm(float *out, float *mean, float *rstd, const float *x,
+                                   const float *w, const float *b, int N, int C)
+{
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= N)
+        return;
+    const float *xr = x + (size_t)r * C;
+    float m = 0.0f;
+    for (int c = 0; c < C; c++)
+        m += xr[c];
+    m /= (float)C;
+    float v = 0.0f;
+    for (int c = 0; c < C; c++)
+        v += (xr[c] - m) * (xr[c] - m);
+    v /= (float)C;
+    float s = 1.0f / sqrtf(v + LN_EPS);
+    float *o = out + (size_t)r * C;
+    for (int c = 0; c < C; c++)
+        o[c] = (xr[c] - m) * s * w[c] + b[c];
+    mean[r] = m;
+    rstd[r] = s;
+}
+
+__global__ static void k_layernorm_dx(float *dx, const float *dout, const float *x, const float *w,
+                                      const float *mean, const float *rstd, int N, int C)
+{
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= N)
+        return;
+    const float *xr = x + (size_t)r * C, *dr = dout + (size_t)r * C;
+    const float m = mean[r], s = rstd[r];
+    float gmean = 0.0f, gxmean = 0.0f;
+    for (int c = 0; c < C; c++) {
+        float g = dr[c] * w[c];
+        gmean += g;
+        gxmean += g * (xr[c] - m) * s;
+    }
+    gmean /= (float)C;
+    gxmean /= (float)C;
+    float *dxr = dx + (size_t)r * C;
+    for (int c = 0; c < C; c++)
+        dxr[c] += s * (dr[c] * w[c] - gmean - (xr[c] - m) * s * gxmean);
+}
+
+__global__ static void k_layernorm_dwb(float *dw, float *db, const float *dout, const float *x,
+                                       const float *mean, const float *rstd, int N, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    float sw = 0.0f, sb = 0.0f;
+    for (int r = 0; r < N; r++) {
+        float d = dout[(size_t)r * C + c];
+        sw += d * (x[(size_t)r * C + c] - mean[r]) * rstd[r];
+        sb += d;
+    }
+    dw[c] += sw;
+    db[c] += sb;
+}
+
+__global__ static void k_gelu(float *out, const float *x, size_t n)
+{
+    FOR_EACH(i, n)
+    {
+        float v = x[i];
+        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_A * v * v * v)));
+    }
+}
+
+__global__ static void k_gelu_back(float *d, const float *x, size_t n)
+{
+    FOR_EACH(i, n)
+    {
+        float v = x[i];
+        float th = tanhf(GELU_K * (v + GELU_A * v * v * v));
+        float dth = (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_A * v * v);
+        d[i] *= 0.5f * (1.0f + th) + 0.5f * v * dth;
+    }
+}
+
+/* ---- causal self-attention: one thread per (sequence, head, query) row ------------------------ */
+
+__global__ static void k_attention(float *out, float *att, const float *qkv, int B, int T, int C,
+                                   int NH)
+{
+    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * NH * T)
+        return;
+    int t = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / ((size_t)T * NH));
+    const int hs = C / NH;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const size_t C3 = 3 * (size_t)C;
+    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+    float *row = att + (((size_t)b * NH + h) * T + t) * T;
+    float mx = -INFINITY;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+        float s = 0.0f;
+        for (int i = 0; i < hs; i++)
+            s += q[i] * k[i];
+        s *= scale;
+        row[t2] = s;
+        mx = fmaxf(mx, s);
+    }
+    float sum = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) {
+        row[t2] = expf(row[t2] - mx);
+        sum += row[t2];
+    }
+    const float inv = 1.0f / sum;
+    for (int t2 = 0; t2 <= t; t2++)
+        row[t2] *= inv;
+    for (int t2 = t + 1; t2 < T; t2++)
+        row[t2] = 0.0f;
+    float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+    for (int i = 0; i < hs; i++) {
+        float s = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++)
+            s += row[t2] * qkv[((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs + i];
+        o[i] = s;
+    }
+}
+
+/* Backward pass 1, per query row t: dp[t2] = d[t] . v[t2], then the softmax backward
+ * ds[t2] = p[t2] (dp[t2] - sum p dp) * scale into datt, and dq[t] = sum ds[t2] k[t2]. */
+__global__ static void k_attention_back_q(float *dqkv, float *datt, const float *dout,
+                                          const float *qkv, const float *att, int B, int T,
+                                          int C, int NH)
+{
+    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * NH * T)
+        return;
+    int t = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / ((size_t)T * NH));
+    const int hs = C / NH;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const size_t C3 = 3 * (size_t)C;
+    const float *row = att + (((size_t)b * NH + h) * T + t) * T;
+    float *ds = datt + (((size_t)b * NH + h) * T + t) * T;
+    const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+    float pdp = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+        float s = 0.0f;
+        for (int i = 0; i < hs; i++)
+            s += d[i] * v[i];
+        ds[t2] = s; /* dp for now */
+        pdp += row[t2] * s;
+    }
+    for (int t2 = 0; t2 <= t; t2++)
+        ds[t2] = row[t2] * (ds[t2] - pdp) * scale;
+    float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+    for (int i = 0; i < hs; i++) {
+        float s = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++)
+            s += ds[t2] * qkv[((size_t)b * T + t2) * C3 + C + (size_t)h * hs + i];
+        dq[i] = s;
+    }
+}
+
+/* Backward pass 2, per key row t2: dk[t2] = sum over t >= t2 of ds[t][t2] q[t], and
+ * dv[t2] = sum over t >= t2 of p[t][t2] d[t]. */
+__global__ static void k_attention_back_kv(float *dqkv, const float *datt, const float *dout,
+                                           const float *qkv, const float *att, int B, int T,
+                                           int C, int NH)
+{
+    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * NH * T)
+        return;
+    int t2 = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / ((size_t)T * NH));
+    const int hs = C / NH;
+    const size_t C3 = 3 * (size_t)C;
+    const size_t head = ((size_t)b * NH + h) * T;
+    float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+    float *dv = dk + C;
+    for (int i = 0; i < hs; i++) {
+        float sk = 0.0f, sv = 0.0f;
+        for (int t = t2; t < T; t++) {
+            sk += datt[(head + t) * T + t2] * qkv[((size_t)b * T + t) * C3 + (size_t)h * hs + i];
+            sv += att[(head + t) * T + t2] * dout[((size_t)b * T + t) * C + (size_t)h * hs + i];
+        }
+        dk[i] = sk;
+        dv[i] = sv;
+    }
+}
+
+/* Softmax cross-entropy per token (model.c's head): logits become d (scale * mean loss). */
+__global__ static void k_xent(float *logits, float *losses, const int *targets, int N, int V,
+                              float dscale)
+{
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N)
+        return;
+    float *lg = logits + (size_t)n * V;
+    float mx = lg[0];
+    for (int v = 1; v < V; v++)
+        mx = fmaxf(mx, lg[v]);
+    float sum = 0.0f;
+    for (int v = 0; v < V; v++) {
+        lg[v] = expf(lg[v] - mx);
+        sum += lg[v];
+    }
+    const int y = targets[n];
+    const float inv = 1.0f / sum;
+    losses[n] = -logf(lg[y] * inv);
+    for (int v = 0; v < V; v++)
+        lg[v] = lg[v] * inv * dscale;
+    lg[y] -= dscale;
+}
+
+/* ---- matrix products (model.c's linear_forward / linear_backward) ---------------------------- */
+
+/* out (N, OC) = inp (N, IC) w^T + b */
+static void linear_forward(gpt2_acts *a, float *out, const float *inp, const float *w,
+                           const float *b, int N, int IC, int OC)
+{
+    gpu_state *g = st(a);
+    const float one = 1.0f;
+    k_bias_rows<<<grid((size_t)N * OC, 256), 256, 0, g->stream>>>(out, b, N, OC);
+    LAUNCHED(a);
+    /* out^T (OC, N) += w (OC, IC) inp^T (IC, N); w in memory is w^T (IC, OC) column-major */
+    BL(a, cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, w, IC, inp, IC, &one,
+                      out, OC));
+}
+
+/* dinp (N, IC) = dout w (if dinp); dw (OC, IC) += dout^T inp; db += column sums (if db) */
+static void linear_backward(gpt2_acts *a, float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, int N, int IC, int OC)
+{
+    gpu_state *g = st(a);
+    const float one = 1.0f, zero = 0.0f;
+    if (dinp) /* dinp^T (IC, N) = w^T (IC, OC) dout^T (OC, N) */
+        BL(a, cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, w, IC, dout, OC,
+                          &zero, dinp, IC));
+    /* dw^T (IC, OC) += inp^T (IC, N) dout (N, OC) */
+    BL(a, cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, inp, IC, dout, OC, &one,
+                      dw, IC));
+    if (db) {
+        k_bias_grad<<<grid((size_t)OC, 128), 128, 0, g->stream>>>(db, dout, N, OC);
+        LAUNCHED(a);
+    }
+}
+
+static void layernorm_forward(gpt2_acts *a, float *out, float *mean, float *rstd, const float *x,
+                              const float *w, const float *b, int N, int C)
+{
+    k_layernorm<<<grid((size_t)N, 128), 128, 0, st(a)->stream>>>(out, mean, rstd, x, w, b, N, C);
+    LAUNCHED(a);
+}
+
+static void layernorm_backward(gpt2_acts *a, float *dx, float *dw, float *db, const float *dout,
+                               const float *x, const float *w, const float *mean,
+                               const float *rstd, int N, int C)
+{
+    cudaStream_t s = st(a)->stream;
+    k_layernorm_dx<<<grid((size_t)N, 128), 128, 0, s>>>(dx, dout, x, w, mean, rstd, N, C);
+    LAUNCHED(a);
+    k_layernorm_dwb<<<grid((size_t)C, 128), 128, 0, s>>>(dw, db, dout, x, mean, rstd, N, C);
+    LAUNCHED(a);
+}
+
+static void add(gpt2_acts *a, float *out, const float *x, size_t n)
+{
+    k_add<<<grid(n, 256), 256, 0, st(a)->stream>>>(out, x, n);
+    LAUNCHED(a);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------------ */
+
+static float *layer_slice(float *base, const gpt2_acts *a, int l, int width)
+{
+    return base + (size_t)l * (size_t)a->B * (size_t)a->T * (size_t)width;
+}
+
+static const float *block_input(const gpt2_acts *a, int l)
+{
+    return l == 0 ? a->encoded : layer_slice(a->res3, a, l - 1, a->C);
+}
+
+static size_t head_rows(const gpt2_acts *a) { return (size_t)a->B * a->NH * a->T; }
+
+int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, char *err,
+                         size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    gpu_state *g = (gpu_state *)calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of host memory");
+        return -1;
+    }
+    a->gpu = g;
+    g->stream = (cudaStream_t)stream;
+    a->B = B;
+    a->T = cfg->seq;
+    a->C = cfg->dim;
+    a->NH = cfg->heads;
+    a->L = cfg->layers;
+    const size_t N = (size_t)B * a->T, C = (size_t)a->C, L = (size_t)a->L;
+    const size_t att = (size_t)B * a->NH * a->T * a->T;
+    struct {
+        float **p;
+        size_t n;
+    } bufs[] = {
+        {&a->encoded, N * C},          {&a->ln1, L * N * C},        {&a->ln1_mean, L * N},
+        {&a->ln1_rstd, L * N},         {&a->qkv, L * N * 3 * C},    {&a->att, L * att},
+        {&a->atty, L * N * C},         {&a->res2, L * N * C},       {&a->ln2, L * N * C},
+        {&a->ln2_mean, L * N},         {&a->ln2_rstd, L * N},       {&a->fch, L * N * 4 * C},
+        {&a->fch_gelu, L * N * 4 * C}, {&a->res3, L * N * C},       {&a->lnf, N * C},
+        {&a->lnf_mean, N},             {&a->lnf_rstd, N},           {&a->logits, N * GPT2_VOCAB},
+        {&a->losses, N},               {&a->dres, N * C},           {&a->dc, N * C},
+        {&a->d3c, N * 3 * C},          {&a->d4c, N * 4 * C},        {&g->datt, att},
+    };
+    cudaError_t e = cudaSuccess;
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0] && e == cudaSuccess; k++)
+        e = cudaMalloc((void **)bufs[k].p, bufs[k].n * sizeof(float));
+    if (e == cudaSuccess)
+        e = cudaMalloc((void **)&g->tokens_dev, N * sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMalloc((void **)&g->targets_dev, N * sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMallocHost((void **)&g->loss_host, N * sizeof(float));
+    if (e != cudaSuccess) {
+        snprintf(err, errlen, "GPU memory for the activations (%zu tokens): %s", N,
+                 cudaGetErrorString(e));
+        gpt2_cuda_acts_free(a);
+        return -1;
+    }
+    /* host copies of the batch, where gpt2_batch writes; sent over by gpt2_cuda_load */
+    a->tokens = (int *)malloc(N * sizeof(int));
+    a->targets = (int *)malloc(N * sizeof(int));
+    if (!a->tokens || !a->targets || cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(g->blas, g->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, errlen, "cuBLAS could not start on this GPU (or out of host memory)");
+        gpt2_cuda_acts_free(a);
+        return -1;
+    }
+    return 0;
+}
+
+void gpt2_cuda_acts_free(gpt2_acts *a)
+{
+    gpu_state *g = st(a);
+    if (!g)
+        return;
+    if (g->stream)
+        cudaStreamSynchronize(g->stream);
+    if (g->blas)
+        cublasDestroy(g->blas);
+    float *bufs[] = {a->encoded, a->ln1,   a->ln1_mean, a->ln1_rstd, a->qkv,      a->att,
+                     a->atty,    a->res2,  a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
+                     a->fch_gelu, a->res3, a->lnf,      a->lnf_mean, a->lnf_rstd, a->logits,
+                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      g->datt};
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
+        if (bufs[k])
+            cudaFree(bufs[k]);
+    if (g->tokens_dev)
+        cudaFree(g->tokens_dev);
+    if (g->targets_dev)
+        cudaFree(g->targets_dev);
+    if (g->loss_host)
+        cudaFreeHost(g->loss_host);
+    free(a->tokens);
+    free(a->targets);
+    free(g);
+    memset(a, 0, sizeof *a);
+}
+
+const char *gpt2_cuda_error(const gpt2_acts *a)
+{
+    const gpu_state *g = st(a);
+    if (!g)
+        return "no GPU state";
+    if (!g->err[0]) { /* a kernel that failed while running shows at the next check */
+        cudaError_t e = cudaPeekAtLastError();
+        if (e != cudaSuccess)
+            note((gpt2_acts *)a, "CUDA", cudaGetErrorString(e), __LINE__);
+    }
+    return g->err[0] ? g->err : NULL;
+}
+
+void gpt2_cuda_load(gpt2_acts *a, const int *tokens, const int *targets)
+{
+    gpu_state *g = st(a);
+    size_t n = (size_t)a->B * a->T * sizeof(int);
+    CU(a, cudaMemcpyAsync(g->tokens_dev, tokens, n, cudaMemcpyHostToDevice, g->stream));
+    CU(a, cudaMemcpyAsync(g->targets_dev, targets, n, cudaMemcpyHostToDevice, g->stream));
+    CU(a, cudaStreamSynchronize(g->stream)); /* the host arrays are rewritten next micro-step */
+}
+
+void *gpt2_cuda_malloc(gpt2_acts *a, size_t bytes)
+{
+    void *p = NULL;
+    CU(a, cudaMalloc(&p, bytes));
+    return p;
+}
+
+void gpt2_cuda_free(void *p)
+{
+    if (p)
+        cudaFree(p);
+}
+
+void gpt2_cuda_to_f32(gpt2_acts *a, float *dst, const void *src, zero_dtype dtype, size_t n)
+{
+    k_to_f32<<<grid(n, 256), 256, 0, st(a)->stream>>>(dst, src, (int)dtype, n);
+    LAUNCHED(a);
+}
+
+void gpt2_cuda_zero(gpt2_acts *a, float *dst, size_t n)
+{
+    CU(a, cudaMemsetAsync(dst, 0, n * sizeof(float), st(a)->stream));
+}
+
+void gpt2_cuda_accumulate(gpt2_acts *a, void *dst, zero_dtype dtype, const float *src, size_t n)
+{
+    k_accumulate<<<grid(n, 256), 256, 0, st(a)->stream>>>(dst, (int)dtype, src, n);
+    LAUNCHED(a);
+}
+
+/* ---- modules ----------------------------------------------------------------------------------- */
+
+void gpt2_cuda_embed_forward(gpt2_acts *a, const gpt2_embed *e)
+{
+    const int N = a->B * a->T;
+    k_encode<<<grid((size_t)N * a->C, 256), 256, 0, st(a)->stream>>>(
+        a->encoded, st(a)->tokens_dev, e->wte, e->wpe, N, a->T, a->C);
+    LAUNCHED(a);
+}
+
+void gpt2_cuda_block_forward(gpt2_acts *a, int l, const gpt2_block *p)
+{
+    const int N = a->B * a->T, C = a->C;
+    const float *x = block_input(a, l);
+    float *ln1 = layer_slice(a->ln1, a, l, C), *ln1m = layer_slice(a->ln1_mean, a, l, 1);
+    float *ln1s = layer_slice(a->ln1_rstd, a, l, 1), *qkv = layer_slice(a->qkv, a, l, 3 * C);
+    float *att = a->att + (size_t)l * head_rows(a) * a->T;
+    float *atty = layer_slice(a->atty, a, l, C), *res2 = layer_slice(a->res2, a, l, C);
+    float *ln2 = layer_slice(a->ln2, a, l, C), *ln2m = layer_slice(a->ln2_mean, a, l, 1);
+    float *ln2s = layer_slice(a->ln2_rstd, a, l, 1), *fch = layer_slice(a->fch, a, l, 4 * C);
+    float *fchg = layer_slice(a->fch_gelu, a, l, 4 * C), *res3 = layer_slice(a->res3, a, l, C);
+    const size_t NC = (size_t)N * C;
+    cudaStream_t s = st(a)->stream;
+
+    layernorm_forward(a, ln1, ln1m, ln1s, x, p->ln1w, p->ln1b, N, C);
+    linear_forward(a, qkv, ln1, p->qkvw, p->qkvb, N, C, 3 * C);
+    k_attention<<<grid(head_rows(a), 64), 64, 0, s>>>(atty, att, qkv, a->B, a->T, C, a->NH);
+    LAUNCHED(a);
+    linear_forward(a, res2, atty, p->attprojw, p->attprojb, N, C, C);
+    add(a, res2, x, NC);
+    layernorm_forward(a, ln2, ln2m, ln2s, res2, p->ln2w, p->ln2b, N, C);
+    linear_forward(a, fch, ln2, p->fcw, p->fcb, N, C, 4 * C);
+    k_gelu<<<grid(4 * NC, 256), 256, 0, s>>>(fchg, fch, 4 * NC);
+    LAUNCHED(a);
+    linear_forward(a, res3, fchg, p->fcprojw, p->fcprojb, N, 4 * C, C);
+    add(a, res3, res2, NC);
+}
+
+void gpt2_cuda_lnf_forward(gpt2_acts *a, const gpt2_lnf *p)
+{
+    layernorm_forward(a, a->lnf, a->lnf_mean, a->lnf_rstd, layer_slice(a->res3, a, a->L - 1, a->C),
+                      p->lnfw, p->lnfb, a->B * a->T, a->C);
+}
+
+float gpt2_cuda_head_forward(gpt2_acts *a, const float *wte, float scale)
+{
+    gpu_state *g = st(a);
+    const int N = a->B * a->T, V = GPT2_VOCAB;
+    linear_forward(a, a->logits, a->lnf, wte, NULL, N, a->C, V);
+    k_xent<<<grid((size_t)N, 128), 128, 0, g->stream>>>(a->logits, a->losses, g->targets_dev, N,
+                                                         V, scale / (float)N);
+    LAUNCHED(a);
+    CU(a, cudaMemcpyAsync(g->loss_host, a->losses, (size_t)N * sizeof(float),
+                          cudaMemcpyDeviceToHost, g->stream));
+    CU(a, cudaStreamSynchronize(g->stream));
+    double total = 0.0;
+    for (int n = 0; n < N; n++)
+        total += g->loss_host[n];
+    return (float)(total / N);
+}
+
+void gpt2_cuda_head_backward(gpt2_acts *a, const float *wte, float *dwte)
+{
+    linear_backward(a, a->dc, dwte, NULL, a->logits, a->lnf, wte, a->B * a->T, a->C, GPT2_VOCAB);
+}
+
+void gpt2_cuda_lnf_backward(gpt2_acts *a, const gpt2_lnf *p, const gpt2_lnf *d)
+{
+    const int N = a->B * a->T, C = a->C;
+    CU(a, cudaMemsetAsync(a->dres, 0, (size_t)N * C * sizeof(float), st(a)->stream));
+    layernorm_backward(a, a->dres, d->lnfw, d->lnfb, a->dc, layer_slice(a->res3, a, a->L - 1, C),
+                       p->lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+}
+
+void gpt2_cuda_block_backward(gpt2_acts *a, int l, const gpt2_block *p, const gpt2_block *d)
+{
+    const int N = a->B * a->T, C = a->C;
+    const float *x = block_input(a, l);
+    float *ln1 = layer_slice(a->ln1, a, l, C), *ln1m = layer_slice(a->ln1_mean, a, l, 1);
+    float *ln1s = layer_slice(a->ln1_rstd, a, l, 1), *qkv = layer_slice(a->qkv, a, l, 3 * C);
+    float *att = a->att + (size_t)l * head_rows(a) * a->T;
+    float *atty = layer_slice(a->atty, a, l, C), *res2 = layer_slice(a->res2, a, l, C);
+    float *ln2 = layer_slice(a->ln2, a, l, C), *ln2m = layer_slice(a->ln2_mean, a, l, 1);
+    float *ln2s = layer_slice(a->ln2_rstd, a, l, 1), *fch = layer_slice(a->fch, a, l, 4 * C);
+    float *fchg = layer_slice(a->fch_gelu, a, l, 4 * C);
+    cudaStream_t s = st(a)->stream;
+
+    linear_backward(a, a->d4c, d->fcprojw, d->fcprojb, a->dres, fchg, p->fcprojw, N, 4 * C, C);
+    k_gelu_back<<<grid((size_t)N * 4 * C, 256), 256, 0, s>>>(a->d4c, fch, (size_t)N * 4 * C);
+    LAUNCHED(a);
+    linear_backward(a, a->dc, d->fcw, d->fcb, a->d4c, ln2, p->fcw, N, C, 4 * C);
+    layernorm_backward(a, a->dres, d->ln2w, d->ln2b, a->dc, res2, p->ln2w, ln2m, ln2s, N, C);
+    linear_backward(a, a->dc, d->attprojw, d->attprojb, a->dres, atty, p->attprojw, N, C, C);
+    k_attention_back_q<<<grid(head_rows(a), 64), 64, 0, s>>>(a->d3c, st(a)->datt, a->dc, qkv,
+                                                             att, a->B, a->T, C, a->NH);
+    LAUNCHED(a);
+    k_attention_back_kv<<<grid(head_rows(a), 64), 64, 0, s>>>(a->d3c, st(a)->datt, a->dc, qkv,
+                                                              att, a->B, a->T, C, a->NH);
+    LAUNCHED(a);
+    linear_backward(a, a->dc, d->qkvw, d->qkvb, a->d3c, ln1, p->qkvw, N, C, 3 * C);
+    layernorm_backward(a, a->dres, d->ln1w, d->ln1b, a->dc, x, p->ln1w, ln1m, ln1s, N, C);
+}
+
+void gpt2_cuda_embed_backward(gpt2_acts *a, const gpt2_embed *d)
+{
+    k_encode_back<<<grid((size_t)a->C, 128), 128, 0, st(a)->stream>>>(
+        d->wte, d->wpe, a->dres, st(a)->tokens_dev, a->B * a->T, a->T, a->C);
+    LAUNCHED(a);
+}
