@@ -297,7 +297,6 @@ static zero_status host_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, c
     return s ? zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory: %s", z->host.last_oom) : s;
 }
 
-enum { ZR_STAGING_ELEMS = 1 << 20 }; /* 1 Mi elements per offload copy block */
 
 /* Optimizer offload (ZeRO-Offload): fp32 master, m, v and an fp32 gradient shard on the host;
  * the device keeps working-precision parameters and gradients. Parameter offload adds the
@@ -1209,19 +1208,28 @@ static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
             for (size_t b = 0; b < n; b += B) {
                 size_t nb = n - b < B ? n - b : B;
                 /* copy-in: device gradient -> host, widened to fp32 (exact for bf16/fp16) */
+                double t0 = zr_now();
                 zr_dev_copy(&z->dev, z->staging, grad + b * z->wsz, nb * z->wsz);
+                double t1 = zr_now();
+                z->times.d2h_s += t1 - t0;
+                z->times.d2h_bytes += (double)(nb * z->wsz);
                 zk_cast(z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb);
                 if (z->offload_param) { /* the host parameter shard is updated in place */
                     zk_adamw_cpu(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
                                  z->host_grad + idx + b,
                                  z->master_owned ? (char *)z->params + (idx + b) * z->wsz : NULL,
                                  z->dtype, nb, &p);
+                    z->times.cpu_adam_s += zr_now() - t1;
                     continue;
                 }
                 zk_adamw_cpu(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
                              z->host_grad + idx + b, z->staging, z->dtype, nb, &p);
+                double t2 = zr_now();
+                z->times.cpu_adam_s += t2 - t1;
                 /* copy-out: updated working parameters -> device */
                 zr_dev_copy(&z->dev, dev + b * z->wsz, z->staging, nb * z->wsz);
+                z->times.h2d_s += zr_now() - t2;
+                z->times.h2d_bytes += (double)(nb * z->wsz);
             }
         }
     }

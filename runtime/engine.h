@@ -17,6 +17,10 @@
 #endif
 
 enum { ZR_ALIGN_ELEMS = 16 }; /* tensor offsets and slices: 64 bytes of fp32, 32 of bf16 */
+/* Optimizer offload copies gradients and parameters in blocks of this many elements (8 MiB of
+ * bf16): large enough that a copy's fixed cost (launch, synchronisation: ~10 us) is a few
+ * percent of its transfer time over PCIe 5 / NVLink-C2C. */
+enum { ZR_STAGING_ELEMS = 1 << 22 };
 
 /* Chunk states within one micro-step (stage 2). */
 enum { ZR_CHUNK_IDLE = 0, ZR_CHUNK_FILLING = 1, ZR_CHUNK_REDUCING = 2, ZR_CHUNK_DONE = 3 };
@@ -47,6 +51,9 @@ typedef struct zr_phase_times {
     double step_s;         /* whole zero_step calls */
     double in_backward_s;  /* inside zero_grad_ptr / zero_grad_ready */
     double gather_wait_s;  /* stage 3: inside zero_gather (issuing and waiting for all-gathers) */
+    /* optimizer offload: gradient blocks device -> host, updated parameters host -> device,
+     * and the CPU AdamW between them */
+    double d2h_bytes, d2h_s, h2d_bytes, h2d_s, cpu_adam_s;
 } zr_phase_times;
 
 typedef struct zr_tensor_meta {

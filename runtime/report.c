@@ -334,6 +334,10 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
             wall, z->times.step_s, z->times.grad_reduce_s, z->times.norm_s, z->times.optimizer_s,
             z->times.param_gather_s, z->times.in_backward_s, z->times.gather_wait_s,
             wall - z->times.step_s - z->times.in_backward_s - z->times.gather_wait_s);
+    const zr_phase_times *pt = &z->times;
+    fprintf(f, "  \"offload\": {\"d2h_bytes\": %.0f, \"d2h_s\": %.6f, \"h2d_bytes\": %.0f, "
+               "\"h2d_s\": %.6f, \"cpu_adam_s\": %.6f},\n",
+            pt->d2h_bytes, pt->d2h_s, pt->h2d_bytes, pt->h2d_s, pt->cpu_adam_s);
     fprintf(f, "  \"stage3\": {\"gathers\": %" PRId64 ", \"prefetches\": %" PRId64
                ", \"prefetch_hits\": %" PRId64 ", \"gather_buffers\": %d, \"trace_length\": %d},\n",
             z->gathers, z->prefetches, z->prefetch_hits, z->pool_total, z->trace_len);

@@ -205,6 +205,17 @@ offload_np[1-4]) # offload on and off: same bits; device and host bytes match th
                     host_model_state_formula_bytes 0.01 || exit 1
                 "$CHECK" le "$OUT/$r.json" device_peak_bytes device_peak_bytes || exit 1
             done
+            if [ "$np" = 1 ]; then # one rank owns every parameter: bytes by formula
+                psi=$("$CHECK" get "$OUT/${base}_cpu.json" num_params)
+                w=$([ $dtype = fp32 ] && echo 4 || echo 2)
+                for key in d2h_bytes h2d_bytes; do
+                    got=$("$CHECK" get "$OUT/${base}_cpu.json" $key)
+                    [ "$got" = $((20 * psi * w)) ] || fail "$base: $key $got, expected 20 steps x $psi x $w"
+                done
+                [ $stage != 3 ] || [ "$("$CHECK" get "$OUT/${base}_all.json" h2d_bytes)" = 0 ] ||
+                    fail "$base: parameter offload copied parameters back"
+                echo "ok: $base offload copies $got bytes each way (20 x Psi x $w)"
+            fi
             dn=$("$CHECK" get "$OUT/${base}_none.json" device_peak_bytes)
             dc=$("$CHECK" get "$OUT/${base}_cpu.json" device_peak_bytes)
             [ "$dc" -lt "$dn" ] || fail "$base: offload did not lower the device peak ($dc vs $dn)"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# zero-bench-gpu-gpt2 — GPT-2 on one GPU (the cuda backend, zero-gpt2's cuBLAS path): step time,
+# tokens/s and model FLOP utilisation at ZERO_STAGE 0, 1, 2, 3 (one rank: the stages differ in
+# what they keep and copy, not in what a second rank would send).
+#   MFU = 6 * Psi * tokens/s (weights, forward + backward) + 12 * L * T * C * tokens/s
+#   (attention scores and their use), over the card's peak for the arithmetic used: fp32 without
+#   TF32 (cuBLAS SGEMM), so PEAK_TFLOPS defaults to the fp32 peak of the card nvidia-smi names
+#   (H100 SXM / H200: 67, H100 PCIe: 51, A100: 19.5); set it to override.
+# Environment: BIN (default: the directory of this script, as installed in build/bin), GPT2_ARGS
+# (model flags; default a 12-layer, 768-wide model at T=256, batch 8), STEPS (default 12; the
+# median of the steps after the first two is reported). Exit 77 without a usable GPU.
+set -uo pipefail
+bin=${BIN:-$(cd "$(dirname "$0")" && pwd)}
+args=(${GPT2_ARGS:---layers 12 --heads 12 --dim 768 --seq 256 --batch 8})
+steps=${STEPS:-12}
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+if ! ZERO_DEVICE=cuda "$bin/zero-gpt2" --layers 1 --heads 1 --dim 8 --seq 4 --batch 1 --steps 1 \
+        --quiet > "$log/probe.txt" 2>&1; then
+    cat "$log/probe.txt"
+    grep -q "cannot use a GPU" "$log/probe.txt" && { echo "no usable GPU: skipped"; exit 77; }
+    exit 1
+fi
+name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+peak=${PEAK_TFLOPS:-}
+if [ -z "$peak" ]; then
+    case "$name" in
+    *H100*PCIe*) peak=51 ;;
+    *H100*|*H200*|*GH200*) peak=67 ;;
+    *A100*) peak=19.5 ;;
+    *) peak=0 ;;
+    esac
+fi
+echo "GPU: ${name:-unknown}; fp32 peak used for MFU: $peak TFLOPS; model: ${args[*]}"
+printf '%-6s %10s %12s %8s %12s\n' stage "ms/step" "tokens/s" "MFU" "peak MiB"
+best=0
+for stage in 0 1 2 3; do
+    ZERO_DEVICE=cuda ZERO_STAGE=$stage ZERO_REPORT="$log/s$stage.json" \
+        "$bin/zero-gpt2" "${args[@]}" --steps "$steps" > "$log/s$stage.txt" 2>&1 ||
+        { cat "$log/s$stage.txt"; echo "stage $stage FAILED"; exit 1; }
+    # "step    3/12 | loss ... | 12345 tok/s | 123.4 ms | mem ..."
+    ms=$(sed -nE 's/^step +([0-9]+)\/[0-9]+ .*\| ([0-9.]+) ms \|.*/\1 \2/p' "$log/s$stage.txt" |
+         awk '$1 > 2 {print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
+    params=$(grep -oE '[0-9]+ parameters' "$log/s$stage.txt" | head -1 | cut -d' ' -f1)
+    peakmib=$(grep -oE '"device_peak_bytes": [0-9]+' "$log/s$stage.json" | grep -oE '[0-9]+$')
+    line=$(awk -v ms="$ms" -v p="$params" -v peak="$peak" -v a="${args[*]}" -v pk="$peakmib" '
+        BEGIN {
+            n = split(a, f, " ");
+            for (i = 1; i < n; i++) { v[f[i]] = f[i+1] }
+            L = v["--layers"]; T = v["--seq"]; C = v["--dim"]; B = v["--batch"];
+            tok = B * T / (ms / 1000.0);
+            flops = (6.0 * p + 12.0 * L * T * C) * tok;
+            mfu = peak > 0 ? flops / (peak * 1e12) : 0;
+            printf "%.1f %.0f %.4f %.0f", ms, tok, mfu, pk / 1048576.0
+        }')
+    read -r ms_r tok_r mfu_r mib_r <<< "$line"
+    printf '%-6s %10s %12s %7.1f%% %12s\n' "$stage" "$ms_r" "$tok_r" "$(awk -v m="$mfu_r" 'BEGIN{print m*100}')" "$mib_r"
+    best=$(awk -v a="$best" -v b="$mfu_r" 'BEGIN{print (b > a) ? b : a}')
+done
+echo "ratio=$best (best MFU over stages 0-3, against $peak TFLOPS fp32)"
