@@ -47,6 +47,34 @@ zero_status zr_dc_reduce_scatter(zero_ctx *z, const void *send, void *recv, size
     return zr_reduce_scatter(&z->comm, send, recv, count, e, req ? &req->mpi : NULL);
 }
 
+zero_status zr_dc_all_gather_chunks(zero_ctx *z, char *base)
+{
+    const zp_layout *L = &z->layout;
+    const zr_elem e = zr_elem_of(z->dtype);
+    zero_status s = ZERO_OK;
+#ifdef ZERO_HAVE_NCCL
+    if (z->nccl) { /* one group: one launch for every chunk */
+        if ((s = order_after_compute(z)) || (s = zr_nccl_group_start(z->nccl)))
+            return s;
+        for (int c = 0; c < L->num_chunks && !s; c++)
+            s = zr_nccl_all_gather(z->nccl, base + L->chunks[c].offset * z->wsz,
+                                   L->chunks[c].slice, e, NULL);
+        zero_status g = zr_nccl_group_end(z->nccl, NULL); /* closes the group in any case */
+        return s ? s : g;
+    }
+#endif
+    int issued = 0;
+    for (int c = 0; c < L->num_chunks && !s; c++, issued++)
+        s = zr_all_gather(&z->comm, base + L->chunks[c].offset * z->wsz, L->chunks[c].slice, e,
+                          &z->gather_req[c].mpi);
+    for (int c = 0; c < issued; c++) {
+        zero_status w = zr_wait(&z->comm, &z->gather_req[c].mpi);
+        if (!s)
+            s = w;
+    }
+    return s;
+}
+
 zero_status zr_dc_wait(zero_ctx *z, zr_dreq *req)
 {
 #ifdef ZERO_HAVE_NCCL

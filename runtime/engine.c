@@ -1235,20 +1235,11 @@ static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
     }
 }
 
-/* Stages 1–2: every rank's updated slices to every rank, all chunks in flight at once. */
+/* Stages 1–2: every rank's updated slices to every rank, all chunks in flight at once (one NCCL
+ * group on the cuda backend). */
 static zero_status gather_params(zero_ctx *z)
 {
-    const zp_layout *L = &z->layout;
-    zero_status s = ZERO_OK;
-    int issued = 0;
-    for (int c = 0; c < L->num_chunks && !s; c++, issued++)
-        s = zr_dc_all_gather(z, (char *)z->params + L->chunks[c].offset * z->wsz,
-                             L->chunks[c].slice, zr_elem_of(z->dtype), &z->gather_req[c]);
-    for (int c = 0; c < issued; c++) {
-        zero_status w = zr_dc_wait(z, &z->gather_req[c]);
-        if (!s)
-            s = w;
-    }
+    zero_status s = zr_dc_all_gather_chunks(z, (char *)z->params);
     return s ? zr_fail(z, s, "parameter all-gather: %s", z->comm.err) : ZERO_OK;
 }
 

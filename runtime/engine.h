@@ -175,6 +175,9 @@ void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host);
 zero_status zr_dc_all_gather(zero_ctx *z, void *recv, size_t count, zr_elem e, zr_dreq *req);
 zero_status zr_dc_reduce_scatter(zero_ctx *z, const void *send, void *recv, size_t count,
                                  zr_elem e, zr_dreq *req);
+/* Blocking all-gather of every chunk of a full (total_padded) buffer at base, each rank's slice
+ * in place: all in flight at once (MPI), or one NCCL group. */
+zero_status zr_dc_all_gather_chunks(zero_ctx *z, char *base);
 zero_status zr_dc_wait(zero_ctx *z, zr_dreq *req);
 zero_status zr_dc_test(zero_ctx *z, zr_dreq *req, int *done);
 /* Frees what a request holds between uses (the NCCL event); it must not be in flight. */
