@@ -375,18 +375,22 @@ zero_status zr_nccl_group_start(zr_nccl *n)
 
 zero_status zr_nccl_group_end(zr_nccl *n, zr_nccl_request *req)
 {
-    zero_status s = usable(n);
-    if (s)
-        return s;
+    if (!n)
+        return ZERO_ERR_INVALID;
     if (n->group_depth == 0)
         return fail(n, ZERO_ERR_INVALID, "zr_nccl_group_end without zr_nccl_group_start");
-    if (req && (n->group_depth > 1 || req->active))
-        return fail(n, ZERO_ERR_INVALID,
-                    "zr_nccl_group_end: a request belongs to the outermost group end, and must "
-                    "not be active");
+    /* NCCL's group depth belongs to the thread: every start is ended, even after a failure
+     * inside the group (later groups, other communicators, would nest in it otherwise) */
     const double since = now_s();
     n->group_depth--;
     ncclResult_t rc = ncclGroupEnd();
+    zero_status s = usable(n);
+    if (s)
+        return s;
+    if (req && (n->group_depth > 0 || req->active))
+        return fail(n, ZERO_ERR_INVALID,
+                    "zr_nccl_group_end: a request belongs to the outermost group end, and must "
+                    "not be active");
     if (n->group_depth > 0)
         return rc == ncclSuccess ? ZERO_OK : nccl_error(n, rc, "ncclGroupEnd (nested)");
     snprintf(n->last_op, sizeof n->last_op, "a group of %d collectives", n->group_ops);
@@ -498,8 +502,15 @@ zero_status zr_nccl_init(zr_nccl **out, zr_comm *c, int cuda_device, cudaStream_
     if (rc != ncclSuccess && rc != ncclInProgress)
         s = fail(n, ZERO_ERR_COMM, "ncclCommInitRankConfig: %s (%s)", ncclGetErrorString(rc),
                  ncclGetLastError(n->comm));
-    else
-        s = settle(n, rc, n->last_op, since);
+    /* A rank whose call failed at once will never join the bootstrap: say so before the others
+     * start waiting for it (NCCL goes on initialising in its own thread meanwhile). */
+    if (!all_ok(c, s == ZERO_OK)) {
+        if (s == ZERO_OK)
+            fail(n, ZERO_ERR_COMM, "nccl: initialisation failed on another rank");
+        release(n);
+        return ZERO_ERR_COMM;
+    }
+    s = settle(n, rc, n->last_op, since);
     if (!all_ok(c, s == ZERO_OK)) {
         if (s == ZERO_OK)
             fail(n, ZERO_ERR_COMM, "nccl: initialisation failed on another rank");

@@ -411,7 +411,7 @@ static void pin_host_buffers(zero_ctx *z)
 #ifdef ZERO_HAVE_CUDA
     if (!zr_device_is_cuda(&z->dev) || !z->offload_opt)
         return;
-    char err[256];
+    char err[256] = "no staging buffer";
     if (z->staging && zr_cuda_host_register(z->staging, z->staging_elems * z->wsz, err,
                                             sizeof err) == ZERO_OK)
         z->pinned_staging = 1;
@@ -448,12 +448,12 @@ static void free_state(zero_ctx *z)
     int stage = z->set.cfg.stage;
     size_t full = L->total_padded;
     zr_s3_free(z);
+    unpin_host_buffers(z); /* before any host buffer goes (every copy has completed) */
     /* parameters: full replica at stages 0–2, shard at 3; on the host with parameter offload */
     zr_device_free(z->offload_param ? &z->host : &z->dev, ZERO_MEM_PARAMS, z->params,
                    (stage == 3 ? L->shard_numel : full) * z->wsz);
     zr_device_free(&z->dev, ZERO_MEM_GRADS, z->grads,
                    (stage < 2 ? full : L->shard_numel) * z->wsz);
-    unpin_host_buffers(z);
     zr_device *opt = z->offload_opt ? &z->host : &z->dev;
     if (z->master_owned)
         zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->master, z->opt_numel * 4);
@@ -510,9 +510,8 @@ static void destroy(zero_ctx *z)
 
 /* ---- device backend ------------------------------------------------------------------------ */
 
-/* The first failure of the device's kernels and copies since the last call (the cuda backend
- * records them; they cannot return one): ZERO_ERR_SYSTEM naming it, else ZERO_OK. Local. */
-static zero_status device_error(zero_ctx *z, const char *during)
+/* engine.h */
+zero_status zr_device_error(zero_ctx *z, const char *during)
 {
 #ifdef ZERO_HAVE_CUDA
     if (zr_device_is_cuda(&z->dev)) {
@@ -548,7 +547,9 @@ static int cuda_possible(char *why, size_t len)
  * one, else host on every rank (with an INFO line saying why). The cuda backend takes the GPU
  * at local_rank % GPUs of the node, the model's stream (zero_config.cuda_stream) and an NCCL
  * communicator over the MPI world. Collective; every rank leaves with the same backend or the
- * same error. zero_get_config reports the backend chosen. */
+ * same error. auto falls back to host only when some rank sees no usable GPU; a GPU that is
+ * usable but then fails to start (the device or NCCL) is an error on every rank, not a quiet
+ * fallback. zero_get_config reports the backend chosen. */
 static zero_status select_device(zero_ctx *z)
 {
     zero_config *c = &z->set.cfg;
@@ -846,7 +847,7 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     pin_host_buffers(z);
     if ((s = load_initial_values(z, t)))
         goto fail;
-    if ((s = agree(z, device_error(z, "loading the initial values"), NULL, NULL, 0)))
+    if ((s = agree(z, zr_device_error(z, "loading the initial values"), NULL, NULL, 0)))
         goto fail;
     if (c->stage == 3 && (s = zr_s3_setup(z)))
         goto fail;
@@ -1122,7 +1123,7 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     }
     /* A device failure during the micro-steps (a kernel, a copy) travels with the partial sums,
      * so every rank stops at this step instead of waiting in the next collective. */
-    zero_status dev_err = device_error(z, "gradient reduction");
+    zero_status dev_err = zr_device_error(z, "gradient reduction");
     double *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory");

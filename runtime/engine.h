@@ -151,6 +151,11 @@ double zr_now(void);
 /* Folds x into the running hash h (tensor registration, stage-3 gather order). */
 uint64_t zr_mix64(uint64_t h, uint64_t x);
 
+/* The first failure of the device's kernels and copies since the last call (the cuda backend
+ * records them; its void members cannot return one): ZERO_ERR_SYSTEM naming it, else ZERO_OK.
+ * Local: agree on it before acting (global_norm, for_each_master_chunk do). */
+zero_status zr_device_error(zero_ctx *z, const char *during);
+
 /* engine.c, for stage3.c */
 zero_status zr_dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
                          void *out);

@@ -25,14 +25,19 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
     zero_status s = ZERO_OK, fs = ZERO_OK;
     int save = z->comm.counting;
     z->comm.counting = 0;
-    /* every rank learns whether every rank has its buffers before anyone gathers */
-    int64_t mine_ok = !((z->rank == 0 && !full) || !slice), any_bad = !mine_ok;
+    /* every rank learns whether every rank has its buffers, and a device that has not failed
+     * since the last step (the state read here is what it computed), before anyone gathers */
+    zero_status dev = zr_device_error(z, "before reading the parameters");
+    int64_t mine_ok = !((z->rank == 0 && !full) || !slice);
+    int64_t bad = dev ? 2 : !mine_ok, any_bad = bad;
     int all_ok = zr_all_reduce(&z->comm, &any_bad, 1, ZR_ELEM_I64, ZR_OP_MAX, NULL) == ZERO_OK &&
                  !any_bad;
     if (!all_ok) {
         z->comm.counting = save;
         free(full);
         free(slice);
+        if (any_bad == 2)
+            return dev ? dev : zr_fail(z, ZERO_ERR_SYSTEM, "another rank's device failed");
         return zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory gathering parameters (on %s)",
                        mine_ok ? "another rank" : "this rank");
     }

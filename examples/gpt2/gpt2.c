@@ -515,6 +515,7 @@ static int train(const options *o) {
     gpt2_acts acts;
     module_map mm;
     const model_fns *fns = &cpu_fns; /* the GPU's on the cuda backend */
+    int gpu_failed = 0;              /* a GPU call failed on this rank */
     unsigned char *text = NULL;
     size_t text_len = 0;
     memset(&model, 0, sizeof(model));
@@ -592,6 +593,7 @@ static int train(const options *o) {
     const int64_t row0 = (int64_t)rank * rows;
 
     mm = (module_map){.z = z, .desc = desc, .layers = L, .dtype = rc->dtype};
+    int setup_failed = 0; /* on this rank; agreed below */
     if (rc->device == ZERO_DEVICE_CUDA) {
         /* libzero: on the cuda backend parameters and gradients are GPU memory: the model
          * computes on the GPU, on libzero's compute stream */
@@ -599,10 +601,11 @@ static int train(const options *o) {
         char gerr[256];
         if (gpt2_cuda_acts_alloc(&acts, &gc, rows, zero_compute_stream(z), gerr, sizeof(gerr))) {
             fprintf(stderr, "zero-gpt2: rank %d: %s\n", rank, gerr);
-            goto fail;
+            setup_failed = 1;
+        } else {
+            mm.gpu = &acts;
+            fns = &gpu_fns;
         }
-        mm.gpu = &acts;
-        fns = &gpu_fns;
 #else
         fprintf(stderr, "zero-gpt2: the cuda backend was chosen but zero-gpt2 was built without "
                 "its CUDA path; use ZERO_DEVICE=host\n");
@@ -610,9 +613,9 @@ static int train(const options *o) {
 #endif
     } else if (gpt2_acts_alloc(&acts, &gc, rows)) {
         fprintf(stderr, "zero-gpt2: rank %d: out of memory for activations\n", rank);
-        goto fail;
+        setup_failed = 1;
     }
-    if (mm.dtype != ZERO_DTYPE_FP32) { /* libzero: fp32 copies of one module at a time */
+    if (!setup_failed && mm.dtype != ZERO_DTYPE_FP32) { /* libzero: fp32 copies of one module */
         const size_t n = gpt2_max_module_numel(&gc) * sizeof(float);
         int ok;
         if (mm.gpu) {
@@ -625,8 +628,16 @@ static int train(const options *o) {
         ok = mm.pbuf && mm.gbuf;
         if (!ok) {
             fprintf(stderr, "zero-gpt2: rank %d: out of memory\n", rank);
-            goto fail;
+            setup_failed = 1;
         }
+    }
+    /* every rank learns whether every rank is ready before the first collective of training */
+    double ready = setup_failed;
+    ZCHECK(zero_allreduce_sum(z, &ready, 1));
+    if (ready > 0.0) {
+        if (!setup_failed)
+            fprintf(stderr, "zero-gpt2: rank %d: another rank could not set up\n", rank);
+        goto fail;
     }
 
     if (rank == 0 && !o->quiet) {
@@ -711,9 +722,11 @@ static int train(const options *o) {
             fns->embed_backward(&acts, &demb);
             VCHECK(grad_commit(&mm, 0, GPT2_EMBED_TENSORS, demb.t));
 #ifdef GPT2_HAVE_CUDA
-            if (mm.gpu && gpt2_cuda_error(&acts)) {
+            /* a GPU failure is remembered; the rank goes on through its libzero calls (the
+             * others wait for them) until the loss all-reduce, where every rank stops */
+            if (mm.gpu && !gpu_failed && gpt2_cuda_error(&acts)) {
                 fprintf(stderr, "zero-gpt2: rank %d: GPU: %s\n", rank, gpt2_cuda_error(&acts));
-                goto fail;
+                gpu_failed = 1;
             }
 #endif
             ZCHECK(zero_grad_ready(z, 0));
@@ -730,9 +743,14 @@ static int train(const options *o) {
             if (!info.boundary) continue;
 
             /* the global mean loss of this optimizer step */
-            double loss = loss_sum;
-            ZCHECK(zero_allreduce_sum(z, &loss, 1));
-            loss /= (double)world * (double)accum;
+            double sums[2] = {loss_sum, gpu_failed};
+            ZCHECK(zero_allreduce_sum(z, sums, 2));
+            if (sums[1] > 0.0) {
+                fprintf(stderr, "zero-gpt2: rank %d: stopping: a GPU call failed on %g rank(s)\n",
+                        rank, sums[1]);
+                goto fail;
+            }
+            double loss = sums[0] / ((double)world * (double)accum);
             final_loss = loss;
             double ms = now_ms() - t0;
             if (rank == 0 && !o->quiet) {

@@ -237,12 +237,14 @@ out:
 
 #ifdef MLP_HAVE_CUDA
 #include "model_cuda.h"
-/* A GPU call of the model (model_cuda.h): 0, or a message and the way out. */
+/* A GPU call of the model (model_cuda.h). A failure is printed and remembered, and the rank goes
+ * on through its libzero calls (other ranks wait for them in collectives) until the loss
+ * all-reduce of the step, where every rank learns of it and stops. */
 #define GPU(call)                                                                                 \
     do {                                                                                          \
-        if (gpu && (call)) {                                                                      \
+        if (gpu && !gpu_failed && (call)) {                                                       \
             fprintf(stderr, "zero-mlp: rank %d: %s\n", rank, mlp_gpu_error(gpu));                \
-            goto fail;                                                                            \
+            gpu_failed = 1;                                                                       \
         }                                                                                         \
     } while (0)
 #else
@@ -257,6 +259,7 @@ static int train(const options *o) {
     double final_loss = NAN;
     zero_ctx *z = NULL;
     mlp_gpu *gpu = NULL; /* the model's GPU side, on the cuda backend */
+    int gpu_failed = 0;  /* a GPU call failed on this rank (agreed at the loss all-reduce) */
     zero_tensor *tensors = NULL;
     char(*names)[32] = NULL;
     mlp_params model;
@@ -325,12 +328,13 @@ static int train(const options *o) {
 
     /* libzero: on the cuda backend parameters and gradients are GPU memory: the model then
      * computes on the GPU, on libzero's compute stream (model_cuda.h) */
+    int setup_failed = 0; /* on this rank; agreed below */
     if (rc->device == ZERO_DEVICE_CUDA) {
 #ifdef MLP_HAVE_CUDA
         char gerr[256];
         if (mlp_gpu_create(&gpu, L, W, rows, zero_compute_stream(z), gerr, sizeof(gerr))) {
             fprintf(stderr, "zero-mlp: rank %d: %s\n", rank, gerr);
-            goto fail;
+            setup_failed = 1;
         }
 #else
         fprintf(stderr, "zero-mlp: the cuda backend was chosen but zero-mlp was built without "
@@ -345,6 +349,14 @@ static int train(const options *o) {
         !(dw = malloc(wmax * sizeof(float))) || !(db = malloc((size_t)W * sizeof(float))) ||
         !(pw = malloc(wmax * sizeof(float))) || !(pb = malloc((size_t)W * sizeof(float)))) {
         fprintf(stderr, "zero-mlp: rank %d: out of memory\n", rank);
+        setup_failed = 1;
+    }
+    /* every rank learns whether every rank is ready before the first collective of training */
+    double ready = setup_failed;
+    ZCHECK(zero_allreduce_sum(z, &ready, 1));
+    if (ready > 0.0) {
+        if (!setup_failed)
+            fprintf(stderr, "zero-mlp: rank %d: another rank could not set up\n", rank);
         goto fail;
     }
 
@@ -457,9 +469,14 @@ static int train(const options *o) {
             if (!info.boundary) continue;
 
             /* the global mean loss of this optimizer step */
-            double loss = loss_sum;
-            ZCHECK(zero_allreduce_sum(z, &loss, 1));
-            loss /= (double)world * (double)accum;
+            double sums[2] = {loss_sum, gpu_failed};
+            ZCHECK(zero_allreduce_sum(z, sums, 2));
+            if (sums[1] > 0.0) {
+                fprintf(stderr, "zero-mlp: rank %d: stopping: a GPU call failed on %g rank(s)\n",
+                        rank, sums[1]);
+                goto fail;
+            }
+            double loss = sums[0] / ((double)world * (double)accum);
             final_loss = loss;
             double ms = now_ms() - t0;
             if (rank == 0 && !o->quiet) {

@@ -20,7 +20,7 @@ export ZERO_BUCKET_MB=256K ZERO_EPS=1e-5 ZERO_PERSIST_KB=0
 
 fail() { echo "FAIL: $*"; exit 1; }
 
-# run NAME [VAR=VALUE ...]: one process (a world of one) of zero-mlp
+# run NAME [VAR=VALUE ...]: one process (a world of one) of $prog
 run() {
     local name=$1; shift
     env "$@" ZERO_REPORT="$out/$name.json" "$BIN/$prog" "${args[@]}" \
