@@ -4,6 +4,8 @@
 # table (markdown) to stdout and to a file.
 #
 # Usage: tests/gpu/run.sh [RESULTS.md]     (default: $OUT/gpu-results.md, else build-gpu/...)
+# On a machine without MPI/hwloc/OpenBLAS and without a network (the device tool's), run
+# `tests/gpu/deps.sh fetch` beforehand where apt works and carry .gpu-deps: this script unpacks it.
 # Environment: BUILD_DIR (default <repo>/build-gpu), CUDA_ARCHS (CMAKE_CUDA_ARCHITECTURES,
 # default the project's), JOBS (default nproc), BENCH_ARGS (extra zero-bench-gpu-* arguments).
 # Exit status: 0 when the build, every test (skips allowed) and every benchmark succeeded.
@@ -31,6 +33,13 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
   echo "nvidia-smi: not found" | tee "$logs/nvidia-smi.txt"
   gpus="(nvidia-smi not found)"
+fi
+
+# Open MPI, hwloc, OpenBLAS carried as .deb files (tests/gpu/deps.sh fetch, then carry .gpu-deps)
+# where the machine has none and cannot download them.
+if ! command -v mpicc >/dev/null 2>&1 && ls "$root"/.gpu-deps/*.deb >/dev/null 2>&1; then
+  # shellcheck source=tests/gpu/deps.sh
+  . "$root/tests/gpu/deps.sh" unpack
 fi
 
 # NCCL from the pip wheel (nvidia-nccl-cu*) when no NCCL_ROOT is given and none is installed.
