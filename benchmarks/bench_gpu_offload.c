@@ -2,9 +2,8 @@
  * (ZeRO-Offload: gradient blocks device -> host, updated parameters host -> device) against
  * pinned cudaMemcpy of the same block size, measured in the same run on the same GPU.
  *
- *   1. pinned bandwidth: cudaMemcpyAsync of one engine block (ZR_STAGING_ELEMS elements of the
- *      working dtype)
- *      between cudaMallocHost memory and the device, each direction, best of --reps;
+ *   1. pinned bandwidth: cudaMemcpyAsync of one engine block (ZERO_OFFLOAD_BLOCK_MB, default
+ *      8 MiB) between cudaMallocHost memory and the device, each direction, best of --reps;
  *   2. the engine: a context on the cuda backend, ZERO_STAGE=2, ZERO_OFFLOAD_OPTIMIZER=cpu, the
  *      working dtype of --dtype, --modules modules of --module-mib MiB of parameters each; a
  *      warm-up step, then --steps steps whose backward writes zero gradients on libzero's
@@ -102,19 +101,6 @@ int main(int argc, char **argv)
         return 77;
     }
     const size_t wsz = zero_dtype_size(dtype);
-    const size_t block = (size_t)ZR_STAGING_ELEMS * wsz; /* the engine's copy block */
-
-    /* 1. pinned cudaMemcpy of one block */
-    void *host = NULL, *dev = NULL;
-    CK(cudaMallocHost(&host, block));
-    CK(cudaMalloc(&dev, block));
-    memset(host, 1, block);
-    double pin_h2d = (double)block / pinned_copy(dev, host, block, reps);
-    double pin_d2h = (double)block / pinned_copy(host, dev, block, reps);
-    CK(cudaFree(dev));
-    CK(cudaFreeHost(host));
-
-    /* 2. the engine */
     const size_t per_module = (size_t)module_mib * ((size_t)1 << 20) / 4; /* fp32 elements */
     zero_tensor *t = calloc((size_t)modules, sizeof *t);
     char (*names)[32] = calloc((size_t)modules, sizeof *names);
@@ -132,6 +118,20 @@ int main(int argc, char **argv)
     cfg.bucket_bytes = per_module * wsz; /* a chunk per module */
     zero_ctx *z = NULL;
     ZK(zero_init(&z, &cfg, t, modules));
+    dtype = zero_get_config(z)->dtype; /* as resolved (ZERO_DTYPE may override --dtype) */
+    const size_t gsz = zero_dtype_size(dtype);
+    /* 1. pinned cudaMemcpy of one engine block (ZERO_OFFLOAD_BLOCK_MB as resolved) */
+    const size_t block = zero_get_config(z)->offload_block_bytes;
+    void *host = NULL, *dev = NULL;
+    CK(cudaMallocHost(&host, block));
+    CK(cudaMalloc(&dev, block));
+    memset(host, 1, block);
+    double pin_h2d = (double)block / pinned_copy(dev, host, block, reps);
+    double pin_d2h = (double)block / pinned_copy(host, dev, block, reps);
+    CK(cudaFree(dev));
+    CK(cudaFreeHost(host));
+
+    /* 2. the engine */
     cudaStream_t stream = (cudaStream_t)zero_compute_stream(z);
     for (int step = 0; step < steps + 1; step++) {
         if (step == 1) { /* the first step warms up pages and pools: not counted */
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "zero-bench-gpu-offload: zero_grad_ptr: %s\n", zero_last_error(z));
                 return 2;
             }
-            CK(cudaMemsetAsync(g, 0, per_module * wsz, stream));
+            CK(cudaMemsetAsync(g, 0, per_module * gsz, stream));
             ZK(zero_grad_ready(z, m));
         }
         ZK(zero_step(z));

@@ -100,6 +100,9 @@ typedef struct zero_config {
     float beta2;
     float eps;
     float weight_decay;
+    size_t offload_block_bytes; /* ZERO_OFFLOAD_BLOCK_MB: optimizer offload copies and updates
+                                   the shard in blocks of this many bytes of the working dtype,
+                                   two in flight (double-buffered staging) */
     float timeout_s;           /* ZERO_TIMEOUT_S: cuda backend: seconds a collective may take
                                   before the NCCL communicator is aborted and every call returns
                                   ZERO_ERR_COMM instead of hanging; 0 = wait forever */
@@ -119,7 +122,7 @@ typedef struct zero_config {
         /*max_live_bytes*/ (size_t)1 << 30, /*persist_bytes*/ (size_t)64 << 10,                \
         /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
         /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f,                 \
-        /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL                                             \
+        /*offload_block_bytes*/ (size_t)8 << 20, /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL     \
     }
 
 #define ZERO_MAX_DIMS 8

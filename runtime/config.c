@@ -117,6 +117,12 @@ static const zr_var zr_vars[] = {
      "where the fp32 master weights and Adam state live", .words = zr_offload_words},
     {"ZERO_OFFLOAD_PARAM", ZR_T_ENUM, CFG(offload_param), "none", "one of none cpu",
      "stage 3: where the parameter shards live", .words = zr_offload_words},
+    {"ZERO_OFFLOAD_BLOCK_MB", ZR_T_SIZE, CFG(offload_block_bytes), "8",
+     "a size from 4K to 1G, a bare number is MiB",
+     "per rank: optimizer offload: gradients go to the host and updated parameters come back in "
+     "blocks of this many bytes, through two staging buffers so copies overlap the CPU AdamW "
+     "(results do not depend on it)",
+     .unit = ZR_MiB, .slo = 4 * ZR_KiB, .shi = ZR_GiB, .per_rank = 1},
     {"ZERO_CPU_THREADS", ZR_T_INT, CFG(cpu_threads), "0", "an integer from 0 to 4096",
      "per rank: CPU optimizer threads of a rank; 0 = one per core of its share of the node's "
      "cores (local ranks share no core while there are enough); when bound, capped at its "

@@ -25,6 +25,8 @@ typedef struct cuda_impl {
                                              (an int in a double slot), [2..] block sums */
     size_t norm_dev_len;                  /* doubles in norm_dev */
     double *norm_host;                    /* (2,) pinned host: [0] and [1] of norm_dev copied back */
+    cudaEvent_t slot_start[ZR_COPY_SLOTS], slot_end[ZR_COPY_SLOTS]; /* timed copies (timing on) */
+    int slot_busy[ZR_COPY_SLOTS];         /* 1: a copy was issued in the slot and not waited for */
     cudaError_t first_error;              /* first failure of a void op since zr_cuda_take_error */
     char first_msg[256];
 } cuda_impl;
@@ -302,6 +304,12 @@ static void impl_release(cuda_impl *c)
     for (int i = 0; i < ZR_STREAM_NUM; i++)
         if (c->event[i])
             cudaEventDestroy(c->event[i]);
+    for (int i = 0; i < ZR_COPY_SLOTS; i++) {
+        if (c->slot_start[i])
+            cudaEventDestroy(c->slot_start[i]);
+        if (c->slot_end[i])
+            cudaEventDestroy(c->slot_end[i]);
+    }
     for (int i = ZR_STREAM_COPY; i < ZR_STREAM_NUM; i++)
         if (c->stream[i])
             cudaStreamDestroy(c->stream[i]);
@@ -352,6 +360,10 @@ zero_status zr_device_cuda_init(zr_device *dev, int local_rank, size_t capacity,
               fail);
     for (int i = 0; i < ZR_STREAM_NUM; i++)
         CUDA_GOTO(cudaEventCreateWithFlags(&c->event[i], cudaEventDisableTiming), fail);
+    for (int i = 0; i < ZR_COPY_SLOTS; i++) {
+        CUDA_GOTO(cudaEventCreate(&c->slot_start[i]), fail);
+        CUDA_GOTO(cudaEventCreate(&c->slot_end[i]), fail);
+    }
     CUDA_GOTO(cudaMallocHost((void **)&c->norm_host, 2 * sizeof(double)), fail);
 
     struct cudaDeviceProp prop;
@@ -438,6 +450,46 @@ zero_status zr_cuda_copy_async(zr_device *dev, zr_stream_id which, void *dst, co
     use_device(c);
     return cuda_status(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, c->stream[which]),
                        "cudaMemcpyAsync");
+}
+
+zero_status zr_cuda_copy_timed(zr_device *dev, int slot, void *dst, const void *src,
+                               size_t bytes)
+{
+    if (!zr_device_is_cuda(dev) || slot < 0 || slot >= ZR_COPY_SLOTS)
+        return ZERO_ERR_INVALID;
+    cuda_impl *c = dev->impl;
+    if (c->slot_busy[slot])
+        return ZERO_ERR_STATE;
+    use_device(c);
+    cudaStream_t s = c->stream[ZR_STREAM_COPY];
+    cudaError_t e = cudaEventRecord(c->slot_start[slot], s);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s);
+    if (e == cudaSuccess)
+        e = cudaEventRecord(c->slot_end[slot], s);
+    if (e == cudaSuccess)
+        c->slot_busy[slot] = 1;
+    return cuda_status(c, e, "timed copy");
+}
+
+zero_status zr_cuda_copy_wait(zr_device *dev, int slot, double *seconds)
+{
+    if (seconds)
+        *seconds = 0.0;
+    if (!zr_device_is_cuda(dev) || slot < 0 || slot >= ZR_COPY_SLOTS)
+        return ZERO_ERR_INVALID;
+    cuda_impl *c = dev->impl;
+    if (!c->slot_busy[slot])
+        return ZERO_OK;
+    use_device(c);
+    c->slot_busy[slot] = 0;
+    cudaError_t e = cudaEventSynchronize(c->slot_end[slot]);
+    float ms = 0.0f;
+    if (e == cudaSuccess)
+        e = cudaEventElapsedTime(&ms, c->slot_start[slot], c->slot_end[slot]);
+    if (e == cudaSuccess && seconds)
+        *seconds = (double)ms * 1e-3;
+    return cuda_status(c, e, "waiting for a timed copy");
 }
 
 zero_status zr_cuda_stream_sync(zr_device *dev, zr_stream_id which)

@@ -69,6 +69,17 @@ zero_status zr_cuda_order(zr_device *dev, zr_stream_id waiter, zr_stream_id prod
 zero_status zr_cuda_copy_async(zr_device *dev, zr_stream_id which, void *dst, const void *src,
                                size_t bytes);
 
+/* Timed asynchronous copies on the copy stream, for pipelines (the offload's double-buffered
+ * staging): a copy in slot `slot` (0..ZR_COPY_SLOTS-1) is bracketed by two timing events;
+ * zr_cuda_copy_wait blocks until it is done and gives its duration on the GPU. A slot holds one
+ * copy at a time: ZERO_ERR_STATE if it was not waited for. Copies run in issue order on the one
+ * copy stream, whatever their slots. Memory as zr_cuda_copy_async. ZERO_OK or ZERO_ERR_SYSTEM. */
+enum { ZR_COPY_SLOTS = 4 };
+zero_status zr_cuda_copy_timed(zr_device *dev, int slot, void *dst, const void *src,
+                               size_t bytes);
+/* *seconds (if not NULL): the copy's GPU time; 0 for a slot with nothing in flight. */
+zero_status zr_cuda_copy_wait(zr_device *dev, int slot, double *seconds);
+
 /* Blocks until the work enqueued on `which` is done. Returns ZERO_OK or ZERO_ERR_SYSTEM (a
  * kernel or copy on that stream failed). */
 zero_status zr_cuda_stream_sync(zr_device *dev, zr_stream_id which);

@@ -339,10 +339,11 @@ static zero_status allocate_offloaded(zero_ctx *z)
         (s = host_alloc(z, ZERO_MEM_GRADS, shard * 4, "fp32 gradient shard (host)",
                         &z->host_grad)))
         return s;
-    /* staging: gradients on their way in, updated parameters on their way out */
-    z->staging_elems = shard < ZR_STAGING_ELEMS ? (shard ? shard : 1) : ZR_STAGING_ELEMS;
-    return host_alloc(z, ZERO_MEM_BUFFERS, z->staging_elems * z->wsz, "offload staging (host)",
-                      &z->staging);
+    /* staging, two halves: gradients on their way in, updated parameters on their way out */
+    size_t block = z->set.cfg.offload_block_bytes / z->wsz;
+    z->staging_elems = shard < block ? (shard ? shard : 1) : block;
+    return host_alloc(z, ZERO_MEM_BUFFERS, 2 * z->staging_elems * z->wsz,
+                      "offload staging (host)", &z->staging);
 }
 
 static zero_status allocate_state(zero_ctx *z)
@@ -412,7 +413,7 @@ static void pin_host_buffers(zero_ctx *z)
     if (!zr_device_is_cuda(&z->dev) || !z->offload_opt)
         return;
     char err[256] = "no staging buffer";
-    if (z->staging && zr_cuda_host_register(z->staging, z->staging_elems * z->wsz, err,
+    if (z->staging && zr_cuda_host_register(z->staging, 2 * z->staging_elems * z->wsz, err,
                                             sizeof err) == ZERO_OK)
         z->pinned_staging = 1;
     else
@@ -460,7 +461,7 @@ static void free_state(zero_ctx *z)
     zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->adam_m, z->opt_numel * 4);
     zr_device_free(opt, ZERO_MEM_OPTIMIZER, z->adam_v, z->opt_numel * 4);
     zr_device_free(&z->host, ZERO_MEM_GRADS, z->host_grad, L->shard_numel * 4);
-    zr_device_free(&z->host, ZERO_MEM_BUFFERS, z->staging, z->staging_elems * z->wsz);
+    zr_device_free(&z->host, ZERO_MEM_BUFFERS, z->staging, 2 * z->staging_elems * z->wsz);
     z->host_grad = NULL;
     z->staging = NULL;
     zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->rs_out, z->layout.max_slice * z->wsz);
@@ -1180,60 +1181,148 @@ static void adamw_owned(zero_ctx *z, const zk_adamw_params *base)
     }
 }
 
-/* Optimizer offload: for each piece of this rank's shard, the gradient goes to the host as fp32
- * (copy-in), the CPU AdamW updates master, m and v there, and the working-precision result goes
- * back to the device parameters (copy-out) through a staging block — or straight into the
- * host parameter shard with parameter offload. The CPU AdamW (zk_adamw_cpu: AVX-512 / AVX2 /
- * scalar, chosen at run time) computes the device kernel's formula in the same order, so offload
- * on and off give the same bits. On the host backend the copies are synchronous. */
-static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
+/* ---- optimizer offload ------------------------------------------------------------------------
+ * For each piece of this rank's shard, in blocks of at most staging_elems elements: the gradient
+ * goes to the host (copy-in, device to host), is widened to fp32, the CPU AdamW (zk_adamw_cpu:
+ * AVX-512 / AVX2 / scalar, the device kernel's formula in the same order, so offload on and off
+ * give the same bits) updates master, m and v, and the working-precision result goes back to the
+ * device parameters (copy-out) — or, with parameter offload, straight into the host shard.
+ * The staging buffer has two halves, so block k's CPU work overlaps block k+1's copy-in and block
+ * k-1's copy-out: on the cuda backend these are timed asynchronous copies on the copy stream
+ * (issued in order, so a half is never overwritten before its copy-out has run); on the host
+ * backend they are memcpys done on the spot and the overlap is nil. */
+
+typedef struct off_block {
+    size_t idx;       /* first element in the shard (master, m, v, host_grad) */
+    size_t n;         /* elements */
+    const char *grad; /* device gradient */
+    char *dev;        /* device parameters; NULL with parameter offload */
+    int no_decay;
+} off_block;
+
+typedef struct off_iter {
+    int c, j, k; /* chunk, segment, segments in z->seg for chunk c */
+    size_t b;    /* elements of segment j already handed out */
+    size_t lo;   /* chunk c's slice start */
+} off_iter;
+
+/* The next block of the shard, in layout order; 0 when done. */
+static int off_next(zero_ctx *z, off_iter *it, off_block *out)
 {
     const zp_layout *L = &z->layout;
-    int stage = z->set.cfg.stage;
-    float wd = base->weight_decay;
-    zk_adamw_params p = *base;
-    size_t B = z->staging_elems;
-    for (int c = 0; c < L->num_chunks; c++) {
-        const zp_chunk *ch = &L->chunks[c];
-        size_t lo, hi;
-        zp_slice_range(L, c, z->rank, &lo, &hi);
-        int k = segments(z, c, lo, hi);
-        for (int j = 0; j < k; j++) {
-            size_t off = z->seg[j].chunk_offset, n = z->seg[j].numel;
-            size_t idx = ch->shard_offset + (off - lo); /* into the shard */
-            p.weight_decay = z->meta[z->seg[j].tensor].no_decay ? 0.0f : wd;
-            const char *grad = grad_at(z, c, off);
-            char *dev = z->offload_param ? NULL
-                        : stage == 3     ? (char *)z->params + idx * z->wsz
-                                         : (char *)z->params + (ch->offset + off) * z->wsz;
-            for (size_t b = 0; b < n; b += B) {
-                size_t nb = n - b < B ? n - b : B;
-                /* copy-in: device gradient -> host, widened to fp32 (exact for bf16/fp16) */
-                double t0 = zr_now();
-                zr_dev_copy(&z->dev, z->staging, grad + b * z->wsz, nb * z->wsz);
-                double t1 = zr_now();
-                z->times.d2h_s += t1 - t0;
-                z->times.d2h_bytes += (double)(nb * z->wsz);
-                zk_cast(z->host_grad + idx + b, ZERO_DTYPE_FP32, z->staging, z->dtype, nb);
-                if (z->offload_param) { /* the host parameter shard is updated in place */
-                    zk_adamw_cpu(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
-                                 z->host_grad + idx + b,
-                                 z->master_owned ? (char *)z->params + (idx + b) * z->wsz : NULL,
-                                 z->dtype, nb, &p);
-                    z->times.cpu_adam_s += zr_now() - t1;
-                    continue;
-                }
-                zk_adamw_cpu(z->master + idx + b, z->adam_m + idx + b, z->adam_v + idx + b,
-                             z->host_grad + idx + b, z->staging, z->dtype, nb, &p);
-                double t2 = zr_now();
-                z->times.cpu_adam_s += t2 - t1;
-                /* copy-out: updated working parameters -> device */
-                zr_dev_copy(&z->dev, dev + b * z->wsz, z->staging, nb * z->wsz);
-                z->times.h2d_s += zr_now() - t2;
-                z->times.h2d_bytes += (double)(nb * z->wsz);
+    while (it->c < L->num_chunks) {
+        if (it->j < it->k) {
+            const zp_chunk *ch = &L->chunks[it->c];
+            const zp_segment *sg = &z->seg[it->j];
+            size_t off = sg->chunk_offset + it->b, left = sg->numel - it->b;
+            size_t idx = ch->shard_offset + (off - it->lo);
+            out->idx = idx;
+            out->n = left < z->staging_elems ? left : z->staging_elems;
+            out->grad = grad_at(z, it->c, off);
+            out->dev = z->offload_param             ? NULL
+                       : z->set.cfg.stage == 3      ? (char *)z->params + idx * z->wsz
+                                                    : (char *)z->params + (ch->offset + off) * z->wsz;
+            out->no_decay = z->meta[sg->tensor].no_decay;
+            it->b += out->n;
+            if (it->b == sg->numel) {
+                it->j++;
+                it->b = 0;
             }
+            return 1;
+        }
+        if (++it->c < L->num_chunks) { /* it->c starts at -1 */
+            size_t hi;
+            zp_slice_range(L, it->c, z->rank, &it->lo, &hi);
+            it->k = segments(z, it->c, it->lo, hi);
+            it->j = 0;
+            it->b = 0;
         }
     }
+    return 0;
+}
+
+enum { ZR_SLOT_IN = 0, ZR_SLOT_OUT = 2 }; /* + staging half: device_cuda.h copy slots */
+
+static char *staging_half(const zero_ctx *z, int h)
+{
+    return (char *)z->staging + (size_t)h * z->staging_elems * z->wsz;
+}
+
+/* A copy of the pipeline: timed and asynchronous on the cuda backend (counted when waited for),
+ * synchronous and counted at once on the host backend. */
+static void off_copy(zero_ctx *z, int slot, void *dst, const void *src, size_t bytes)
+{
+    double *bytes_acc = slot < ZR_SLOT_OUT ? &z->times.d2h_bytes : &z->times.h2d_bytes;
+#ifdef ZERO_HAVE_CUDA
+    if (zr_device_is_cuda(&z->dev)) {
+        if (zr_cuda_copy_timed(&z->dev, slot, dst, src, bytes) == ZERO_OK)
+            *bytes_acc += (double)bytes;
+        return; /* a failure waits in zr_device_error */
+    }
+#else
+    (void)slot;
+#endif
+    double t0 = zr_now();
+    zr_dev_copy(&z->dev, dst, src, bytes);
+    *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += zr_now() - t0;
+    *bytes_acc += (double)bytes;
+}
+
+static void off_wait(zero_ctx *z, int slot)
+{
+#ifdef ZERO_HAVE_CUDA
+    if (zr_device_is_cuda(&z->dev)) {
+        double sec = 0.0;
+        zr_cuda_copy_wait(&z->dev, slot, &sec);
+        *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += sec;
+    }
+#else
+    (void)z;
+    (void)slot;
+#endif
+}
+
+static void adamw_offloaded(zero_ctx *z, const zk_adamw_params *base)
+{
+    zk_adamw_params p = *base;
+    off_iter it = {.c = -1};
+    off_block cur, nxt;
+    if (!off_next(z, &it, &cur))
+        return;
+#ifdef ZERO_HAVE_CUDA
+    /* the copy stream reads gradients the compute stream produced */
+    if (zr_device_is_cuda(&z->dev))
+        zr_cuda_order(&z->dev, ZR_STREAM_COPY, ZR_STREAM_COMPUTE);
+#endif
+    off_copy(z, ZR_SLOT_IN, staging_half(z, 0), cur.grad, cur.n * z->wsz);
+    for (int k = 0;; k++) {
+        const int h = k & 1;
+        const int more = off_next(z, &it, &nxt);
+        if (more) /* copy-in of the next block into the other half */
+            off_copy(z, ZR_SLOT_IN + (h ^ 1), staging_half(z, h ^ 1), nxt.grad,
+                     nxt.n * z->wsz);
+        off_wait(z, ZR_SLOT_IN + h);
+        double t0 = zr_now();
+        float *g = z->host_grad + cur.idx;
+        zk_cast(g, ZERO_DTYPE_FP32, staging_half(z, h), z->dtype, cur.n); /* exact widening */
+        p.weight_decay = cur.no_decay ? 0.0f : base->weight_decay;
+        void *work = z->offload_param ? (z->master_owned ? (char *)z->params + cur.idx * z->wsz
+                                                         : NULL) /* the shard is the master */
+                                      : staging_half(z, h);
+        zk_adamw_cpu(z->master + cur.idx, z->adam_m + cur.idx, z->adam_v + cur.idx, g, work,
+                     z->dtype, cur.n, &p);
+        z->times.cpu_adam_s += zr_now() - t0;
+        if (!z->offload_param) { /* copy-out; this half's previous copy-out ran before the
+                                    copy-in just waited for (one stream, in order) */
+            off_wait(z, ZR_SLOT_OUT + h);
+            off_copy(z, ZR_SLOT_OUT + h, cur.dev, staging_half(z, h), cur.n * z->wsz);
+        }
+        if (!more)
+            break;
+        cur = nxt;
+    }
+    off_wait(z, ZR_SLOT_OUT);
+    off_wait(z, ZR_SLOT_OUT + 1); /* parameters are on the device before the step returns */
 }
 
 /* Stages 1–2: every rank's updated slices to every rank, all chunks in flight at once (one NCCL

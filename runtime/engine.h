@@ -17,10 +17,6 @@
 #endif
 
 enum { ZR_ALIGN_ELEMS = 16 }; /* tensor offsets and slices: 64 bytes of fp32, 32 of bf16 */
-/* Optimizer offload copies gradients and parameters in blocks of this many elements (8 MiB of
- * bf16): large enough that a copy's fixed cost (launch, synchronisation: ~10 us) is a few
- * percent of its transfer time over PCIe 5 / NVLink-C2C. */
-enum { ZR_STAGING_ELEMS = 1 << 22 };
 
 /* Chunk states within one micro-step (stage 2). */
 enum { ZR_CHUNK_IDLE = 0, ZR_CHUNK_FILLING = 1, ZR_CHUNK_REDUCING = 2, ZR_CHUNK_DONE = 3 };
@@ -92,8 +88,8 @@ struct zero_ctx {
     size_t opt_numel;  /* elements of master / adam_m / adam_v */
     int master_owned;  /* 0 when master aliases the fp32 parameter shard (offloaded params) */
     float *host_grad;  /* optimizer offload: (shard_numel) fp32 gradient shard on the host */
-    void *staging;     /* optimizer offload: (staging_elems) working, host: gradients on their
-                          way in, updated parameters on their way out */
+    void *staging;     /* optimizer offload: (2, staging_elems) working, host: two halves of
+                          gradients on their way in, updated parameters on their way out */
     size_t staging_elems;
     void *rs_out;      /* stages 0–1: (layout.max_slice) working: reduce-scatter output */
     zr_bucket *buckets; /* stage 2 */

@@ -73,7 +73,8 @@ static int same_config(const zero_config *a, const zero_config *b) {
            a->offload_param == b->offload_param && a->prefetch_bytes == b->prefetch_bytes &&
            a->max_live_bytes == b->max_live_bytes && a->persist_bytes == b->persist_bytes &&
            a->cpu_threads == b->cpu_threads && a->numa == b->numa && a->lr == b->lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps &&
-           a->weight_decay == b->weight_decay && a->timeout_s == b->timeout_s;
+           a->weight_decay == b->weight_decay && a->timeout_s == b->timeout_s &&
+           a->offload_block_bytes == b->offload_block_bytes;
 }
 
 static void expect_defaults(const zr_settings *s, const char *what) {
@@ -129,7 +130,7 @@ static void test_table_defaults(void) {
             set++;
         }
     }
-    CHECK(n == 25, "table has %d variables", n);
+    CHECK(n == 26, "table has %d variables", n);
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "defaults as text: %s", err);
     expect_defaults(&s, "defaults as text");
@@ -162,6 +163,7 @@ static void test_overrides(void) {
     env_set("ZERO_EPS", "1e-6");
     env_set("ZERO_WEIGHT_DECAY", " 0.1 ");
     env_set("ZERO_TIMEOUT_S", "45.5");
+    env_set("ZERO_OFFLOAD_BLOCK_MB", "64K");
     env_set("ZERO_DEBUG", "info");
     env_set("ZERO_DEBUG_SUBSYS", "^COMM");
     env_set("ZERO_DEBUG_FILE", "/tmp/zero.%h.%p.log");
@@ -190,12 +192,14 @@ static void test_overrides(void) {
     CHECK(c->eps == 1e-6f, "eps %g", (double)c->eps);
     CHECK(c->weight_decay == 0.1f, "weight_decay %g", (double)c->weight_decay);
     CHECK(c->timeout_s == 45.5f, "timeout_s %g", (double)c->timeout_s);
+    CHECK(c->offload_block_bytes == (size_t)64 << 10, "offload_block_bytes %zu",
+          c->offload_block_bytes);
     CHECK(s.log_level == ZR_LOG_INFO, "log_level %d", s.log_level);
     CHECK(s.log_mask == (ZR_SUB_ALL & ~(unsigned)ZR_SUB_COMM), "log_mask %#x", s.log_mask);
     CHECK(strcmp(s.log_file, "/tmp/zero.%h.%p.log") == 0, "log_file '%s'", s.log_file);
     CHECK(strcmp(s.report_path, "out.json") == 0, "report_path '%s'", s.report_path);
     CHECK(c->report_path == s.report_path, "cfg.report_path should point at report_path");
-    CHECK(r.num_applied == 25, "applied %d", r.num_applied);
+    CHECK(r.num_applied == 26, "applied %d", r.num_applied);
     int found = 0;
     for (int i = 0; i < r.num_applied; i++)
         found |= strcmp(r.applied[i].name, "ZERO_WEIGHT_DECAY") == 0 &&
@@ -363,7 +367,8 @@ static void test_errors(void) {
         {"ZERO_NUMA", "-1"},          {"ZERO_NUMA", "-2"},          {"ZERO_NUMA", "4096"},
         {"ZERO_NUMA", "on"},          {"ZERO_NUMA", "1.5"},         {"ZERO_NUMA", "2x"},
         {"ZERO_NUMA", "99999999999999999999"}, {"ZERO_TIMEOUT_S", "-1"},
-        {"ZERO_TIMEOUT_S", "soon"},
+        {"ZERO_TIMEOUT_S", "soon"},   {"ZERO_OFFLOAD_BLOCK_MB", "1K"},
+        {"ZERO_OFFLOAD_BLOCK_MB", "2G"},
     };
     zr_settings s;
     char err[512];
