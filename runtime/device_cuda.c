@@ -98,6 +98,16 @@ int zr_cuda_usable(char *why, size_t len)
     return 0;
 }
 
+int zr_cuda_device_count(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
 /* ---- zr_device_ops ------------------------------------------------------------------------ */
 
 static void use_device(const cuda_impl *c)

@@ -35,6 +35,9 @@ typedef enum zr_stream_id {
  * Clears the CUDA error it may leave. Local, cheap after the first call. */
 int zr_cuda_usable(char *why, size_t len);
 
+/* CUDA devices this process sees (0 when none is usable). */
+int zr_cuda_device_count(void);
+
 /* Sets up dev as the cuda backend on device (local_rank % device count), made current for the
  * calling thread. capacity: cap in bytes enforced by the accounting (0 = the GPU's memory is the
  * only limit; running out of it is ZERO_ERR_OOM as well). compute_stream: the model's

@@ -528,16 +528,28 @@ zero_status zr_device_error(zero_ctx *z, const char *during)
     return ZERO_OK;
 }
 
-/* 1 when this rank could run the cuda backend; otherwise 0 and why not. */
-static int cuda_possible(char *why, size_t len)
+/* 1 when this rank could run the cuda backend; otherwise 0 and why not. NCCL wants a GPU of its
+ * own for every rank: more ranks on a node than GPUs there is not possible. */
+static int cuda_possible(const zero_ctx *z, char *why, size_t len)
 {
 #if defined(ZERO_HAVE_CUDA) && defined(ZERO_HAVE_NCCL)
-    return zr_cuda_usable(why, len);
+    if (!zr_cuda_usable(why, len))
+        return 0;
+    int gpus = zr_cuda_device_count();
+    if (gpus < z->comm.local_size) {
+        snprintf(why, len, "%d ranks run on this node but it has %d GPU%s; the cuda backend needs "
+                 "one GPU per rank (start at most %d ranks per node)",
+                 z->comm.local_size, gpus, gpus == 1 ? "" : "s", gpus);
+        return 0;
+    }
+    return 1;
 #elif defined(ZERO_HAVE_CUDA)
+    (void)z;
     snprintf(why, len, "this libzero was built without NCCL, which the cuda backend's "
              "collectives need (configure with NCCL_ROOT pointing at NCCL 2.14+)");
     return 0;
 #else
+    (void)z;
     snprintf(why, len, "this libzero was built without CUDA (configure with -DZERO_CUDA=ON "
              "where nvcc is installed)");
     return 0;
@@ -556,7 +568,7 @@ static zero_status select_device(zero_ctx *z)
     zero_config *c = &z->set.cfg;
     const char *asked = zr_device_name(c->device);
     char why[256] = "";
-    int mine = c->device != ZERO_DEVICE_HOST && cuda_possible(why, sizeof why);
+    int mine = c->device != ZERO_DEVICE_HOST && cuda_possible(z, why, sizeof why);
     int cuda = 0;
     if (c->device != ZERO_DEVICE_HOST) {
         int64_t lacking = !mine; /* ranks without a usable GPU */
