@@ -60,4 +60,13 @@ for v in "1" "2" "3" "1 cpu" "2 cpu" "3 cpu" "3 cpu cpu"; do
     "$CHECK" same "$out/$name.json" "$out/cuda_s0.json" param_digest || exit 1
     "$CHECK" near "$out/$name.json" model_state_peak_bytes model_state_formula_bytes 0.01 || exit 1
 done
+# a cap that stage 0 does not fit in: ZERO_ERR_OOM with the engine's message, and no hang
+cap=$(( $("$CHECK" get "$out/cuda_s0.json" model_state_formula_bytes) / 2 ))
+env ZERO_DEVICE=cuda ZERO_STAGE=0 ZERO_DTYPE=$dtype ZERO_DEVICE_MEMORY=$cap timeout 120 \
+    "$BIN/$prog" "${args[@]}" > "$out/oom.log" 2>&1
+rc=$?
+cat "$out/oom.log"
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "stage 0 under a $cap-byte cap: exit $rc"
+grep -q "ZERO_ERR_OOM" "$out/oom.log" && grep -q "out of device memory on rank 0" "$out/oom.log" ||
+    fail "stage 0 under a cap: no ZERO_ERR_OOM with the engine's message"
 echo "ok: $prog $dtype: cuda stages 0-3 and offloads bit-identical; cuda vs host within $tol"
