@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     cfg.stage = 2;
     cfg.dtype = dtype;
     cfg.offload_optimizer = ZERO_OFFLOAD_CPU;
-    cfg.bucket_bytes = per_module * wsz; /* a chunk per module */
+    cfg.bucket_bytes = per_module * wsz; /* a chunk per module (at --dtype; ZERO_* may differ) */
     zero_ctx *z = NULL;
     ZK(zero_init(&z, &cfg, t, modules));
     dtype = zero_get_config(z)->dtype; /* as resolved (ZERO_DTYPE may override --dtype) */
@@ -162,7 +162,7 @@ int main(int argc, char **argv)
     printf("engine offload     d2h %.2f GB/s  h2d %.2f GB/s  (%.0f + %.0f bytes in %.4f + %.4f s)\n",
            eng_d2h * 1e-9, eng_h2d * 1e-9, pt.d2h_bytes, pt.h2d_bytes, pt.d2h_s, pt.h2d_s);
     printf("cpu adam           %.4f s for %.0f elements (%.2f G elements/s)\n", pt.cpu_adam_s,
-           pt.d2h_bytes / (double)wsz, pt.d2h_bytes / (double)wsz / pt.cpu_adam_s * 1e-9);
+           pt.d2h_bytes / (double)gsz, pt.d2h_bytes / (double)gsz / pt.cpu_adam_s * 1e-9);
     printf("ratio=%.3f (d2h %.3f, h2d %.3f; target >= 0.80)\n", r_d2h < r_h2d ? r_d2h : r_h2d,
            r_d2h, r_h2d);
     return 0;

@@ -27,6 +27,7 @@ typedef struct cuda_impl {
     double *norm_host;                    /* (2,) pinned host: [0] and [1] of norm_dev copied back */
     cudaEvent_t slot_start[ZR_COPY_SLOTS], slot_end[ZR_COPY_SLOTS]; /* timed copies (timing on) */
     int slot_busy[ZR_COPY_SLOTS];         /* 1: a copy was issued in the slot and not waited for */
+    int slot_timed[ZR_COPY_SLOTS];        /* 1: both of its events were recorded */
     cudaError_t first_error;              /* first failure of a void op since zr_cuda_take_error */
     char first_msg[256];
 } cuda_impl;
@@ -475,11 +476,12 @@ zero_status zr_cuda_copy_timed(zr_device *dev, int slot, void *dst, const void *
     cudaError_t e = cudaEventRecord(c->slot_start[slot], s);
     if (e == cudaSuccess)
         e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s);
-    if (e == cudaSuccess)
-        e = cudaEventRecord(c->slot_end[slot], s);
-    if (e == cudaSuccess)
-        c->slot_busy[slot] = 1;
-    return cuda_status(c, e, "timed copy");
+    if (e != cudaSuccess) /* nothing in flight */
+        return cuda_status(c, e, "timed copy");
+    c->slot_busy[slot] = 1; /* the copy is queued: the slot must be waited for */
+    e = cudaEventRecord(c->slot_end[slot], s);
+    c->slot_timed[slot] = e == cudaSuccess;
+    return cuda_status(c, e, "timed copy (end event)");
 }
 
 zero_status zr_cuda_copy_wait(zr_device *dev, int slot, double *seconds)
@@ -493,6 +495,9 @@ zero_status zr_cuda_copy_wait(zr_device *dev, int slot, double *seconds)
         return ZERO_OK;
     use_device(c);
     c->slot_busy[slot] = 0;
+    if (!c->slot_timed[slot]) /* no end event to wait for: the whole copy stream then */
+        return cuda_status(c, cudaStreamSynchronize(c->stream[ZR_STREAM_COPY]),
+                           "waiting for an untimed copy");
     cudaError_t e = cudaEventSynchronize(c->slot_end[slot]);
     float ms = 0.0f;
     if (e == cudaSuccess)

@@ -75,8 +75,10 @@ zero_status zr_cuda_copy_async(zr_device *dev, zr_stream_id which, void *dst, co
 /* Timed asynchronous copies on the copy stream, for pipelines (the offload's double-buffered
  * staging): a copy in slot `slot` (0..ZR_COPY_SLOTS-1) is bracketed by two timing events;
  * zr_cuda_copy_wait blocks until it is done and gives its duration on the GPU. A slot holds one
- * copy at a time: ZERO_ERR_STATE if it was not waited for. Copies run in issue order on the one
- * copy stream, whatever their slots. Memory as zr_cuda_copy_async. ZERO_OK or ZERO_ERR_SYSTEM. */
+ * copy at a time: ZERO_ERR_STATE if it was not waited for (ZERO_ERR_INVALID: not cuda, bad
+ * slot; neither queues anything). Copies run in issue order on the one copy stream, whatever
+ * their slots. Memory as zr_cuda_copy_async. ZERO_ERR_SYSTEM: a CUDA call failed (recorded for
+ * zr_cuda_take_error); the slot still needs a wait when the copy itself was queued. */
 enum { ZR_COPY_SLOTS = 4 };
 zero_status zr_cuda_copy_timed(zr_device *dev, int slot, void *dst, const void *src,
                                size_t bytes);

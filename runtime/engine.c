@@ -1261,32 +1261,41 @@ static char *staging_half(const zero_ctx *z, int h)
 }
 
 /* A copy of the pipeline: timed and asynchronous on the cuda backend (counted when waited for),
- * synchronous and counted at once on the host backend. */
+ * synchronous and counted at once on the host backend — and on cuda whenever the timed copy
+ * could not be queued (the synchronous copy then also records any CUDA failure for
+ * zr_device_error, so the step is never silently short of a block). */
 static void off_copy(zero_ctx *z, int slot, void *dst, const void *src, size_t bytes)
 {
-    double *bytes_acc = slot < ZR_SLOT_OUT ? &z->times.d2h_bytes : &z->times.h2d_bytes;
 #ifdef ZERO_HAVE_CUDA
     if (zr_device_is_cuda(&z->dev)) {
-        if (zr_cuda_copy_timed(&z->dev, slot, dst, src, bytes) == ZERO_OK)
-            *bytes_acc += (double)bytes;
-        return; /* a failure waits in zr_device_error */
+        zero_status s = zr_cuda_copy_timed(&z->dev, slot, dst, src, bytes);
+        if (s == ZERO_OK) {
+            z->off_pending[slot] = (double)bytes;
+            return;
+        }
+        /* nothing of the copy stream may still touch the staging halves; a slot left busy (a
+         * copy queued without its end event) is cleared */
+        zr_cuda_stream_sync(&z->dev, ZR_STREAM_COPY);
+        zr_cuda_copy_wait(&z->dev, slot, NULL);
     }
-#else
-    (void)slot;
 #endif
     double t0 = zr_now();
     zr_dev_copy(&z->dev, dst, src, bytes);
     *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += zr_now() - t0;
-    *bytes_acc += (double)bytes;
+    *(slot < ZR_SLOT_OUT ? &z->times.d2h_bytes : &z->times.h2d_bytes) += (double)bytes;
 }
 
 static void off_wait(zero_ctx *z, int slot)
 {
 #ifdef ZERO_HAVE_CUDA
-    if (zr_device_is_cuda(&z->dev)) {
+    if (zr_device_is_cuda(&z->dev) && z->off_pending[slot] > 0.0) {
         double sec = 0.0;
-        zr_cuda_copy_wait(&z->dev, slot, &sec);
-        *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += sec;
+        if (zr_cuda_copy_wait(&z->dev, slot, &sec) == ZERO_OK) { /* bytes and seconds together */
+            *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += sec;
+            *(slot < ZR_SLOT_OUT ? &z->times.d2h_bytes : &z->times.h2d_bytes) +=
+                z->off_pending[slot];
+        }
+        z->off_pending[slot] = 0.0;
     }
 #else
     (void)z;

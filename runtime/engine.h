@@ -69,6 +69,7 @@ struct zero_ctx {
     int offload_param;       /* ZERO_OFFLOAD_PARAM=cpu (stage 3): parameter shard on host */
     int pinned_staging;      /* cuda: staging page-locked (cudaHostRegister) */
     int pinned_params;       /* cuda: offloaded parameter shard page-locked */
+    double off_pending[4];   /* cuda: bytes of the timed offload copy in each copy slot */
     zo_plan plan;            /* offload: NUMA node and cores of this rank (hwloc) */
     zp_layout layout;
     int rank, world;
