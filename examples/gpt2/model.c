@@ -12,11 +12,11 @@
 
 #include <cblas.h>
 
+#include "rows.h"
+
 /* Below this many multiply-adds (or element operations) a loop runs on one thread: forking a
  * team costs more than the work, and ranks started by mpirun often share cores. */
 #define GPT2_OMP_MIN_WORK ((size_t)1 << 15)
-
-#define GPT2_LN_EPS 1e-5f
 
 /* Key domains, so initialisation and data never draw from the same stream. */
 enum { GPT2_RNG_INIT = 11, GPT2_RNG_DATA = 12 };
@@ -229,7 +229,7 @@ int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B) {
         {&a->lnf_mean, N},          {&a->lnf_rstd, N},          {&a->logits, N * GPT2_VOCAB},
         {&a->losses, N},            {&a->dres, N * C},          {&a->dc, N * C},
         {&a->d3c, N * 3 * C},       {&a->d4c, N * 4 * C},
-        {&a->drow, (size_t)B * (size_t)a->NH * (size_t)a->T},
+        {&a->datt, att},
     };
     int ok = a->tokens && a->targets;
     for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++)
@@ -245,7 +245,7 @@ void gpt2_acts_free(gpt2_acts *a) {
     float *bufs[] = {a->encoded, a->ln1,   a->ln1_mean, a->ln1_rstd, a->qkv,      a->att,
                      a->atty,    a->res2,  a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
                      a->fch_gelu, a->res3, a->lnf,      a->lnf_mean, a->lnf_rstd, a->logits,
-                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      a->drow};
+                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      a->datt};
     for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++) free(bufs[k]);
     free(a->tokens);
     free(a->targets);
@@ -358,13 +358,8 @@ static void linear_backward(float *dinp, float *dw, float *db, const float *dout
         if (o1 <= o0) continue;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, IC, N, 1.0f, dout + o0, OC,
                     inp, IC, 1.0f, dw + (size_t)o0 * IC, IC);
-        if (db) {
-            for (int o = o0; o < o1; o++) {
-                float s = 0.0f;
-                for (int r = 0; r < N; r++) s += dout[(size_t)r * OC + o];
-                db[o] += s;
-            }
-        }
+        if (db)
+            for (int o = o0; o < o1; o++) gpt2_bias_grad_col(db, dout, N, OC, o);
     }
 }
 
@@ -374,20 +369,8 @@ static void linear_backward(float *dinp, float *dw, float *db, const float *dout
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                               const float *b, int N, int C) {
 #pragma omp parallel for if ((size_t)N * (size_t)C > GPT2_OMP_MIN_WORK)
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += xr[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
-        v /= (float)C;
-        float s = 1.0f / sqrtf(v + GPT2_LN_EPS);
-        float *o = out + (size_t)r * C;
-        for (int c = 0; c < C; c++) o[c] = (xr[c] - m) * s * w[c] + b[c];
-        mean[r] = m;
-        rstd[r] = s;
-    }
+    for (int r = 0; r < N; r++)
+        gpt2_ln_row(out + (size_t)r * C, &mean[r], &rstd[r], x + (size_t)r * C, w, b, C);
 }
 
 /* Backward of layernorm_forward given dout (N, C): dx += (so a residual gradient can flow
@@ -395,58 +378,24 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
 static void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                                const float *w, const float *mean, const float *rstd, int N, int C) {
     const int par = (size_t)N * (size_t)C > GPT2_OMP_MIN_WORK;
-    /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * w, row by row */
 #pragma omp parallel for if (par)
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * C, *dr = dout + (size_t)r * C;
-        const float m = mean[r], s = rstd[r];
-        float gmean = 0.0f, gxmean = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float g = dr[c] * w[c];
-            gmean += g;
-            gxmean += g * (xr[c] - m) * s;
-        }
-        gmean /= (float)C;
-        gxmean /= (float)C;
-        float *dxr = dx + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            dxr[c] += s * (dr[c] * w[c] - gmean - (xr[c] - m) * s * gxmean);
-    }
+    for (int r = 0; r < N; r++)
+        gpt2_ln_dx_row(dx + (size_t)r * C, dout + (size_t)r * C, x + (size_t)r * C, w, mean[r],
+                       rstd[r], C);
     /* dw, db: sums over rows, one channel per iteration (no shared writes) */
 #pragma omp parallel for if (par)
-    for (int c = 0; c < C; c++) {
-        float sw = 0.0f, sb = 0.0f;
-        for (int r = 0; r < N; r++) {
-            float d = dout[(size_t)r * C + c];
-            sw += d * (x[(size_t)r * C + c] - mean[r]) * rstd[r];
-            sb += d;
-        }
-        dw[c] += sw;
-        db[c] += sb;
-    }
+    for (int c = 0; c < C; c++) gpt2_ln_dwb_col(dw, db, dout, x, mean, rstd, N, C, c);
 }
 
-#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
-#define GELU_A 0.044715f
-
-/* GELU, tanh approximation: 0.5 x (1 + tanh(k (x + a x^3))). */
 static void gelu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for if (n > GPT2_OMP_MIN_WORK)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_A * v * v * v)));
-    }
+    for (size_t i = 0; i < n; i++) out[i] = gpt2_gelu(x[i]);
 }
 
 /* d (in place): d loss / d gelu output -> d loss / d gelu input, at inputs x. */
 static void gelu_backward(float *d, const float *x, size_t n) {
 #pragma omp parallel for if (n > GPT2_OMP_MIN_WORK)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float th = tanhf(GELU_K * (v + GELU_A * v * v * v));
-        float dth = (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_A * v * v);
-        d[i] *= 0.5f * (1.0f + th) + 0.5f * v * dth;
-    }
+    for (size_t i = 0; i < n; i++) d[i] *= gpt2_gelu_grad(x[i]);
 }
 
 /* ---- causal self-attention ---------------------------------------------------------------- */
@@ -455,89 +404,28 @@ static void gelu_backward(float *d, const float *x, size_t n) {
  * (sequence, head) pair is independent: one per iteration. */
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                               int NH) {
-    const int hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t C3 = 3 * (size_t)C;
 #pragma omp parallel for collapse(2) if ((size_t)B * T * T * C > GPT2_OMP_MIN_WORK)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            for (int t = 0; t < T; t++) {
-                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-                float *row = att + (((size_t)b * NH + h) * T + t) * T;
-                float mx = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
-                    s *= scale;
-                    row[t2] = s;
-                    if (s > mx) mx = s;
-                }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    row[t2] = expf(row[t2] - mx);
-                    sum += row[t2];
-                }
-                const float inv = 1.0f / sum;
-                for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
-                for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f; /* masked: the future */
-                float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + h * hs;
-                    for (int i = 0; i < hs; i++) o[i] += row[t2] * v[i];
-                }
-            }
-        }
-    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) gpt2_attn_row(out, att, qkv, b, h, t, T, C, NH);
 }
 
-/* Backward of attention_forward: dout (B, T, C) -> dqkv (B, T, 3C), overwritten. drow (B, NH, T)
- * is scratch: the d probabilities of one query row per (sequence, head). Every write of a
- * (b, h) iteration lands in that head's columns of sequence b, so iterations share nothing. */
-static void attention_backward(float *dqkv, float *drow, const float *dout, const float *qkv,
+/* Backward of attention_forward: dout (B, T, C) -> dqkv (B, T, 3C), overwritten, in two passes
+ * (rows.h): every query row (dq, and the d scores into datt (B, NH, T, T)), then every key row
+ * (dk, dv). Each pass writes disjoint rows, so its iterations share nothing. */
+static void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                                const float *att, int B, int T, int C, int NH) {
-    const int hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t C3 = 3 * (size_t)C;
-    memset(dqkv, 0, (size_t)B * T * C3 * sizeof(float));
-#pragma omp parallel for collapse(2) if ((size_t)B * T * T * C > GPT2_OMP_MIN_WORK)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            float *dp = drow + ((size_t)b * NH + h) * T;
-            for (int t = 0; t < T; t++) {
-                const float *row = att + (((size_t)b * NH + h) * T + t) * T;
-                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-                float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-                const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-                /* out = sum_t2 p[t2] v[t2]: dp[t2] = d . v[t2], dv[t2] += p[t2] d */
-                float pdp = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const size_t base = ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-                    const float *v = qkv + base;
-                    float *dv = dqkv + base;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) {
-                        s += d[i] * v[i];
-                        dv[i] += row[t2] * d[i];
-                    }
-                    dp[t2] = s;
-                    pdp += row[t2] * s;
-                }
-                /* through softmax: ds[t2] = p[t2] (dp[t2] - sum p dp); then s = scale q . k */
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float ds = row[t2] * (dp[t2] - pdp) * scale;
-                    const size_t base = ((size_t)b * T + t2) * C3 + (size_t)C + (size_t)h * hs;
-                    const float *k = qkv + base;
-                    float *dk = dqkv + base;
-                    for (int i = 0; i < hs; i++) {
-                        dq[i] += ds * k[i];
-                        dk[i] += ds * q[i];
-                    }
-                }
-            }
-        }
-    }
+    const int par = (size_t)B * T * T * C > GPT2_OMP_MIN_WORK;
+#pragma omp parallel for collapse(2) if (par)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++)
+                gpt2_attn_back_q_row(dqkv, datt, dout, qkv, att, b, h, t, T, C, NH);
+#pragma omp parallel for collapse(2) if (par)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t2 = 0; t2 < T; t2++)
+                gpt2_attn_back_kv_row(dqkv, datt, dout, qkv, att, b, h, t2, T, C, NH);
 }
 
 /* ---- modules ------------------------------------------------------------------------------ */
@@ -598,22 +486,8 @@ float gpt2_head_forward(gpt2_acts *a, const float *wte, float scale) {
     /* softmax cross-entropy per token; the mean over N tokens, so d/d logit carries 1 / N */
     const float dscale = scale / (float)N;
 #pragma omp parallel for if ((size_t)N * (size_t)V > GPT2_OMP_MIN_WORK)
-    for (int n = 0; n < N; n++) {
-        float *lg = a->logits + (size_t)n * V;
-        float mx = lg[0];
-        for (int v = 1; v < V; v++)
-            if (lg[v] > mx) mx = lg[v];
-        float sum = 0.0f;
-        for (int v = 0; v < V; v++) {
-            lg[v] = expf(lg[v] - mx);
-            sum += lg[v];
-        }
-        const int y = a->targets[n];
-        const float inv = 1.0f / sum;
-        a->losses[n] = -logf(lg[y] * inv);
-        for (int v = 0; v < V; v++) lg[v] = lg[v] * inv * dscale;
-        lg[y] -= dscale;
-    }
+    for (int n = 0; n < N; n++)
+        a->losses[n] = gpt2_xent_row(a->logits + (size_t)n * V, a->targets[n], V, dscale);
     double total = 0.0;
     for (int n = 0; n < N; n++) total += a->losses[n];
     return (float)(total / N);
@@ -648,7 +522,7 @@ void gpt2_block_backward(gpt2_acts *a, int l, const gpt2_block *p, const gpt2_bl
     layernorm_backward(a->dres, d->ln2w, d->ln2b, a->dc, res2, p->ln2w, ln2m, ln2s, N, C);
     /* attention half; dres = d res2, and becomes d x the same way */
     linear_backward(a->dc, d->attprojw, d->attprojb, a->dres, atty, p->attprojw, N, C, C);
-    attention_backward(a->d3c, a->drow, a->dc, qkv, att, a->B, a->T, C, a->NH);
+    attention_backward(a->d3c, a->datt, a->dc, qkv, att, a->B, a->T, C, a->NH);
     linear_backward(a->dc, d->qkvw, d->qkvb, a->d3c, ln1, p->qkvw, N, C, 3 * C);
     layernorm_backward(a->dres, d->ln1w, d->ln1b, a->dc, x, p->ln1w, ln1m, ln1s, N, C);
 }
@@ -657,13 +531,7 @@ void gpt2_embed_backward(gpt2_acts *a, const gpt2_embed *d) {
     const int N = a->B * a->T, C = a->C, T = a->T;
     /* one channel per iteration: tokens repeat, so rows would collide, channels do not */
 #pragma omp parallel for if ((size_t)N * (size_t)C > GPT2_OMP_MIN_WORK)
-    for (int c = 0; c < C; c++) {
-        for (int n = 0; n < N; n++) {
-            const float g = a->dres[(size_t)n * C + c];
-            d->wte[(size_t)a->tokens[n] * C + c] += g;
-            d->wpe[(size_t)(n % T) * C + c] += g;
-        }
-    }
+    for (int c = 0; c < C; c++) gpt2_encode_back_col(d->wte, d->wpe, a->dres, a->tokens, N, T, C, c);
 }
 
 /* ---- whole model -------------------------------------------------------------------------- */

@@ -136,7 +136,7 @@ typedef struct gpt2_acts {
     float *dc;        /* (B, T, C) scratch: d LN outputs, d atty */
     float *d3c;       /* (B, T, 3C) d qkv */
     float *d4c;       /* (B, T, 4C) d fch_gelu, then d fch */
-    float *drow;      /* (B, NH, T) one row of d attention probabilities per (sequence, head) */
+    float *datt;      /* (B, NH, T, T) d attention scores of one layer (backward scratch) */
     void *gpu;        /* model_cuda.cu's state when the buffers are GPU memory; NULL on the CPU */
 } gpt2_acts;
 

@@ -1,9 +1,11 @@
-/* model_cuda.cu — GPT-2's module functions on a GPU (model_cuda.h). The math is model.c's,
- * operation for operation where it is element-wise; reductions keep model.c's order where one
- * thread owns them (LayerNorm rows and channels, bias sums, the embedding scatter), and the GEMMs
- * are cuBLAS's (fp32, no TF32). Row-major arrays as in model.c; cuBLAS is column-major, so a
+/* model_cuda.cu — GPT-2's module functions on a GPU (model_cuda.h). Every row and column of math
+ * is rows.h's, the code model.c runs on the CPU (one row per thread here, so the same order of
+ * operations: LayerNorm rows and channels, GELU, attention rows and its two passes back,
+ * cross-entropy rows, bias and embedding columns); the GEMMs are cuBLAS's (fp32, no TF32). Row-major arrays as in model.c; cuBLAS is column-major, so a
  * row-major (m, n) matrix is handed over as the column-major (n, m) matrix it is in memory. */
 #include "model_cuda.h"
+
+#include "rows.h"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -14,14 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LN_EPS 1e-5f                        /* model.c's GPT2_LN_EPS */
-#define GELU_K 0.7978845608028654f          /* sqrt(2 / pi) */
-#define GELU_A 0.044715f
-
 typedef struct gpu_state {
     cudaStream_t stream;
     cublasHandle_t blas;
-    float *datt;      /* (B, NH, T, T) backward scratch: d attention scores */
     float *loss_host; /* (B * T) pinned: per-token losses read back */
     int *tokens_dev, *targets_dev;
     char err[256];    /* first failure; "" = none */
@@ -102,16 +99,11 @@ __global__ static void k_bias_rows(float *out, const float *b, int N, int OC)
     FOR_EACH(i, (size_t)N * OC) out[i] = b ? b[i % (size_t)OC] : 0.0f;
 }
 
-/* db[o] += sum over rows of dout[r, o], rows in order */
 __global__ static void k_bias_grad(float *db, const float *dout, int N, int OC)
 {
     int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= OC)
-        return;
-    float s = 0.0f;
-    for (int r = 0; r < N; r++)
-        s += dout[(size_t)r * OC + o];
-    db[o] += s;
+    if (o < OC)
+        gpt2_bias_grad_col(db, dout, N, OC, o);
 }
 
 __global__ static void k_encode(float *out, const int *tokens, const float *wte, const float *wpe,
@@ -124,227 +116,99 @@ __global__ static void k_encode(float *out, const int *tokens, const float *wte,
     }
 }
 
-/* one channel per thread, tokens in order: model.c's sums */
 __global__ static void k_encode_back(float *dwte, float *dwpe, const float *dres,
                                      const int *tokens, int N, int T, int C)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C)
-        return;
-    for (int n = 0; n < N; n++) {
-        float g = dres[(size_t)n * C + c];
-        dwte[(size_t)tokens[n] * C + c] += g;
-        dwpe[(size_t)(n % T) * C + c] += g;
-    }
+    if (c < C)
+        gpt2_encode_back_col(dwte, dwpe, dres, tokens, N, T, C, c);
 }
 
 __global__ static void k_layernorm(float *out, float *mean, float *rstd, const float *x,
                                    const float *w, const float *b, int N, int C)
 {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (r >= N)
-        return;
-    const float *xr = x + (size_t)r * C;
-    float m = 0.0f;
-    for (int c = 0; c < C; c++)
-        m += xr[c];
-    m /= (float)C;
-    float v = 0.0f;
-    for (int c = 0; c < C; c++)
-        v += (xr[c] - m) * (xr[c] - m);
-    v /= (float)C;
-    float s = 1.0f / sqrtf(v + LN_EPS);
-    float *o = out + (size_t)r * C;
-    for (int c = 0; c < C; c++)
-        o[c] = (xr[c] - m) * s * w[c] + b[c];
-    mean[r] = m;
-    rstd[r] = s;
+    if (r < N)
+        gpt2_ln_row(out + (size_t)r * C, &mean[r], &rstd[r], x + (size_t)r * C, w, b, C);
 }
 
 __global__ static void k_layernorm_dx(float *dx, const float *dout, const float *x, const float *w,
                                       const float *mean, const float *rstd, int N, int C)
 {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (r >= N)
-        return;
-    const float *xr = x + (size_t)r * C, *dr = dout + (size_t)r * C;
-    const float m = mean[r], s = rstd[r];
-    float gmean = 0.0f, gxmean = 0.0f;
-    for (int c = 0; c < C; c++) {
-        float g = dr[c] * w[c];
-        gmean += g;
-        gxmean += g * (xr[c] - m) * s;
-    }
-    gmean /= (float)C;
-    gxmean /= (float)C;
-    float *dxr = dx + (size_t)r * C;
-    for (int c = 0; c < C; c++)
-        dxr[c] += s * (dr[c] * w[c] - gmean - (xr[c] - m) * s * gxmean);
+    if (r < N)
+        gpt2_ln_dx_row(dx + (size_t)r * C, dout + (size_t)r * C, x + (size_t)r * C, w, mean[r],
+                       rstd[r], C);
 }
 
 __global__ static void k_layernorm_dwb(float *dw, float *db, const float *dout, const float *x,
                                        const float *mean, const float *rstd, int N, int C)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C)
-        return;
-    float sw = 0.0f, sb = 0.0f;
-    for (int r = 0; r < N; r++) {
-        float d = dout[(size_t)r * C + c];
-        sw += d * (x[(size_t)r * C + c] - mean[r]) * rstd[r];
-        sb += d;
-    }
-    dw[c] += sw;
-    db[c] += sb;
+    if (c < C)
+        gpt2_ln_dwb_col(dw, db, dout, x, mean, rstd, N, C, c);
 }
 
 __global__ static void k_gelu(float *out, const float *x, size_t n)
 {
-    FOR_EACH(i, n)
-    {
-        float v = x[i];
-        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_A * v * v * v)));
-    }
+    FOR_EACH(i, n) out[i] = gpt2_gelu(x[i]);
 }
 
 __global__ static void k_gelu_back(float *d, const float *x, size_t n)
 {
-    FOR_EACH(i, n)
-    {
-        float v = x[i];
-        float th = tanhf(GELU_K * (v + GELU_A * v * v * v));
-        float dth = (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_A * v * v);
-        d[i] *= 0.5f * (1.0f + th) + 0.5f * v * dth;
-    }
+    FOR_EACH(i, n) d[i] *= gpt2_gelu_grad(x[i]);
 }
 
-/* ---- causal self-attention: one thread per (sequence, head, query) row ------------------------ */
+/* ---- causal self-attention: one thread per (sequence, head, row) ----------------------------- */
+
+__device__ static void split_row(size_t idx, int T, int NH, int *b, int *h, int *t)
+{
+    *t = (int)(idx % T);
+    *h = (int)(idx / T % NH);
+    *b = (int)(idx / ((size_t)T * NH));
+}
 
 __global__ static void k_attention(float *out, float *att, const float *qkv, int B, int T, int C,
                                    int NH)
 {
     size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    int b, h, t;
     if (idx >= (size_t)B * NH * T)
         return;
-    int t = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / ((size_t)T * NH));
-    const int hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-    float *row = att + (((size_t)b * NH + h) * T + t) * T;
-    float mx = -INFINITY;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-        float s = 0.0f;
-        for (int i = 0; i < hs; i++)
-            s += q[i] * k[i];
-        s *= scale;
-        row[t2] = s;
-        mx = fmaxf(mx, s);
-    }
-    float sum = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
-        row[t2] = expf(row[t2] - mx);
-        sum += row[t2];
-    }
-    const float inv = 1.0f / sum;
-    for (int t2 = 0; t2 <= t; t2++)
-        row[t2] *= inv;
-    for (int t2 = t + 1; t2 < T; t2++)
-        row[t2] = 0.0f;
-    float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-    for (int i = 0; i < hs; i++) {
-        float s = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++)
-            s += row[t2] * qkv[((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs + i];
-        o[i] = s;
-    }
+    split_row(idx, T, NH, &b, &h, &t);
+    gpt2_attn_row(out, att, qkv, b, h, t, T, C, NH);
 }
 
-/* Backward pass 1, per query row t: dp[t2] = d[t] . v[t2], then the softmax backward
- * ds[t2] = p[t2] (dp[t2] - sum p dp) * scale into datt, and dq[t] = sum ds[t2] k[t2]. */
 __global__ static void k_attention_back_q(float *dqkv, float *datt, const float *dout,
                                           const float *qkv, const float *att, int B, int T,
                                           int C, int NH)
 {
     size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    int b, h, t;
     if (idx >= (size_t)B * NH * T)
         return;
-    int t = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / ((size_t)T * NH));
-    const int hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t C3 = 3 * (size_t)C;
-    const float *row = att + (((size_t)b * NH + h) * T + t) * T;
-    float *ds = datt + (((size_t)b * NH + h) * T + t) * T;
-    const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-    float pdp = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-        float s = 0.0f;
-        for (int i = 0; i < hs; i++)
-            s += d[i] * v[i];
-        ds[t2] = s; /* dp for now */
-        pdp += row[t2] * s;
-    }
-    for (int t2 = 0; t2 <= t; t2++)
-        ds[t2] = row[t2] * (ds[t2] - pdp) * scale;
-    float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-    for (int i = 0; i < hs; i++) {
-        float s = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++)
-            s += ds[t2] * qkv[((size_t)b * T + t2) * C3 + C + (size_t)h * hs + i];
-        dq[i] = s;
-    }
+    split_row(idx, T, NH, &b, &h, &t);
+    gpt2_attn_back_q_row(dqkv, datt, dout, qkv, att, b, h, t, T, C, NH);
 }
 
-/* Backward pass 2, per key row t2: dk[t2] = sum over t >= t2 of ds[t][t2] q[t], and
- * dv[t2] = sum over t >= t2 of p[t][t2] d[t]. */
 __global__ static void k_attention_back_kv(float *dqkv, const float *datt, const float *dout,
                                            const float *qkv, const float *att, int B, int T,
                                            int C, int NH)
 {
     size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    int b, h, t2;
     if (idx >= (size_t)B * NH * T)
         return;
-    int t2 = (int)(idx % T), h = (int)(idx / T % NH), b = (int)(idx / ((size_t)T * NH));
-    const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
-    const size_t head = ((size_t)b * NH + h) * T;
-    float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-    float *dv = dk + C;
-    for (int i = 0; i < hs; i++) {
-        float sk = 0.0f, sv = 0.0f;
-        for (int t = t2; t < T; t++) {
-            sk += datt[(head + t) * T + t2] * qkv[((size_t)b * T + t) * C3 + (size_t)h * hs + i];
-            sv += att[(head + t) * T + t2] * dout[((size_t)b * T + t) * C + (size_t)h * hs + i];
-        }
-        dk[i] = sk;
-        dv[i] = sv;
-    }
+    split_row(idx, T, NH, &b, &h, &t2);
+    gpt2_attn_back_kv_row(dqkv, datt, dout, qkv, att, b, h, t2, T, C, NH);
 }
 
-/* Softmax cross-entropy per token (model.c's head): logits become d (scale * mean loss). */
 __global__ static void k_xent(float *logits, float *losses, const int *targets, int N, int V,
                               float dscale)
 {
     int n = blockIdx.x * blockDim.x + threadIdx.x;
-    if (n >= N)
-        return;
-    float *lg = logits + (size_t)n * V;
-    float mx = lg[0];
-    for (int v = 1; v < V; v++)
-        mx = fmaxf(mx, lg[v]);
-    float sum = 0.0f;
-    for (int v = 0; v < V; v++) {
-        lg[v] = expf(lg[v] - mx);
-        sum += lg[v];
-    }
-    const int y = targets[n];
-    const float inv = 1.0f / sum;
-    losses[n] = -logf(lg[y] * inv);
-    for (int v = 0; v < V; v++)
-        lg[v] = lg[v] * inv * dscale;
-    lg[y] -= dscale;
+    if (n < N)
+        losses[n] = gpt2_xent_row(logits + (size_t)n * V, targets[n], V, dscale);
 }
 
 /* ---- matrix products (model.c's linear_forward / linear_backward) ---------------------------- */
@@ -447,7 +311,7 @@ int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stre
         {&a->fch_gelu, L * N * 4 * C}, {&a->res3, L * N * C},       {&a->lnf, N * C},
         {&a->lnf_mean, N},             {&a->lnf_rstd, N},           {&a->logits, N * GPT2_VOCAB},
         {&a->losses, N},               {&a->dres, N * C},           {&a->dc, N * C},
-        {&a->d3c, N * 3 * C},          {&a->d4c, N * 4 * C},        {&g->datt, att},
+        {&a->d3c, N * 3 * C},          {&a->d4c, N * 4 * C},        {&a->datt, att},
     };
     cudaError_t e = cudaSuccess;
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0] && e == cudaSuccess; k++)
@@ -489,7 +353,7 @@ void gpt2_cuda_acts_free(gpt2_acts *a)
     float *bufs[] = {a->encoded, a->ln1,   a->ln1_mean, a->ln1_rstd, a->qkv,      a->att,
                      a->atty,    a->res2,  a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
                      a->fch_gelu, a->res3, a->lnf,      a->lnf_mean, a->lnf_rstd, a->logits,
-                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      g->datt};
+                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      a->datt};
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
         if (bufs[k])
             cudaFree(bufs[k]);
@@ -650,10 +514,10 @@ void gpt2_cuda_block_backward(gpt2_acts *a, int l, const gpt2_block *p, const gp
     linear_backward(a, a->dc, d->fcw, d->fcb, a->d4c, ln2, p->fcw, N, C, 4 * C);
     layernorm_backward(a, a->dres, d->ln2w, d->ln2b, a->dc, res2, p->ln2w, ln2m, ln2s, N, C);
     linear_backward(a, a->dc, d->attprojw, d->attprojb, a->dres, atty, p->attprojw, N, C, C);
-    k_attention_back_q<<<grid(head_rows(a), 64), 64, 0, s>>>(a->d3c, st(a)->datt, a->dc, qkv,
+    k_attention_back_q<<<grid(head_rows(a), 64), 64, 0, s>>>(a->d3c, a->datt, a->dc, qkv,
                                                              att, a->B, a->T, C, a->NH);
     LAUNCHED(a);
-    k_attention_back_kv<<<grid(head_rows(a), 64), 64, 0, s>>>(a->d3c, st(a)->datt, a->dc, qkv,
+    k_attention_back_kv<<<grid(head_rows(a), 64), 64, 0, s>>>(a->d3c, a->datt, a->dc, qkv,
                                                               att, a->B, a->T, C, a->NH);
     LAUNCHED(a);
     linear_backward(a, a->dc, d->qkvw, d->qkvb, a->d3c, ln1, p->qkvw, N, C, 3 * C);
