@@ -16,6 +16,10 @@ export ZERO_BUCKET_MB=${ZERO_BUCKET_MB:-64K}   # one chunk per layer: several bu
 # well conditioned, so the comparison across world sizes measures the runtime, not Adam.
 # Within one world size every stage is compared bit for bit (bitwise_* cases) at the default.
 export ZERO_EPS=${ZERO_EPS:-1e-5}
+# The host backend unless a case says otherwise: references and comparisons must come from one
+# backend (on a GPU machine auto would put 1-rank runs on the GPU and 2-4-rank runs on the host).
+# The GPU cases are tests/gpu/train_gpu.sh.
+export ZERO_DEVICE=${ZERO_DEVICE:-host}
 
 fail() { echo "FAIL: $*"; exit 1; }
 
