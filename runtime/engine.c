@@ -297,7 +297,6 @@ static zero_status host_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, c
     return s ? zr_fail(z, ZERO_ERR_SYSTEM, "out of host memory: %s", z->host.last_oom) : s;
 }
 
-
 /* Optimizer offload (ZeRO-Offload): fp32 master, m, v and an fp32 gradient shard on the host;
  * the device keeps working-precision parameters and gradients. Parameter offload adds the
  * working parameter shard (stage 3), which then is the master itself when it is fp32. */
