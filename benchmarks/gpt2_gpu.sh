@@ -8,7 +8,9 @@
 #   (H100 SXM / H200: 67, H100 PCIe: 51, A100: 19.5); set it to override.
 # Environment: BIN (default: the directory of this script, as installed in build/bin), GPT2_ARGS
 # (model flags; default a 12-layer, 768-wide model at T=256, batch 8), STEPS (default 12; the
-# median of the steps after the first two is reported). Exit 77 without a usable GPU.
+# median of the steps after the first two is reported). "peak MiB" is libzero's device peak
+# (report memory.device_peak_bytes): the model's activations and cuBLAS's workspace are not in it.
+# Exit 77 without a usable GPU.
 set -uo pipefail
 bin=${BIN:-$(cd "$(dirname "$0")" && pwd)}
 args=(${GPT2_ARGS:---layers 12 --heads 12 --dim 768 --seq 256 --batch 8})

@@ -57,7 +57,8 @@ typedef enum zero_dtype {
 } zero_dtype;
 
 typedef enum zero_device_kind {
-    ZERO_DEVICE_AUTO = 0, /* cuda when a GPU is usable, else host */
+    ZERO_DEVICE_AUTO = 0, /* cuda when built with CUDA and NCCL and every rank has a GPU of its
+                             own, else host */
     ZERO_DEVICE_HOST = 1, /* the CPU is the device, memory capped by device_memory */
     ZERO_DEVICE_CUDA = 2
 } zero_device_kind;
@@ -101,11 +102,12 @@ typedef struct zero_config {
     float eps;
     float weight_decay;
     size_t offload_block_bytes; /* ZERO_OFFLOAD_BLOCK_MB: optimizer offload copies and updates
-                                   the shard in blocks of this many bytes of the working dtype,
-                                   two in flight (double-buffered staging) */
-    float timeout_s;           /* ZERO_TIMEOUT_S: cuda backend: seconds a collective may take
-                                  before the NCCL communicator is aborted and every call returns
-                                  ZERO_ERR_COMM instead of hanging; 0 = wait forever */
+                                   the shard in blocks of at most this many bytes, through two
+                                   staging buffers (on cuda the copies overlap the CPU AdamW) */
+    float timeout_s;           /* ZERO_TIMEOUT_S: cuda backend: seconds an NCCL collective may
+                                  take from its enqueue before the communicator is aborted and
+                                  the calls that need NCCL return ZERO_ERR_COMM instead of
+                                  hanging (MPI exchanges are not bounded); 0 = wait forever */
     void *cuda_stream;         /* cuda backend: the model's cudaStream_t; libzero orders its own
                                   work after what the model enqueued there and its results
                                   before the model's later work. NULL = a blocking stream

@@ -106,8 +106,8 @@ static const zr_var zr_vars[] = {
      "static value",
      .flo = 0, .flo_open = 1, .fhi = FLT_MAX},
     {"ZERO_DEVICE", ZR_T_ENUM, CFG(device), "auto", "one of auto cuda host",
-     "device backend: cuda, host (the CPU is the device), auto (cuda when a GPU is usable, "
-     "else host)",
+     "device backend: cuda, host (the CPU is the device), auto (cuda when libzero was built "
+     "with CUDA and NCCL and every rank has a GPU of its own, else host, said at INFO)",
      .words = zr_device_words},
     {"ZERO_DEVICE_MEMORY", ZR_T_SIZE, CFG(device_memory), "0",
      "a size, a bare number is bytes",
@@ -120,8 +120,8 @@ static const zr_var zr_vars[] = {
     {"ZERO_OFFLOAD_BLOCK_MB", ZR_T_SIZE, CFG(offload_block_bytes), "8",
      "a size from 4K to 1G, a bare number is MiB",
      "per rank: optimizer offload: gradients go to the host and updated parameters come back in "
-     "blocks of this many bytes, through two staging buffers so copies overlap the CPU AdamW "
-     "(results do not depend on it)",
+     "blocks of at most this many bytes (cut at tensor boundaries) through two staging buffers "
+     "of this size; on cuda the copies overlap the CPU AdamW. Results do not depend on it",
      .unit = ZR_MiB, .slo = 4 * ZR_KiB, .shi = ZR_GiB, .per_rank = 1},
     {"ZERO_CPU_THREADS", ZR_T_INT, CFG(cpu_threads), "0", "an integer from 0 to 4096",
      "per rank: CPU optimizer threads of a rank; 0 = one per core of its share of the node's "
@@ -156,9 +156,11 @@ static const zr_var zr_vars[] = {
      "AdamW decoupled weight decay (not applied to tensors marked no_decay)", .flo = 0,
      .fhi = FLT_MAX},
     {"ZERO_TIMEOUT_S", ZR_T_FLOAT, CFG(timeout_s), "600", "a number of seconds >= 0",
-     "per rank: cuda backend: a collective not complete after this many seconds (or an "
-     "asynchronous NCCL error) aborts the NCCL communicator, and every libzero call on that "
-     "rank returns ZERO_ERR_COMM instead of hanging; 0 = wait forever",
+     "per rank: cuda backend: an NCCL collective (or NCCL's initialisation) not complete this "
+     "many seconds after it was enqueued, or an asynchronous NCCL error, aborts the NCCL "
+     "communicator: that call and every later one that needs NCCL return ZERO_ERR_COMM instead "
+     "of hanging. The MPI exchanges (agreement, norm, report) are not bounded by it. "
+     "0 = wait forever",
      .flo = 0, .fhi = FLT_MAX, .per_rank = 1},
     {"ZERO_DEBUG", ZR_T_ENUM, ENV_ONLY(log_level), "WARN", "one of NONE WARN INFO TRACE",
      "log level; INFO also logs every value taken from the environment", .words = zr_level_words},

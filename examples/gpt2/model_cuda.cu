@@ -1,7 +1,8 @@
 /* model_cuda.cu — GPT-2's module functions on a GPU (model_cuda.h). Every row and column of math
  * is rows.h's, the code model.c runs on the CPU (one row per thread here, so the same order of
  * operations: LayerNorm rows and channels, GELU, attention rows and its two passes back,
- * cross-entropy rows, bias and embedding columns); the GEMMs are cuBLAS's (fp32, no TF32). Row-major arrays as in model.c; cuBLAS is column-major, so a
+ * cross-entropy rows, bias and embedding columns; equal within rounding: FMA contraction and the
+ * device's expf/tanhf); the GEMMs are cuBLAS's (fp32, no TF32). Row-major arrays as in model.c; cuBLAS is column-major, so a
  * row-major (m, n) matrix is handed over as the column-major (n, m) matrix it is in memory. */
 #include "model_cuda.h"
 

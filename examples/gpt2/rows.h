@@ -1,9 +1,10 @@
 /* rows.h — GPT-2's per-row and per-column math, shared by the CPU model (model.c, one row per
  * loop iteration) and the GPU model (model_cuda.cu, one row per thread): LayerNorm forward and
  * backward, GELU, causal attention forward and its two-pass backward, softmax cross-entropy,
- * bias and embedding gradients. The same code in the same order on both, so what the CPU tests
- * check (gradcheck, training against the stages) is what the GPU runs; only the loops around
- * these differ. Row-major layouts of model.h. */
+ * bias and embedding gradients. The same operations in the same order on both, so the CPU tests
+ * (gradcheck, training against the stages) check the code the GPU runs; only the loops around
+ * these differ. Results agree within rounding, not bitwise: nvcc contracts multiply-adds into
+ * FMAs and the device expf/tanhf round differently. Row-major layouts of model.h. */
 #ifndef ZERO_EXAMPLE_GPT2_ROWS_H
 #define ZERO_EXAMPLE_GPT2_ROWS_H
 

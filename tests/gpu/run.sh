@@ -7,8 +7,10 @@
 # On a machine without MPI/hwloc/OpenBLAS and without a network (the device tool's), run
 # `tests/gpu/deps.sh fetch` beforehand where apt works and carry .gpu-deps: this script unpacks it.
 # Environment: BUILD_DIR (default <repo>/build-gpu), CUDA_ARCHS (CMAKE_CUDA_ARCHITECTURES,
-# default the project's), JOBS (default nproc), BENCH_ARGS (extra zero-bench-gpu-* arguments).
-# Exit status: 0 when the build, every test (skips allowed) and every benchmark succeeded.
+# default the project's), JOBS (default nproc).
+# Exit status: 0 when the build and every test passed (with a GPU present, a skipped single-GPU
+# test counts as a failure; gpu_nccl_np2 may skip on one GPU) and every benchmark exited 0 or 77.
+# Benchmark targets (ratio lines) are reported, not enforced.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -94,9 +96,9 @@ if [ $build_ok = 1 ]; then
   for b in "$build"/bin/zero-bench-gpu-*; do
     [ -x "$b" ] || continue
     name=$(basename "$b")
-    echo "== $name ${BENCH_ARGS:-}"
+    echo "== $name"
     # shellcheck disable=SC2086
-    "$b" ${BENCH_ARGS:-} 2>&1 | tee "$logs/$name.txt"
+    "$b" 2>&1 | tee "$logs/$name.txt"
     rc=${PIPESTATUS[0]}
     case $rc in
       0) verdict=ok ;;
