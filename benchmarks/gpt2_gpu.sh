@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # zero-bench-gpu-gpt2 — GPT-2 on one GPU (the cuda backend, zero-gpt2's cuBLAS path): step time,
 # tokens/s and model FLOP utilisation at ZERO_STAGE 0, 1, 2, 3 (one rank: the stages differ in
-# what they keep and copy, not in what a second rank would send).
-#   MFU = 6 * Psi * tokens/s (weights, forward + backward) + 12 * L * T * C * tokens/s
-#   (attention scores and their use), over the card's peak for the arithmetic used: fp32 without
-#   TF32 (cuBLAS SGEMM), so PEAK_TFLOPS defaults to the fp32 peak of the card nvidia-smi names
-#   (H100 SXM / H200: 67, H100 PCIe: 51, A100: 19.5); set it to override.
+# what they keep and copy, not in what a second rank would send), with exact fp32 GEMMs and with
+# --tf32 (tensor cores).
+#   MFU = (6 * Psi + 12 * L * T * C) * tokens/s (weights forward + backward, and the attention
+#   scores and their use), over the card's dense peak for the arithmetic used: fp32 (H100 SXM /
+#   H200: 67, H100 PCIe: 51, A100: 19.5 TFLOPS) or TF32 (495, 378, 156), by the name nvidia-smi
+#   gives; PEAK_FP32 / PEAK_TF32 override.
 # Environment: BIN (default: the directory of this script, as installed in build/bin), GPT2_ARGS
 # (model flags; default a 12-layer, 768-wide model at T=256, batch 8), STEPS (default 12; the
 # median of the steps after the first two is reported). "peak MiB" is libzero's device peak
@@ -25,27 +26,31 @@ if ! ZERO_DEVICE=cuda "$bin/zero-gpt2" --layers 1 --heads 1 --dim 8 --seq 4 --ba
     exit 1
 fi
 name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-peak=${PEAK_TFLOPS:-}
-if [ -z "$peak" ]; then
-    case "$name" in
-    *H100*PCIe*) peak=51 ;;
-    *H100*|*H200*|*GH200*) peak=67 ;;
-    *A100*) peak=19.5 ;;
-    *) peak=0 ;;
-    esac
-fi
-echo "GPU: ${name:-unknown}; fp32 peak used for MFU: $peak TFLOPS; model: ${args[*]}"
-printf '%-6s %10s %12s %8s %12s\n' stage "ms/step" "tokens/s" "MFU" "peak MiB"
+case "$name" in
+*H100*PCIe*) p32=51 ptf=378 ;;
+*H100*|*H200*|*GH200*) p32=67 ptf=495 ;;
+*A100*) p32=19.5 ptf=156 ;;
+*) p32=0 ptf=0 ;;
+esac
+p32=${PEAK_FP32:-$p32}
+ptf=${PEAK_TF32:-$ptf}
+echo "GPU: ${name:-unknown}; peaks for MFU: fp32 $p32, TF32 $ptf TFLOPS; model: ${args[*]}"
+echo "(peak MiB: libzero's device peak; the model's activations are not in it)"
+printf '%-5s %-6s %10s %12s %8s %12s\n' gemm stage "ms/step" "tokens/s" "MFU" "peak MiB"
 best=0
-for stage in 0 1 2 3; do
-    ZERO_DEVICE=cuda ZERO_STAGE=$stage ZERO_REPORT="$log/s$stage.json" \
-        "$bin/zero-gpt2" "${args[@]}" --steps "$steps" > "$log/s$stage.txt" 2>&1 ||
-        { cat "$log/s$stage.txt"; echo "stage $stage FAILED"; exit 1; }
+for mode in fp32 tf32; do
+  peak=$([ $mode = fp32 ] && echo "$p32" || echo "$ptf")
+  flag=$([ $mode = tf32 ] && echo --tf32 || true)
+  for stage in 0 1 2 3; do
+    tag=${mode}_s$stage
+    ZERO_DEVICE=cuda ZERO_STAGE=$stage ZERO_REPORT="$log/$tag.json" \
+        "$bin/zero-gpt2" "${args[@]}" $flag --steps "$steps" > "$log/$tag.txt" 2>&1 ||
+        { cat "$log/$tag.txt"; echo "$mode stage $stage FAILED"; exit 1; }
     # "step    3/12 | loss ... | 12345 tok/s | 123.4 ms | mem ..."
-    ms=$(sed -nE 's/^step +([0-9]+)\/[0-9]+ .*\| ([0-9.]+) ms \|.*/\1 \2/p' "$log/s$stage.txt" |
+    ms=$(sed -nE 's/^step +([0-9]+)\/[0-9]+ .*\| ([0-9.]+) ms \|.*/\1 \2/p' "$log/$tag.txt" |
          awk '$1 > 2 {print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
-    params=$(grep -oE '[0-9]+ parameters' "$log/s$stage.txt" | head -1 | cut -d' ' -f1)
-    peakmib=$(grep -oE '"device_peak_bytes": [0-9]+' "$log/s$stage.json" | grep -oE '[0-9]+$')
+    params=$(grep -oE '[0-9]+ parameters' "$log/$tag.txt" | head -1 | cut -d' ' -f1)
+    peakmib=$(grep -oE '"device_peak_bytes": [0-9]+' "$log/$tag.json" | grep -oE '[0-9]+$')
     line=$(awk -v ms="$ms" -v p="$params" -v peak="$peak" -v a="${args[*]}" -v pk="$peakmib" '
         BEGIN {
             n = split(a, f, " ");
@@ -57,7 +62,8 @@ for stage in 0 1 2 3; do
             printf "%.1f %.0f %.4f %.0f", ms, tok, mfu, pk / 1048576.0
         }')
     read -r ms_r tok_r mfu_r mib_r <<< "$line"
-    printf '%-6s %10s %12s %7.1f%% %12s\n' "$stage" "$ms_r" "$tok_r" "$(awk -v m="$mfu_r" 'BEGIN{print m*100}')" "$mib_r"
+    printf '%-5s %-6s %10s %12s %7.1f%% %12s\n' "$mode" "$stage" "$ms_r" "$tok_r" "$(awk -v m="$mfu_r" 'BEGIN{print m*100}')" "$mib_r"
     best=$(awk -v a="$best" -v b="$mfu_r" 'BEGIN{print (b > a) ? b : a}')
+  done
 done
-echo "ratio=$best (best MFU over stages 0-3, against $peak TFLOPS fp32)"
+echo "ratio=$best (best MFU over stages 0-3 and both GEMM modes, each against its own peak)"

@@ -58,6 +58,7 @@ typedef struct options {
     const char *data_path;   /* training text */
     int quiet;               /* no per-step lines */
     int gradcheck;           /* run the gradient check instead of training */
+    int tf32;                /* cuda backend: fp32 GEMMs on tensor cores (TF32) */
 } options;
 
 static const options default_options = {
@@ -86,6 +87,8 @@ static void usage(FILE *f) {
             "                 (default %s)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
             "  --quiet        no per-step lines, only the final loss\n"
+            "  --tf32         on the cuda backend, fp32 matrix products on tensor cores (TF32:\n"
+            "                 10-bit mantissa inputs, fp32 accumulation); default exact fp32\n"
             "  --gradcheck    check backward against finite differences (no libzero) and exit\n"
             "  --help         this text\n"
             "Gradients are clipped to a global norm of %g (ZERO_CLIP overrides; 0 = off).\n"
@@ -103,6 +106,7 @@ static int parse_args(int argc, char **argv, options *o) {
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
         if (!strcmp(arg, "--quiet")) { o->quiet = 1; continue; }
         if (!strcmp(arg, "--gradcheck")) { o->gradcheck = 1; continue; }
+        if (!strcmp(arg, "--tf32")) { o->tf32 = 1; continue; }
 
         /* every other flag takes a value */
         char name[32];
@@ -599,7 +603,8 @@ static int train(const options *o) {
          * computes on the GPU, on libzero's compute stream */
 #ifdef GPT2_HAVE_CUDA
         char gerr[256];
-        if (gpt2_cuda_acts_alloc(&acts, &gc, rows, zero_compute_stream(z), gerr, sizeof(gerr))) {
+        if (gpt2_cuda_acts_alloc(&acts, &gc, rows, zero_compute_stream(z), o->tf32, gerr,
+                                 sizeof(gerr))) {
             fprintf(stderr, "zero-gpt2: rank %d: %s\n", rank, gerr);
             setup_failed = 1;
         } else {

@@ -283,8 +283,8 @@ static const float *block_input(const gpt2_acts *a, int l)
 
 static size_t head_rows(const gpt2_acts *a) { return (size_t)a->B * a->NH * a->T; }
 
-int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, char *err,
-                         size_t errlen)
+int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, int tf32,
+                         char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
     gpu_state *g = (gpu_state *)calloc(1, sizeof *g);
@@ -334,7 +334,8 @@ int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stre
     a->targets = (int *)malloc(N * sizeof(int));
     if (!a->tokens || !a->targets || cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetStream(g->blas, g->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+        cublasSetMathMode(g->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) !=
+            CUBLAS_STATUS_SUCCESS) {
         snprintf(err, errlen, "cuBLAS could not start on this GPU (or out of host memory)");
         gpt2_cuda_acts_free(a);
         return -1;

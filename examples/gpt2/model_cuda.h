@@ -17,9 +17,10 @@ extern "C" {
 #endif
 
 /* Activations of model.h in GPU memory for B sequences, plus backward scratch, on `stream` (a
- * cudaStream_t of the current device). 0, or -1 with a message in err. */
-int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, char *err,
-                         size_t errlen);
+ * cudaStream_t of the current device). tf32: the GEMMs use tensor cores in TF32 (inputs rounded
+ * to 10-bit mantissas, fp32 accumulation); 0 = exact fp32. 0, or -1 with a message in err. */
+int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, int tf32,
+                         char *err, size_t errlen);
 void gpt2_cuda_acts_free(gpt2_acts *a);
 const char *gpt2_cuda_error(const gpt2_acts *a);
 
