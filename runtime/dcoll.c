@@ -75,6 +75,38 @@ zero_status zr_dc_all_gather_chunks(zero_ctx *z, char *base)
     return s;
 }
 
+zero_status zr_dc_reduce_chunks_in_place(zero_ctx *z, char *base, int all_gather)
+{
+#ifdef ZERO_HAVE_NCCL
+    const zp_layout *L = &z->layout;
+    const zr_elem e = zr_elem_of(z->dtype);
+    if (!z->nccl)
+        return ZERO_ERR_INTERNAL;
+    zero_status s = order_after_compute(z);
+    for (int pass = 0; pass < (all_gather ? 2 : 1) && !s; pass++) {
+        int issued = 0;
+        for (int c = L->num_chunks - 1; c >= 0 && !s; c--, issued++) {
+            char *g = base + L->chunks[c].offset * z->wsz;
+            size_t n = L->chunks[c].slice;
+            s = pass == 0 ? zr_nccl_reduce_scatter(z->nccl, g, g + (size_t)z->rank * n * z->wsz,
+                                                   n, e, &z->gather_req[c].nccl)
+                          : zr_nccl_all_gather(z->nccl, g, n, e, &z->gather_req[c].nccl);
+        }
+        for (int c = L->num_chunks - 1; issued > 0; c--, issued--) {
+            zero_status w = zr_nccl_wait(z->nccl, &z->gather_req[c].nccl);
+            if (!s)
+                s = w;
+        }
+    }
+    return s;
+#else
+    (void)z;
+    (void)base;
+    (void)all_gather;
+    return ZERO_ERR_INTERNAL;
+#endif
+}
+
 zero_status zr_dc_wait(zero_ctx *z, zr_dreq *req)
 {
 #ifdef ZERO_HAVE_NCCL

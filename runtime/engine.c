@@ -1085,6 +1085,10 @@ static zero_status reduce_full_gradients(zero_ctx *z)
     const zp_layout *L = &z->layout;
     zr_elem e = zr_elem_of(z->dtype);
     zero_status s;
+    if (z->nccl) { /* in place on the device: every chunk in flight, one wait per pass */
+        s = zr_dc_reduce_chunks_in_place(z, (char *)z->grads, z->set.cfg.stage == 0);
+        return s ? zr_fail(z, s, "gradient reduction: %s", z->comm.err) : ZERO_OK;
+    }
     for (int c = L->num_chunks - 1; c >= 0; c--) {
         const zp_chunk *ch = &L->chunks[c];
         char *g = (char *)z->grads + ch->offset * z->wsz;

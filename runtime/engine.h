@@ -180,6 +180,11 @@ zero_status zr_dc_reduce_scatter(zero_ctx *z, const void *send, void *recv, size
 /* Blocking all-gather of every chunk of a full (total_padded) buffer at base, each rank's slice
  * in place: all in flight at once (MPI), or one NCCL group. */
 zero_status zr_dc_all_gather_chunks(zero_ctx *z, char *base);
+/* NCCL only: every chunk of a full buffer at base reduce-scattered in place (this rank's reduced
+ * slice lands at its own place, as NCCL allows), descending, all in flight, then waited for;
+ * with all_gather, then all-gathered in place the same way (stage 0: an all-reduce with the
+ * additions of the reduce-scatter). ZERO_ERR_INTERNAL on the MPI path. */
+zero_status zr_dc_reduce_chunks_in_place(zero_ctx *z, char *base, int all_gather);
 zero_status zr_dc_wait(zero_ctx *z, zr_dreq *req);
 zero_status zr_dc_test(zero_ctx *z, zr_dreq *req, int *done);
 /* Frees what a request holds between uses (the NCCL event); it must not be in flight. */
