@@ -58,7 +58,7 @@ typedef struct options {
     const char *data_path;   /* training text */
     int quiet;               /* no per-step lines */
     int gradcheck;           /* run the gradient check instead of training */
-    int tf32;                /* cuda backend: fp32 GEMMs on tensor cores (TF32) */
+    int gemm;                /* cuda backend: GPT2_GEMM_FP32 / _TF32 / _BF16 (model_cuda.h) */
 } options;
 
 static const options default_options = {
@@ -87,8 +87,10 @@ static void usage(FILE *f) {
             "                 (default %s)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
             "  --quiet        no per-step lines, only the final loss\n"
-            "  --tf32         on the cuda backend, fp32 matrix products on tensor cores (TF32:\n"
-            "                 10-bit mantissa inputs, fp32 accumulation); default exact fp32\n"
+            "  --gemm MODE    cuda backend: matrix products in fp32 (default, exact), tf32\n"
+            "                 (tensor cores, inputs rounded to 10-bit mantissas) or bf16 (tensor\n"
+            "                 cores, inputs rounded to bf16; needs ZERO_DTYPE=bf16); fp32\n"
+            "                 accumulation in every mode; ignored on the host backend\n"
             "  --gradcheck    check backward against finite differences (no libzero) and exit\n"
             "  --help         this text\n"
             "Gradients are clipped to a global norm of %g (ZERO_CLIP overrides; 0 = off).\n"
@@ -106,7 +108,6 @@ static int parse_args(int argc, char **argv, options *o) {
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
         if (!strcmp(arg, "--quiet")) { o->quiet = 1; continue; }
         if (!strcmp(arg, "--gradcheck")) { o->gradcheck = 1; continue; }
-        if (!strcmp(arg, "--tf32")) { o->tf32 = 1; continue; }
 
         /* every other flag takes a value */
         char name[32];
@@ -123,6 +124,13 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
         else if (!strcmp(name, "--data")) { bad = !val || !*val; o->data_path = val; }
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
+        else if (!strcmp(name, "--gemm")) {
+            bad = !val;
+            if (val && !strcmp(val, "fp32")) o->gemm = 0;
+            else if (val && !strcmp(val, "tf32")) o->gemm = 1;
+            else if (val && !strcmp(val, "bf16")) o->gemm = 2;
+            else bad = 1;
+        }
         else return cli_unknown_option("zero-gpt2", arg);
         if (bad) return cli_bad_value("zero-gpt2", name, val);
     }
@@ -603,7 +611,14 @@ static int train(const options *o) {
          * computes on the GPU, on libzero's compute stream */
 #ifdef GPT2_HAVE_CUDA
         char gerr[256];
-        if (gpt2_cuda_acts_alloc(&acts, &gc, rows, zero_compute_stream(z), o->tf32, gerr,
+        if (o->gemm == GPT2_GEMM_BF16 && mm.dtype != ZERO_DTYPE_BF16) {
+            if (rank == 0)
+                fprintf(stderr, "zero-gpt2: --gemm bf16 needs ZERO_DTYPE=bf16 (the weights are "
+                        "%s)\n", mm.dtype == ZERO_DTYPE_FP32 ? "fp32" : "fp16");
+            exit_code = 2;
+            goto fail;
+        }
+        if (gpt2_cuda_acts_alloc(&acts, &gc, rows, zero_compute_stream(z), o->gemm, gerr,
                                  sizeof(gerr))) {
             fprintf(stderr, "zero-gpt2: rank %d: %s\n", rank, gerr);
             setup_failed = 1;

@@ -22,6 +22,9 @@ typedef struct gpu_state {
     cublasHandle_t blas;
     float *loss_host; /* (B * T) pinned: per-token losses read back */
     int *tokens_dev, *targets_dev;
+    int gemm;         /* GPT2_GEMM_* */
+    __nv_bfloat16 *bf_a, *bf_b; /* GPT2_GEMM_BF16: operands rounded to bf16, bf_len each */
+    size_t bf_len;
     char err[256];    /* first failure; "" = none */
 } gpu_state;
 
@@ -74,6 +77,11 @@ __device__ static float load(const void *p, size_t i, int dtype)
 __global__ static void k_to_f32(float *dst, const void *src, int dtype, size_t n)
 {
     FOR_EACH(i, n) dst[i] = load(src, i, dtype);
+}
+
+__global__ static void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n)
+{
+    FOR_EACH(i, n) dst[i] = __float2bfloat16_rn(src[i]);
 }
 
 __global__ static void k_accumulate(void *dst, int dtype, const float *src, size_t n)
@@ -214,17 +222,43 @@ __global__ static void k_xent(float *logits, float *losses, const int *targets, 
 
 /* ---- matrix products (model.c's linear_forward / linear_backward) ---------------------------- */
 
+/* C (m x n, column-major, fp32, leading dimension ldc) = op(A) op(B) + beta C, with A and B fp32
+ * in memory: SGEMM (in the handle's fp32 or TF32 math mode), or, in GPT2_GEMM_BF16, both rounded
+ * to bf16 into the scratch buffers first and multiplied on tensor cores with fp32 accumulation.
+ * A spans lda x (opA == N ? k : m) elements, B ldb x (opB == N ? n : k). */
+static void gemm(gpt2_acts *a, cublasOperation_t opA, cublasOperation_t opB, int m, int n, int k,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gpu_state *g = st(a);
+    const float one = 1.0f;
+    if (g->gemm != GPT2_GEMM_BF16) {
+        BL(a, cublasSgemm(g->blas, opA, opB, m, n, k, &one, A, lda, B, ldb, &beta, C, ldc));
+        return;
+    }
+    const size_t na = (size_t)lda * (opA == CUBLAS_OP_N ? k : m);
+    const size_t nb = (size_t)ldb * (opB == CUBLAS_OP_N ? n : k);
+    if (na > g->bf_len || nb > g->bf_len) {
+        note(a, "bf16 GEMM", "operand larger than the scratch buffers", __LINE__);
+        return;
+    }
+    k_to_bf16<<<grid(na, 256), 256, 0, g->stream>>>(g->bf_a, A, na);
+    LAUNCHED(a);
+    k_to_bf16<<<grid(nb, 256), 256, 0, g->stream>>>(g->bf_b, B, nb);
+    LAUNCHED(a);
+    BL(a, cublasGemmEx(g->blas, opA, opB, m, n, k, &one, g->bf_a, CUDA_R_16BF, lda, g->bf_b,
+                       CUDA_R_16BF, ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT));
+}
+
 /* out (N, OC) = inp (N, IC) w^T + b */
 static void linear_forward(gpt2_acts *a, float *out, const float *inp, const float *w,
                            const float *b, int N, int IC, int OC)
 {
     gpu_state *g = st(a);
-    const float one = 1.0f;
     k_bias_rows<<<grid((size_t)N * OC, 256), 256, 0, g->stream>>>(out, b, N, OC);
     LAUNCHED(a);
     /* out^T (OC, N) += w (OC, IC) inp^T (IC, N); w in memory is w^T (IC, OC) column-major */
-    BL(a, cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, w, IC, inp, IC, &one,
-                      out, OC));
+    gemm(a, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, w, IC, inp, IC, 1.0f, out, OC);
 }
 
 /* dinp (N, IC) = dout w (if dinp); dw (OC, IC) += dout^T inp; db += column sums (if db) */
@@ -232,13 +266,10 @@ static void linear_backward(gpt2_acts *a, float *dinp, float *dw, float *db, con
                             const float *inp, const float *w, int N, int IC, int OC)
 {
     gpu_state *g = st(a);
-    const float one = 1.0f, zero = 0.0f;
     if (dinp) /* dinp^T (IC, N) = w^T (IC, OC) dout^T (OC, N) */
-        BL(a, cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, w, IC, dout, OC,
-                          &zero, dinp, IC));
+        gemm(a, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, w, IC, dout, OC, 0.0f, dinp, IC);
     /* dw^T (IC, OC) += inp^T (IC, N) dout (N, OC) */
-    BL(a, cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, inp, IC, dout, OC, &one,
-                      dw, IC));
+    gemm(a, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, inp, IC, dout, OC, 1.0f, dw, IC);
     if (db) {
         k_bias_grad<<<grid((size_t)OC, 128), 128, 0, g->stream>>>(db, dout, N, OC);
         LAUNCHED(a);
@@ -283,7 +314,7 @@ static const float *block_input(const gpt2_acts *a, int l)
 
 static size_t head_rows(const gpt2_acts *a) { return (size_t)a->B * a->NH * a->T; }
 
-int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, int tf32,
+int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, int gemm,
                          char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
@@ -294,6 +325,7 @@ int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stre
     }
     a->gpu = g;
     g->stream = (cudaStream_t)stream;
+    g->gemm = gemm;
     a->B = B;
     a->T = cfg->seq;
     a->C = cfg->dim;
@@ -323,6 +355,14 @@ int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stre
         e = cudaMalloc((void **)&g->targets_dev, N * sizeof(int));
     if (e == cudaSuccess)
         e = cudaMallocHost((void **)&g->loss_host, N * sizeof(float));
+    if (e == cudaSuccess && gemm == GPT2_GEMM_BF16) {
+        /* the largest GEMM operand: an activation (N, 4C or V) or a weight (4C or V, C) */
+        size_t wide = 4 * C > (size_t)GPT2_VOCAB ? 4 * C : (size_t)GPT2_VOCAB;
+        g->bf_len = (N > C ? N : C) * wide;
+        e = cudaMalloc((void **)&g->bf_a, g->bf_len * sizeof(__nv_bfloat16));
+        if (e == cudaSuccess)
+            e = cudaMalloc((void **)&g->bf_b, g->bf_len * sizeof(__nv_bfloat16));
+    }
     if (e != cudaSuccess) {
         snprintf(err, errlen, "GPU memory for the activations (%zu tokens): %s", N,
                  cudaGetErrorString(e));
@@ -334,7 +374,8 @@ int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stre
     a->targets = (int *)malloc(N * sizeof(int));
     if (!a->tokens || !a->targets || cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetStream(g->blas, g->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetMathMode(g->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) !=
+        cublasSetMathMode(g->blas, gemm == GPT2_GEMM_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                          : CUBLAS_DEFAULT_MATH) !=
             CUBLAS_STATUS_SUCCESS) {
         snprintf(err, errlen, "cuBLAS could not start on this GPU (or out of host memory)");
         gpt2_cuda_acts_free(a);
@@ -365,6 +406,10 @@ void gpt2_cuda_acts_free(gpt2_acts *a)
         cudaFree(g->targets_dev);
     if (g->loss_host)
         cudaFreeHost(g->loss_host);
+    if (g->bf_a)
+        cudaFree(g->bf_a);
+    if (g->bf_b)
+        cudaFree(g->bf_b);
     free(a->tokens);
     free(a->targets);
     free(g);

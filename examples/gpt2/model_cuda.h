@@ -16,10 +16,14 @@
 extern "C" {
 #endif
 
+/* How the GEMMs compute: exact fp32 (SGEMM), TF32 tensor cores (inputs rounded to 10-bit
+ * mantissas), or bf16 tensor cores (both operands rounded to bf16 into scratch buffers; meant
+ * for bf16 weights, which stay exact); fp32 accumulation and fp32 results in every mode. */
+enum { GPT2_GEMM_FP32 = 0, GPT2_GEMM_TF32 = 1, GPT2_GEMM_BF16 = 2 };
+
 /* Activations of model.h in GPU memory for B sequences, plus backward scratch, on `stream` (a
- * cudaStream_t of the current device). tf32: the GEMMs use tensor cores in TF32 (inputs rounded
- * to 10-bit mantissas, fp32 accumulation); 0 = exact fp32. 0, or -1 with a message in err. */
-int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, int tf32,
+ * cudaStream_t of the current device); gemm: GPT2_GEMM_*. 0, or -1 with a message in err. */
+int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stream, int gemm,
                          char *err, size_t errlen);
 void gpt2_cuda_acts_free(gpt2_acts *a);
 const char *gpt2_cuda_error(const gpt2_acts *a);
