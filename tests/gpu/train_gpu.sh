@@ -8,6 +8,7 @@
 #     same bits as the GPU AdamW (DESIGN.md); model state within 1% of the formula;
 #   - the report names the cuda device and the nccl collectives;
 #   - fp32 with ZERO_GRAD_ACCUM=2: stage 2 within 1e-5 of stage 0;
+#   - zero-gpt2 --gemm tf32 (fp32 case) / bf16 (bf16 case): final loss within 2% of exact GEMMs;
 #   - stage 0 under a ZERO_DEVICE_MEMORY cap it does not fit: ZERO_ERR_OOM, no hang.
 # Usage: train_gpu.sh CASE (mlp_fp32 | mlp_bf16 | gpt2_fp32 | gpt2_bf16); BIN, OUT, MPIRUN from ctest. Exit 77 without a
 # usable GPU (ctest: skipped).
@@ -70,6 +71,19 @@ if [ $dtype = fp32 ]; then
     run cuda_acc_s0 ZERO_DEVICE=cuda ZERO_STAGE=0 ZERO_DTYPE=fp32 ZERO_GRAD_ACCUM=2
     run cuda_acc_s2 ZERO_DEVICE=cuda ZERO_STAGE=2 ZERO_DTYPE=fp32 ZERO_GRAD_ACCUM=2
     "$CHECK" compare "$out/cuda_acc_s2.st" "$out/cuda_acc_s0.st" 1e-5 || exit 1
+fi
+
+# GPT-2's tensor-core GEMM modes (zero-gpt2 --gemm): rounding differs, the training does not:
+# final loss within 2% of the exact-fp32 GEMMs' (catches operands or leading dimensions gone wrong)
+if [ $prog = zero-gpt2 ]; then
+    mode=$([ $dtype = fp32 ] && echo tf32 || echo bf16)
+    ref=$(sed -n 's/^final loss //p' "$out/cuda_s0.log")
+    env ZERO_DEVICE=cuda ZERO_STAGE=2 ZERO_DTYPE=$dtype "$BIN/$prog" "${args[@]}" --gemm $mode \
+        > "$out/gemm_$mode.log" 2>&1 || { cat "$out/gemm_$mode.log"; fail "--gemm $mode failed"; }
+    got=$(sed -n 's/^final loss //p' "$out/gemm_$mode.log")
+    awk -v a="$got" -v b="$ref" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 0.02 * b) }' ||
+        fail "--gemm $mode: final loss $got vs $ref with exact fp32 GEMMs"
+    echo "ok: --gemm $mode final loss $got vs $ref"
 fi
 
 # a cap that stage 0 does not fit in: ZERO_ERR_OOM with the engine's message, and no hang
