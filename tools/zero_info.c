@@ -15,6 +15,14 @@
 #include "offload/placement.h"
 #include "runtime/config.h"
 #include "runtime/log.h"
+#ifdef ZERO_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "runtime/device_cuda.h"
+#endif
+#ifdef ZERO_HAVE_NCCL
+#include "runtime/comm_nccl.h"
+#endif
 
 extern char **environ;
 
@@ -49,6 +57,62 @@ static void print_indented(const char *text, int indent) {
         fputc(*c, stdout);
         if (*c == '\n' && c[1]) printf("%*s", indent, "");
     }
+}
+
+/* The GPUs this process sees and what ZERO_DEVICE=auto would choose for local_size ranks per
+ * node (the engine's rule: a usable GPU for every rank, and NCCL built). Returns the number of
+ * GPUs (0 when none is usable or CUDA is not built); the PCI bus of GPU i in buses[i]. */
+static int print_cuda(int local_size, int *buses, int max_buses) {
+#ifdef ZERO_HAVE_CUDA
+    int runtime = 0, driver = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    (void)cudaGetLastError();
+    char why[256] = "";
+    int usable = zr_cuda_usable(why, sizeof why);
+    int count = usable ? zr_cuda_device_count() : 0;
+    printf("CUDA       runtime %d.%d, driver %s", runtime / 1000, runtime % 1000 / 10,
+           driver ? "" : "none");
+    if (driver) printf("%d.%d", driver / 1000, driver % 1000 / 10);
+    printf("; %d GPU%s%s%s\n", count, count == 1 ? "" : "s", usable ? "" : ": ", usable ? "" : why);
+    for (int i = 0; i < count; i++) {
+        struct cudaDeviceProp prop;
+        if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
+            (void)cudaGetLastError();
+            continue;
+        }
+        printf("           GPU %d: %s, compute capability %d.%d, %.1f GiB, PCI %04x:%02x\n", i,
+               prop.name, prop.major, prop.minor,
+               (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), prop.pciDomainID,
+               prop.pciBusID);
+        if (i < max_buses) buses[i] = prop.pciDomainID << 8 | (prop.pciBusID & 0xff);
+    }
+#ifdef ZERO_HAVE_NCCL
+    int v = zr_nccl_version();
+    printf("NCCL       %d.%d.%d\n", v / 10000, v / 100 % 100, v % 100);
+    int nccl = 1;
+#else
+    printf("NCCL       not built (the cuda backend needs it: configure with NCCL_ROOT)\n");
+    int nccl = 0;
+#endif
+    if (!nccl)
+        printf("auto       host backend (no NCCL)\n");
+    else if (count == 0)
+        printf("auto       host backend (%s)\n", why);
+    else if (count < local_size)
+        printf("auto       host backend: %d local ranks but %d GPU%s (one GPU per rank)\n",
+               local_size, count, count == 1 ? "" : "s");
+    else
+        printf("auto       cuda backend, local rank r on GPU r %% %d\n", count);
+    return nccl && count >= local_size ? count : 0;
+#else
+    (void)local_size;
+    (void)buses;
+    (void)max_buses;
+    printf("CUDA       not built (configure with -DZERO_CUDA=ON where nvcc is installed)\n");
+    printf("auto       host backend\n");
+    return 0;
+#endif
 }
 
 static void print_mpi(void) {
@@ -162,7 +226,8 @@ int main(int argc, char **argv) {
     printf("zero-info: what libzero detects on %s\n\n", host);
     printf("libzero    %d.%d.%d\n", ZERO_VERSION_MAJOR, ZERO_VERSION_MINOR, ZERO_VERSION_PATCH);
     print_mpi();
-    printf("CUDA       CUDA backend not built (ZERO_DEVICE=auto uses the host backend)\n");
+    int buses[64];
+    int gpus = synthetic ? 0 : print_cuda(local_size, buses, 64);
 
     zo_topology *t = NULL;
     char terr[512];
@@ -186,11 +251,12 @@ int main(int argc, char **argv) {
         printf("\nplacement of the CPU offload, %d local rank%s (%s; ZERO_NUMA=", local_size,
                local_size == 1 ? "" : "s", local_env);
         print_numa_setting(c->numa);
-        printf(", ZERO_CPU_THREADS=%d, host backend):\n", c->cpu_threads);
+        printf(", ZERO_CPU_THREADS=%d, %s backend):\n", c->cpu_threads, gpus ? "cuda" : "host");
         for (int r = 0; r < local_size; r++) {
             zo_plan p;
             char line[1024];
-            if (zo_plan_rank(t, r, local_size, c->numa, c->cpu_threads, -1, &p, err,
+            int bus = gpus && r % gpus < 64 ? buses[r % gpus] : -1; /* near its GPU */
+            if (zo_plan_rank(t, r, local_size, c->numa, c->cpu_threads, bus, &p, err,
                              sizeof err) != 0) {
                 printf("  local rank %d: cannot plan: %s\n", r, err);
                 status = 1;
