@@ -420,6 +420,20 @@ int zr_cuda_device_ordinal(const zr_device *dev)
     return zr_device_is_cuda(dev) ? ((const cuda_impl *)dev->impl)->ordinal : -1;
 }
 
+size_t zr_cuda_total_memory(zr_device *dev)
+{
+    if (!zr_device_is_cuda(dev))
+        return 0;
+    cuda_impl *c = dev->impl;
+    use_device(c);
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return total;
+}
+
 int zr_cuda_pci_bus(const zr_device *dev)
 {
     int ord = zr_cuda_device_ordinal(dev), domain = 0, bus = 0;

@@ -221,6 +221,12 @@ void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host)
 static zero_status oom(zero_ctx *z)
 {
     const zp_layout *L = &z->layout;
+    /* what the placements are measured against: the cap, or else (cuda) the GPU's memory */
+    size_t cap = z->dev.capacity;
+#ifdef ZERO_HAVE_CUDA
+    if (!cap && zr_device_is_cuda(&z->dev))
+        cap = zr_cuda_total_memory(&z->dev);
+#endif
     /* every placement of the state: stages 0–3, then the offload settings */
     static const int ways[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {3, 0, 0},
                                   {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {3, 1, 1}};
@@ -239,7 +245,7 @@ static zero_status oom(zero_ctx *z)
                                      tlen ? ", " : "", ways[w][0], off, mib((double)dev));
         int same = ways[w][0] == z->set.cfg.stage && ways[w][1] == z->offload_opt &&
                    ways[w][2] == z->offload_param;
-        if (!same && z->dev.capacity && need <= (double)z->dev.capacity && flen < sizeof fits)
+        if (!same && cap && need <= (double)cap && flen < sizeof fits)
             flen += (size_t)snprintf(fits + flen, sizeof fits - flen, "%sZERO_STAGE=%d%s%s",
                                      flen ? " or " : "", ways[w][0],
                                      ways[w][1] ? " ZERO_OFFLOAD_OPTIMIZER=cpu" : "",
@@ -252,8 +258,10 @@ static zero_status oom(zero_ctx *z)
                    z->offload_param ? " with optimizer and parameter offload"
                    : z->offload_opt ? " with optimizer offload" : "",
                    z->dev.last_oom, L->num_params, zr_dtype_name(z->dtype), z->world, table,
-                   flen ? "Would fit: " : "Nothing fits this capacity on this many ranks; add "
-                                          "ranks or raise ZERO_DEVICE_MEMORY",
+                   flen ? "Would fit: "
+                   : z->dev.capacity ? "Nothing fits this capacity on this many ranks; add ranks or "
+                                       "raise ZERO_DEVICE_MEMORY"
+                                     : "Nothing fits this device on this many ranks; add ranks",
                    fits);
 }
 
