@@ -420,7 +420,7 @@ int zr_cuda_device_ordinal(const zr_device *dev)
     return zr_device_is_cuda(dev) ? ((const cuda_impl *)dev->impl)->ordinal : -1;
 }
 
-size_t zr_cuda_total_memory(zr_device *dev)
+size_t zr_cuda_free_memory(zr_device *dev)
 {
     if (!zr_device_is_cuda(dev))
         return 0;
@@ -431,7 +431,7 @@ size_t zr_cuda_total_memory(zr_device *dev)
         (void)cudaGetLastError();
         return 0;
     }
-    return total;
+    return free_b;
 }
 
 int zr_cuda_pci_bus(const zr_device *dev)

@@ -57,8 +57,8 @@ int zr_device_is_cuda(const zr_device *dev);
 /* The CUDA device ordinal and the streams of a cuda dev. */
 int zr_cuda_device_ordinal(const zr_device *dev);
 cudaStream_t zr_cuda_stream_get(const zr_device *dev, zr_stream_id which);
-/* Total memory of the GPU in bytes (cudaMemGetInfo), 0 if unknown or not cuda. */
-size_t zr_cuda_total_memory(zr_device *dev);
+/* Free memory of the GPU in bytes now (cudaMemGetInfo), 0 if unknown or not cuda. */
+size_t zr_cuda_free_memory(zr_device *dev);
 
 /* The GPU's PCI location as placement.h wants it (domain << 8 | bus), or -1 (not cuda, or the
  * attributes are unavailable). */

@@ -221,12 +221,22 @@ void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host)
 static zero_status oom(zero_ctx *z)
 {
     const zp_layout *L = &z->layout;
-    /* what the placements are measured against: the cap, or else (cuda) the GPU's memory */
+    /* What the placements are measured against: the cap, or else (cuda) what libzero could get
+     * of the GPU now, its free memory plus what libzero holds; 0 = unknown (nothing compared). */
     size_t cap = z->dev.capacity;
 #ifdef ZERO_HAVE_CUDA
-    if (!cap && zr_device_is_cuda(&z->dev))
-        cap = zr_cuda_total_memory(&z->dev);
+    if (!cap && zr_device_is_cuda(&z->dev)) {
+        size_t free_b = zr_cuda_free_memory(&z->dev);
+        cap = free_b ? free_b + z->dev.current_total : 0;
+    }
 #endif
+    double need_now = 0.0; /* the failed placement's estimate: only smaller ones can help */
+    {
+        uint64_t dev = 0, host = 0;
+        if (!zp_state_bytes(z->set.cfg.stage, z->wsz, L->num_params, z->world, z->offload_opt,
+                            z->offload_param, &dev, &host))
+            need_now = (double)dev + buffer_bytes(z, z->set.cfg.stage);
+    }
     /* every placement of the state: stages 0–3, then the offload settings */
     static const int ways[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {3, 0, 0},
                                   {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {3, 1, 1}};
@@ -245,7 +255,8 @@ static zero_status oom(zero_ctx *z)
                                      tlen ? ", " : "", ways[w][0], off, mib((double)dev));
         int same = ways[w][0] == z->set.cfg.stage && ways[w][1] == z->offload_opt &&
                    ways[w][2] == z->offload_param;
-        if (!same && cap && need <= (double)cap && flen < sizeof fits)
+        if (!same && cap && need <= (double)cap && (need_now == 0.0 || need < need_now) &&
+            flen < sizeof fits)
             flen += (size_t)snprintf(fits + flen, sizeof fits - flen, "%sZERO_STAGE=%d%s%s",
                                      flen ? " or " : "", ways[w][0],
                                      ways[w][1] ? " ZERO_OFFLOAD_OPTIMIZER=cpu" : "",
@@ -259,9 +270,11 @@ static zero_status oom(zero_ctx *z)
                    : z->offload_opt ? " with optimizer offload" : "",
                    z->dev.last_oom, L->num_params, zr_dtype_name(z->dtype), z->world, table,
                    flen ? "Would fit: "
+                   : !cap ? "No device capacity is known to measure the other placements against"
                    : z->dev.capacity ? "Nothing fits this capacity on this many ranks; add ranks or "
                                        "raise ZERO_DEVICE_MEMORY"
-                                     : "Nothing fits this device on this many ranks; add ranks",
+                                     : "Nothing smaller fits the GPU's free memory on this many "
+                                       "ranks; add ranks",
                    fits);
 }
 
@@ -368,9 +381,10 @@ static zero_status allocate_state(zero_ctx *z)
         if ((s = allocate_resident(z)))
             return s;
     }
-    if (stage < 2)
-        return zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->layout.max_slice * z->wsz, "reduce-scatter output",
-                            &z->rs_out);
+    if (stage < 2) /* NCCL reduce-scatters these stages in place (dcoll.c) */
+        return z->nccl ? ZERO_OK
+                       : zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->layout.max_slice * z->wsz,
+                                      "reduce-scatter output", &z->rs_out);
     /* Two buckets: one filling while the previous one reduces. More are added only if the model
      * holds gradient pointers of more chunks at once. */
     for (int i = 0; i < 2; i++)

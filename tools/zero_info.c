@@ -227,6 +227,7 @@ int main(int argc, char **argv) {
     printf("libzero    %d.%d.%d\n", ZERO_VERSION_MAJOR, ZERO_VERSION_MINOR, ZERO_VERSION_PATCH);
     print_mpi();
     int buses[64];
+    for (int i = 0; i < 64; i++) buses[i] = -1;
     int gpus = synthetic ? 0 : print_cuda(local_size, buses, 64);
 
     zo_topology *t = NULL;
@@ -251,6 +252,8 @@ int main(int argc, char **argv) {
         printf("\nplacement of the CPU offload, %d local rank%s (%s; ZERO_NUMA=", local_size,
                local_size == 1 ? "" : "s", local_env);
         print_numa_setting(c->numa);
+        /* the engine plans near the GPU only on the cuda backend */
+        if (c->device == ZERO_DEVICE_HOST) gpus = 0;
         printf(", ZERO_CPU_THREADS=%d, %s backend):\n", c->cpu_threads, gpus ? "cuda" : "host");
         for (int r = 0; r < local_size; r++) {
             zo_plan p;

@@ -2,7 +2,8 @@
  * is rows.h's, the code model.c runs on the CPU (one row per thread here, so the same order of
  * operations: LayerNorm rows and channels, GELU, attention rows and its two passes back,
  * cross-entropy rows, bias and embedding columns; equal within rounding: FMA contraction and the
- * device's expf/tanhf); the GEMMs are cuBLAS's (fp32, no TF32). Row-major arrays as in model.c; cuBLAS is column-major, so a
+ * device's expf/tanhf); the GEMMs are cuBLAS's (exact fp32 by default, TF32 or bf16 tensor cores
+ * by GPT2_GEMM_*). Row-major arrays as in model.c; cuBLAS is column-major, so a
  * row-major (m, n) matrix is handed over as the column-major (n, m) matrix it is in memory. */
 #include "model_cuda.h"
 

@@ -260,6 +260,15 @@ unknown_var) # a typo draws a warning naming the real variable, and training goe
 env_logged) # values taken from the environment are logged at INFO
     train env_logged 1 ZERO_STAGE=1 ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=ENV
     grep -q "ZERO_STAGE=1" "$OUT/env_logged.log" || fail "ZERO_STAGE not logged" ;;
+info) # zero-info exits 0 and names the backend ZERO_DEVICE=auto would take here, and why
+    "$BIN/zero-info" > "$OUT/info.log" 2>&1
+    rc=$?
+    cat "$OUT/info.log"
+    [ $rc -eq 0 ] || fail "zero-info exited $rc"
+    grep -qE "^auto +(host|cuda) backend" "$OUT/info.log" || fail "zero-info names no backend for auto"
+    if ! nvidia-smi -L >/dev/null 2>&1; then
+        grep -qE "^auto +host backend" "$OUT/info.log" || fail "no GPU here, yet auto is not host"
+    fi ;;
 device_auto) # auto: cuda where every rank has a GPU, else host with an INFO line saying why;
     # ZERO_DEVICE=cuda without a GPU is refused on every rank with the reason
     train dev_auto 1 ZERO_DEVICE=auto ZERO_DEBUG=INFO ZERO_DEBUG_SUBSYS=INIT
