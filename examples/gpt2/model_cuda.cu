@@ -7,6 +7,7 @@
  * row-major (m, n) matrix is handed over as the column-major (n, m) matrix it is in memory. */
 #include "model_cuda.h"
 
+#include "dtype_cuda.cuh"
 #include "rows.h"
 
 #include <cublas_v2.h>
@@ -66,38 +67,11 @@ static unsigned grid(size_t n, unsigned threads)
 
 /* ---- conversions ----------------------------------------------------------------------------- */
 
-__device__ static float load(const void *p, size_t i, int dtype)
-{
-    if (dtype == ZERO_DTYPE_BF16)
-        return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    if (dtype == ZERO_DTYPE_FP16)
-        return __half2float(((const __half *)p)[i]);
-    return ((const float *)p)[i];
-}
-
-__global__ static void k_to_f32(float *dst, const void *src, int dtype, size_t n)
-{
-    FOR_EACH(i, n) dst[i] = load(src, i, dtype);
-}
-
 __global__ static void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n)
 {
     FOR_EACH(i, n) dst[i] = __float2bfloat16_rn(src[i]);
 }
 
-__global__ static void k_accumulate(void *dst, int dtype, const float *src, size_t n)
-{
-    FOR_EACH(i, n)
-    {
-        float x = load(dst, i, dtype) + src[i];
-        if (dtype == ZERO_DTYPE_BF16)
-            ((__nv_bfloat16 *)dst)[i] = __float2bfloat16_rn(x);
-        else if (dtype == ZERO_DTYPE_FP16)
-            ((__half *)dst)[i] = __float2half_rn(x);
-        else
-            ((float *)dst)[i] = x;
-    }
-}
 
 /* ---- element-wise and row kernels -------------------------------------------------------------- */
 
@@ -454,7 +428,7 @@ void gpt2_cuda_free(void *p)
 
 void gpt2_cuda_to_f32(gpt2_acts *a, float *dst, const void *src, zero_dtype dtype, size_t n)
 {
-    k_to_f32<<<grid(n, 256), 256, 0, st(a)->stream>>>(dst, src, (int)dtype, n);
+    ex_to_f32<<<grid(n, 256), 256, 0, st(a)->stream>>>(dst, src, (int)dtype, n);
     LAUNCHED(a);
 }
 
@@ -465,7 +439,7 @@ void gpt2_cuda_zero(gpt2_acts *a, float *dst, size_t n)
 
 void gpt2_cuda_accumulate(gpt2_acts *a, void *dst, zero_dtype dtype, const float *src, size_t n)
 {
-    k_accumulate<<<grid(n, 256), 256, 0, st(a)->stream>>>(dst, (int)dtype, src, n);
+    ex_accumulate<<<grid(n, 256), 256, 0, st(a)->stream>>>(dst, (int)dtype, src, n);
     LAUNCHED(a);
 }
 

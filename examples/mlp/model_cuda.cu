@@ -4,6 +4,8 @@
  * transposed views. */
 #include "model_cuda.h"
 
+#include "dtype_cuda.cuh"
+
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -62,42 +64,6 @@ static unsigned blocks(size_t n, unsigned threads)
 {
     size_t b = (n + threads - 1) / threads;
     return (unsigned)(b > 65535 ? 65535 : (b ? b : 1));
-}
-
-/* ---- working precision <-> fp32 (round to nearest even, as zero_convert does) ------------- */
-
-__device__ static float load(const void *p, size_t i, int dtype)
-{
-    if (dtype == ZERO_DTYPE_BF16)
-        return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    if (dtype == ZERO_DTYPE_FP16)
-        return __half2float(((const __half *)p)[i]);
-    return ((const float *)p)[i];
-}
-
-__device__ static void store(void *p, size_t i, int dtype, float x)
-{
-    if (dtype == ZERO_DTYPE_BF16)
-        ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(x);
-    else if (dtype == ZERO_DTYPE_FP16)
-        ((__half *)p)[i] = __float2half_rn(x);
-    else
-        ((float *)p)[i] = x;
-}
-
-__global__ static void to_f32(float *dst, const void *src, int dtype, size_t n)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = load(src, i, dtype);
-}
-
-/* dst += src in dst's dtype: fp32 sum of the widened value, rounded once (zero_accumulate). */
-__global__ static void accumulate(void *dst, int dtype, const float *src, size_t n)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        store(dst, i, dtype, load(dst, i, dtype) + src[i]);
 }
 
 /* ---- layer pieces -------------------------------------------------------------------------- */
@@ -169,7 +135,7 @@ static int as_f32(mlp_gpu *g, const void *p, zero_dtype dtype, size_t n, float *
         *out = (const float *)p;
         return 0;
     }
-    to_f32<<<blocks(n, 256), 256, 0, g->stream>>>(scratch, p, (int)dtype, n);
+    ex_to_f32<<<blocks(n, 256), 256, 0, g->stream>>>(scratch, p, (int)dtype, n);
     LAUNCHED(g);
     *out = scratch;
     return 0;
@@ -304,9 +270,9 @@ int mlp_gpu_backward(mlp_gpu *g, int l, const void *w, void *gw, void *gb, zero_
         BL(g, cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, rows, out, &one, wf, in, dy,
                           out, &zero, dx, in));
     }
-    accumulate<<<blocks(nw, 256), 256, 0, g->stream>>>(gw, (int)dtype, g->dw, nw);
+    ex_accumulate<<<blocks(nw, 256), 256, 0, g->stream>>>(gw, (int)dtype, g->dw, nw);
     LAUNCHED(g);
-    accumulate<<<blocks((size_t)out, 256), 256, 0, g->stream>>>(gb, (int)dtype, g->db,
+    ex_accumulate<<<blocks((size_t)out, 256), 256, 0, g->stream>>>(gb, (int)dtype, g->db,
                                                                 (size_t)out);
     LAUNCHED(g);
     return 0;
