@@ -208,19 +208,18 @@ void gpt2_params_free(gpt2_params *p) {
 
 /* ---- activations -------------------------------------------------------------------------- */
 
-int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B) {
-    memset(a, 0, sizeof(*a));
-    a->B = B;
-    a->T = cfg->seq;
-    a->C = cfg->dim;
-    a->NH = cfg->heads;
-    a->L = cfg->layers;
-    const size_t N = (size_t)B * (size_t)a->T, C = (size_t)a->C, L = (size_t)a->L;
-    const size_t att = (size_t)B * (size_t)a->NH * (size_t)a->T * (size_t)a->T;
-    a->tokens = malloc(N * sizeof(int));
-    a->targets = malloc(N * sizeof(int));
-    /* every float buffer: (pointer, elements) */
-    struct { float **p; size_t n; } bufs[] = {
+int gpt2_acts_buffers(gpt2_acts *a, const gpt2_config *cfg, int B,
+                      float **ptrs[GPT2_ACTS_BUFFERS], size_t counts[GPT2_ACTS_BUFFERS]) {
+    if (cfg) {
+        a->B = B;
+        a->T = cfg->seq;
+        a->C = cfg->dim;
+        a->NH = cfg->heads;
+        a->L = cfg->layers;
+    }
+    const size_t N = (size_t)a->B * (size_t)a->T, C = (size_t)a->C, L = (size_t)a->L;
+    const size_t att = (size_t)a->B * (size_t)a->NH * (size_t)a->T * (size_t)a->T;
+    struct { float **p; size_t n; } bufs[GPT2_ACTS_BUFFERS] = {
         {&a->encoded, N * C},       {&a->ln1, L * N * C},       {&a->ln1_mean, L * N},
         {&a->ln1_rstd, L * N},      {&a->qkv, L * N * 3 * C},   {&a->att, L * att},
         {&a->atty, L * N * C},      {&a->res2, L * N * C},      {&a->ln2, L * N * C},
@@ -228,12 +227,26 @@ int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B) {
         {&a->fch_gelu, L * N * 4 * C}, {&a->res3, L * N * C},   {&a->lnf, N * C},
         {&a->lnf_mean, N},          {&a->lnf_rstd, N},          {&a->logits, N * GPT2_VOCAB},
         {&a->losses, N},            {&a->dres, N * C},          {&a->dc, N * C},
-        {&a->d3c, N * 3 * C},       {&a->d4c, N * 4 * C},
-        {&a->datt, att},
+        {&a->d3c, N * 3 * C},       {&a->d4c, N * 4 * C},       {&a->datt, att},
     };
+    for (int k = 0; k < GPT2_ACTS_BUFFERS; k++) {
+        ptrs[k] = bufs[k].p;
+        counts[k] = bufs[k].n;
+    }
+    return GPT2_ACTS_BUFFERS;
+}
+
+int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B) {
+    memset(a, 0, sizeof(*a));
+    float **ptrs[GPT2_ACTS_BUFFERS];
+    size_t counts[GPT2_ACTS_BUFFERS];
+    gpt2_acts_buffers(a, cfg, B, ptrs, counts);
+    const size_t N = (size_t)B * (size_t)a->T;
+    a->tokens = malloc(N * sizeof(int));
+    a->targets = malloc(N * sizeof(int));
     int ok = a->tokens && a->targets;
-    for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++)
-        ok &= (*bufs[k].p = malloc(bufs[k].n * sizeof(float))) != NULL;
+    for (int k = 0; k < GPT2_ACTS_BUFFERS; k++)
+        ok &= (*ptrs[k] = malloc(counts[k] * sizeof(float))) != NULL;
     if (!ok) {
         gpt2_acts_free(a);
         return -1;
@@ -242,11 +255,10 @@ int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B) {
 }
 
 void gpt2_acts_free(gpt2_acts *a) {
-    float *bufs[] = {a->encoded, a->ln1,   a->ln1_mean, a->ln1_rstd, a->qkv,      a->att,
-                     a->atty,    a->res2,  a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
-                     a->fch_gelu, a->res3, a->lnf,      a->lnf_mean, a->lnf_rstd, a->logits,
-                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      a->datt};
-    for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++) free(bufs[k]);
+    float **ptrs[GPT2_ACTS_BUFFERS];
+    size_t counts[GPT2_ACTS_BUFFERS];
+    gpt2_acts_buffers(a, NULL, 0, ptrs, counts);
+    for (int k = 0; k < GPT2_ACTS_BUFFERS; k++) free(*ptrs[k]);
     free(a->tokens);
     free(a->targets);
     memset(a, 0, sizeof(*a));

@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* model_cuda.cu (C++) calls gpt2_acts_buffers */
+#endif
+
 #define GPT2_VOCAB 256 /* byte-level tokens */
 
 typedef struct gpt2_config {
@@ -143,6 +147,14 @@ typedef struct gpt2_acts {
 int gpt2_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B); /* 0, or -1 out of memory */
 void gpt2_acts_free(gpt2_acts *a);
 
+/* The one list of gpt2_acts's float buffers, for the CPU allocator above and the GPU one
+ * (model_cuda.cu): sets a's dimensions from cfg and B when cfg is not NULL (else uses them as
+ * they are), then fills ptrs[k] (the address of the k-th buffer field) and counts[k] (its
+ * elements) for k < GPT2_ACTS_BUFFERS. Returns GPT2_ACTS_BUFFERS. */
+#define GPT2_ACTS_BUFFERS 24
+int gpt2_acts_buffers(gpt2_acts *a, const gpt2_config *cfg, int B,
+                      float **ptrs[GPT2_ACTS_BUFFERS], size_t counts[GPT2_ACTS_BUFFERS]);
+
 /* ---- data ------------------------------------------------------------------------------------
  * Counter-based RNG: every value is a pure function of its key, so each rank can draw exactly
  * the rows it owns and every world size sees the same global batches. */
@@ -192,4 +204,7 @@ void gpt2_backward(const gpt2_params *p, gpt2_params *g, gpt2_acts *a);
  * OpenMP threads, and ranks share cores. Call once before training. */
 void gpt2_blas_init(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* ZERO_EXAMPLE_GPT2_MODEL_H */

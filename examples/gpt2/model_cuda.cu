@@ -301,29 +301,13 @@ int gpt2_cuda_acts_alloc(gpt2_acts *a, const gpt2_config *cfg, int B, void *stre
     a->gpu = g;
     g->stream = (cudaStream_t)stream;
     g->gemm = gemm;
-    a->B = B;
-    a->T = cfg->seq;
-    a->C = cfg->dim;
-    a->NH = cfg->heads;
-    a->L = cfg->layers;
-    const size_t N = (size_t)B * a->T, C = (size_t)a->C, L = (size_t)a->L;
-    const size_t att = (size_t)B * a->NH * a->T * a->T;
-    struct {
-        float **p;
-        size_t n;
-    } bufs[] = {
-        {&a->encoded, N * C},          {&a->ln1, L * N * C},        {&a->ln1_mean, L * N},
-        {&a->ln1_rstd, L * N},         {&a->qkv, L * N * 3 * C},    {&a->att, L * att},
-        {&a->atty, L * N * C},         {&a->res2, L * N * C},       {&a->ln2, L * N * C},
-        {&a->ln2_mean, L * N},         {&a->ln2_rstd, L * N},       {&a->fch, L * N * 4 * C},
-        {&a->fch_gelu, L * N * 4 * C}, {&a->res3, L * N * C},       {&a->lnf, N * C},
-        {&a->lnf_mean, N},             {&a->lnf_rstd, N},           {&a->logits, N * GPT2_VOCAB},
-        {&a->losses, N},               {&a->dres, N * C},           {&a->dc, N * C},
-        {&a->d3c, N * 3 * C},          {&a->d4c, N * 4 * C},        {&a->datt, att},
-    };
+    float **ptrs[GPT2_ACTS_BUFFERS];
+    size_t counts[GPT2_ACTS_BUFFERS];
+    gpt2_acts_buffers(a, cfg, B, ptrs, counts); /* model.c's list of buffers */
+    const size_t N = (size_t)B * a->T, C = (size_t)a->C;
     cudaError_t e = cudaSuccess;
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0] && e == cudaSuccess; k++)
-        e = cudaMalloc((void **)bufs[k].p, bufs[k].n * sizeof(float));
+    for (int k = 0; k < GPT2_ACTS_BUFFERS && e == cudaSuccess; k++)
+        e = cudaMalloc((void **)ptrs[k], counts[k] * sizeof(float));
     if (e == cudaSuccess)
         e = cudaMalloc((void **)&g->tokens_dev, N * sizeof(int));
     if (e == cudaSuccess)
@@ -368,13 +352,12 @@ void gpt2_cuda_acts_free(gpt2_acts *a)
         cudaStreamSynchronize(g->stream);
     if (g->blas)
         cublasDestroy(g->blas);
-    float *bufs[] = {a->encoded, a->ln1,   a->ln1_mean, a->ln1_rstd, a->qkv,      a->att,
-                     a->atty,    a->res2,  a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
-                     a->fch_gelu, a->res3, a->lnf,      a->lnf_mean, a->lnf_rstd, a->logits,
-                     a->losses,  a->dres,  a->dc,       a->d3c,      a->d4c,      a->datt};
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
-        if (bufs[k])
-            cudaFree(bufs[k]);
+    float **ptrs[GPT2_ACTS_BUFFERS];
+    size_t counts[GPT2_ACTS_BUFFERS];
+    gpt2_acts_buffers(a, NULL, 0, ptrs, counts);
+    for (int k = 0; k < GPT2_ACTS_BUFFERS; k++)
+        if (*ptrs[k])
+            cudaFree(*ptrs[k]);
     if (g->tokens_dev)
         cudaFree(g->tokens_dev);
     if (g->targets_dev)
