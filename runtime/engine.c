@@ -1289,6 +1289,18 @@ static char *staging_half(const zero_ctx *z, int h)
  * synchronous and counted at once on the host backend — and on cuda whenever the timed copy
  * could not be queued (the synchronous copy then also records any CUDA failure for
  * zr_device_error, so the step is never silently short of a block). */
+/* Adds one finished copy to the report's counters of its direction. */
+static void off_count(zero_ctx *z, int slot, double seconds, double bytes)
+{
+    if (slot < ZR_SLOT_OUT) {
+        z->times.d2h_s += seconds;
+        z->times.d2h_bytes += bytes;
+    } else {
+        z->times.h2d_s += seconds;
+        z->times.h2d_bytes += bytes;
+    }
+}
+
 static void off_copy(zero_ctx *z, int slot, void *dst, const void *src, size_t bytes)
 {
 #ifdef ZERO_HAVE_CUDA
@@ -1306,8 +1318,7 @@ static void off_copy(zero_ctx *z, int slot, void *dst, const void *src, size_t b
 #endif
     double t0 = zr_now();
     zr_dev_copy(&z->dev, dst, src, bytes);
-    *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += zr_now() - t0;
-    *(slot < ZR_SLOT_OUT ? &z->times.d2h_bytes : &z->times.h2d_bytes) += (double)bytes;
+    off_count(z, slot, zr_now() - t0, (double)bytes);
 }
 
 static void off_wait(zero_ctx *z, int slot)
@@ -1316,9 +1327,7 @@ static void off_wait(zero_ctx *z, int slot)
     if (zr_device_is_cuda(&z->dev) && z->off_pending[slot] > 0.0) {
         double sec = 0.0;
         if (zr_cuda_copy_wait(&z->dev, slot, &sec) == ZERO_OK) { /* bytes and seconds together */
-            *(slot < ZR_SLOT_OUT ? &z->times.d2h_s : &z->times.h2d_s) += sec;
-            *(slot < ZR_SLOT_OUT ? &z->times.d2h_bytes : &z->times.h2d_bytes) +=
-                z->off_pending[slot];
+            off_count(z, slot, sec, z->off_pending[slot]);
         }
         z->off_pending[slot] = 0.0;
     }
