@@ -2,7 +2,8 @@
 # setup.sh — installs what libzero needs on a fresh Debian/Ubuntu machine (only what is
 # missing), then configures and builds into build/ (executables in build/bin/).
 # Environment: BUILD_DIR (default build), ZERO_CUDA (AUTO|ON|OFF, default AUTO),
-# CMAKE_BUILD_TYPE (default Release).
+# CMAKE_BUILD_TYPE (default Release), ZERO_BLAS (openblas|any|off, default openblas: see
+# cmake/ZeroBLAS.cmake).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
@@ -13,8 +14,15 @@ command -v gcc >/dev/null || need+=(gcc g++ make)
 command -v mpicc >/dev/null || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 [ -e /usr/include/hwloc.h ] || need+=(libhwloc-dev)
-[ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# OpenBLAS itself, not any cblas.h: the base image ships the netlib reference BLAS (libblas-dev,
+# with a cblas.h), ~8x slower. OpenBLAS's OpenMP build, so its threads are OpenMP's
+# (OMP_NUM_THREADS, split between ranks by zero-mpirun) and a call from inside the model's
+# OpenMP loops runs on the calling thread. An OpenBLAS already installed (any build) is kept.
+if [ -z "${ZERO_BLAS:-}" ] || [ "${ZERO_BLAS}" = openblas ]; then
+    { command -v pkg-config >/dev/null && pkg-config --exists openblas; } ||
+        need+=(libopenblas-openmp-dev)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     sudo=""
@@ -29,7 +37,7 @@ if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
 fi
 
 mkdir -p "$build"
-cmake -S "$root" -B "$build" -DZERO_CUDA="${ZERO_CUDA:-AUTO}" \
+cmake -S "$root" -B "$build" -DZERO_CUDA="${ZERO_CUDA:-AUTO}" -DZERO_BLAS="${ZERO_BLAS:-openblas}" \
     -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" > "$build/configure.log" 2>&1 ||
     { cat "$build/configure.log"; exit 1; }
 grep -E "libzero:" "$build/configure.log" || true

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef ZERO_INFO_BLAS
+#include "blas_info.h"
+#endif
 #include "offload/placement.h"
 #include "runtime/config.h"
 #include "runtime/log.h"
@@ -165,6 +168,18 @@ static void print_numa_setting(int numa) {
         printf("%d", numa);
 }
 
+/* The BLAS the examples' matrix products use (zero-gpt2 links the same one), and its threads
+ * (OpenMP build: OMP_NUM_THREADS; pthreads build: OPENBLAS_NUM_THREADS). */
+static void print_blas(void)
+{
+#ifdef ZERO_INFO_BLAS
+    char buf[256];
+    printf("BLAS       %s\n", blas_info_describe(buf, sizeof buf));
+#else
+    printf("BLAS       none (configured with ZERO_BLAS=off, or no CBLAS: zero-gpt2 not built)\n");
+#endif
+}
+
 int main(int argc, char **argv) {
     int local_size = 0;
     const char *synthetic = NULL;
@@ -226,6 +241,7 @@ int main(int argc, char **argv) {
     printf("zero-info: what libzero detects on %s\n\n", host);
     printf("libzero    %d.%d.%d\n", ZERO_VERSION_MAJOR, ZERO_VERSION_MINOR, ZERO_VERSION_PATCH);
     print_mpi();
+    print_blas();
     int buses[64];
     for (int i = 0; i < 64; i++) buses[i] = -1;
     int gpus = synthetic ? 0 : print_cuda(local_size, buses, 64);

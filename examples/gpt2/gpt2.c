@@ -24,11 +24,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "blas_info.h"
 #include "cli.h"
 #include "model.h"
 #include "zero.h"
@@ -284,7 +286,7 @@ static int gradcheck(void) {
         fprintf(stderr, "zero-gpt2: gradcheck: out of memory\n");
         goto out;
     }
-    gpt2_blas_init();
+    blas_info_single_threaded_calls();
 
     /* parameters far from GPT-2's small init (every gradient sizeable, LayerNorm gains and
      * biases not trivial), so a wrong term cannot hide below the tolerance */
@@ -545,7 +547,7 @@ static int train(const options *o) {
         free(text);
         return 2;
     }
-    gpt2_blas_init();
+    blas_info_single_threaded_calls();
 
     /* The model as it would be standalone: one flat fp32 array, seeded init. */
     if (gpt2_params_alloc(&model, &gc)) {
@@ -662,6 +664,9 @@ static int train(const options *o) {
 
     if (rank == 0 && !o->quiet) {
         static const char *dtype_names[] = {"fp32", "bf16", "fp16"};
+        char blas[256];
+        printf("BLAS: %s; OpenMP: %d thread%s per rank\n", blas_info_describe(blas, sizeof blas),
+               omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
         printf("zero-gpt2: %d layers, %d heads, dim %d, seq %d, %zu parameters | %s: %zu bytes | "
                "%d rank(s), stage %d, %s, grad accum %d | batch %d (%d per rank), lr %g, wd %g, "
                "clip %g\n",

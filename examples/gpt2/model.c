@@ -18,6 +18,25 @@
  * team costs more than the work, and ranks started by mpirun often share cores. */
 #define GPT2_OMP_MIN_WORK ((size_t)1 << 15)
 
+/* The element-wise spans below are compiled for AVX-512, AVX2+FMA and baseline x86-64 and the
+ * best one the CPU has is picked at load time, so one binary vectorises rows.h's math (gpt2_exp
+ * is plain arithmetic for this reason) on whichever machine it runs. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define GPT2_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define GPT2_SIMD_CLONES
+#endif
+
+/* Iterations [lo, hi) of part `part` out of `parts` over n. */
+static size_t part_lo(size_t n, int part, int parts) { return n * (size_t)part / (size_t)parts; }
+
+/* Threads for n element operations: one below GPT2_OMP_MIN_WORK. */
+static int elem_threads(size_t n) {
+    if (n <= GPT2_OMP_MIN_WORK) return 1;
+    int nt = omp_get_max_threads();
+    return nt < 1 ? 1 : nt;
+}
+
 /* Key domains, so initialisation and data never draw from the same stream. */
 enum { GPT2_RNG_INIT = 11, GPT2_RNG_DATA = 12 };
 
@@ -316,12 +335,6 @@ void gpt2_batch(const unsigned char *text, size_t len, int T, uint64_t seed, int
 
 /* ---- matrix products ---------------------------------------------------------------------- */
 
-void gpt2_blas_init(void) {
-#ifdef ZERO_GPT2_OPENBLAS
-    openblas_set_num_threads(1);
-#endif
-}
-
 /* Threads for a product of m * n * k multiply-adds split along m. */
 static int split_threads(size_t m, size_t n, size_t k) {
     if (m * n * k <= GPT2_OMP_MIN_WORK) return 1;
@@ -343,6 +356,24 @@ static void linear_forward(float *out, const float *inp, const float *w, const f
             for (int c = 0; c < OC; c++) o[(size_t)r * OC + c] = b ? b[c] : 0.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, IC, 1.0f,
                     inp + (size_t)r0 * IC, IC, w, IC, 1.0f, o, OC);
+    }
+}
+
+/* Columns [o0, o1) of a bias gradient over N rows of dout (N, OC): db[o] += the column sum, the
+ * same sums in the same order as rows.h's gpt2_bias_grad_col (row 0 first), walked row by row
+ * so the reads are contiguous and the adds vectorise; at most GPT2_COLS columns at a time. */
+#define GPT2_COLS 256
+GPT2_SIMD_CLONES static void bias_grad_cols(float *db, const float *dout, int N, int OC, int o0,
+                                            int o1) {
+    float acc[GPT2_COLS];
+    for (int c0 = o0; c0 < o1; c0 += GPT2_COLS) {
+        const int w = o1 - c0 < GPT2_COLS ? o1 - c0 : GPT2_COLS;
+        for (int j = 0; j < w; j++) acc[j] = 0.0f;
+        for (int r = 0; r < N; r++) {
+            const float *d = dout + (size_t)r * OC + c0;
+            for (int j = 0; j < w; j++) acc[j] += d[j];
+        }
+        for (int j = 0; j < w; j++) db[c0 + j] += acc[j];
     }
 }
 
@@ -370,74 +401,158 @@ static void linear_backward(float *dinp, float *dw, float *db, const float *dout
         if (o1 <= o0) continue;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, IC, N, 1.0f, dout + o0, OC,
                     inp, IC, 1.0f, dw + (size_t)o0 * IC, IC);
-        if (db)
-            for (int o = o0; o < o1; o++) gpt2_bias_grad_col(db, dout, N, OC, o);
+        if (db) bias_grad_cols(db, dout, N, OC, o0, o1);
     }
 }
 
 /* ---- element-wise layers ------------------------------------------------------------------ */
 
+GPT2_SIMD_CLONES static void layernorm_rows(float *out, float *mean, float *rstd, const float *x,
+                                            const float *w, const float *b, int r0, int r1,
+                                            int C) {
+    for (int r = r0; r < r1; r++)
+        gpt2_ln_row(out + (size_t)r * C, &mean[r], &rstd[r], x + (size_t)r * C, w, b, C);
+}
+
 /* out (N, C) = (x - mean) * rstd * w + b per row; mean and rstd (N) kept for backward. */
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                               const float *b, int N, int C) {
-#pragma omp parallel for if ((size_t)N * (size_t)C > GPT2_OMP_MIN_WORK)
-    for (int r = 0; r < N; r++)
-        gpt2_ln_row(out + (size_t)r * C, &mean[r], &rstd[r], x + (size_t)r * C, w, b, C);
+    const int nt = elem_threads((size_t)N * (size_t)C);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int part = 0; part < nt; part++)
+        layernorm_rows(out, mean, rstd, x, w, b, (int)part_lo((size_t)N, part, nt),
+                       (int)part_lo((size_t)N, part + 1, nt), C);
+}
+
+GPT2_SIMD_CLONES static void layernorm_dx_rows(float *dx, const float *dout, const float *x,
+                                               const float *w, const float *mean,
+                                               const float *rstd, int r0, int r1, int C) {
+    for (int r = r0; r < r1; r++)
+        gpt2_ln_dx_row(dx + (size_t)r * C, dout + (size_t)r * C, x + (size_t)r * C, w, mean[r],
+                       rstd[r], C);
+}
+
+/* Channels [c0, c1) of the LayerNorm parameter gradients: the sums of rows.h's gpt2_ln_dwb_col,
+ * in its order (row 0 first), walked row by row like bias_grad_cols. */
+GPT2_SIMD_CLONES static void layernorm_dwb_cols(float *dw, float *db, const float *dout,
+                                                const float *x, const float *mean,
+                                                const float *rstd, int N, int C, int c0, int c1) {
+    float sw[GPT2_COLS], sb[GPT2_COLS];
+    for (int k0 = c0; k0 < c1; k0 += GPT2_COLS) {
+        const int w = c1 - k0 < GPT2_COLS ? c1 - k0 : GPT2_COLS;
+        for (int j = 0; j < w; j++) sw[j] = sb[j] = 0.0f;
+        for (int r = 0; r < N; r++) {
+            const float *d = dout + (size_t)r * C + k0, *xr = x + (size_t)r * C + k0;
+            const float m = mean[r], rs = rstd[r];
+            for (int j = 0; j < w; j++) {
+                sw[j] += d[j] * (xr[j] - m) * rs;
+                sb[j] += d[j];
+            }
+        }
+        for (int j = 0; j < w; j++) {
+            dw[k0 + j] += sw[j];
+            db[k0 + j] += sb[j];
+        }
+    }
 }
 
 /* Backward of layernorm_forward given dout (N, C): dx += (so a residual gradient can flow
  * through), dw += and db += . */
 static void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                                const float *w, const float *mean, const float *rstd, int N, int C) {
-    const int par = (size_t)N * (size_t)C > GPT2_OMP_MIN_WORK;
-#pragma omp parallel for if (par)
-    for (int r = 0; r < N; r++)
-        gpt2_ln_dx_row(dx + (size_t)r * C, dout + (size_t)r * C, x + (size_t)r * C, w, mean[r],
-                       rstd[r], C);
-    /* dw, db: sums over rows, one channel per iteration (no shared writes) */
-#pragma omp parallel for if (par)
-    for (int c = 0; c < C; c++) gpt2_ln_dwb_col(dw, db, dout, x, mean, rstd, N, C, c);
+    const int nt = elem_threads((size_t)N * (size_t)C);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int part = 0; part < nt; part++) {
+        layernorm_dx_rows(dx, dout, x, w, mean, rstd, (int)part_lo((size_t)N, part, nt),
+                          (int)part_lo((size_t)N, part + 1, nt), C);
+        /* dw, db: sums over rows, split by channel (no shared writes) */
+        layernorm_dwb_cols(dw, db, dout, x, mean, rstd, N, C, (int)part_lo((size_t)C, part, nt),
+                           (int)part_lo((size_t)C, part + 1, nt));
+    }
+}
+
+GPT2_SIMD_CLONES static void gelu_span(float *out, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = gpt2_gelu(x[i]);
 }
 
 static void gelu_forward(float *out, const float *x, size_t n) {
-#pragma omp parallel for if (n > GPT2_OMP_MIN_WORK)
-    for (size_t i = 0; i < n; i++) out[i] = gpt2_gelu(x[i]);
+    const int nt = elem_threads(n);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int part = 0; part < nt; part++) {
+        size_t lo = part_lo(n, part, nt);
+        gelu_span(out + lo, x + lo, part_lo(n, part + 1, nt) - lo);
+    }
+}
+
+GPT2_SIMD_CLONES static void gelu_back_span(float *d, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) d[i] *= gpt2_gelu_grad(x[i]);
 }
 
 /* d (in place): d loss / d gelu output -> d loss / d gelu input, at inputs x. */
 static void gelu_backward(float *d, const float *x, size_t n) {
-#pragma omp parallel for if (n > GPT2_OMP_MIN_WORK)
-    for (size_t i = 0; i < n; i++) d[i] *= gpt2_gelu_grad(x[i]);
+    const int nt = elem_threads(n);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int part = 0; part < nt; part++) {
+        size_t lo = part_lo(n, part, nt);
+        gelu_back_span(d + lo, x + lo, part_lo(n, part + 1, nt) - lo);
+    }
 }
 
-/* ---- causal self-attention ---------------------------------------------------------------- */
+/* ---- causal self-attention (rows.h: GEMMs around two row functions) ------------------------ */
+
+GPT2_SIMD_CLONES static void softmax_causal_rows(float *p, int T) {
+    for (int t = 0; t < T; t++) gpt2_softmax_causal_row(p + (size_t)t * T, t, T);
+}
+
+GPT2_SIMD_CLONES static void softmax_back_rows(float *ds, const float *p, int T, float scale) {
+    for (int t = 0; t < T; t++)
+        gpt2_softmax_back_row(ds + (size_t)t * T, p + (size_t)t * T, t, T, scale);
+}
 
 /* qkv (B, T, 3C) -> out (B, T, C); att (B, NH, T, T) keeps the softmax probabilities. Each
- * (sequence, head) pair is independent: one per iteration. */
+ * (sequence, head) pair is independent: one per iteration, single-threaded GEMMs inside. */
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
                               int NH) {
+    const int hs = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) if ((size_t)B * T * T * C > GPT2_OMP_MIN_WORK)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++) gpt2_attn_row(out, att, qkv, b, h, t, T, C, NH);
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *k = q + C, *v = q + 2 * C;
+            float *p = att + ((size_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                        0.0f, p, T);
+            softmax_causal_rows(p, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, v, C3,
+                        0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
+        }
 }
 
-/* Backward of attention_forward: dout (B, T, C) -> dqkv (B, T, 3C), overwritten, in two passes
- * (rows.h): every query row (dq, and the d scores into datt (B, NH, T, T)), then every key row
- * (dk, dv). Each pass writes disjoint rows, so its iterations share nothing. */
+/* Backward of attention_forward: dout (B, T, C) -> dqkv (B, T, 3C), overwritten; datt
+ * (B, NH, T, T) holds dP, then dS. */
 static void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                                const float *att, int B, int T, int C, int NH) {
-    const int par = (size_t)B * T * T * C > GPT2_OMP_MIN_WORK;
-#pragma omp parallel for collapse(2) if (par)
+    const int hs = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) if ((size_t)B * T * T * C > GPT2_OMP_MIN_WORK)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++)
-                gpt2_attn_back_q_row(dqkv, datt, dout, qkv, att, b, h, t, T, C, NH);
-#pragma omp parallel for collapse(2) if (par)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t2 = 0; t2 < T; t2++)
-                gpt2_attn_back_kv_row(dqkv, datt, dout, qkv, att, b, h, t2, T, C, NH);
+        for (int h = 0; h < NH; h++) {
+            const size_t at = (size_t)b * T * C3 + (size_t)h * hs;
+            const float *q = qkv + at, *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + at, *dk = dq + C, *dv = dq + 2 * C;
+            const float *d = dout + (size_t)b * T * C + (size_t)h * hs;
+            const float *p = att + ((size_t)b * NH + h) * T * T;
+            float *ds = datt + ((size_t)b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, d, C, v, C3,
+                        0.0f, ds, T);
+            softmax_back_rows(ds, p, T, scale);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, k, C3,
+                        0.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, q, C3,
+                        0.0f, dk, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, d, C,
+                        0.0f, dv, C3);
+        }
 }
 
 /* ---- modules ------------------------------------------------------------------------------ */
@@ -492,14 +607,21 @@ void gpt2_lnf_forward(gpt2_acts *a, const gpt2_lnf *p) {
                       p->lnfw, p->lnfb, a->B * a->T, a->C);
 }
 
+GPT2_SIMD_CLONES static void xent_rows(gpt2_acts *a, float dscale, int n0, int n1) {
+    for (int n = n0; n < n1; n++)
+        a->losses[n] = gpt2_xent_row(a->logits + (size_t)n * GPT2_VOCAB, a->targets[n], GPT2_VOCAB,
+                                     dscale);
+}
+
 float gpt2_head_forward(gpt2_acts *a, const float *wte, float scale) {
     const int N = a->B * a->T, V = GPT2_VOCAB;
     linear_forward(a->logits, a->lnf, wte, NULL, N, a->C, V);
     /* softmax cross-entropy per token; the mean over N tokens, so d/d logit carries 1 / N */
     const float dscale = scale / (float)N;
-#pragma omp parallel for if ((size_t)N * (size_t)V > GPT2_OMP_MIN_WORK)
-    for (int n = 0; n < N; n++)
-        a->losses[n] = gpt2_xent_row(a->logits + (size_t)n * V, a->targets[n], V, dscale);
+    const int nt = elem_threads((size_t)N * (size_t)V);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int part = 0; part < nt; part++)
+        xent_rows(a, dscale, (int)part_lo((size_t)N, part, nt), (int)part_lo((size_t)N, part + 1, nt));
     double total = 0.0;
     for (int n = 0; n < N; n++) total += a->losses[n];
     return (float)(total / N);

@@ -200,10 +200,6 @@ float gpt2_forward(const gpt2_params *p, gpt2_acts *a, float scale);
 /* After gpt2_forward: ADDS the gradient into g (same config and layout as p; zero it first). */
 void gpt2_backward(const gpt2_params *p, gpt2_params *g, gpt2_acts *a);
 
-/* Runs matrix products single-threaded inside OpenBLAS: the model splits them over its own
- * OpenMP threads, and ranks share cores. Call once before training. */
-void gpt2_blas_init(void);
-
 #ifdef __cplusplus
 }
 #endif

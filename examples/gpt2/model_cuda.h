@@ -16,9 +16,11 @@
 extern "C" {
 #endif
 
-/* How the GEMMs compute: exact fp32 (SGEMM), TF32 tensor cores (inputs rounded to 10-bit
- * mantissas), or bf16 tensor cores (both operands rounded to bf16 into scratch buffers; meant
- * for bf16 weights, which stay exact); fp32 accumulation and fp32 results in every mode. */
+/* How the linear layers' GEMMs compute: exact fp32 (SGEMM), TF32 tensor cores (inputs rounded
+ * to 10-bit mantissas), or bf16 tensor cores (operands rounded to bf16: activations once when
+ * produced, weights once per layer call; meant for bf16 weights, which stay exact); fp32
+ * accumulation and fp32 results in every mode. Attention's GEMMs run in the handle's fp32/TF32
+ * math mode. */
 enum { GPT2_GEMM_FP32 = 0, GPT2_GEMM_TF32 = 1, GPT2_GEMM_BF16 = 2 };
 
 /* Activations of model.h in GPU memory for B sequences, plus backward scratch, on `stream` (a

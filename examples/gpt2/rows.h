@@ -4,7 +4,8 @@
  * bias and embedding gradients. The same operations in the same order on both, so the CPU tests
  * (gradcheck, training against the stages) check the code the GPU runs; only the loops around
  * these differ. Results agree within rounding, not bitwise: nvcc contracts multiply-adds into
- * FMAs and the device expf/tanhf round differently. Row-major layouts of model.h. */
+ * FMAs, the GPU kernels may split a row's sums over a warp, and the GEMMs differ. Row-major
+ * layouts of model.h. */
 #ifndef ZERO_EXAMPLE_GPT2_ROWS_H
 #define ZERO_EXAMPLE_GPT2_ROWS_H
 
@@ -79,122 +80,102 @@ GPT2_HD void gpt2_bias_grad_col(float *db, const float *dout, int N, int OC, int
     db[o] += s;
 }
 
-/* GELU, tanh approximation: 0.5 x (1 + tanh(k (x + a x^3))). */
+/* ---- exp and GELU in plain float arithmetic ------------------------------------------------
+ * No libm call, so the compiler vectorises the loops that use them on the CPU (libm's expf and
+ * tanhf are scalar calls and were a third of a step), and the GPU runs the same operations. */
+
+/* 2^n for an integer n in [-126, 127], built from its exponent bits. */
+GPT2_HD float gpt2_pow2i(int n)
+{
+#ifdef __CUDA_ARCH__
+    return __int_as_float((n + 127) << 23);
+#else
+    union { int i; float f; } u;
+    u.i = (n + 127) << 23;
+    return u.f;
+#endif
+}
+
+/* e^x, within 2 ulp of the correctly rounded value for x in [-87, 87]; x is clamped to that
+ * range first (so e^x stays a normal number, and e^-huge is 1.6e-38 rather than 0). NaN stays
+ * NaN. x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, so n ln2 is exact), e^r by its
+ * Taylor series to degree 7 (truncation below 5e-9), then scaled by 2^n. */
+GPT2_HD float gpt2_exp(float x)
+{
+    x = x > 87.0f ? 87.0f : x;
+    x = x < -87.0f ? -87.0f : x;
+    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float t = x * 1.44269504088896341f + shift;
+    const float n = t - shift;
+    const float r = (x - n * 0.693145751953125f) - n * 1.42860676533018705e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * gpt2_pow2i((int)n);
+}
+
+/* GELU, tanh approximation: 0.5 v (1 + tanh(u)), u = k (v + a v^3); written with
+ * 1 + tanh(u) = 2 / (1 + e^(-2u)) as v / (1 + e^(-2u)). */
 GPT2_HD float gpt2_gelu(float v)
 {
-    return 0.5f * v * (1.0f + tanhf(GPT2_GELU_K * (v + GPT2_GELU_A * v * v * v)));
+    const float u = GPT2_GELU_K * (v + GPT2_GELU_A * v * v * v);
+    return v / (1.0f + gpt2_exp(-2.0f * u));
 }
 
-/* d gelu(v) / d v */
+/* d gelu(v) / d v = s + 2 v s (1 - s) du/dv, s = 1 / (1 + e^(-2u)) (= (1 + tanh u) / 2). */
 GPT2_HD float gpt2_gelu_grad(float v)
 {
-    float th = tanhf(GPT2_GELU_K * (v + GPT2_GELU_A * v * v * v));
-    float dth = (1.0f - th * th) * GPT2_GELU_K * (1.0f + 3.0f * GPT2_GELU_A * v * v);
-    return 0.5f * (1.0f + th) + 0.5f * v * dth;
+    const float u = GPT2_GELU_K * (v + GPT2_GELU_A * v * v * v);
+    const float s = 1.0f / (1.0f + gpt2_exp(-2.0f * u));
+    const float du = GPT2_GELU_K * (1.0f + 3.0f * GPT2_GELU_A * v * v);
+    return s + 2.0f * v * s * (1.0f - s) * du;
 }
 
-/* ---- causal self-attention, one (sequence b, head h, query t) row ----------------------------
- * qkv (B, T, 3C): per token the C queries, C keys, C values, heads side by side (hs = C / NH).
- * att (B, NH, T, T): softmax probabilities, zeros above the diagonal. */
+/* ---- causal self-attention ------------------------------------------------------------------
+ * Per (sequence b, head h): Q, K, V are (T, hs) views of qkv (B, T, 3C) (per token the C
+ * queries, C keys, C values, heads side by side, hs = C / NH; leading dimension 3C).
+ * att (B, NH, T, T) keeps the softmax probabilities, zeros above the diagonal.
+ *   forward:  S = scale Q K^T (a GEMM), P = causal softmax of each row of S (below),
+ *             out = P V (a GEMM; out is (T, hs) of (B, T, C), heads side by side)
+ *   backward: dP = dout V^T (GEMM); dS = scale P (dP - rowsum(P dP)) per row (below);
+ *             dQ = dS K, dK = dS^T Q, dV = P^T dout (GEMMs)
+ * scale = 1 / sqrt(hs). The GEMMs run over the full T x T square: above the diagonal P and dS
+ * are zero, so those terms add nothing. */
 
-/* out row (hs values of head h at token t, in (B, T, C)) and att row. */
-GPT2_HD void gpt2_attn_row(float *out, float *att, const float *qkv, int b, int h, int t, int T,
-                           int C, int NH)
+/* Row t of S (T values; those past t are ignored) becomes row t of P, zeros past t. */
+GPT2_HD void gpt2_softmax_causal_row(float *row, int t, int T)
 {
-    const int hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-    float *row = att + (((size_t)b * NH + h) * T + t) * T;
-    float mx = -INFINITY;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-        float s = 0.0f;
-        for (int i = 0; i < hs; i++)
-            s += q[i] * k[i];
-        s *= scale;
-        row[t2] = s;
-        if (s > mx)
-            mx = s;
-    }
+    float mx = row[0];
+    for (int t2 = 1; t2 <= t; t2++)
+        mx = row[t2] > mx ? row[t2] : mx;
+    for (int t2 = 0; t2 <= t; t2++) /* apart from the sum, so the CPU vectorises it */
+        row[t2] = gpt2_exp(row[t2] - mx);
     float sum = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
-        row[t2] = expf(row[t2] - mx);
+    for (int t2 = 0; t2 <= t; t2++)
         sum += row[t2];
-    }
     const float inv = 1.0f / sum;
     for (int t2 = 0; t2 <= t; t2++)
         row[t2] *= inv;
     for (int t2 = t + 1; t2 < T; t2++)
         row[t2] = 0.0f; /* masked: the future */
-    float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-    for (int i = 0; i < hs; i++)
-        o[i] = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-        for (int i = 0; i < hs; i++)
-            o[i] += row[t2] * v[i];
-    }
 }
 
-/* Backward, pass 1, query row t: dp[t2] = d[t] . v[t2]; through the softmax
- * ds[t2] = p[t2] (dp[t2] - sum p dp) * scale, kept in datt (B, NH, T, T) for pass 2 (only
- * t2 <= t is written); dq[t] = sum over t2 of ds[t2] k[t2] (overwritten). */
-GPT2_HD void gpt2_attn_back_q_row(float *dqkv, float *datt, const float *dout, const float *qkv,
-                                  const float *att, int b, int h, int t, int T, int C, int NH)
+/* Row t: dp (T values, row t of dP) becomes row t of dS = scale p (dp - sum p dp), zeros past t;
+ * p is row t of P. */
+GPT2_HD void gpt2_softmax_back_row(float *dp, const float *p, int t, int T, float scale)
 {
-    const int hs = C / NH;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const size_t C3 = 3 * (size_t)C;
-    const float *row = att + (((size_t)b * NH + h) * T + t) * T;
-    float *ds = datt + (((size_t)b * NH + h) * T + t) * T;
-    const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
     float pdp = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-        float s = 0.0f;
-        for (int i = 0; i < hs; i++)
-            s += d[i] * v[i];
-        ds[t2] = s; /* dp, for now */
-        pdp += row[t2] * s;
-    }
     for (int t2 = 0; t2 <= t; t2++)
-        ds[t2] = row[t2] * (ds[t2] - pdp) * scale;
-    float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-    for (int i = 0; i < hs; i++)
-        dq[i] = 0.0f;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-        for (int i = 0; i < hs; i++)
-            dq[i] += ds[t2] * k[i];
-    }
-}
-
-/* Backward, pass 2, key row t2 (after pass 1 for every query of the head):
- * dk[t2] = sum over t >= t2 of ds[t][t2] q[t], dv[t2] = sum over t >= t2 of p[t][t2] d[t]
- * (overwritten). */
-GPT2_HD void gpt2_attn_back_kv_row(float *dqkv, const float *datt, const float *dout,
-                                   const float *qkv, const float *att, int b, int h, int t2,
-                                   int T, int C, int NH)
-{
-    const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
-    const size_t head = ((size_t)b * NH + h) * T;
-    float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-    float *dv = dk + C;
-    for (int i = 0; i < hs; i++) {
-        dk[i] = 0.0f;
-        dv[i] = 0.0f;
-    }
-    for (int t = t2; t < T; t++) {
-        const float ds = datt[(head + t) * T + t2], p = att[(head + t) * T + t2];
-        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-        const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-        for (int i = 0; i < hs; i++) {
-            dk[i] += ds * q[i];
-            dv[i] += p * d[i];
-        }
-    }
+        pdp += p[t2] * dp[t2];
+    for (int t2 = 0; t2 <= t; t2++)
+        dp[t2] = p[t2] * (dp[t2] - pdp) * scale;
+    for (int t2 = t + 1; t2 < T; t2++)
+        dp[t2] = 0.0f;
 }
 
 /* Softmax cross-entropy of one token's logits (V) against target y: returns the loss and
@@ -203,13 +184,12 @@ GPT2_HD float gpt2_xent_row(float *lg, int y, int V, float dscale)
 {
     float mx = lg[0];
     for (int v = 1; v < V; v++)
-        if (lg[v] > mx)
-            mx = lg[v];
+        mx = lg[v] > mx ? lg[v] : mx;
+    for (int v = 0; v < V; v++)
+        lg[v] = gpt2_exp(lg[v] - mx);
     float sum = 0.0f;
-    for (int v = 0; v < V; v++) {
-        lg[v] = expf(lg[v] - mx);
+    for (int v = 0; v < V; v++)
         sum += lg[v];
-    }
     const float inv = 1.0f / sum;
     const float loss = -logf(lg[y] * inv);
     for (int v = 0; v < V; v++)
