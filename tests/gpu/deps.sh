@@ -9,7 +9,7 @@
 #                                      PKG_CONFIG_SYSROOT_DIR, OPAL_PREFIX so CMake, mpicc and
 #                                      mpirun find them (source it: the exports are the point)
 #
-# The packages are Debian 12's (Open MPI 4.1.4, hwloc 2.9, OpenBLAS 0.3.21 in its OpenMP build
+# The packages are Debian 12's (Open MPI 4.1.4, hwloc 2.9, jansson, OpenBLAS 0.3.21 in its OpenMP build
 # as setup.sh installs it, pkg-config) and the libraries a minimal image may lack; Open MPI is
 # relocated with OPAL_PREFIX. Name .gpu-deps in the device tool's `carry` (about 20 MiB);
 # tests/gpu/run.sh sources `unpack` itself when mpicc is missing.
@@ -19,6 +19,7 @@ pkgs=(libopenmpi3 libopenmpi-dev openmpi-bin openmpi-common libpmix2 libevent-co
       libevent-pthreads-2.1-7 libfabric1 libucx0 libibverbs1 librdmacm1 libnl-3-200
       libnl-route-3-200 libpsm2-2 libpsm-infinipath1 libmunge2 libnuma1 libhwloc15 libhwloc-dev
       libgfortran5 libquadmath0 libudev1 libatomic1 libopenblas0-openmp libopenblas-openmp-dev libgomp1
+      libjansson4 libjansson-dev
       pkgconf pkgconf-bin libpkgconf3)
 
 zero_deps_fetch() {

@@ -2,11 +2,25 @@
  *   zero-check compare A.safetensors B.safetensors RTOL
  *       same tensors (names, shapes); per tensor max|a - b| <= RTOL * max|b|
  *   zero-check near REPORT.json KEY_A KEY_B RTOL
- *       the numbers at KEY_A and KEY_B (first occurrence of "KEY":) differ by <= RTOL * |B|
+ *       the numbers at KEY_A and KEY_B differ by <= RTOL * |B|
  *   zero-check le REPORT.json KEY_A KEY_B     value(KEY_A) <= value(KEY_B)
  *   zero-check get REPORT.json KEY            prints the value
  *   zero-check same REPORT1.json REPORT2.json KEY   the two reports have the same value at KEY
- * Exit 0 when the assertion holds, 1 when it does not, 2 on unreadable input. */
+ * The report is read as JSON (jansson). A KEY is
+ *   - a path from the root with dots: memory.device_peak_bytes, time.wall_s,
+ *     memory.per_rank.0.total (an array element by its index); a leading dot anchors a
+ *     top-level key (.stage is the top-level "stage", config.stage the configured one);
+ *   - or a bare name without dots (model_state_peak_bytes), found wherever it is in the
+ *     document: it must occur exactly once; a name found at several paths is an error that
+ *     lists them (exit 2), never a silent first match.
+ * get prints integers as integers, other numbers with the fewest digits (at most 17) that read
+ * back as the same double, strings raw, true/false/null as such, objects and arrays as compact
+ * JSON.
+ * Exit 0 when the assertion holds, 1 when it does not, 2 on unreadable or bad input (a file
+ * that is not JSON, a missing or ambiguous key, a value that is not a number where one is
+ * needed, a bad tolerance). */
+#include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,34 +47,6 @@ static char *slurp(const char *path, size_t *len)
     if (len)
         *len = (size_t)n;
     return buf;
-}
-
-/* The raw text of the value after the first "key": (a number or a quoted string). */
-static const char *json_value(const char *text, const char *key, const char *path)
-{
-    char pat[256];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
-    if (!p) {
-        fprintf(stderr, "zero-check: %s has no key \"%s\"\n", path, key);
-        exit(2);
-    }
-    p += strlen(pat);
-    while (*p == ' ')
-        p++;
-    return p;
-}
-
-static double json_number(const char *text, const char *key, const char *path)
-{
-    const char *v = json_value(text, key, path);
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v) {
-        fprintf(stderr, "zero-check: %s: \"%s\" is not a number\n", path, key);
-        exit(2);
-    }
-    return d;
 }
 
 typedef struct st_tensor {
@@ -196,42 +182,240 @@ static int compare(const char *pa, const char *pb, double rtol)
     return ok ? 0 : 1;
 }
 
+/* ---- the JSON report ------------------------------------------------------------------------- */
+
+static json_t *load_report(const char *path)
+{
+    json_error_t err;
+    /* a report with the same key twice in one object is malformed: refused, not resolved */
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        if (err.line < 1) /* not opened or not read */
+            fprintf(stderr, "zero-check: %s\n", err.text);
+        else
+            fprintf(stderr, "zero-check: %s: not JSON (line %d, column %d): %s\n", path,
+                    err.line, err.column, err.text);
+        exit(2);
+    }
+    return root;
+}
+
+/* Paths found for a bare key: "a.b.c" as typed on the command line (a top-level one with a
+ * leading dot, so that every listed path resolves to that one place). */
+typedef struct found {
+    char **paths;
+    json_t **values;
+    int n;
+} found;
+
+static void find_key(json_t *v, const char *key, const char *prefix, found *f)
+{
+    char *sub = NULL;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+            size_t len = strlen(prefix) + strlen(k) + 2;
+            sub = realloc(sub, len);
+            snprintf(sub, len, "%s.%s", prefix, k);
+            if (!strcmp(k, key)) {
+                f->paths = realloc(f->paths, (size_t)(f->n + 1) * sizeof *f->paths);
+                f->values = realloc(f->values, (size_t)(f->n + 1) * sizeof *f->values);
+                f->paths[f->n] = strdup(sub);
+                f->values[f->n++] = x;
+            }
+            find_key(x, key, sub, f);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            size_t len = strlen(prefix) + 24;
+            sub = realloc(sub, len);
+            snprintf(sub, len, "%s.%zu", prefix, i);
+            find_key(x, key, sub, f);
+        }
+    }
+    free(sub);
+}
+
+/* A path printed for the user: nested ones without the leading dot (config.stage), top-level
+ * ones with it (.stage), since a bare name means "anywhere". */
+static const char *shown(const char *p)
+{
+    return strchr(p + 1, '.') ? p + 1 : p;
+}
+
+/* The value at KEY (see the top of the file); exits 2 when there is none or several. */
+static json_t *lookup(json_t *root, const char *key, const char *path)
+{
+    if (!key[0]) {
+        fprintf(stderr, "zero-check: %s: empty key\n", path);
+        exit(2);
+    }
+    if (!strchr(key, '.')) {
+        found f = {NULL, NULL, 0};
+        find_key(root, key, "", &f);
+        if (f.n == 1)
+            return f.values[0];
+        if (f.n == 0) {
+            fprintf(stderr, "zero-check: %s has no key \"%s\"\n", path, key);
+            exit(2);
+        }
+        fprintf(stderr, "zero-check: %s: key \"%s\" is ambiguous, it occurs at %d paths:", path,
+                key, f.n);
+        for (int i = 0; i < f.n; i++)
+            fprintf(stderr, " %s", shown(f.paths[i]));
+        fprintf(stderr, " (name one of them)\n");
+        exit(2);
+    }
+    json_t *v = root;
+    const char *p = key[0] == '.' ? key + 1 : key;
+    for (;;) {
+        size_t n = strcspn(p, ".");
+        char seg[256];
+        if (n == 0 || n >= sizeof seg) {
+            fprintf(stderr, "zero-check: bad key \"%s\" (%s path segment)\n", key,
+                    n ? "overlong" : "an empty");
+            exit(2);
+        }
+        memcpy(seg, p, n);
+        seg[n] = 0;
+        /* what v is, for messages: the key up to this segment */
+        char where[300];
+        if (p - key > (key[0] == '.'))
+            snprintf(where, sizeof where, "\"%.*s\"", (int)(p - key - 1), key);
+        else
+            snprintf(where, sizeof where, "the document");
+        json_t *next = NULL;
+        if (json_is_object(v)) {
+            next = json_object_get(v, seg);
+        } else if (json_is_array(v)) {
+            char *end;
+            errno = 0;
+            unsigned long long i = strtoull(seg, &end, 10);
+            if (*end || seg[0] < '0' || seg[0] > '9' || errno) {
+                fprintf(stderr, "zero-check: %s: %s is an array: \"%s\" is not an index\n", path,
+                        where, seg);
+                exit(2);
+            }
+            if (i < json_array_size(v))
+                next = json_array_get(v, (size_t)i);
+        } else {
+            fprintf(stderr, "zero-check: %s: %s is a %s, not an object or array\n", path, where,
+                    json_is_string(v) ? "string" : "number, boolean or null");
+            exit(2);
+        }
+        if (!next) {
+            fprintf(stderr, "zero-check: %s has no \"%.*s\"\n", path, (int)(p + n - key), key);
+            exit(2);
+        }
+        v = next;
+        if (!p[n])
+            return v;
+        p += n + 1;
+    }
+}
+
+static void need_number(json_t *v, const char *key, const char *path)
+{
+    if (!json_is_number(v)) {
+        fprintf(stderr, "zero-check: %s: \"%s\" is not a number\n", path, key);
+        exit(2);
+    }
+}
+
+/* The value as get prints it (malloc'd): integers as integers, reals with the fewest digits
+ * that read back as the same double, strings raw, the rest as compact JSON. */
+static char *format_value(json_t *v)
+{
+    char buf[64];
+    if (json_is_integer(v)) {
+        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return strdup(buf);
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, d);
+            if (strtod(buf, NULL) == d)
+                break;
+        }
+        return strdup(buf);
+    }
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return s ? s : strdup("?");
+}
+
+/* -1, 0, 1 for a < b, a == b, a > b (integers compared exactly); 2 when unordered (NaN). */
+static int cmp_numbers(json_t *a, json_t *b)
+{
+    if (json_is_integer(a) && json_is_integer(b)) {
+        json_int_t x = json_integer_value(a), y = json_integer_value(b);
+        return x < y ? -1 : x > y;
+    }
+    double x = json_number_value(a), y = json_number_value(b);
+    return x < y ? -1 : x > y ? 1 : x == y ? 0 : 2;
+}
+
+static double parse_tolerance(const char *s)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (end == s || *end || errno || !(d >= 0)) {
+        fprintf(stderr, "zero-check: bad tolerance \"%s\" (a number >= 0)\n", s);
+        exit(2);
+    }
+    return d;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "compare"))
-        return compare(argv[2], argv[3], atof(argv[4]));
+        return compare(argv[2], argv[3], parse_tolerance(argv[4]));
     if ((argc == 6 && !strcmp(argv[1], "near")) || (argc == 5 && !strcmp(argv[1], "le"))) {
-        char *t = slurp(argv[2], NULL);
-        double a = json_number(t, argv[3], argv[2]), b = json_number(t, argv[4], argv[2]);
+        double rtol = argc == 6 ? parse_tolerance(argv[5]) : 0;
+        json_t *root = load_report(argv[2]);
+        json_t *va = lookup(root, argv[3], argv[2]), *vb = lookup(root, argv[4], argv[2]);
+        need_number(va, argv[3], argv[2]);
+        need_number(vb, argv[4], argv[2]);
+        char *sa = format_value(va), *sb = format_value(vb);
         int ok;
         if (argv[1][0] == 'n') {
-            double rtol = atof(argv[5]);
+            double a = json_number_value(va), b = json_number_value(vb);
             ok = fabs(a - b) <= rtol * fabs(b);
-            printf("%s: %s = %.17g, %s = %.17g, relative difference %.3g (limit %.3g)\n",
-                   ok ? "ok" : "FAIL", argv[3], a, argv[4], b, b != 0 ? fabs(a - b) / fabs(b) : 0,
-                   rtol);
+            printf("%s: %s = %s, %s = %s, relative difference %.3g (limit %.3g)\n",
+                   ok ? "ok" : "FAIL", argv[3], sa, argv[4], sb,
+                   b != 0 ? fabs(a - b) / fabs(b) : a == b ? 0 : INFINITY, rtol);
         } else {
-            ok = a <= b;
-            printf("%s: %s = %.17g <= %s = %.17g\n", ok ? "ok" : "FAIL", argv[3], a, argv[4], b);
+            int c = cmp_numbers(va, vb);
+            ok = c == -1 || c == 0;
+            printf("%s: %s = %s %s %s = %s\n", ok ? "ok" : "FAIL", argv[3], sa,
+                   ok ? "<=" : "is not <=", argv[4], sb);
         }
         return ok ? 0 : 1;
     }
     if (argc == 4 && !strcmp(argv[1], "get")) {
-        char *t = slurp(argv[2], NULL);
-        const char *v = json_value(t, argv[3], argv[2]);
-        size_t n = strcspn(v, ",\n}");
-        printf("%.*s\n", (int)n, v);
+        json_t *root = load_report(argv[2]);
+        printf("%s\n", format_value(lookup(root, argv[3], argv[2])));
         return 0;
     }
     if (argc == 5 && !strcmp(argv[1], "same")) {
-        char *t1 = slurp(argv[2], NULL), *t2 = slurp(argv[3], NULL);
-        const char *v1 = json_value(t1, argv[4], argv[2]), *v2 = json_value(t2, argv[4], argv[3]);
-        size_t n1 = strcspn(v1, ",\n}"), n2 = strcspn(v2, ",\n}");
-        int ok = n1 == n2 && !strncmp(v1, v2, n1);
-        printf("%s: %s %.*s vs %.*s\n", ok ? "ok" : "FAIL", argv[4], (int)n1, v1, (int)n2, v2);
+        json_t *r1 = load_report(argv[2]), *r2 = load_report(argv[3]);
+        json_t *v1 = lookup(r1, argv[4], argv[2]), *v2 = lookup(r2, argv[4], argv[3]);
+        /* numbers by value (1 and 1.0 are the same), the rest as JSON values */
+        int ok = json_is_number(v1) && json_is_number(v2) ? cmp_numbers(v1, v2) == 0
+                                                          : json_equal(v1, v2);
+        printf("%s: %s %s vs %s\n", ok ? "ok" : "FAIL", argv[4], format_value(v1),
+               format_value(v2));
         return ok ? 0 : 1;
     }
     fprintf(stderr, "usage: zero-check compare A.st B.st RTOL | near R.json KEY_A KEY_B RTOL | "
-                    "le R.json KEY_A KEY_B | get R.json KEY | same R1.json R2.json KEY\n");
+                    "le R.json KEY_A KEY_B | get R.json KEY | same R1.json R2.json KEY\n"
+                    "KEY: a dotted path (memory.device_peak_bytes, memory.per_rank.0.total,\n"
+                    "     .stage for a top-level key) or a name that occurs once in the report\n");
     return 2;
 }
