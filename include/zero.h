@@ -48,6 +48,19 @@ typedef enum zero_status {
     ZERO_ERR_INTERNAL = 8     /* a bug in libzero: please report it */
 } zero_status;
 
+/* What a context allows after a call returned a status (zero_init's failures leave no context):
+ * - ZERO_ERR_INVALID, ZERO_ERR_STATE, ZERO_ERR_IO, ZERO_ERR_UNSUPPORTED: the call did nothing
+ *   (or, for zero_export, wrote no file on any rank) and the context is as before; go on, e.g.
+ *   with a corrected argument. A collective call that returns one of them returns it on every
+ *   rank.
+ * - ZERO_ERR_OOM from a call after zero_init (a stage-3 gather or reduce buffer): as above on
+ *   every rank; free memory or finalize.
+ * - ZERO_ERR_COMM, ZERO_ERR_SYSTEM, ZERO_ERR_INTERNAL: the ranks may no longer be in step, or
+ *   device state may be lost; only zero_finalize (and the queries and zero_last_error) are
+ *   allowed.
+ * zero_step never changes the counters (zero_last_step's step, skipped; the report's steps and
+ * micro_steps) when it fails before the update. */
+
 /* Working precision of parameters and gradients on the device. Master weights and Adam
  * moments are always fp32. */
 typedef enum zero_dtype {
@@ -194,12 +207,13 @@ typedef struct zero_step_info {
 ZERO_API zero_status zero_init(zero_ctx **ctx, const zero_config *cfg, const zero_tensor *tensors,
                                int num_tensors);
 
-/* Message of the last failed zero_init in this process ("" if none). Not thread-safe. */
+/* Message of the last failed zero_init (or zero_finalize) on the calling thread ("" if none). */
 ZERO_API const char *zero_init_error(void);
 
 /* Writes the report (if ZERO_REPORT or cfg.report_path is set on rank 0) and frees the context.
  * Collective, blocking. ctx may be NULL (no-op). The context is gone even when the report
- * could not be written (ZERO_ERR_IO); the message is then in zero_init_error(). */
+ * could not be written (ZERO_ERR_IO); the message is then in zero_init_error(). Several contexts
+ * may live in one process (two models); each is finalized on its own, in any order. */
 ZERO_API zero_status zero_finalize(zero_ctx *ctx);
 
 /* ---- training -------------------------------------------------------------------------- */

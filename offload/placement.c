@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/log.h"
+#include "util/log.h"
 
 struct zo_topology {
     hwloc_topology_t topo;

@@ -1,7 +1,6 @@
-/* comm.h — the collective backend interface: all_gather, reduce_scatter, all_reduce, broadcast,
- * barrier, each blocking or non-blocking (with a request), every call counting its bus bytes in
- * the nccl-tests convention. The mpi backend (Open MPI) runs on host buffers; it is also the
- * bootstrap: a process started without mpirun is a world of one. */
+/* comm.h — what every collective backend shares: the process group (MPI, which is also the
+ * bootstrap), element types, reduction operations, and the traffic counters in the nccl-tests
+ * convention. The collective interface itself is coll.h. */
 #ifndef ZERO_COMM_H
 #define ZERO_COMM_H
 
@@ -11,14 +10,14 @@
 
 #include "zero.h"
 
-typedef enum zr_coll {
+typedef enum zr_coll_kind {
     ZR_COLL_ALL_GATHER = 0,
     ZR_COLL_REDUCE_SCATTER = 1,
     ZR_COLL_ALL_REDUCE = 2,
     ZR_COLL_BROADCAST = 3,
     ZR_COLL_BARRIER = 4,
     ZR_COLL_NUM = 5
-} zr_coll;
+} zr_coll_kind;
 
 /* Element types the collectives move. */
 typedef enum zr_elem {
@@ -32,22 +31,24 @@ typedef enum zr_elem {
 
 typedef enum zr_redop { ZR_OP_SUM = 0, ZR_OP_MAX = 1 } zr_redop;
 
+/* Which counters a collective's bytes go to: the training traffic the report compares with the
+ * ZeRO formula, or everything else (init broadcast, agreement, export, digest, report). Passed
+ * with every call (coll.h). */
+typedef enum zr_traffic { ZR_TRAFFIC_TRAIN = 0, ZR_TRAFFIC_OTHER = 1 } zr_traffic;
+
+/* The process group every backend of a context spans: an MPI communicator (the bootstrap: a
+ * process started without mpirun is a world of one), the ranks, and the traffic counters that
+ * every collective backend of the context adds to. */
 typedef struct zr_comm {
     MPI_Comm comm;          /* a duplicate of MPI_COMM_WORLD */
     int rank, world;
     int local_rank, local_size; /* place among the ranks sharing this node's memory */
     MPI_Op op_sum_bf16, op_sum_f16;
-    int counting;           /* 1: bytes count as training traffic; 0: as other traffic */
     double bus_bytes[ZR_COLL_NUM];   /* training traffic, by kind */
     int64_t calls[ZR_COLL_NUM];
     double other_bus_bytes;          /* init broadcast, export, digest, report */
     char err[256];
 } zr_comm;
-
-typedef struct zr_request {
-    MPI_Request req;
-    int active;
-} zr_request;
 
 /* Initialises MPI if nobody has (MPI_Finalize then runs at process exit) and duplicates the
  * world communicator. */
@@ -56,34 +57,13 @@ void zr_comm_destroy(zr_comm *c);
 
 size_t zr_elem_size(zr_elem e);
 zr_elem zr_elem_of(zero_dtype d);
-
-/* recv (count * world elements) <- recv with this rank's block at rank * count (in place).
- * req NULL = blocking. */
-zero_status zr_all_gather(zr_comm *c, void *recv, size_t count, zr_elem e, zr_request *req);
-/* recv (count elements) <- sum over ranks of send[rank * count ...]. */
-zero_status zr_reduce_scatter(zr_comm *c, const void *send, void *recv, size_t count, zr_elem e,
-                              zr_request *req);
-/* buf (count elements), in place. */
-zero_status zr_all_reduce(zr_comm *c, void *buf, size_t count, zr_elem e, zr_redop op,
-                          zr_request *req);
-zero_status zr_broadcast(zr_comm *c, void *buf, size_t count, zr_elem e, int root,
-                         zr_request *req);
-zero_status zr_barrier(zr_comm *c);
-/* Gathers count elements from every rank into recv (count * world) on root only; blocking.
- * Counted as other traffic. */
-zero_status zr_gather(zr_comm *c, const void *send, void *recv, size_t count, zr_elem e, int root);
-
-zero_status zr_wait(zr_comm *c, zr_request *req);
-/* Sets *done to 1 when the request has completed (drives MPI progress). */
-zero_status zr_test(zr_comm *c, zr_request *req, int *done);
-
-const char *zr_coll_name(zr_coll k);
+const char *zr_coll_name(zr_coll_kind k);
 
 /* Records one collective of n elements per rank (the gathered / scattered block for all_gather
  * and reduce_scatter, the whole buffer otherwise) in the nccl-tests bus-byte convention: (N-1)/N
  * of the total for all_gather and reduce_scatter, 2(N-1)/N for all_reduce, the buffer for
- * broadcast (N > 1), 0 for barrier; into the training counters or, with counting off, "other".
- * Every collective backend counts through it. */
-void zr_comm_count(zr_comm *c, zr_coll kind, size_t n, zr_elem e);
+ * broadcast (N > 1), 0 for barrier; into the training counters or the "other" total by t. Every
+ * collective backend counts through it. */
+void zr_comm_count(zr_comm *c, zr_coll_kind kind, size_t n, zr_elem e, zr_traffic t);
 
 #endif

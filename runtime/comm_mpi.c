@@ -1,7 +1,8 @@
-/* comm_mpi.c — the mpi collective backend over Open MPI. bf16 and fp16 sums use user-defined
+/* comm_mpi.c — the process group (zr_comm over MPI) and the mpi collective backend (coll.h) over
+ * Open MPI. bf16 and fp16 sums use user-defined
  * MPI operations (the sum formed in fp32, rounded to nearest even), so every stage reduces the
  * working precision with the same arithmetic. */
-#include "runtime/comm.h"
+#include "runtime/coll.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -9,12 +10,12 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "runtime/log.h"
+#include "util/log.h"
 
 static const char *const coll_names[ZR_COLL_NUM] = {"all_gather", "reduce_scatter", "all_reduce",
                                                     "broadcast", "barrier"};
 
-const char *zr_coll_name(zr_coll k) { return (unsigned)k < ZR_COLL_NUM ? coll_names[k] : "?"; }
+const char *zr_coll_name(zr_coll_kind k) { return (unsigned)k < ZR_COLL_NUM ? coll_names[k] : "?"; }
 
 size_t zr_elem_size(zr_elem e)
 {
@@ -107,7 +108,6 @@ zero_status zr_comm_init(zr_comm *c)
     MPI_Comm_free(&node);
     MPI_CHECK(c, MPI_Op_create(sum_bf16, 1, &c->op_sum_bf16));
     MPI_CHECK(c, MPI_Op_create(sum_f16, 1, &c->op_sum_f16));
-    c->counting = 1;
     return ZERO_OK;
 }
 
@@ -132,7 +132,7 @@ static MPI_Op mpi_op(zr_comm *c, zr_elem e, zr_redop op)
     return MPI_SUM;
 }
 
-void zr_comm_count(zr_comm *c, zr_coll kind, size_t n, zr_elem e)
+void zr_comm_count(zr_comm *c, zr_coll_kind kind, size_t n, zr_elem e, zr_traffic t)
 {
     double bytes = (double)n * (double)zr_elem_size(e), N = (double)c->world, bus = 0.0;
     switch (kind) {
@@ -142,7 +142,7 @@ void zr_comm_count(zr_comm *c, zr_coll kind, size_t n, zr_elem e)
     case ZR_COLL_BROADCAST: bus = c->world > 1 ? bytes : 0.0; break;
     default: break;
     }
-    if (c->counting) {
+    if (t == ZR_TRAFFIC_TRAIN) {
         c->bus_bytes[kind] += bus;
         c->calls[kind]++;
     } else {
@@ -162,136 +162,269 @@ static zero_status check_count(zr_comm *c, size_t n, const char *what)
     return ZERO_OK;
 }
 
-zero_status zr_all_gather(zr_comm *c, void *recv, size_t n, zr_elem e, zr_request *req)
+/* ---- the mpi collective backend (coll.h) ------------------------------------------------------
+ * A request is an MPI request kept in the zr_creq. Inside a group, a call without a request is
+ * issued non-blocking and kept in the backend's pending list; group_end waits for all of them
+ * (MPI has no launch to merge, so a group is only a way to have them all in flight at once). */
+
+typedef struct mpi_req {
+    MPI_Request req;
+    int active;
+} mpi_req;
+_Static_assert(sizeof(mpi_req) <= sizeof(((zr_creq *)0)->impl), "zr_creq too small for MPI");
+
+typedef struct mpi_impl {
+    int grouping;          /* group_start depth */
+    MPI_Request *pending;  /* the group's requests */
+    int npending, cap;
+} mpi_impl;
+
+static mpi_req *mreq(zr_creq *r) { return (mpi_req *)(void *)r->impl; }
+
+/* Where a call's MPI request goes: the caller's, a new pending slot of the group, or NULL
+ * (blocking). *fail is set when the pending list cannot grow. */
+static MPI_Request *slot_for(zr_coll *c, zr_creq *req, mpi_req **active, int *fail)
 {
-    zero_status s = check_count(c, n, "all_gather");
+    mpi_impl *m = c->impl;
+    *active = NULL;
+    *fail = 0;
+    if (req) {
+        *active = mreq(req);
+        return &mreq(req)->req;
+    }
+    if (!m->grouping)
+        return NULL;
+    if (m->npending == m->cap) {
+        int ncap = m->cap ? 2 * m->cap : 16;
+        MPI_Request *np = realloc(m->pending, (size_t)ncap * sizeof *np);
+        if (!np) {
+            snprintf(c->comm->err, sizeof c->comm->err, "out of host memory for a group");
+            *fail = 1;
+            return NULL;
+        }
+        m->pending = np;
+        m->cap = ncap;
+    }
+    return &m->pending[m->npending++];
+}
+
+/* Marks the call done at once (world of one): nothing is in flight. */
+static void nothing_in_flight(zr_coll *c, zr_creq *req)
+{
+    if (req)
+        mreq(req)->active = 0;
+}
+
+#define MPI_ISSUE(c, slot, req_of, blocking_call, nonblocking_call)                           \
+    do {                                                                                      \
+        if (slot) {                                                                           \
+            MPI_CHECK((c)->comm, nonblocking_call);                                           \
+            if (req_of)                                                                       \
+                (req_of)->active = 1;                                                         \
+        } else {                                                                              \
+            MPI_CHECK((c)->comm, blocking_call);                                              \
+        }                                                                                     \
+    } while (0)
+
+static zero_status mpi_all_gather(zr_coll *c, void *recv, size_t n, zr_elem e, zr_traffic t,
+                                  zr_creq *req)
+{
+    zr_comm *m = c->comm;
+    zero_status s = check_count(m, n, "all_gather");
     if (s)
         return s;
-    zr_comm_count(c, ZR_COLL_ALL_GATHER, n, e);
-    if (c->world == 1) {
-        if (req)
-            req->active = 0;
+    zr_comm_count(m, ZR_COLL_ALL_GATHER, n, e, t);
+    if (m->world == 1) {
+        nothing_in_flight(c, req);
         return ZERO_OK;
     }
-    if (req) {
-        MPI_CHECK(c, MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
-                                    c->comm, &req->req));
-        req->active = 1;
-    } else {
-        MPI_CHECK(c, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
-                                   c->comm));
-    }
+    mpi_req *act;
+    int fail;
+    MPI_Request *slot = slot_for(c, req, &act, &fail);
+    if (fail)
+        return ZERO_ERR_SYSTEM;
+    MPI_ISSUE(c, slot, act,
+              MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
+                            m->comm),
+              MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
+                             m->comm, slot));
     return ZERO_OK;
 }
 
-zero_status zr_reduce_scatter(zr_comm *c, const void *send, void *recv, size_t n, zr_elem e,
-                              zr_request *req)
+static zero_status mpi_reduce_scatter(zr_coll *c, const void *send, void *recv, size_t n,
+                                      zr_elem e, zr_traffic t, zr_creq *req)
 {
-    zero_status s = check_count(c, n, "reduce_scatter");
+    zr_comm *m = c->comm;
+    zero_status s = check_count(m, n, "reduce_scatter");
     if (s)
         return s;
-    zr_comm_count(c, ZR_COLL_REDUCE_SCATTER, n, e);
-    if (c->world == 1) {
+    zr_comm_count(m, ZR_COLL_REDUCE_SCATTER, n, e, t);
+    if (m->world == 1) {
+        if (recv != send)
+            memcpy(recv, send, n * zr_elem_size(e));
+        nothing_in_flight(c, req);
+        return ZERO_OK;
+    }
+    mpi_req *act;
+    int fail;
+    MPI_Request *slot = slot_for(c, req, &act, &fail);
+    if (fail)
+        return ZERO_ERR_SYSTEM;
+    MPI_ISSUE(c, slot, act,
+              MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(e), mpi_op(m, e, ZR_OP_SUM),
+                                       m->comm),
+              MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(e), mpi_op(m, e, ZR_OP_SUM),
+                                        m->comm, slot));
+    return ZERO_OK;
+}
+
+static zero_status mpi_all_reduce(zr_coll *c, void *buf, size_t n, zr_elem e, zr_redop op,
+                                  zr_traffic t, zr_creq *req)
+{
+    zr_comm *m = c->comm;
+    zero_status s = check_count(m, n, "all_reduce");
+    if (s)
+        return s;
+    zr_comm_count(m, ZR_COLL_ALL_REDUCE, n, e, t);
+    if (m->world == 1) {
+        nothing_in_flight(c, req);
+        return ZERO_OK;
+    }
+    mpi_req *act;
+    int fail;
+    MPI_Request *slot = slot_for(c, req, &act, &fail);
+    if (fail)
+        return ZERO_ERR_SYSTEM;
+    MPI_ISSUE(c, slot, act,
+              MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(m, e, op), m->comm),
+              MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(m, e, op), m->comm,
+                             slot));
+    return ZERO_OK;
+}
+
+static zero_status mpi_broadcast(zr_coll *c, void *buf, size_t n, zr_elem e, int root,
+                                 zr_traffic t, zr_creq *req)
+{
+    zr_comm *m = c->comm;
+    zero_status s = check_count(m, n, "broadcast");
+    if (s)
+        return s;
+    zr_comm_count(m, ZR_COLL_BROADCAST, n, e, t);
+    if (m->world == 1) {
+        nothing_in_flight(c, req);
+        return ZERO_OK;
+    }
+    mpi_req *act;
+    int fail;
+    MPI_Request *slot = slot_for(c, req, &act, &fail);
+    if (fail)
+        return ZERO_ERR_SYSTEM;
+    MPI_ISSUE(c, slot, act, MPI_Bcast(buf, (int)n, mpi_type(e), root, m->comm),
+              MPI_Ibcast(buf, (int)n, mpi_type(e), root, m->comm, slot));
+    return ZERO_OK;
+}
+
+static zero_status mpi_gather(zr_coll *c, const void *send, void *recv, size_t n, zr_elem e,
+                              int root)
+{
+    zr_comm *m = c->comm;
+    zero_status s = check_count(m, n, "gather");
+    if (s)
+        return s;
+    m->other_bus_bytes += (double)n * zr_elem_size(e) * (m->world - 1);
+    if (m->world == 1) {
         memcpy(recv, send, n * zr_elem_size(e));
-        if (req)
-            req->active = 0;
         return ZERO_OK;
     }
-    if (req) {
-        MPI_CHECK(c, MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(e),
-                                               mpi_op(c, e, ZR_OP_SUM), c->comm, &req->req));
-        req->active = 1;
-    } else {
-        MPI_CHECK(c, MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(e),
-                                              mpi_op(c, e, ZR_OP_SUM), c->comm));
-    }
+    MPI_CHECK(m, MPI_Gather(send, (int)n, mpi_type(e), recv, (int)n, mpi_type(e), root,
+                            m->comm));
     return ZERO_OK;
 }
 
-zero_status zr_all_reduce(zr_comm *c, void *buf, size_t n, zr_elem e, zr_redop op,
-                          zr_request *req)
+static zero_status mpi_group_start(zr_coll *c)
 {
-    zero_status s = check_count(c, n, "all_reduce");
-    if (s)
-        return s;
-    zr_comm_count(c, ZR_COLL_ALL_REDUCE, n, e);
-    if (c->world == 1) {
-        if (req)
-            req->active = 0;
+    ((mpi_impl *)c->impl)->grouping++;
+    return ZERO_OK;
+}
+
+static zero_status mpi_group_end(zr_coll *c, zr_creq *req)
+{
+    mpi_impl *m = c->impl;
+    if (m->grouping == 0) {
+        snprintf(c->comm->err, sizeof c->comm->err, "group end without a group start");
+        return ZERO_ERR_INVALID;
+    }
+    if (req)
+        mreq(req)->active = 0; /* complete once this returns */
+    if (--m->grouping > 0 || m->npending == 0)
         return ZERO_OK;
-    }
-    if (req) {
-        MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(c, e, op),
-                                    c->comm, &req->req));
-        req->active = 1;
-    } else {
-        MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(c, e, op),
-                                   c->comm));
-    }
+    int n = m->npending;
+    m->npending = 0;
+    MPI_CHECK(c->comm, MPI_Waitall(n, m->pending, MPI_STATUSES_IGNORE));
     return ZERO_OK;
 }
 
-zero_status zr_broadcast(zr_comm *c, void *buf, size_t n, zr_elem e, int root, zr_request *req)
+static zero_status mpi_wait(zr_coll *c, zr_creq *req)
 {
-    zero_status s = check_count(c, n, "broadcast");
-    if (s)
-        return s;
-    zr_comm_count(c, ZR_COLL_BROADCAST, n, e);
-    if (c->world == 1) {
-        if (req)
-            req->active = 0;
+    mpi_req *r = mreq(req);
+    if (!r->active)
         return ZERO_OK;
-    }
-    if (req) {
-        MPI_CHECK(c, MPI_Ibcast(buf, (int)n, mpi_type(e), root, c->comm, &req->req));
-        req->active = 1;
-    } else {
-        MPI_CHECK(c, MPI_Bcast(buf, (int)n, mpi_type(e), root, c->comm));
-    }
+    r->active = 0;
+    MPI_CHECK(c->comm, MPI_Wait(&r->req, MPI_STATUS_IGNORE));
     return ZERO_OK;
 }
 
-zero_status zr_barrier(zr_comm *c)
+static zero_status mpi_test(zr_coll *c, zr_creq *req, int *done)
 {
-    zr_comm_count(c, ZR_COLL_BARRIER, 0, ZR_ELEM_BYTE);
-    if (c->world > 1)
-        MPI_CHECK(c, MPI_Barrier(c->comm));
-    return ZERO_OK;
-}
-
-zero_status zr_gather(zr_comm *c, const void *send, void *recv, size_t n, zr_elem e, int root)
-{
-    zero_status s = check_count(c, n, "gather");
-    if (s)
-        return s;
-    c->other_bus_bytes += (double)n * zr_elem_size(e) * (c->world - 1);
-    if (c->world == 1) {
-        memcpy(recv, send, n * zr_elem_size(e));
-        return ZERO_OK;
-    }
-    MPI_CHECK(c, MPI_Gather(send, (int)n, mpi_type(e), recv, (int)n, mpi_type(e), root, c->comm));
-    return ZERO_OK;
-}
-
-zero_status zr_wait(zr_comm *c, zr_request *req)
-{
-    if (!req->active)
-        return ZERO_OK;
-    req->active = 0;
-    MPI_CHECK(c, MPI_Wait(&req->req, MPI_STATUS_IGNORE));
-    return ZERO_OK;
-}
-
-zero_status zr_test(zr_comm *c, zr_request *req, int *done)
-{
-    if (!req->active) {
+    mpi_req *r = mreq(req);
+    if (!r->active) {
         *done = 1;
         return ZERO_OK;
     }
     int flag = 0;
-    MPI_CHECK(c, MPI_Test(&req->req, &flag, MPI_STATUS_IGNORE));
+    MPI_CHECK(c->comm, MPI_Test(&r->req, &flag, MPI_STATUS_IGNORE));
     if (flag)
-        req->active = 0;
+        r->active = 0;
     *done = flag;
+    return ZERO_OK;
+}
+
+static void mpi_request_free(zr_coll *c, zr_creq *req) {}
+
+static void mpi_destroy(zr_coll *c)
+{
+    mpi_impl *m = c->impl;
+    if (m)
+        free(m->pending);
+    free(m);
+}
+
+static const zr_coll_ops mpi_ops = {
+    .name = "mpi",
+    .caps = 0,
+    .all_gather = mpi_all_gather,
+    .reduce_scatter = mpi_reduce_scatter,
+    .all_reduce = mpi_all_reduce,
+    .broadcast = mpi_broadcast,
+    .gather = mpi_gather,
+    .group_start = mpi_group_start,
+    .group_end = mpi_group_end,
+    .wait = mpi_wait,
+    .test = mpi_test,
+    .request_free = mpi_request_free,
+    .destroy = mpi_destroy,
+};
+
+zero_status zr_coll_mpi_init(zr_coll *c, zr_comm *comm)
+{
+    memset(c, 0, sizeof *c);
+    mpi_impl *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(comm->err, sizeof comm->err, "out of host memory");
+        return ZERO_ERR_SYSTEM;
+    }
+    c->ops = &mpi_ops;
+    c->impl = m;
+    c->comm = comm;
     return ZERO_OK;
 }

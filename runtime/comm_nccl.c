@@ -2,6 +2,7 @@
  * bootstrapped over MPI, collectives on one stream, and waits that poll for completion,
  * asynchronous errors and a timeout, aborting the communicator rather than hanging. */
 #include "runtime/comm_nccl.h"
+#include "runtime/device_cuda.h"
 
 #include <nccl.h>
 #include <stdarg.h>
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/log.h"
+#include "util/log.h"
 
 #if NCCL_VERSION_CODE < NCCL_VERSION(2, 14, 0)
 #error "the nccl backend needs NCCL 2.14 or newer (non-blocking communicators, ncclCommFinalize)"
@@ -261,7 +262,7 @@ static int nccl_type(zr_elem e, ncclDataType_t *t)
 }
 
 /* Common entry: state and argument checks, the type, a description for messages. */
-static zero_status begin(zr_nccl *n, zr_coll kind, size_t count_, zr_elem e, zr_nccl_request *req,
+static zero_status begin(zr_nccl *n, zr_coll_kind kind, size_t count_, zr_elem e, zr_nccl_request *req,
                          ncclDataType_t *t)
 {
     zero_status s = usable(n);
@@ -297,7 +298,7 @@ static zero_status finish(zr_nccl *n, ncclResult_t rc, zr_nccl_request *req, dou
 }
 
 zero_status zr_nccl_all_gather(zr_nccl *n, void *recv, size_t count_, zr_elem e,
-                               zr_nccl_request *req)
+                               zr_traffic traffic, zr_nccl_request *req)
 {
     ncclDataType_t t = ncclFloat32;
     zero_status s = begin(n, ZR_COLL_ALL_GATHER, count_, e, req, &t);
@@ -306,14 +307,14 @@ zero_status zr_nccl_all_gather(zr_nccl *n, void *recv, size_t count_, zr_elem e,
     const double since = now_s();
     zr_comm *c = n->c;
     const size_t es = zr_elem_size(e);
-    zr_comm_count(c, ZR_COLL_ALL_GATHER, count_, e);
+    zr_comm_count(c, ZR_COLL_ALL_GATHER, count_, e, traffic);
     /* In place: NCCL's in-place form sends from this rank's own block of recv. */
     const void *send = (const char *)recv + (size_t)c->rank * count_ * es;
     return finish(n, ncclAllGather(send, recv, count_, t, n->comm, n->stream), req, since);
 }
 
 zero_status zr_nccl_reduce_scatter(zr_nccl *n, const void *send, void *recv, size_t count_,
-                                   zr_elem e, zr_nccl_request *req)
+                                   zr_elem e, zr_traffic traffic, zr_nccl_request *req)
 {
     ncclDataType_t t = ncclFloat32;
     zero_status s = begin(n, ZR_COLL_REDUCE_SCATTER, count_, e, req, &t);
@@ -321,13 +322,13 @@ zero_status zr_nccl_reduce_scatter(zr_nccl *n, const void *send, void *recv, siz
         return s;
     const double since = now_s();
     zr_comm *c = n->c;
-    zr_comm_count(c, ZR_COLL_REDUCE_SCATTER, count_, e);
+    zr_comm_count(c, ZR_COLL_REDUCE_SCATTER, count_, e, traffic);
     return finish(n, ncclReduceScatter(send, recv, count_, t, ncclSum, n->comm, n->stream), req,
                   since);
 }
 
 zero_status zr_nccl_all_reduce(zr_nccl *n, void *buf, size_t count_, zr_elem e, zr_redop op,
-                               zr_nccl_request *req)
+                               zr_traffic traffic, zr_nccl_request *req)
 {
     ncclDataType_t t = ncclFloat32;
     zero_status s = begin(n, ZR_COLL_ALL_REDUCE, count_, e, req, &t);
@@ -337,7 +338,7 @@ zero_status zr_nccl_all_reduce(zr_nccl *n, void *buf, size_t count_, zr_elem e, 
         return fail(n, ZERO_ERR_INVALID, "all_reduce: unknown reduction %d", (int)op);
     const double since = now_s();
     zr_comm *c = n->c;
-    zr_comm_count(c, ZR_COLL_ALL_REDUCE, count_, e);
+    zr_comm_count(c, ZR_COLL_ALL_REDUCE, count_, e, traffic);
     return finish(n,
                   ncclAllReduce(buf, buf, count_, t, op == ZR_OP_MAX ? ncclMax : ncclSum, n->comm,
                                 n->stream),
@@ -345,7 +346,7 @@ zero_status zr_nccl_all_reduce(zr_nccl *n, void *buf, size_t count_, zr_elem e, 
 }
 
 zero_status zr_nccl_broadcast(zr_nccl *n, void *buf, size_t count_, zr_elem e, int root,
-                              zr_nccl_request *req)
+                              zr_traffic traffic, zr_nccl_request *req)
 {
     ncclDataType_t t = ncclFloat32;
     zero_status s = begin(n, ZR_COLL_BROADCAST, count_, e, req, &t);
@@ -356,7 +357,7 @@ zero_status zr_nccl_broadcast(zr_nccl *n, void *buf, size_t count_, zr_elem e, i
         return fail(n, ZERO_ERR_INVALID, "broadcast: root %d outside the world of %d", root,
                     c->world);
     const double since = now_s();
-    zr_comm_count(c, ZR_COLL_BROADCAST, count_, e);
+    zr_comm_count(c, ZR_COLL_BROADCAST, count_, e, traffic);
     return finish(n, ncclBroadcast(buf, buf, count_, t, root, n->comm, n->stream), req, since);
 }
 
@@ -542,4 +543,146 @@ void zr_nccl_destroy(zr_nccl *n)
         }
     }
     release(n);
+}
+
+/* ---- the nccl collective backend (coll.h) ----------------------------------------------------
+ * The zr_nccl above behind the collective interface, on the device's comm stream. Before a
+ * collective (or a group) reads buffers, the comm stream waits for what the compute stream has
+ * enqueued so far (the model's gradient writes, libzero's copies); a request is an NCCL request
+ * kept in the zr_creq. */
+
+_Static_assert(sizeof(zr_nccl_request) <= sizeof(((zr_creq *)0)->impl),
+               "zr_creq too small for an NCCL request");
+
+typedef struct nccl_coll {
+    zr_nccl *n;
+    zr_device *dev;
+    int grouping; /* group depth: ordered once, at the outermost start */
+} nccl_coll;
+
+static zr_nccl_request *nreq(zr_creq *r) { return r ? (zr_nccl_request *)(void *)r->impl : NULL; }
+
+static zero_status after_compute(zr_coll *c)
+{
+    nccl_coll *k = c->impl;
+    if (k->grouping)
+        return ZERO_OK;
+    zero_status s = zr_dev_order(k->dev, ZR_STREAM_COMM, ZR_STREAM_COMPUTE);
+    if (s)
+        snprintf(c->comm->err, sizeof c->comm->err,
+                 "ordering the comm stream after the compute stream failed (CUDA event)");
+    return s;
+}
+
+static zero_status nc_all_gather(zr_coll *c, void *recv, size_t count, zr_elem e, zr_traffic t,
+                                 zr_creq *req)
+{
+    zero_status s = after_compute(c);
+    return s ? s : zr_nccl_all_gather(((nccl_coll *)c->impl)->n, recv, count, e, t, nreq(req));
+}
+
+static zero_status nc_reduce_scatter(zr_coll *c, const void *send, void *recv, size_t count,
+                                     zr_elem e, zr_traffic t, zr_creq *req)
+{
+    zero_status s = after_compute(c);
+    return s ? s
+             : zr_nccl_reduce_scatter(((nccl_coll *)c->impl)->n, send, recv, count, e, t,
+                                      nreq(req));
+}
+
+static zero_status nc_all_reduce(zr_coll *c, void *buf, size_t count, zr_elem e, zr_redop op,
+                                 zr_traffic t, zr_creq *req)
+{
+    zero_status s = after_compute(c);
+    return s ? s
+             : zr_nccl_all_reduce(((nccl_coll *)c->impl)->n, buf, count, e, op, t, nreq(req));
+}
+
+static zero_status nc_broadcast(zr_coll *c, void *buf, size_t count, zr_elem e, int root,
+                                zr_traffic t, zr_creq *req)
+{
+    zero_status s = after_compute(c);
+    return s ? s
+             : zr_nccl_broadcast(((nccl_coll *)c->impl)->n, buf, count, e, root, t, nreq(req));
+}
+
+static zero_status nc_gather(zr_coll *c, const void *send, void *recv, size_t count, zr_elem e,
+                             int root)
+{
+    snprintf(c->comm->err, sizeof c->comm->err, "gather is not a collective of the nccl backend");
+    return ZERO_ERR_UNSUPPORTED;
+}
+
+static zero_status nc_group_start(zr_coll *c)
+{
+    nccl_coll *k = c->impl;
+    zero_status s = after_compute(c);
+    if (!s && (s = zr_nccl_group_start(k->n)) == ZERO_OK)
+        k->grouping++;
+    return s;
+}
+
+static zero_status nc_group_end(zr_coll *c, zr_creq *req)
+{
+    nccl_coll *k = c->impl;
+    if (k->grouping > 0)
+        k->grouping--;
+    return zr_nccl_group_end(k->n, nreq(req));
+}
+
+static zero_status nc_wait(zr_coll *c, zr_creq *req)
+{
+    return zr_nccl_wait(((nccl_coll *)c->impl)->n, nreq(req));
+}
+
+static zero_status nc_test(zr_coll *c, zr_creq *req, int *done)
+{
+    return zr_nccl_test(((nccl_coll *)c->impl)->n, nreq(req), done);
+}
+
+static void nc_request_free(zr_coll *c, zr_creq *req) { zr_nccl_request_destroy(nreq(req)); }
+
+static void nc_destroy(zr_coll *c)
+{
+    nccl_coll *k = c->impl;
+    if (k)
+        zr_nccl_destroy(k->n);
+    free(k);
+}
+
+static const zr_coll_ops nccl_ops = {
+    .name = "nccl",
+    .caps = ZR_COLL_CAP_DEVICE | ZR_COLL_CAP_RS_IN_PLACE,
+    .all_gather = nc_all_gather,
+    .reduce_scatter = nc_reduce_scatter,
+    .all_reduce = nc_all_reduce,
+    .broadcast = nc_broadcast,
+    .gather = nc_gather,
+    .group_start = nc_group_start,
+    .group_end = nc_group_end,
+    .wait = nc_wait,
+    .test = nc_test,
+    .request_free = nc_request_free,
+    .destroy = nc_destroy,
+};
+
+zero_status zr_coll_nccl_init(zr_coll *c, zr_comm *comm, zr_device *dev, double timeout_s)
+{
+    memset(c, 0, sizeof *c);
+    nccl_coll *k = calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(comm->err, sizeof comm->err, "out of host memory");
+        return ZERO_ERR_SYSTEM;
+    }
+    k->dev = dev;
+    zero_status s = zr_nccl_init(&k->n, comm, zr_cuda_device_ordinal(dev),
+                                 zr_cuda_stream_get(dev, ZR_STREAM_COMM), timeout_s);
+    if (s) {
+        free(k);
+        return s;
+    }
+    c->ops = &nccl_ops;
+    c->impl = k;
+    c->comm = comm;
+    return ZERO_OK;
 }

@@ -5,7 +5,7 @@
  * - Bootstrap: the NCCL unique id is made on rank 0 and broadcast over the zr_comm's MPI
  *   communicator, so an NCCL communicator always spans exactly the MPI world of that zr_comm.
  * - Counting: every collective adds its bus bytes and a call to the *same* zr_comm counters the
- *   mpi backend fills (bus_bytes[], calls[], or other_bus_bytes while c->counting is 0), with the
+ *   mpi backend fills (bus_bytes[], calls[], or other_bus_bytes for ZR_TRAFFIC_OTHER), with the
  *   same nccl-tests convention (comm_mpi.c): all_gather and reduce_scatter n*(N-1) elements,
  *   all_reduce 2n(N-1)/N, broadcast n (0 at N = 1). Counted when enqueued. The report therefore
  *   shows one set of numbers whatever backend moved the bytes.
@@ -34,7 +34,8 @@
 #include <cuda_runtime_api.h>
 #include <stddef.h>
 
-#include "runtime/comm.h"
+#include "runtime/coll.h"
+#include "runtime/device.h"
 
 typedef struct zr_nccl zr_nccl;
 
@@ -79,16 +80,16 @@ int zr_nccl_version(void);
 /* The collectives of comm.h on device buffers (counts in elements, as there). Enqueued on the
  * comm stream. Collective. See the file comment for req, errors and counting.
  * all_gather: recv (count * world) with this rank's block at rank * count, in place. */
-zero_status zr_nccl_all_gather(zr_nccl *n, void *recv, size_t count, zr_elem e,
+zero_status zr_nccl_all_gather(zr_nccl *n, void *recv, size_t count, zr_elem e, zr_traffic t,
                                zr_nccl_request *req);
 /* recv (count) <- sum over ranks of send[rank * count ...] (send: count * world). */
 zero_status zr_nccl_reduce_scatter(zr_nccl *n, const void *send, void *recv, size_t count,
-                                   zr_elem e, zr_nccl_request *req);
+                                   zr_elem e, zr_traffic t, zr_nccl_request *req);
 /* buf (count), in place; ZR_OP_SUM or ZR_OP_MAX. */
 zero_status zr_nccl_all_reduce(zr_nccl *n, void *buf, size_t count, zr_elem e, zr_redop op,
-                               zr_nccl_request *req);
+                               zr_traffic t, zr_nccl_request *req);
 zero_status zr_nccl_broadcast(zr_nccl *n, void *buf, size_t count, zr_elem e, int root,
-                              zr_nccl_request *req);
+                              zr_traffic t, zr_nccl_request *req);
 
 /* Several collectives as one launch (e.g. one per chunk): start, the collectives with req NULL,
  * end. Groups nest; the outermost end launches them, and its req (NULL = block until the comm
@@ -103,5 +104,10 @@ zero_status zr_nccl_wait(zr_nccl *n, zr_nccl_request *req);
 /* *done = 1 when req's operation is complete (then req is inactive), else 0; also checks for
  * asynchronous errors and the timeout (counted from the request's enqueue). Local, non-blocking. */
 zero_status zr_nccl_test(zr_nccl *n, zr_nccl_request *req, int *done);
+
+/* The nccl backend of the collective interface (coll.h) on dev's comm stream (dev: a cuda
+ * device, which must outlive it): zr_nccl_init, then every collective ordered after dev's
+ * compute stream. Collective, blocking; on failure comm->err says why. */
+zero_status zr_coll_nccl_init(zr_coll *c, zr_comm *comm, zr_device *dev, double timeout_s);
 
 #endif

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/log.h"
+#include "util/log.h"
 
 /* Enum-typed fields are stored through an int pointer. */
 _Static_assert(sizeof(zero_dtype) == sizeof(int), "zero_dtype must be int-sized");

@@ -8,7 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "offload/placement.h"
-#include "runtime/log.h"
+#include "util/log.h"
 
 static const char *const label_names[ZERO_MEM_NUM_LABELS] = {"params", "grads", "optimizer",
                                                              "buffers"};
@@ -109,6 +109,56 @@ void zr_dev_adamw(zr_device *dev, float *master, float *m, float *v, const void 
         zk_adamw(master, m, v, grad, grad_type, work, work_type, n, p);
 }
 
+zero_status zr_dev_order(zr_device *dev, zr_stream_id waiter, zr_stream_id producer)
+{
+    return dev->ops->order(dev, waiter, producer);
+}
+
+zero_status zr_dev_stream_sync(zr_device *dev, zr_stream_id which)
+{
+    return dev->ops->stream_sync(dev, which);
+}
+
+void *zr_dev_stream(const zr_device *dev, zr_stream_id which)
+{
+    return dev->ops ? dev->ops->stream(dev, which) : NULL;
+}
+
+zero_status zr_dev_copy_timed(zr_device *dev, int slot, void *dst, const void *src, size_t bytes)
+{
+    return dev->ops->copy_timed(dev, slot, dst, src, bytes);
+}
+
+zero_status zr_dev_copy_wait(zr_device *dev, int slot, double *seconds)
+{
+    return dev->ops->copy_wait(dev, slot, seconds);
+}
+
+zero_status zr_dev_host_register(zr_device *dev, void *ptr, size_t bytes, char *err, size_t len)
+{
+    return dev->ops->host_register(dev, ptr, bytes, err, len);
+}
+
+void zr_dev_host_unregister(zr_device *dev, void *ptr) { dev->ops->host_unregister(dev, ptr); }
+
+zero_status zr_dev_take_error(zr_device *dev, char *msg, size_t len)
+{
+    return dev->ops->take_error(dev, msg, len);
+}
+
+size_t zr_dev_free_memory(zr_device *dev) { return dev->ops->free_memory(dev); }
+
+int zr_dev_pci_bus(const zr_device *dev) { return dev->ops->pci_bus(dev); }
+
+int zr_dev_has(const zr_device *dev, unsigned cap) { return (dev->ops->caps & cap) == cap; }
+
+void zr_device_destroy(zr_device *dev)
+{
+    if (dev->ops)
+        dev->ops->destroy(dev);
+    memset(dev, 0, sizeof *dev);
+}
+
 /* ---- host backend ---------------------------------------------------------------------- */
 
 static void *host_alloc(zr_device *dev, size_t bytes)
@@ -131,9 +181,65 @@ static void host_copy(zr_device *dev, void *dst, const void *src, size_t bytes)
 
 static void host_synchronize(zr_device *dev) {}
 
+/* No streams: everything is complete when called. */
+static zero_status host_order(zr_device *dev, zr_stream_id waiter, zr_stream_id producer)
+{
+    return ZERO_OK;
+}
+
+static zero_status host_stream_sync(zr_device *dev, zr_stream_id which) { return ZERO_OK; }
+
+static void *host_stream(const zr_device *dev, zr_stream_id which) { return NULL; }
+
+static zero_status host_copy_timed(zr_device *dev, int slot, void *dst, const void *src,
+                                   size_t bytes)
+{
+    return ZERO_ERR_UNSUPPORTED;
+}
+
+static zero_status host_copy_wait(zr_device *dev, int slot, double *seconds)
+{
+    if (seconds)
+        *seconds = 0.0;
+    return ZERO_OK;
+}
+
+static zero_status host_register(zr_device *dev, void *ptr, size_t bytes, char *err, size_t len)
+{
+    if (err && len)
+        snprintf(err, len, "the %s backend does not pin memory", dev->ops->name);
+    return ZERO_ERR_UNSUPPORTED;
+}
+
+static void host_unregister(zr_device *dev, void *ptr) {}
+
+static zero_status host_take_error(zr_device *dev, char *msg, size_t len) { return ZERO_OK; }
+
+static size_t host_free_memory(zr_device *dev) { return 0; }
+
+static int host_pci_bus(const zr_device *dev) { return -1; }
+
+static void host_destroy(zr_device *dev) {}
+
 /* The element-wise members stay NULL: the host twins run on this memory directly. */
-static const zr_device_ops host_ops = {"host", host_alloc, host_free, host_copy, host_synchronize,
-                                       NULL, NULL, NULL, NULL};
+static const zr_device_ops host_ops = {
+    .name = "host",
+    .alloc = host_alloc,
+    .free = host_free,
+    .copy = host_copy,
+    .synchronize = host_synchronize,
+    .order = host_order,
+    .stream_sync = host_stream_sync,
+    .stream = host_stream,
+    .copy_timed = host_copy_timed,
+    .copy_wait = host_copy_wait,
+    .host_register = host_register,
+    .host_unregister = host_unregister,
+    .take_error = host_take_error,
+    .free_memory = host_free_memory,
+    .pci_bus = host_pci_bus,
+    .destroy = host_destroy,
+};
 
 void zr_device_host_init(zr_device *dev, size_t capacity)
 {
@@ -165,15 +271,36 @@ static void numa_free(zr_device *dev, void *ptr, size_t bytes)
     zo_free(n->topo, ptr, bytes);
 }
 
-static const zr_device_ops numa_ops = {"host-numa", numa_alloc, numa_free, host_copy,
-                                       host_synchronize, NULL, NULL, NULL, NULL};
+static void numa_destroy(zr_device *dev) { free(dev->impl); }
 
-void zr_device_numa_init(zr_device *dev, const zo_topology *topo, const zo_plan *plan)
+static const zr_device_ops numa_ops = {
+    .name = "host-numa",
+    .alloc = numa_alloc,
+    .free = numa_free,
+    .copy = host_copy,
+    .synchronize = host_synchronize,
+    .order = host_order,
+    .stream_sync = host_stream_sync,
+    .stream = host_stream,
+    .copy_timed = host_copy_timed,
+    .copy_wait = host_copy_wait,
+    .host_register = host_register,
+    .host_unregister = host_unregister,
+    .take_error = host_take_error,
+    .free_memory = host_free_memory,
+    .pci_bus = host_pci_bus,
+    .destroy = numa_destroy,
+};
+
+zero_status zr_device_numa_init(zr_device *dev, const zo_topology *topo, const zo_plan *plan)
 {
-    static numa_impl impl; /* one offload placement per process */
+    numa_impl *impl = malloc(sizeof *impl); /* this device's own: contexts place apart */
+    if (!impl)
+        return ZERO_ERR_SYSTEM;
     memset(dev, 0, sizeof *dev);
-    impl.topo = topo;
-    impl.plan = plan;
+    impl->topo = topo;
+    impl->plan = plan;
     dev->ops = &numa_ops;
-    dev->impl = &impl;
+    dev->impl = impl;
+    return ZERO_OK;
 }

@@ -13,7 +13,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kernels_cuda.h"
-#include "runtime/log.h"
+#include "util/log.h"
 
 typedef struct cuda_impl {
     int ordinal;                          /* CUDA device */
@@ -571,8 +571,28 @@ void zr_cuda_host_unregister(void *ptr)
         (void)cudaGetLastError();
 }
 
+/* ---- the zr_device_ops members that device.h adds over the kernels ------------------------- */
+
+static zero_status op_stream_sync(zr_device *dev, zr_stream_id which)
+{
+    return zr_cuda_stream_sync(dev, which);
+}
+
+static void *op_stream(const zr_device *dev, zr_stream_id which)
+{
+    return (void *)zr_cuda_stream_get(dev, which);
+}
+
+static zero_status op_host_register(zr_device *dev, void *ptr, size_t bytes, char *err, size_t len)
+{
+    return zr_cuda_host_register(ptr, bytes, err, len);
+}
+
+static void op_host_unregister(zr_device *dev, void *ptr) { zr_cuda_host_unregister(ptr); }
+
 static const zr_device_ops cuda_ops = {
     .name = "cuda",
+    .caps = ZR_DEV_CAP_ASYNC_COPY | ZR_DEV_CAP_PINNING,
     .alloc = cuda_alloc,
     .free = cuda_free,
     .copy = cuda_copy,
@@ -581,4 +601,15 @@ static const zr_device_ops cuda_ops = {
     .add = cuda_add,
     .sq_norm = cuda_sq_norm,
     .adamw = cuda_adamw,
+    .order = zr_cuda_order,
+    .stream_sync = op_stream_sync,
+    .stream = op_stream,
+    .copy_timed = zr_cuda_copy_timed,
+    .copy_wait = zr_cuda_copy_wait,
+    .host_register = op_host_register,
+    .host_unregister = op_host_unregister,
+    .take_error = zr_cuda_take_error,
+    .free_memory = zr_cuda_free_memory,
+    .pci_bus = zr_cuda_pci_bus,
+    .destroy = zr_device_cuda_destroy,
 };

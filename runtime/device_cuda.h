@@ -23,12 +23,6 @@
 
 #include "runtime/device.h"
 
-typedef enum zr_stream_id {
-    ZR_STREAM_COMPUTE = 0,
-    ZR_STREAM_COPY = 1,
-    ZR_STREAM_COMM = 2,
-    ZR_STREAM_NUM = 3
-} zr_stream_id;
 
 /* 1 when this process can use a GPU: cudaGetDeviceCount succeeds and finds at least one device.
  * Otherwise 0, with `why` (if not NULL) saying what is missing (no driver, no device, ...).
@@ -82,7 +76,6 @@ zero_status zr_cuda_copy_async(zr_device *dev, zr_stream_id which, void *dst, co
  * slot; neither queues anything). Copies run in issue order on the one copy stream, whatever
  * their slots. Memory as zr_cuda_copy_async. ZERO_ERR_SYSTEM: a CUDA call failed (recorded for
  * zr_cuda_take_error); the slot still needs a wait when the copy itself was queued. */
-enum { ZR_COPY_SLOTS = 4 };
 zero_status zr_cuda_copy_timed(zr_device *dev, int slot, void *dst, const void *src,
                                size_t bytes);
 /* *seconds (if not NULL): the copy's GPU time; 0 for a slot with nothing in flight. */

@@ -17,7 +17,7 @@
 #endif
 #include "offload/placement.h"
 #include "runtime/config.h"
-#include "runtime/log.h"
+#include "util/log.h"
 #ifdef ZERO_HAVE_CUDA
 #include <cuda_runtime_api.h>
 

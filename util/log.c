@@ -2,7 +2,7 @@
  * Each line goes out in one fwrite, so lines from concurrent threads do not interleave. */
 #define _POSIX_C_SOURCE 200809L
 
-#include "runtime/log.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +19,7 @@ unsigned zr_log_mask_now = ZR_SUB_ALL;
 static FILE *zr_log_out;          /* NULL = stderr */
 static char zr_log_path[1024];    /* expanded path of zr_log_out */
 static int zr_log_rank = -1;      /* -1 = not known yet */
+static int zr_log_users;          /* zr_log_open minus zr_log_release */
 
 static pthread_once_t zr_log_host_once = PTHREAD_ONCE_INIT;
 static char zr_log_host[64];
@@ -123,6 +124,15 @@ int zr_log_setup(int level, unsigned mask, const char *file_pattern, int rank) {
 }
 
 void zr_log_set_rank(int rank) { zr_log_rank = rank; }
+
+int zr_log_open(int level, unsigned mask, const char *file_pattern, int rank) {
+    zr_log_users++;
+    return zr_log_setup(level, mask, file_pattern, rank);
+}
+
+void zr_log_release(void) {
+    if (zr_log_users > 0 && --zr_log_users == 0) zr_log_close();
+}
 
 void zr_log_close(void) {
     if (zr_log_out) fclose(zr_log_out);

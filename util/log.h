@@ -1,6 +1,8 @@
 /* log.h — NCCL-style logging: a level and a subsystem mask from ZERO_DEBUG / ZERO_DEBUG_SUBSYS,
  * lines prefixed "host:pid:rank zero LEVEL", written to stderr or ZERO_DEBUG_FILE (%h = host,
- * %p = pid). The level and mask are checked before any formatting. Process-wide state. */
+ * %p = pid). The level and mask are checked before any formatting. Process-wide state, shared by
+ * every context of the process: each context opens it (zr_log_open) and releases it
+ * (zr_log_release); the file closes when the last user releases it. */
 #ifndef ZERO_LOG_H
 #define ZERO_LOG_H
 
@@ -25,7 +27,12 @@ extern unsigned zr_log_mask_now;   /* current subsystem mask */
  * Returns 0, or -1 if the file cannot be opened (logging then stays on stderr). */
 int zr_log_setup(int level, unsigned mask, const char *file_pattern, int rank);
 void zr_log_set_rank(int rank);
+/* Closes the file now (logging goes to stderr); for tools and tests. */
 void zr_log_close(void);
+/* zr_log_setup for a user that later calls zr_log_release (a context): the settings apply to the
+ * whole process, and the file stays open while any user holds it. */
+int zr_log_open(int level, unsigned mask, const char *file_pattern, int rank);
+void zr_log_release(void);
 void zr_log_write(int level, unsigned subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -103,7 +103,7 @@ static size_t mismatches(const float *got, const float *want, size_t n, size_t *
 }
 
 /* The counters moved by exactly one call of `kind` and `bus` bytes. */
-static void check_counted(zr_coll kind, double bytes_before, int64_t calls_before, double bus,
+static void check_counted(zr_coll_kind kind, double bytes_before, int64_t calls_before, double bus,
                           const char *what)
 {
     /* Not bit-equality: all_reduce's 2n(N-1)/N is fractional at N = 3, so the running sum
@@ -145,7 +145,7 @@ static void test_collectives(void)
             snprintf(what, sizeof what, "all_gather %s n=%zu", elem_name(e), n);
             double b0 = g_c.bus_bytes[ZR_COLL_ALL_GATHER];
             int64_t c0 = g_c.calls[ZR_COLL_ALL_GATHER];
-            expect_ok(zr_nccl_all_gather(g_n, d, n, e, NULL), what);
+            expect_ok(zr_nccl_all_gather(g_n, d, n, e, ZR_TRAFFIC_TRAIN, NULL), what);
             check_counted(ZR_COLL_ALL_GATHER, b0, c0, (double)n * es * (R - 1), what);
             get(got, e, d, total);
             size_t bad = mismatches(got, want, total, &first);
@@ -165,7 +165,7 @@ static void test_collectives(void)
             snprintf(what, sizeof what, "reduce_scatter %s n=%zu", elem_name(e), n);
             b0 = g_c.bus_bytes[ZR_COLL_REDUCE_SCATTER];
             c0 = g_c.calls[ZR_COLL_REDUCE_SCATTER];
-            expect_ok(zr_nccl_reduce_scatter(g_n, d, d2, n, e, NULL), what);
+            expect_ok(zr_nccl_reduce_scatter(g_n, d, d2, n, e, ZR_TRAFFIC_TRAIN, NULL), what);
             check_counted(ZR_COLL_REDUCE_SCATTER, b0, c0, (double)n * es * (R - 1), what);
             get(got, e, d2, n);
             bad = mismatches(got, want, n, &first);
@@ -188,7 +188,7 @@ static void test_collectives(void)
                          elem_name(e), n);
                 b0 = g_c.bus_bytes[ZR_COLL_ALL_REDUCE];
                 c0 = g_c.calls[ZR_COLL_ALL_REDUCE];
-                expect_ok(zr_nccl_all_reduce(g_n, d2, n, e, op ? ZR_OP_MAX : ZR_OP_SUM, NULL),
+                expect_ok(zr_nccl_all_reduce(g_n, d2, n, e, op ? ZR_OP_MAX : ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL),
                           what);
                 check_counted(ZR_COLL_ALL_REDUCE, b0, c0, 2.0 * (double)n * es * (R - 1) / R,
                               what);
@@ -208,7 +208,7 @@ static void test_collectives(void)
             snprintf(what, sizeof what, "broadcast %s n=%zu root=%d", elem_name(e), n, root);
             b0 = g_c.bus_bytes[ZR_COLL_BROADCAST];
             c0 = g_c.calls[ZR_COLL_BROADCAST];
-            expect_ok(zr_nccl_broadcast(g_n, d2, n, e, root, NULL), what);
+            expect_ok(zr_nccl_broadcast(g_n, d2, n, e, root, ZR_TRAFFIC_TRAIN, NULL), what);
             check_counted(ZR_COLL_BROADCAST, b0, c0, R > 1 ? (double)n * es : 0.0, what);
             get(got, e, d2, n);
             bad = mismatches(got, want, n, &first);
@@ -244,7 +244,7 @@ static void test_async(void)
     /* one request, completed by zr_nccl_test polling, then zr_nccl_wait on the inactive one */
     zr_nccl_request req = ZR_NCCL_REQUEST_INIT;
     put(a, ZR_ELEM_F32, h, n);
-    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, &req), "async all_reduce");
+    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, &req), "async all_reduce");
     CHECK(req.active, "the request is not active after an asynchronous call");
     int done = 0;
     for (int polls = 0; !done && polls < 10000000; polls++)
@@ -259,9 +259,9 @@ static void test_async(void)
     put(b, ZR_ELEM_BF16, h, n);
     const int64_t calls0 = g_c.calls[ZR_COLL_ALL_REDUCE];
     expect_ok(zr_nccl_group_start(g_n), "group start");
-    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, NULL), "grouped f32");
-    expect_ok(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, NULL), "grouped bf16");
-    CHECK(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, &req) == ZERO_ERR_INVALID,
+    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL), "grouped f32");
+    expect_ok(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL), "grouped bf16");
+    CHECK(zr_nccl_all_reduce(g_n, b, n, ZR_ELEM_BF16, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, &req) == ZERO_ERR_INVALID,
           "a request inside a group was accepted");
     expect_ok(zr_nccl_group_end(g_n, &req), "group end");
     expect_ok(zr_nccl_wait(g_n, &req), "wait for the group");
@@ -273,15 +273,14 @@ static void test_async(void)
     CHECK(mismatches(got, want, n, &first) == 0, "grouped bf16: wrong at %zu", first);
     zr_nccl_request_destroy(&req);
 
-    /* counting off: the bytes go to other_bus_bytes */
+    /* other traffic: the bytes go to other_bus_bytes */
     const double other0 = g_c.other_bus_bytes, ar0 = g_c.bus_bytes[ZR_COLL_ALL_REDUCE];
-    g_c.counting = 0;
-    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, NULL), "uncounted");
-    g_c.counting = 1;
+    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, ZR_TRAFFIC_OTHER, NULL),
+              "uncounted");
     const double other = g_c.other_bus_bytes - other0, expect = 2.0 * (double)n * 4 * (R - 1) / R;
     CHECK(g_c.bus_bytes[ZR_COLL_ALL_REDUCE] == ar0 && other - expect < 1e-3 &&
               expect - other < 1e-3,
-          "counting = 0 did not move the bytes to other_bus_bytes");
+          "ZR_TRAFFIC_OTHER did not move the bytes to other_bus_bytes");
 
     /* f64 and i64 sums (metrics, counters) */
     double *hd = xmalloc(n * sizeof(double));
@@ -290,10 +289,10 @@ static void test_async(void)
         hd[i] = val(me, i) * 0.5, hi[i] = (int64_t)val(me, i) << 40;
     void *dd = dalloc(n * 8);
     zr_dev_copy(&g_dev, dd, hd, n * 8);
-    expect_ok(zr_nccl_all_reduce(g_n, dd, n, ZR_ELEM_F64, ZR_OP_SUM, NULL), "f64 all_reduce");
+    expect_ok(zr_nccl_all_reduce(g_n, dd, n, ZR_ELEM_F64, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL), "f64 all_reduce");
     zr_dev_copy(&g_dev, hd, dd, n * 8);
     zr_dev_copy(&g_dev, dd, hi, n * 8);
-    expect_ok(zr_nccl_all_reduce(g_n, dd, n, ZR_ELEM_I64, ZR_OP_SUM, NULL), "i64 all_reduce");
+    expect_ok(zr_nccl_all_reduce(g_n, dd, n, ZR_ELEM_I64, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL), "i64 all_reduce");
     zr_dev_copy(&g_dev, hi, dd, n * 8);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
@@ -304,12 +303,12 @@ static void test_async(void)
 
     /* argument errors: refused, communicator still usable */
     CHECK(zr_nccl_group_end(g_n, NULL) == ZERO_ERR_INVALID, "group end without start accepted");
-    CHECK(zr_nccl_broadcast(g_n, a, n, ZR_ELEM_F32, R, NULL) == ZERO_ERR_INVALID,
+    CHECK(zr_nccl_broadcast(g_n, a, n, ZR_ELEM_F32, R, ZR_TRAFFIC_TRAIN, NULL) == ZERO_ERR_INVALID,
           "a root outside the world accepted");
-    CHECK(zr_nccl_all_reduce(g_n, a, n, (zr_elem)99, ZR_OP_SUM, NULL) == ZERO_ERR_INVALID,
+    CHECK(zr_nccl_all_reduce(g_n, a, n, (zr_elem)99, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL) == ZERO_ERR_INVALID,
           "an unknown element type accepted");
     put(a, ZR_ELEM_F32, h, n);
-    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, NULL), "after refused calls");
+    expect_ok(zr_nccl_all_reduce(g_n, a, n, ZR_ELEM_F32, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL), "after refused calls");
     get(got, ZR_ELEM_F32, a, n);
     CHECK(mismatches(got, want, n, &first) == 0, "after refused calls: wrong at %zu", first);
     CHECK(!zr_nccl_aborted(g_n), "argument errors aborted the communicator");
@@ -352,7 +351,7 @@ static void test_timeout(void)
     CHECK(zr_nccl_aborted(g_n), "not aborted after the timeout");
     GT_CUDA(cudaStreamSynchronize(s));
     void *a = dalloc(64);
-    CHECK(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, NULL) == ZERO_ERR_COMM,
+    CHECK(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL) == ZERO_ERR_COMM,
           "a call on an aborted communicator did not fail");
     zr_nccl_destroy(g_n);
     g_n = NULL;
@@ -366,7 +365,7 @@ static void test_timeout(void)
         for (int i = 0; i < 16; i++)
             h[i] = 1.0f;
         put(a, ZR_ELEM_F32, h, 16);
-        expect_ok(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, NULL), "new communicator");
+        expect_ok(zr_nccl_all_reduce(g_n, a, 16, ZR_ELEM_F32, ZR_OP_SUM, ZR_TRAFFIC_TRAIN, NULL), "new communicator");
         get(got, ZR_ELEM_F32, a, 16);
         CHECK(got[0] == (float)g_c.world && got[15] == (float)g_c.world,
               "new communicator: %g, want %d", got[0], g_c.world);

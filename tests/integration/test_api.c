@@ -301,6 +301,55 @@ int main(void)
         zero_finalize(z);
     }
 
+    /* Two contexts alive in one process (two models), stepped in turn and finalized in either
+     * order: each trains exactly as it does alone (same digest), and nothing one finalize
+     * releases (log, topology, NUMA memory, communicators) is still used by the other. Both
+     * offload their optimizer (NUMA-bound host memory, hwloc placement, each its own). */
+    for (int order = 0; order < 2; order++) {
+        zero_config ca = cfg, cb = cfg;
+        ca.stage = 2;
+        ca.offload_optimizer = ZERO_OFFLOAD_CPU;
+        cb.stage = 3;
+        cb.offload_optimizer = ZERO_OFFLOAD_CPU;
+        cb.bucket_bytes = 4096; /* another layout */
+        uint64_t alone[2] = {0, 0}, both[2] = {0, 0};
+        const zero_config *cs[2] = {&ca, &cb};
+        for (int k = 0; k < 2; k++) { /* each alone: the reference */
+            zero_ctx *y = NULL;
+            EXPECT(zero_init(&y, cs[k], tensors, NT) == ZERO_OK, "alone %d: %s", k,
+                   zero_init_error());
+            if (!y)
+                continue;
+            EXPECT(fake_step(y, rank, 0.0f) == 0 && fake_step(y, rank, 0.0f) == 0,
+                   "alone %d: %s", k, zero_last_error(y));
+            EXPECT(zero_param_digest(y, &alone[k]) == ZERO_OK, "digest alone %d", k);
+            EXPECT(zero_finalize(y) == ZERO_OK, "finalize alone %d", k);
+        }
+        zero_ctx *y[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++)
+            EXPECT(zero_init(&y[k], cs[k], tensors, NT) == ZERO_OK, "context %d of two: %s", k,
+                   zero_init_error());
+        if (y[0] && y[1]) {
+            for (int step = 0; step < 2; step++)
+                for (int k = 0; k < 2; k++)
+                    EXPECT(fake_step(y[k], rank, 0.0f) == 0, "context %d of two, step %d: %s",
+                           k, step, zero_last_error(y[k]));
+            for (int k = 0; k < 2; k++) {
+                EXPECT(zero_param_digest(y[k], &both[k]) == ZERO_OK, "digest %d of two", k);
+                EXPECT(both[k] == alone[k], "context %d of two: digest %016llx, alone %016llx",
+                       k, (unsigned long long)both[k], (unsigned long long)alone[k]);
+            }
+        }
+        /* order 0: the first created goes first; order 1: the last created goes first */
+        int first = order == 0 ? 0 : 1;
+        EXPECT(zero_finalize(y[first]) == ZERO_OK, "finalize context %d first", first);
+        if (y[1 - first]) { /* the survivor still trains and reports */
+            EXPECT(fake_step(y[1 - first], rank, 0.0f) == 0, "survivor %d: %s", 1 - first,
+                   zero_last_error(y[1 - first]));
+        }
+        EXPECT(zero_finalize(y[1 - first]) == ZERO_OK, "finalize context %d second", 1 - first);
+    }
+
     /* A report path set on rank 0 only: finalize collects it on every rank, no hang. */
     {
         zero_config c5 = cfg;

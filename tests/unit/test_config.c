@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "runtime/config.h"
-#include "runtime/log.h"
+#include "util/log.h"
 
 /* Failures print "file:line: FAILED: cond: message", every one of them. */
 #define CHECK_STYLE CHECK_STYLE_FAILED

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "offload/placement.h"
-#include "runtime/log.h"
+#include "util/log.h"
 
 /* Failures print "file:line: FAILED: cond: message", every one of them. */
 #define CHECK_STYLE CHECK_STYLE_FAILED

@@ -1,0 +1,344 @@
+/* grad.c — the gradient path, one strategy per stage (zr_grad_ops):
+ *  - full buffer (stages 0-1): the model adds into a full working-precision gradient buffer; at the
+ *    accumulation boundary it is reduce-scattered chunk by chunk (descending, as backward would),
+ *    each rank's reduced slice put back at its place; stage 0 then all-gathers it, which with the
+ *    reduce-scatter is an all-reduce with the same additions as stages 1-3.
+ *  - buckets (stages 2-3): a chunk's gradient is written into a pooled bucket when the model first
+ *    asks for one of its tensors; when every module of the chunk is reported ready the bucket is
+ *    reduce-scattered (non-blocking) and its slice added into the gradient shard. Two buckets let
+ *    one fill while the other reduces; more are added only if the model holds gradients of more
+ *    chunks at once.
+ * Either way a rank's reduced gradient ends up where zr_grad_ops.at finds it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/engine.h"
+#include "util/log.h"
+
+/* ---- full buffer (stages 0-1) ------------------------------------------------------------------ */
+
+static void *full_ptr(zero_ctx *z, int i)
+{
+    const zp_place *p = &z->layout.place[i];
+    return (char *)z->st.grads + (z->layout.chunks[p->chunk].offset + p->offset) * z->wsz;
+}
+
+static zero_status full_ready(zero_ctx *z, int module, int chunk)
+{
+    z->g.module_ready[module] = 1;
+    return ZERO_OK;
+}
+
+static zero_status full_micro_end(zero_ctx *z) { return ZERO_OK; }
+
+/* NCCL-style: every chunk reduce-scattered in place (this rank's reduced slice lands at its own
+ * place), descending, all in flight, then waited for; stage 0 then all-gathers in place the same
+ * way. */
+static zero_status reduce_in_place(zero_ctx *z, char *base, int all_gather)
+{
+    const zp_layout *L = &z->layout;
+    const zr_elem e = zr_elem_of(z->dtype);
+    zero_status s = ZERO_OK;
+    for (int pass = 0; pass < (all_gather ? 2 : 1) && !s; pass++) {
+        int issued = 0;
+        for (int c = L->num_chunks - 1; c >= 0 && !s; c--, issued++) {
+            char *g = base + L->chunks[c].offset * z->wsz;
+            size_t n = L->chunks[c].slice;
+            zr_creq *req = &z->g.chunk_req[c];
+            s = pass == 0 ? zr_coll_reduce_scatter(&z->dcoll, g, g + (size_t)z->rank * n * z->wsz,
+                                                   n, e, ZR_TRAFFIC_TRAIN, req)
+                          : zr_coll_all_gather(&z->dcoll, g, n, e, ZR_TRAFFIC_TRAIN, req);
+        }
+        for (int c = L->num_chunks - 1; issued > 0; c--, issued--) {
+            zero_status w = zr_coll_wait(&z->dcoll, &z->g.chunk_req[c]);
+            if (!s)
+                s = w;
+        }
+    }
+    return s ? zr_fail(&z->err, s, "gradient reduction: %s", z->comm.err) : ZERO_OK;
+}
+
+/* One chunk at a time through rs_out (a reduce-scatter whose output may not alias its input). */
+static zero_status reduce_through_rs_out(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    zr_elem e = zr_elem_of(z->dtype);
+    zero_status s;
+    for (int c = L->num_chunks - 1; c >= 0; c--) {
+        const zp_chunk *ch = &L->chunks[c];
+        char *g = (char *)z->st.grads + ch->offset * z->wsz;
+        zr_creq *req = &z->g.chunk_req[c];
+        if ((s = zr_coll_reduce_scatter(&z->dcoll, g, z->st.rs_out, ch->slice, e,
+                                        ZR_TRAFFIC_TRAIN, req)) ||
+            (s = zr_coll_wait(&z->dcoll, req)))
+            return zr_fail(&z->err, s, "gradient reduce-scatter of chunk %d: %s", c,
+                           z->comm.err);
+        zr_dev_copy(&z->dev, g + (size_t)z->rank * ch->slice * z->wsz, z->st.rs_out,
+                    ch->slice * z->wsz);
+        if (z->set.cfg.stage == 0 &&
+            ((s = zr_coll_all_gather(&z->dcoll, g, ch->slice, e, ZR_TRAFFIC_TRAIN, req)) ||
+             (s = zr_coll_wait(&z->dcoll, req))))
+            return zr_fail(&z->err, s, "gradient all-gather of chunk %d: %s", c, z->comm.err);
+    }
+    return ZERO_OK;
+}
+
+static zero_status full_boundary(zero_ctx *z)
+{
+    if (zr_coll_has(&z->dcoll, ZR_COLL_CAP_RS_IN_PLACE))
+        return reduce_in_place(z, (char *)z->st.grads, z->set.cfg.stage == 0);
+    return reduce_through_rs_out(z);
+}
+
+/* Element `off` of chunk c, anywhere at stage 0, inside the rank's slice at stage 1. */
+static void *full_at(const zero_ctx *z, int c, size_t off)
+{
+    return (char *)z->st.grads + (z->layout.chunks[c].offset + off) * z->wsz;
+}
+
+static void full_after_step(zero_ctx *z)
+{
+    zr_dev_zero(&z->dev, z->st.grads, z->layout.total_padded * z->wsz);
+}
+
+static const zr_grad_ops full_ops = {"full buffer", full_ptr,  full_ready,     full_micro_end,
+                                     full_boundary, full_at,   full_after_step};
+
+/* ---- buckets (stages 2-3) ---------------------------------------------------------------------- */
+
+static zero_status new_bucket(zero_ctx *z)
+{
+    zr_bucket *nb = realloc(z->g.buckets, (size_t)(z->g.num_buckets + 1) * sizeof *nb);
+    if (!nb)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    z->g.buckets = nb;
+    zr_bucket *b = &nb[z->g.num_buckets];
+    memset(b, 0, sizeof *b);
+    b->chunk = -1;
+    b->grad_bytes = z->layout.max_padded * z->wsz;
+    b->slice_bytes = z->layout.max_slice * z->wsz;
+    zero_status s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->grad_bytes, "gradient reduce bucket",
+                                 &b->grad);
+    if (!s)
+        s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->slice_bytes, "reduce-scatter output", &b->slice);
+    if (s) {
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->grad_bytes);
+        return s;
+    }
+    z->g.num_buckets++;
+    return ZERO_OK;
+}
+
+static zero_status complete_bucket(zero_ctx *z, int b)
+{
+    zr_bucket *bk = &z->g.buckets[b];
+    int c = bk->chunk;
+    const zp_chunk *ch = &z->layout.chunks[c];
+    void *dst = (char *)z->st.grads + ch->shard_offset * z->wsz;
+    if (z->prog.micro == 0)
+        zr_dev_copy(&z->dev, dst, bk->slice, ch->slice * z->wsz);
+    else
+        zr_dev_add(&z->dev, dst, z->dtype, bk->slice, z->dtype, ch->slice);
+    z->g.chunk_state[c] = ZR_CHUNK_DONE;
+    z->g.chunk_bucket[c] = -1;
+    bk->chunk = -1;
+    return ZERO_OK;
+}
+
+/* Completes every finished reduction without blocking; drives MPI progress. */
+static zero_status progress(zero_ctx *z)
+{
+    for (int b = 0; b < z->g.num_buckets; b++) {
+        zr_bucket *bk = &z->g.buckets[b];
+        if (bk->chunk < 0 || z->g.chunk_state[bk->chunk] != ZR_CHUNK_REDUCING)
+            continue;
+        int done = 0;
+        zero_status s = zr_coll_test(&z->dcoll, &bk->req, &done);
+        if (s)
+            return zr_fail(&z->err, s, "gradient reduce-scatter: %s", z->comm.err);
+        if (done)
+            complete_bucket(z, b);
+    }
+    return ZERO_OK;
+}
+
+static zero_status wait_bucket(zero_ctx *z, int b)
+{
+    zero_status s = zr_coll_wait(&z->dcoll, &z->g.buckets[b].req);
+    if (s)
+        return zr_fail(&z->err, s, "gradient reduce-scatter: %s", z->comm.err);
+    return complete_bucket(z, b);
+}
+
+static zero_status acquire_bucket(zero_ctx *z, int c)
+{
+    zero_status s = progress(z);
+    if (s)
+        return s;
+    int b = -1;
+    for (int i = 0; i < z->g.num_buckets && b < 0; i++)
+        if (z->g.buckets[i].chunk < 0)
+            b = i;
+    if (b < 0) { /* wait for a reducing bucket, else grow the pool */
+        for (int i = 0; i < z->g.num_buckets && b < 0; i++)
+            if (z->g.chunk_state[z->g.buckets[i].chunk] == ZR_CHUNK_REDUCING) {
+                if ((s = wait_bucket(z, i)))
+                    return s;
+                b = i;
+            }
+    }
+    if (b < 0) {
+        if ((s = new_bucket(z)))
+            return s;
+        b = z->g.num_buckets - 1;
+        ZR_INFO(ZR_SUB_ALLOC, "gradient buckets: grew to %d (the model holds gradients of that "
+                "many chunks at once)", z->g.num_buckets);
+    }
+    const zp_chunk *ch = &z->layout.chunks[c];
+    zr_dev_zero(&z->dev, z->g.buckets[b].grad, ch->padded * z->wsz);
+    z->g.buckets[b].chunk = c;
+    z->g.chunk_bucket[c] = b;
+    z->g.chunk_state[c] = ZR_CHUNK_FILLING;
+    return ZERO_OK;
+}
+
+static zero_status issue_reduce(zero_ctx *z, int c)
+{
+    zr_bucket *bk = &z->g.buckets[z->g.chunk_bucket[c]];
+    zero_status s = zr_coll_reduce_scatter(&z->dcoll, bk->grad, bk->slice,
+                                           z->layout.chunks[c].slice, zr_elem_of(z->dtype),
+                                           ZR_TRAFFIC_TRAIN, &bk->req);
+    if (s)
+        return zr_fail(&z->err, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
+    z->g.chunk_state[c] = ZR_CHUNK_REDUCING;
+    ZR_TRACE(ZR_SUB_COMM, "reduce-scatter chunk %d issued (%zu elements per rank)", c,
+             z->layout.chunks[c].slice);
+    return ZERO_OK;
+}
+
+/* Reduces every chunk not yet reduced in this micro-step (descending order, as
+ * backward would) and waits for all reductions. */
+static zero_status bucket_micro_end(zero_ctx *z)
+{
+    zero_status s;
+    for (int c = z->layout.num_chunks - 1; c >= 0; c--) {
+        if (z->g.chunk_state[c] >= ZR_CHUNK_REDUCING)
+            continue;
+        if (z->g.chunk_state[c] == ZR_CHUNK_IDLE && (s = acquire_bucket(z, c)))
+            return s;
+        if ((s = issue_reduce(z, c)))
+            return s;
+    }
+    for (int b = 0; b < z->g.num_buckets; b++)
+        if (z->g.buckets[b].chunk >= 0 && (s = wait_bucket(z, b)))
+            return s;
+    return ZERO_OK;
+}
+
+static void *bucket_ptr(zero_ctx *z, int i)
+{
+    const zp_place *p = &z->layout.place[i];
+    int c = p->chunk;
+    if (z->g.chunk_state[c] >= ZR_CHUNK_REDUCING) {
+        zr_fail(&z->err, ZERO_ERR_STATE,
+                "zero_grad_ptr: tensor %d (%s): its bucket was already reduced in this "
+                "micro-step (all its modules were reported ready)",
+                i, z->meta[i].name);
+        return NULL;
+    }
+    if (z->g.chunk_state[c] == ZR_CHUNK_IDLE && acquire_bucket(z, c))
+        return NULL;
+    return (char *)z->g.buckets[z->g.chunk_bucket[c]].grad + p->offset * z->wsz;
+}
+
+static zero_status bucket_ready(zero_ctx *z, int module, int c)
+{
+    zero_status s;
+    if (z->g.chunk_state[c] == ZR_CHUNK_IDLE && (s = acquire_bucket(z, c)))
+        return s;
+    z->g.module_ready[module] = 1;
+    if (++z->g.chunk_ready[c] == z->g.chunk_modules[c] && (s = issue_reduce(z, c)))
+        return s;
+    s = progress(z);
+    if (!s && z->set.cfg.stage == 3)
+        s = zr_s3_progress(z);
+    return s;
+}
+
+static zero_status bucket_boundary(zero_ctx *z) { return ZERO_OK; }
+
+/* Element `off` of chunk c, inside this rank's slice: in the gradient shard. */
+static void *bucket_at(const zero_ctx *z, int c, size_t off)
+{
+    const zp_chunk *ch = &z->layout.chunks[c];
+    return (char *)z->st.grads + (ch->shard_offset + off - (size_t)z->rank * ch->slice) * z->wsz;
+}
+
+static void bucket_after_step(zero_ctx *z) {}
+
+static const zr_grad_ops bucket_ops = {"buckets",       bucket_ptr, bucket_ready,     bucket_micro_end,
+                                       bucket_boundary, bucket_at,  bucket_after_step};
+
+/* ---- set-up ---------------------------------------------------------------------------------- */
+
+zero_status zr_grads_init(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    zr_grads *g = &z->g;
+    size_t nc = (size_t)L->num_chunks;
+    g->module_ready = calloc((size_t)L->num_modules, 1);
+    g->chunk_modules = calloc(nc, sizeof(int));
+    g->chunk_req = calloc(nc, sizeof *g->chunk_req);
+    g->chunk_bucket = malloc(nc * sizeof(int));
+    g->chunk_state = calloc(nc, sizeof(int));
+    g->chunk_ready = calloc(nc, sizeof(int));
+    if (!g->module_ready || !g->chunk_modules || !g->chunk_req || !g->chunk_bucket ||
+        !g->chunk_state || !g->chunk_ready)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    for (int c = 0; c < L->num_chunks; c++)
+        g->chunk_bucket[c] = -1;
+    for (int m = 0; m < L->num_modules; m++)
+        if (L->module_chunk[m] >= 0)
+            g->chunk_modules[L->module_chunk[m]]++;
+    g->ops = z->set.cfg.stage < 2 ? &full_ops : &bucket_ops;
+    if (z->set.cfg.stage < 2)
+        return ZERO_OK;
+    for (int i = 0; i < 2; i++) {
+        zero_status s = new_bucket(z);
+        if (s)
+            return s;
+    }
+    return ZERO_OK;
+}
+
+void zr_grads_free(zero_ctx *z)
+{
+    zr_grads *g = &z->g;
+    for (int i = 0; i < g->num_buckets; i++) {
+        zr_bucket *b = &g->buckets[i];
+        if (z->dcoll.ops) {
+            zr_coll_wait(&z->dcoll, &b->req); /* finalize in the middle of a micro-step */
+            zr_coll_request_free(&z->dcoll, &b->req);
+        }
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->grad_bytes);
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->slice, b->slice_bytes);
+    }
+    for (int c = 0; g->chunk_req && c < z->layout.num_chunks; c++)
+        zr_coll_request_free(&z->dcoll, &g->chunk_req[c]);
+    free(g->buckets);
+    free(g->module_ready);
+    free(g->chunk_modules);
+    free(g->chunk_req);
+    free(g->chunk_bucket);
+    free(g->chunk_state);
+    free(g->chunk_ready);
+    memset(g, 0, sizeof *g);
+}
+
+void zr_grads_reset_micro(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    memset(z->g.chunk_state, 0, (size_t)L->num_chunks * sizeof *z->g.chunk_state);
+    memset(z->g.chunk_ready, 0, (size_t)L->num_chunks * sizeof *z->g.chunk_ready);
+    memset(z->g.module_ready, 0, (size_t)L->num_modules);
+}

@@ -1,0 +1,398 @@
+/* step.c — zero_step: the end of a micro-step and, at the accumulation boundary, the optimizer
+ * step: the gradients' last reductions, the global norm (and the inf/nan check), clipping, the
+ * loss scaler, the optimizer (optim.h) over the elements this rank owns — on the device, or with
+ * optimizer offload through the pipeline of offload/pipeline.h and the CPU — and the updated
+ * parameters back to every rank. Progress counters change only once nothing before the update
+ * can fail any more. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "offload/pipeline.h"
+#include "runtime/engine.h"
+#include "util/log.h"
+
+int zr_segments(zero_ctx *z, int c, size_t lo, size_t hi)
+{
+    return zp_segments(&z->layout, c, lo, hi, z->seg, z->seg_cap);
+}
+
+/* The elements chunk c has on this rank: everything at stage 0, its slice above. */
+static void owned_range(const zero_ctx *z, int c, size_t *lo, size_t *hi)
+{
+    *lo = 0;
+    *hi = z->layout.chunks[c].padded;
+    if (z->set.cfg.stage > 0)
+        zp_slice_range(&z->layout, c, z->rank, lo, hi);
+}
+
+/* ---- global norm ------------------------------------------------------------------------------
+ * Each rank sums its own slices in a fixed order, the partial sums are all-gathered and added in
+ * rank order, so every stage and every rank gets the same bits. A device failure during the
+ * micro-steps travels with the partial sums, so every rank stops at this step instead of waiting
+ * in the next collective. */
+static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
+{
+    const zp_layout *L = &z->layout;
+    double local = 0.0;
+    int bad = 0;
+    for (int c = 0; c < L->num_chunks; c++) {
+        size_t lo, hi;
+        zp_slice_range(L, c, z->rank, &lo, &hi);
+        int k = zr_segments(z, c, lo, hi);
+        for (int j = 0; j < k; j++)
+            local += zr_dev_sq_norm(&z->dev, z->g.ops->at(z, c, z->seg[j].chunk_offset),
+                                    z->dtype, z->seg[j].numel, &bad);
+    }
+    zero_status dev_err = zr_device_error(z, "gradient reduction");
+    double *all = malloc((size_t)z->world * 3 * sizeof *all);
+    if (!all)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    all[3 * z->rank] = local;
+    all[3 * z->rank + 1] = bad;
+    all[3 * z->rank + 2] = dev_err;
+    zero_status s = zr_coll_all_gather(&z->hcoll, all, 3, ZR_ELEM_F64, ZR_TRAFFIC_TRAIN, NULL);
+    if (s) {
+        free(all);
+        return zr_fail(&z->err, s, "gradient norm all-gather: %s", z->comm.err);
+    }
+    *sumsq = 0.0;
+    *nonfinite = 0;
+    for (int r = 0; r < z->world; r++) {
+        *sumsq += all[3 * r];
+        *nonfinite |= all[3 * r + 1] != 0.0;
+        if (!s && all[3 * r + 2] != 0.0)
+            s = dev_err ? dev_err
+                        : zr_fail(&z->err, (zero_status)all[3 * r + 2],
+                                  "rank %d failed on its device during this step", r);
+    }
+    free(all);
+    if (s)
+        return s;
+    if (!isfinite(*sumsq))
+        *nonfinite = 1;
+    return ZERO_OK;
+}
+
+/* ---- the optimizer on the device ---------------------------------------------------------------- */
+
+/* Over the elements this rank owns, tensor piece by tensor piece. */
+static void optimize_owned(zero_ctx *z, const zr_optim_prep *prep)
+{
+    const zp_layout *L = &z->layout;
+    const int stage = z->set.cfg.stage;
+    zr_state *st = &z->st;
+    for (int c = 0; c < L->num_chunks; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        size_t lo, hi;
+        owned_range(z, c, &lo, &hi);
+        int k = zr_segments(z, c, lo, hi);
+        for (int j = 0; j < k; j++) {
+            size_t off = z->seg[j].chunk_offset;
+            /* index into master and states: full layout at stage 0, shard layout above */
+            size_t idx = stage == 0 ? ch->offset + off : ch->shard_offset + (off - lo);
+            void *work = stage == 3 ? (char *)st->params + idx * z->wsz
+                                    : (char *)st->params + (ch->offset + off) * z->wsz;
+            zr_optim_piece pc = {.master = st->master ? st->master + idx : (float *)work,
+                                 .grad = z->g.ops->at(z, c, off),
+                                 .grad_type = z->dtype,
+                                 .work = st->master ? work : NULL,
+                                 .work_type = z->dtype,
+                                 .n = z->seg[j].numel,
+                                 .no_decay = z->meta[z->seg[j].tensor].no_decay};
+            for (int q = 0; q < z->optim->num_states; q++)
+                pc.state[q] = st->ostate[q] + idx;
+            z->optim->update(&z->dev, prep, &pc);
+        }
+    }
+}
+
+/* ---- the optimizer offloaded: the pipeline's callbacks ------------------------------------------
+ * Blocks of at most staging_elems elements of each tensor piece of the shard, in layout order;
+ * copies timed and asynchronous where the device can (ZR_DEV_CAP_ASYNC_COPY), else synchronous
+ * and counted at once; the CPU work widens the gradient to fp32 (exact) and runs the optimizer's
+ * CPU twin, whose working-precision result stays in the half for the copy-out — or, with
+ * parameter offload, goes straight into the host shard. */
+
+typedef struct off_ctx {
+    zero_ctx *z;
+    const zr_optim_prep *prep;
+    int c, j, k;          /* chunk, segment, segments in z->seg for chunk c */
+    size_t b;             /* elements of segment j already handed out */
+    size_t lo;            /* chunk c's slice start */
+    double pending[ZO_SLOTS]; /* bytes of the timed copy in each slot */
+} off_ctx;
+
+static int off_next(void *ctx, zo_block *out)
+{
+    off_ctx *o = ctx;
+    zero_ctx *z = o->z;
+    const zp_layout *L = &z->layout;
+    while (o->c < L->num_chunks) {
+        if (o->j < o->k) {
+            const zp_chunk *ch = &L->chunks[o->c];
+            const zp_segment *sg = &z->seg[o->j];
+            size_t off = sg->chunk_offset + o->b, left = sg->numel - o->b;
+            size_t idx = ch->shard_offset + (off - o->lo);
+            out->idx = idx;
+            out->n = left < z->st.staging_elems ? left : z->st.staging_elems;
+            out->in = z->g.ops->at(z, o->c, off);
+            out->out = z->offload_param          ? NULL
+                       : z->set.cfg.stage == 3   ? (char *)z->st.params + idx * z->wsz
+                                                 : (char *)z->st.params + (ch->offset + off) * z->wsz;
+            out->no_decay = z->meta[sg->tensor].no_decay;
+            o->b += out->n;
+            if (o->b == sg->numel) {
+                o->j++;
+                o->b = 0;
+            }
+            return 1;
+        }
+        if (++o->c < L->num_chunks) { /* o->c starts at -1 */
+            size_t hi;
+            zp_slice_range(L, o->c, z->rank, &o->lo, &hi);
+            o->k = zr_segments(z, o->c, o->lo, hi);
+            o->j = 0;
+            o->b = 0;
+        }
+    }
+    return 0;
+}
+
+/* Adds one finished copy to the report's counters of its direction. */
+static void off_count(zero_ctx *z, int slot, double seconds, double bytes)
+{
+    if (slot < ZO_SLOT_OUT) {
+        z->times.d2h_s += seconds;
+        z->times.d2h_bytes += bytes;
+    } else {
+        z->times.h2d_s += seconds;
+        z->times.h2d_bytes += bytes;
+    }
+}
+
+/* Timed and asynchronous where the device can (counted when waited for); otherwise — or when
+ * the timed copy could not be queued — synchronous and counted at once (a synchronous copy also
+ * records any device failure for zr_device_error, so the step is never silently short of a
+ * block). */
+static void off_copy(void *ctx, int slot, void *dst, const void *src, size_t bytes)
+{
+    off_ctx *o = ctx;
+    zero_ctx *z = o->z;
+    if (zr_dev_has(&z->dev, ZR_DEV_CAP_ASYNC_COPY)) {
+        if (zr_dev_copy_timed(&z->dev, slot, dst, src, bytes) == ZERO_OK) {
+            o->pending[slot] = (double)bytes;
+            return;
+        }
+        /* nothing of the copy stream may still touch the staging halves; a slot left busy (a
+         * copy queued without its end event) is cleared */
+        zr_dev_stream_sync(&z->dev, ZR_STREAM_COPY);
+        zr_dev_copy_wait(&z->dev, slot, NULL);
+    }
+    double t0 = zr_now();
+    zr_dev_copy(&z->dev, dst, src, bytes);
+    off_count(z, slot, zr_now() - t0, (double)bytes);
+}
+
+static void off_wait(void *ctx, int slot)
+{
+    off_ctx *o = ctx;
+    if (o->pending[slot] > 0.0) {
+        double sec = 0.0;
+        if (zr_dev_copy_wait(&o->z->dev, slot, &sec) == ZERO_OK) /* bytes and seconds together */
+            off_count(o->z, slot, sec, o->pending[slot]);
+        o->pending[slot] = 0.0;
+    }
+}
+
+static void off_compute(void *ctx, const zo_block *b, void *half)
+{
+    off_ctx *o = ctx;
+    zero_ctx *z = o->z;
+    zr_state *st = &z->st;
+    double t0 = zr_now();
+    float *g = st->host_grad + b->idx;
+    zk_cast(g, ZERO_DTYPE_FP32, half, z->dtype, b->n); /* exact widening */
+    zr_optim_piece pc = {.master = st->master + b->idx,
+                         .grad = g,
+                         .grad_type = ZERO_DTYPE_FP32,
+                         /* parameter offload: the host shard (none when it is the master) */
+                         .work = z->offload_param ? (st->master_owned
+                                                         ? (char *)st->params + b->idx * z->wsz
+                                                         : NULL)
+                                                  : half,
+                         .work_type = z->dtype,
+                         .n = b->n,
+                         .no_decay = b->no_decay};
+    for (int q = 0; q < z->optim->num_states; q++)
+        pc.state[q] = st->ostate[q] + b->idx;
+    z->optim->update_cpu(o->prep, &pc);
+    z->times.cpu_adam_s += zr_now() - t0;
+}
+
+static void optimize_offloaded(zero_ctx *z, const zr_optim_prep *prep)
+{
+    off_ctx o = {.z = z, .prep = prep, .c = -1};
+    /* the copies read gradients the compute stream produced */
+    zr_dev_order(&z->dev, ZR_STREAM_COPY, ZR_STREAM_COMPUTE);
+    zo_pipe p = {.ctx = &o,
+                 .next = off_next,
+                 .copy = off_copy,
+                 .wait = off_wait,
+                 .compute = off_compute,
+                 .staging = z->st.staging,
+                 .half_bytes = z->st.staging_elems * z->wsz,
+                 .elem_bytes = z->wsz};
+    zo_pipe_run(&p);
+}
+
+/* ---- parameters back to every rank --------------------------------------------------------------
+ * Stages 1-2: every rank's updated slices of the full replica, all chunks in flight at once (one
+ * group: one launch on NCCL). */
+static zero_status gather_params(zero_ctx *z)
+{
+    const zp_layout *L = &z->layout;
+    const zr_elem e = zr_elem_of(z->dtype);
+    char *base = z->st.params;
+    zero_status s = zr_coll_group_start(&z->dcoll);
+    for (int c = 0; c < L->num_chunks && !s; c++)
+        s = zr_coll_all_gather(&z->dcoll, base + L->chunks[c].offset * z->wsz, L->chunks[c].slice,
+                               e, ZR_TRAFFIC_TRAIN, NULL);
+    if (z->dcoll.ops) { /* the group is closed in any case */
+        zero_status g = zr_coll_group_end(&z->dcoll, NULL);
+        if (!s)
+            s = g;
+    }
+    return s ? zr_fail(&z->err, s, "parameter all-gather: %s", z->comm.err) : ZERO_OK;
+}
+
+/* ---- the loss scaler ------------------------------------------------------------------------------
+ * Dynamic loss scaling, DeepSpeed's rule: an overflow first spends the hysteresis, then halves
+ * the scale (never below 1); 1000 boundaries after the last overflow or growth, the scale doubles
+ * and the hysteresis is restored. */
+enum { ZR_SCALE_WINDOW = 1000, ZR_HYSTERESIS = 2 };
+
+void zr_scaler_init(zr_scaler *s, const zero_config *c, zero_dtype dtype)
+{
+    s->dynamic = c->loss_scale == 0.0f && dtype == ZERO_DTYPE_FP16;
+    s->scale = c->loss_scale > 0.0f ? c->loss_scale : s->dynamic ? 65536.0f : 1.0f;
+    s->hysteresis_left = ZR_HYSTERESIS;
+    s->last_rescale = -1;
+}
+
+/* After boundary index `it` (0-based). */
+static void scaler_update(zr_scaler *s, int64_t it, int overflow)
+{
+    if (!s->dynamic)
+        return;
+    if (overflow) {
+        if (s->hysteresis_left <= 1)
+            s->scale = fmaxf(s->scale * 0.5f, 1.0f);
+        else
+            s->hysteresis_left--;
+        s->last_rescale = it;
+        ZR_INFO(ZR_SUB_INIT, "gradient overflow: step skipped, loss scale now %g", s->scale);
+    } else if ((it - s->last_rescale) % ZR_SCALE_WINDOW == 0) {
+        s->hysteresis_left = ZR_HYSTERESIS;
+        s->scale *= 2.0f;
+        ZR_INFO(ZR_SUB_INIT, "loss scale raised to %g", s->scale);
+    }
+}
+
+/* ---- zero_step ----------------------------------------------------------------------------------- */
+
+/* The update on this rank's shard and the parameters back to every rank. */
+static zero_status apply_update(zero_ctx *z, double norm, double denom)
+{
+    const zero_config *c = &z->set.cfg;
+    double t = zr_now(), clip = 1.0;
+    if (c->clip > 0.0f && norm > (double)c->clip)
+        clip = (double)c->clip / (norm + 1e-6);
+    zr_optim_prep prep;
+    z->optim->prepare(&prep, c, z->prog.steps, clip / denom);
+    if (z->offload_opt)
+        optimize_offloaded(z, &prep);
+    else
+        optimize_owned(z, &prep);
+    double t2 = zr_now();
+    z->times.optimizer_s += t2 - t;
+    zero_status s = ZERO_OK;
+    if (c->stage == 1 || c->stage == 2)
+        s = gather_params(z);
+    z->times.param_gather_s += zr_now() - t2;
+    return s;
+}
+
+/* The boundary of an accumulation window: everything after the gradients' micro-step work. */
+static zero_status boundary(zero_ctx *z, double t0)
+{
+    const zero_config *c = &z->set.cfg;
+    zero_status s;
+    if ((s = z->g.ops->boundary(z)))
+        return s;
+    double t = zr_now();
+    z->times.grad_reduce_s += t - t0;
+    double sumsq = 0.0;
+    int overflow = 0;
+    if ((s = global_norm(z, &sumsq, &overflow)))
+        return s;
+    /* Nothing before the update can fail now: the window counts. */
+    z->prog.micro = 0;
+    z->prog.micro_steps++;
+    z->prog.boundaries++;
+    /* The reduced gradient is the sum over ranks and micro-steps of loss-scaled means. */
+    double denom = (double)z->scaler.scale * (double)z->world * (double)c->grad_accum;
+    double norm = sqrt(sumsq) / denom;
+    z->times.norm_s += zr_now() - t;
+    z->last.boundary = 1;
+    z->last.grad_norm = (float)norm;
+    z->last.overflow = overflow;
+    if (overflow) {
+        z->prog.skipped++;
+        ZR_INFO(ZR_SUB_INIT, "step %lld skipped: inf/nan in the gradients",
+                (long long)z->prog.boundaries);
+    } else {
+        z->prog.steps++;
+        if ((s = apply_update(z, norm, denom)))
+            return s;
+        z->last.applied = 1;
+    }
+    z->g.ops->after_step(z);
+    if (c->stage == 3) {
+        double t3 = zr_now();
+        if ((s = zr_s3_after_step(z)))
+            return s;
+        z->times.param_gather_s += zr_now() - t3;
+    }
+    scaler_update(&z->scaler, z->prog.boundaries - 1, overflow);
+    return ZERO_OK;
+}
+
+zero_status zr_step(zero_ctx *z)
+{
+    const zero_config *c = &z->set.cfg;
+    double t0 = zr_now();
+    zero_status s;
+    if ((s = z->g.ops->micro_end(z)))
+        return s;
+    zr_grads_reset_micro(z);
+    if (c->stage == 3)
+        zr_s3_micro_step_done(z);
+    memset(&z->last, 0, sizeof z->last);
+    z->last.step = z->prog.steps;
+    z->last.skipped = z->prog.skipped;
+    z->last.loss_scale = z->scaler.scale;
+    if (z->prog.micro + 1 < c->grad_accum) {
+        z->prog.micro++;
+        z->prog.micro_steps++;
+        z->times.grad_reduce_s += zr_now() - t0;
+    } else if ((s = boundary(z, t0))) {
+        return s;
+    }
+    z->last.step = z->prog.steps;
+    z->last.skipped = z->prog.skipped;
+    z->last.loss_scale = z->scaler.scale;
+    z->times.step_s += zr_now() - t0;
+    return ZERO_OK;
+}
