@@ -239,6 +239,8 @@ void zr_s3_counters(const zero_ctx *z, int64_t *gathers, int64_t *prefetches, in
 
 /* ---- step.c --------------------------------------------------------------------------------- */
 void zr_scaler_init(zr_scaler *s, const zero_config *c, zero_dtype dtype);
+/* After boundary index `it` (0-based) ended, with or without an inf/nan gradient. */
+void zr_scaler_update(zr_scaler *s, int64_t it, int overflow);
 zero_status zr_step(zero_ctx *z);
 
 /* ---- io.c, report.c ------------------------------------------------------------------------- */

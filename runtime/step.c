@@ -282,7 +282,7 @@ void zr_scaler_init(zr_scaler *s, const zero_config *c, zero_dtype dtype)
 }
 
 /* After boundary index `it` (0-based). */
-static void scaler_update(zr_scaler *s, int64_t it, int overflow)
+void zr_scaler_update(zr_scaler *s, int64_t it, int overflow)
 {
     if (!s->dynamic)
         return;
@@ -365,7 +365,7 @@ static zero_status boundary(zero_ctx *z, double t0)
             return s;
         z->times.param_gather_s += zr_now() - t3;
     }
-    scaler_update(&z->scaler, z->prog.boundaries - 1, overflow);
+    zr_scaler_update(&z->scaler, z->prog.boundaries - 1, overflow);
     return ZERO_OK;
 }
 
