@@ -38,10 +38,12 @@ extern "C" {
 /* Status of every fallible call. */
 typedef enum zero_status {
     ZERO_OK = 0,
-    ZERO_ERR_INVALID = 1,     /* bad argument, configuration or environment value */
+    ZERO_ERR_INVALID = 1,     /* bad argument, configuration or environment value (or ranks
+                                 that disagree on configuration or tensors) */
     ZERO_ERR_OOM = 2,         /* the device (or its ZERO_DEVICE_MEMORY cap) cannot hold an allocation */
     ZERO_ERR_STATE = 3,       /* call not allowed in the context's current state */
-    ZERO_ERR_COMM = 4,        /* a collective failed, or ranks disagree (config, tensors, order) */
+    ZERO_ERR_COMM = 4,        /* a collective failed, or ranks disagree on the order of
+                                 collectives (stage-3 gathers) */
     ZERO_ERR_IO = 5,          /* a file could not be written or read */
     ZERO_ERR_UNSUPPORTED = 6, /* valid request this build or machine cannot serve */
     ZERO_ERR_SYSTEM = 7,      /* host allocation or other system failure */
@@ -202,8 +204,8 @@ typedef struct zero_step_info {
  * The tensor array and names may be freed after the call.
  * Collective, blocking. On failure *ctx is NULL and the returned status names the cause; the
  * message is available from zero_init_error(). Returns ZERO_ERR_INVALID for bad arguments or
- * configuration, ZERO_ERR_OOM when the device cannot hold the state, ZERO_ERR_COMM when ranks
- * disagree. */
+ * configuration, or when ranks disagree on configuration or tensors, ZERO_ERR_OOM when the device
+ * cannot hold the state, ZERO_ERR_COMM when a collective fails. */
 ZERO_API zero_status zero_init(zero_ctx **ctx, const zero_config *cfg, const zero_tensor *tensors,
                                int num_tensors);
 

@@ -27,15 +27,8 @@ struct zo_topology {
                             memory beside DRAM, is left out) */
 };
 
-static void zo_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void zo_fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+/* Records ZERO_ERR_INVALID (or the given status) and the message in e (may be NULL). */
+#define zo_fail(e, ...) zr_error_set((e), ZERO_ERR_INVALID, __VA_ARGS__)
 
 /* Appends to a fixed buffer, cutting what does not fit (the buffer stays NUL-terminated). */
 static void zo_append(char *buf, size_t len, const char *fmt, ...)
@@ -96,22 +89,20 @@ static int zo_find_cpu_nodes(zo_topology *t) {
     return 0;
 }
 
-int zo_topology_load(zo_topology **out, const char *description, char *err, size_t errlen) {
-    if (err && errlen) err[0] = '\0';
+zero_status zo_topology_load(zo_topology **out, const char *description, zr_error *e) {
+    if (e) zr_error_clear(e);
     if (!out) {
-        zo_fail(err, errlen, "zo_topology_load: out is NULL");
-        return -1;
+        zo_fail(e, "zo_topology_load: out is NULL");
+        return ZERO_ERR_INVALID;
     }
     *out = NULL;
     zo_topology *t = calloc(1, sizeof *t);
-    if (!t) {
-        zo_fail(err, errlen, "zo_topology_load: out of memory");
-        return -1;
-    }
+    if (!t)
+        return zr_error_set(e, ZERO_ERR_SYSTEM, "zo_topology_load: out of memory");
     if (hwloc_topology_init(&t->topo) != 0) {
-        zo_fail(err, errlen, "hwloc_topology_init failed: %s", strerror(errno));
+        zo_fail(e, "hwloc_topology_init failed: %s", strerror(errno));
         free(t);
-        return -1;
+        return ZERO_ERR_INVALID;
     }
     const char *what = "this machine";
     if (description && description[0] == '<') {
@@ -119,13 +110,13 @@ int zo_topology_load(zo_topology **out, const char *description, char *err, size
         size_t n = strlen(description) + 1;
         if (n > (size_t)0x7fffffff ||
             hwloc_topology_set_xmlbuffer(t->topo, description, (int)n) != 0) {
-            zo_fail(err, errlen, "hwloc cannot read the XML topology: %s", strerror(errno));
+            zo_fail(e, "hwloc cannot read the XML topology: %s", strerror(errno));
             goto fail;
         }
     } else if (description) {
         what = "the synthetic topology";
         if (hwloc_topology_set_synthetic(t->topo, description) != 0) {
-            zo_fail(err, errlen,
+            zo_fail(e,
                     "\"%.120s\" is not an hwloc synthetic topology (expected e.g. "
                     "\"package:2 numa:2 core:8 pu:1\")",
                     description);
@@ -135,7 +126,7 @@ int zo_topology_load(zo_topology **out, const char *description, char *err, size
     /* PCI devices and their bridges give a GPU's locality; the rest of I/O is not needed. */
     hwloc_topology_set_io_types_filter(t->topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
     if (hwloc_topology_load(t->topo) != 0) {
-        zo_fail(err, errlen, "hwloc cannot load %s: %s", what, strerror(errno));
+        zo_fail(e, "hwloc cannot load %s: %s", what, strerror(errno));
         goto fail;
     }
 
@@ -149,11 +140,11 @@ int zo_topology_load(zo_topology **out, const char *description, char *err, size
                                                                           : HWLOC_OBJ_PU;
     t->num_numa = hwloc_get_nbobjs_by_type(t->topo, HWLOC_OBJ_NUMANODE);
     if (t->num_numa < 1) {
-        zo_fail(err, errlen, "hwloc found no NUMA node in %s", what);
+        zo_fail(e, "hwloc found no NUMA node in %s", what);
         goto fail;
     }
     if (zo_find_cpu_nodes(t) != 0) {
-        zo_fail(err, errlen, "zo_topology_load: out of memory");
+        zr_error_set(e, ZERO_ERR_SYSTEM, "zo_topology_load: out of memory");
         goto fail;
     }
 
@@ -165,13 +156,13 @@ int zo_topology_load(zo_topology **out, const char *description, char *err, size
             what, info.packages, info.numa_nodes, info.cpu_nodes, info.cores, info.pus,
             info.cpubind ? "yes" : "no", info.membind ? "yes" : "no");
     *out = t;
-    return 0;
+    return ZERO_OK;
 
 fail:
     hwloc_topology_destroy(t->topo);
     free(t->cpu_nodes);
     free(t);
-    return -1;
+    return e && e->status ? e->status : ZERO_ERR_INVALID;
 }
 
 void zo_topology_free(zo_topology *t) {
@@ -339,91 +330,101 @@ static void zo_host_rule(const zo_topology *t, int r, int l, int *node, int *j, 
     }
 }
 
-int zo_plan_rank(const zo_topology *t, int local_rank, int local_size, int numa, int cpu_threads,
-                 int gpu_pci_bus, zo_plan *plan, char *err, size_t errlen) {
-    if (err && errlen) err[0] = '\0';
-    if (!t || !plan) {
-        zo_fail(err, errlen, "zo_plan_rank: %s is NULL", t ? "plan" : "topology");
-        return -1;
-    }
-    memset(plan, 0, sizeof *plan);
-    plan->numa_node = -1;
-    plan->shared = 1;
-    if (local_size < 1 || local_rank < 0 || local_rank >= local_size) {
-        zo_fail(err, errlen, "local rank %d of %d: expected 0 <= rank < size", local_rank,
-                local_size);
-        return -1;
-    }
-    if (cpu_threads < 0) {
-        zo_fail(err, errlen, "cpu_threads %d: expected 0 (one per core) or more", cpu_threads);
-        return -1;
-    }
-    if (numa < 0 && numa != ZERO_NUMA_AUTO && numa != ZERO_NUMA_OFF) {
-        zo_fail(err, errlen, "numa %d: expected a node index, auto (%d) or off (%d)", numa,
-                ZERO_NUMA_AUTO, ZERO_NUMA_OFF);
-        return -1;
-    }
+static zero_status plan_check_args(const zo_topology *t, int local_rank, int local_size, int numa,
+                                   int cpu_threads, zo_plan *plan, zr_error *e)
+{
+    if (!t || !plan)
+        return zo_fail(e, "zo_plan_rank: %s is NULL", t ? "plan" : "topology");
+    if (local_size < 1 || local_rank < 0 || local_rank >= local_size)
+        return zo_fail(e, "local rank %d of %d: expected 0 <= rank < size", local_rank,
+                       local_size);
+    if (cpu_threads < 0)
+        return zo_fail(e, "cpu_threads %d: expected 0 (one per core) or more", cpu_threads);
+    if (numa < 0 && numa != ZERO_NUMA_AUTO && numa != ZERO_NUMA_OFF)
+        return zo_fail(e, "numa %d: expected a node index, auto (%d) or off (%d)", numa,
+                       ZERO_NUMA_AUTO, ZERO_NUMA_OFF);
+    return ZERO_OK;
+}
+
+/* ZERO_NUMA=off: no binding; threads = the cores shared among the local ranks (or as asked). */
+static void plan_unbound(const zo_topology *t, int local_size, int cpu_threads, zo_plan *plan)
+{
     hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(t->topo);
+    int share = zo_cores_in(t, all) / local_size;
+    if (share < 1) share = 1;
+    plan->threads = cpu_threads > 0 ? cpu_threads : share;
+    if (cpu_threads > 0)
+        snprintf(plan->reason, sizeof plan->reason, "numa off: no binding; %d threads asked",
+                 cpu_threads);
+    else
+        snprintf(plan->reason, sizeof plan->reason,
+                 "numa off: no binding; %d threads = %d cores / %d local ranks", share,
+                 zo_cores_in(t, all), local_size);
+}
 
-    if (numa == ZERO_NUMA_OFF) {
-        int share = zo_cores_in(t, all) / local_size;
-        if (share < 1) share = 1;
-        plan->threads = cpu_threads > 0 ? cpu_threads : share;
-        if (cpu_threads > 0)
-            snprintf(plan->reason, sizeof plan->reason, "numa off: no binding; %d threads asked",
-                     cpu_threads);
-        else
-            snprintf(plan->reason, sizeof plan->reason,
-                     "numa off: no binding; %d threads = %d cores / %d local ranks", share,
-                     zo_cores_in(t, all), local_size);
-        return 0;
-    }
-
-    int node, j, m;
+/* The node (logical index, -1 = none) of this rank and its place j among the m ranks sharing
+ * it: as asked (numa >= 0), near its GPU, or by the host rule. */
+static zero_status choose_node(const zo_topology *t, int local_rank, int local_size, int numa,
+                               int gpu_pci_bus, int *node, int *j, int *m, zo_plan *plan,
+                               zr_error *e)
+{
+    *j = local_rank;
+    *m = local_size;
     if (numa >= 0) {
         hwloc_obj_t asked = hwloc_get_numanode_obj_by_os_index(t->topo, (unsigned)numa);
         if (!asked) {
             char nodes[128];
             hwloc_bitmap_list_snprintf(nodes, sizeof nodes,
                                        hwloc_topology_get_topology_nodeset(t->topo));
-            zo_fail(err, errlen, "NUMA node %d does not exist: the NUMA nodes here are %s", numa,
-                    nodes);
-            return -1;
+            return zo_fail(e, "NUMA node %d does not exist: the NUMA nodes here are %s", numa,
+                           nodes);
         }
-        node = (int)asked->logical_index;
-        j = local_rank;
-        m = local_size;
+        *node = (int)asked->logical_index;
         snprintf(plan->reason, sizeof plan->reason, "node %d as asked, for all %d local ranks",
                  numa, local_size);
     } else if (t->num_cpu_nodes == 0) {
         /* No node has cores (not seen in practice): threads share the machine, memory unbound. */
-        node = -1;
-        j = local_rank;
-        m = local_size;
+        *node = -1;
         snprintf(plan->reason, sizeof plan->reason,
                  "auto: no NUMA node has cores; memory not bound, local rank %d of %d",
                  local_rank, local_size);
-    } else if (gpu_pci_bus >= 0) {
-        int g = zo_gpu_node(t, gpu_pci_bus);
-        if (g >= 0) {
-            int n = t->num_cpu_nodes;
-            node = g;
-            m = (local_size + n - 1) / n;
-            j = local_rank % m;
-            snprintf(plan->reason, sizeof plan->reason,
-                     "auto: GPU %04x:%02x is local to node %d; local rank %d of %d",
-                     (unsigned)gpu_pci_bus >> 8, (unsigned)gpu_pci_bus & 0xffu, zo_os(t, node),
-                     local_rank, local_size);
-        } else {
+    } else if (gpu_pci_bus >= 0 && zo_gpu_node(t, gpu_pci_bus) >= 0) {
+        int n = t->num_cpu_nodes;
+        *node = zo_gpu_node(t, gpu_pci_bus);
+        *m = (local_size + n - 1) / n;
+        *j = local_rank % *m;
+        snprintf(plan->reason, sizeof plan->reason,
+                 "auto: GPU %04x:%02x is local to node %d; local rank %d of %d",
+                 (unsigned)gpu_pci_bus >> 8, (unsigned)gpu_pci_bus & 0xffu, zo_os(t, *node),
+                 local_rank, local_size);
+    } else {
+        if (gpu_pci_bus >= 0)
             snprintf(plan->reason, sizeof plan->reason, "GPU %04x:%02x %s; ",
                      (unsigned)gpu_pci_bus >> 8, (unsigned)gpu_pci_bus & 0xffu,
-                     g == -1 ? "not in the topology" : "local to the whole machine");
-            zo_host_rule(t, local_rank, local_size, &node, &j, &m, plan);
-        }
-    } else {
-        zo_host_rule(t, local_rank, local_size, &node, &j, &m, plan);
+                     zo_gpu_node(t, gpu_pci_bus) == -1 ? "not in the topology"
+                                                       : "local to the whole machine");
+        zo_host_rule(t, local_rank, local_size, node, j, m, plan);
     }
+    return ZERO_OK;
+}
 
+zero_status zo_plan_rank(const zo_topology *t, int local_rank, int local_size, int numa,
+                         int cpu_threads, int gpu_pci_bus, zo_plan *plan, zr_error *e)
+{
+    if (e) zr_error_clear(e);
+    zero_status s = plan_check_args(t, local_rank, local_size, numa, cpu_threads, plan, e);
+    if (s) return s;
+    memset(plan, 0, sizeof *plan);
+    plan->numa_node = -1;
+    plan->shared = 1;
+    if (numa == ZERO_NUMA_OFF) {
+        plan_unbound(t, local_size, cpu_threads, plan);
+        return ZERO_OK;
+    }
+    int node = -1, j = 0, m = 1;
+    if ((s = choose_node(t, local_rank, local_size, numa, gpu_pci_bus, &node, &j, &m, plan, e)))
+        return s;
+    hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(t->topo);
     plan->numa_node = node >= 0 ? zo_os(t, node) : -1;
     hwloc_obj_t n = node >= 0 ? zo_node(t, node) : NULL;
     hwloc_const_cpuset_t domain = n && zo_cores_in(t, n->cpuset) > 0 ? n->cpuset : all;
@@ -440,7 +441,7 @@ int zo_plan_rank(const zo_topology *t, int local_rank, int local_size, int numa,
     } else {
         plan->threads = plan->num_cores > 0 ? plan->num_cores : 1;
     }
-    return 0;
+    return ZERO_OK;
 }
 
 /* A sorted cpu list as ranges, "0-7,16-23", through an hwloc bitmap. */

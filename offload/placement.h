@@ -3,7 +3,8 @@
  * the machine (or a synthetic one, for tests and for zero-info --synthetic). Knows nothing of
  * MPI or the engine: the caller passes its local rank and the number of ranks on the node.
  *
- * Functions that can fail return 0 or -1 and write a message into err[errlen] (may be NULL).
+ * zo_topology_load and zo_plan_rank return a zero_status and leave the message in a zr_error
+ * (util/error.h; may be NULL; not logged); the others return 0 or -1 as documented.
  * Logging (subsystem OFFLOAD): zo_topology_load says what it found (INFO), zo_alloc and
  * zo_bind_threads say why they could not bind (WARN) before falling back; zo_plan_rank logs
  * nothing, so tools can plan for other ranks: the caller logs zo_plan_describe of its own plan
@@ -13,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "util/error.h"
 #include "zero.h" /* ZERO_NUMA_AUTO, ZERO_NUMA_OFF */
 
 #ifdef __cplusplus
@@ -27,9 +29,10 @@ typedef struct zo_topology zo_topology;
  * locality), or a described one: an hwloc synthetic description such as
  * "package:2 numa:2 core:8 pu:1", or, when the text starts with '<', an hwloc XML topology.
  * A described topology is not this machine: plans can be made for it, but zo_alloc does not
- * bind memory and zo_bind_threads returns -1 for it. Returns 0, or -1 (bad description, hwloc
- * failure; *t is then NULL). */
-int zo_topology_load(zo_topology **t, const char *description, char *err, size_t errlen);
+ * bind memory and zo_bind_threads returns -1 for it. Returns ZERO_OK, or ZERO_ERR_INVALID (bad
+ * description, hwloc failure) / ZERO_ERR_SYSTEM (no memory) with the message in e; *t is then
+ * NULL. */
+zero_status zo_topology_load(zo_topology **t, const char *description, zr_error *e);
 
 /* Frees a topology; NULL is a no-op. Memory from zo_alloc must be freed before. */
 void zo_topology_free(zo_topology *t);
@@ -99,9 +102,10 @@ typedef struct zo_plan {
  * reason says so.
  * Threads: cpu_threads > 0 asks for that many, capped at the rank's PUs (num_cpus) so no two of
  * its threads share a PU; 0 = one thread per core of the rank.
- * Pure: logs nothing, binds nothing. Returns 0, or -1 for a bad argument or node. */
-int zo_plan_rank(const zo_topology *t, int local_rank, int local_size, int numa, int cpu_threads,
-                 int gpu_pci_bus, zo_plan *plan, char *err, size_t errlen);
+ * Pure: logs nothing, binds nothing. Returns ZERO_OK, or ZERO_ERR_INVALID for a bad argument or
+ * node with the message in e. */
+zero_status zo_plan_rank(const zo_topology *t, int local_rank, int local_size, int numa,
+                         int cpu_threads, int gpu_pci_bus, zo_plan *plan, zr_error *e);
 
 /* One line describing a plan: "NUMA node 1, cpus 8-15 (8 cores), 8 threads; <reason>". */
 void zo_plan_describe(const zo_topology *t, const zo_plan *p, char *buf, size_t len);

@@ -1,6 +1,6 @@
 /* estimate.c — per-rank model-state bytes on the device and on the host for every ZeRO stage,
  * with and without CPU offload; the largest model a device holds; the GPT-2 parameter count.
- * Pure arithmetic, no I/O. Without offload the numbers are zp_model_state_bytes (DESIGN.md). */
+ * Pure arithmetic, no I/O. Without offload the numbers are zp_model_state_bytes (docs/DESIGN.md). */
 #include "partition/partition.h"
 
 /* Bytes per parameter of model state, split into what a rank holds in full (×Ψ) and what is
@@ -75,7 +75,7 @@ int zp_state_bytes(int stage, size_t work_bytes, uint64_t psi, int world, int of
         return -1;
     uint64_t dev, hst;
     if (!offload_optimizer) {
-        /* Everything on the device: the DESIGN.md table. */
+        /* Everything on the device: the docs/DESIGN.md table. */
         dev = zp_model_state_bytes(stage, work_bytes, psi, world);
         hst = 0;
     } else {

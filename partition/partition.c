@@ -1,5 +1,5 @@
 /* partition.c — the ZeRO layout arithmetic: module-ordered tensors laid into chunks, each chunk
- * padded so it splits into `world` equal slices, slice → tensor-piece lookup, and the DESIGN.md
+ * padded so it splits into `world` equal slices, slice → tensor-piece lookup, and the docs/DESIGN.md
  * model-state and bus-byte formulas. Pure functions of their arguments; no I/O. */
 #include "partition/partition.h"
 
@@ -9,16 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Formats a message into err (when there is room for one) and returns -1. */
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+/* Records ZERO_ERR_INVALID and the message in e (may be NULL); returns the status. */
+static zero_status fail(zr_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static zero_status fail(zr_error *e, const char *fmt, ...)
 {
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
+    char msg[ZR_ERROR_MSG];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return zr_error_set(e, ZERO_ERR_INVALID, "%s", msg);
 }
 
 /* Rounds x up to a multiple of a (a power of two); returns 0 on overflow, which callers treat
@@ -63,80 +63,60 @@ static size_t place_module(const zp_tensor *tensors, int first, int last, size_t
     return end;
 }
 
-static int check_args(const zp_tensor *tensors, int n, int world, size_t chunk_elems, size_t align,
-                      char *err, size_t errlen)
+static zero_status check_args(const zp_tensor *tensors, int n, int world, size_t chunk_elems,
+                              size_t align, zr_error *e)
 {
     if (world < 1)
-        return fail(err, errlen, "world %d: must be >= 1", world);
+        return fail(e, "world %d: must be >= 1", world);
     if (align == 0 || (align & (align - 1)) != 0)
-        return fail(err, errlen, "align %zu: must be a power of two >= 1", align);
+        return fail(e, "align %zu: must be a power of two >= 1", align);
     if (align > SIZE_MAX / (size_t)world)
-        return fail(err, errlen, "world %d x align %zu: overflows size_t", world, align);
+        return fail(e, "world %d x align %zu: overflows size_t", world, align);
     if (chunk_elems == 0)
-        return fail(err, errlen, "chunk_elems 0: must be >= 1");
+        return fail(e, "chunk_elems 0: must be >= 1");
     if (n < 0)
-        return fail(err, errlen, "n %d: tensor count must be >= 1", n);
+        return fail(e, "n %d: tensor count must be >= 1", n);
     if (n == 0)
-        return fail(err, errlen, "no tensors (n is 0)");
+        return fail(e, "no tensors (n is 0)");
     if (!tensors)
-        return fail(err, errlen, "tensors is NULL with n %d", n);
+        return fail(e, "tensors is NULL with n %d", n);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         const zp_tensor *t = &tensors[i];
         if (t->numel == 0)
-            return fail(err, errlen, "tensor %d: numel is 0", i);
+            return fail(e, "tensor %d: numel is 0", i);
         if (t->module < 0)
-            return fail(err, errlen, "tensor %d: module %d is negative", i, t->module);
+            return fail(e, "tensor %d: module %d is negative", i, t->module);
         if (i == 0 && t->module != 0)
-            return fail(err, errlen, "tensor 0: module %d (the first module must be 0)", t->module);
+            return fail(e, "tensor 0: module %d (the first module must be 0)", t->module);
         if (i > 0 && t->module < tensors[i - 1].module)
-            return fail(err, errlen, "tensor %d: module %d after module %d (modules must be non-decreasing)",
+            return fail(e, "tensor %d: module %d after module %d (modules must be non-decreasing)",
                         i, t->module, tensors[i - 1].module);
         if (t->module == INT_MAX)
-            return fail(err, errlen, "tensor %d: module %d is too large", i, t->module);
+            return fail(e, "tensor %d: module %d is too large", i, t->module);
         if (t->numel > SIZE_MAX - total)
-            return fail(err, errlen, "tensor %d: numel %zu overflows the total element count", i,
+            return fail(e, "tensor %d: numel %zu overflows the total element count", i,
                         t->numel);
         total += t->numel;
     }
     return 0;
 }
 
-int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int world,
-                    size_t chunk_elems, size_t align, char *err, size_t errlen)
+/* Greedy over whole modules: a module joins the open chunk when the chunk's end (inner alignment
+ * gaps included, final padding excluded, so the grouping is the same at every world size) stays
+ * <= chunk_elems; otherwise it opens a new chunk, which it may overflow on its own. Fills place,
+ * chunks (used, tensors, modules) and module_chunk; *nc and *num_params. */
+static zero_status group_modules(const zp_tensor *tensors, int n, size_t chunk_elems, size_t align,
+                                 zp_place *place, zp_chunk *chunks, int *module_chunk, int *nc,
+                                 size_t *num_params, zr_error *e)
 {
-    if (err && errlen > 0)
-        err[0] = '\0';
-    if (!layout)
-        return fail(err, errlen, "layout is NULL");
-    memset(layout, 0, sizeof(*layout));
-    if (check_args(tensors, n, world, chunk_elems, align, err, errlen) != 0)
-        return -1;
-
-    const size_t world_align = (size_t)world * align; /* padding granule of every chunk */
-    const int num_modules = tensors[n - 1].module + 1;
-    zp_place *place = malloc((size_t)n * sizeof(*place));
-    zp_chunk *chunks = malloc((size_t)n * sizeof(*chunks)); /* at most one chunk per tensor */
-    int *module_chunk = malloc((size_t)num_modules * sizeof(*module_chunk));
-    if (!place || !chunks || !module_chunk) {
-        fail(err, errlen, "out of host memory for a layout of %d tensors, %d modules", n,
-             num_modules);
-        goto cleanup;
-    }
-    for (int m = 0; m < num_modules; m++)
-        module_chunk[m] = -1;
-
-    /* Greedy over whole modules: a module joins the open chunk when the chunk's end (inner
-     * alignment gaps included, final padding excluded, so the grouping is the same at every
-     * world size) stays <= chunk_elems; otherwise it opens a new chunk, which it may overflow
-     * on its own. */
-    int nc = 0;
-    size_t num_params = 0;
+    *nc = 0;
+    *num_params = 0;
     for (int first = 0; first < n;) {
         int last = first + 1; /* tensors [first, last) form one module */
         while (last < n && tensors[last].module == tensors[first].module)
             last++;
-        zp_chunk *open = nc > 0 ? &chunks[nc - 1] : NULL;
+        zp_chunk *open = *nc > 0 ? &chunks[*nc - 1] : NULL;
         size_t end = 0;
         if (open) {
             end = place_module(tensors, first, last, open->used, align, NULL, 0);
@@ -144,36 +124,37 @@ int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int worl
                 open = NULL; /* overflowed or would exceed the target: start a new chunk */
         }
         if (!open) {
-            open = &chunks[nc++];
+            open = &chunks[(*nc)++];
             memset(open, 0, sizeof(*open));
             open->first_tensor = first;
             open->first_module = tensors[first].module;
         }
-        end = place_module(tensors, first, last, open->used, align, place, nc - 1);
-        if (end == 0) {
-            fail(err, errlen, "tensor %d: module %d overflows size_t when placed in a chunk", first,
-                 tensors[first].module);
-            goto cleanup;
-        }
+        end = place_module(tensors, first, last, open->used, align, place, *nc - 1);
+        if (end == 0)
+            return fail(e, "tensor %d: module %d overflows size_t when placed in a chunk", first,
+                        tensors[first].module);
         open->used = end;
         open->num_tensors += last - first;
         open->last_module = tensors[first].module;
-        module_chunk[tensors[first].module] = nc - 1;
+        module_chunk[tensors[first].module] = *nc - 1;
         for (int i = first; i < last; i++)
-            num_params += tensors[i].numel;
+            *num_params += tensors[i].numel;
         first = last;
     }
+    return ZERO_OK;
+}
 
-    /* Pad each chunk to equal, align-multiple slices and take the prefix sums. */
+/* Pads each chunk to equal, align-multiple slices and takes the prefix sums into layout. */
+static zero_status pad_chunks(zp_layout *layout, zp_chunk *chunks, int nc, int world,
+                              size_t world_align, zr_error *e)
+{
     size_t total = 0, shard = 0, max_padded = 0, max_slice = 0;
     for (int c = 0; c < nc; c++) {
         zp_chunk *ch = &chunks[c];
         size_t padded = round_up(ch->used, world_align);
-        if (padded == 0 || padded > SIZE_MAX - total) {
-            fail(err, errlen, "chunk %d: %zu elements padded to a multiple of %zu overflow size_t",
-                 c, ch->used, world_align);
-            goto cleanup;
-        }
+        if (padded == 0 || padded > SIZE_MAX - total)
+            return fail(e, "chunk %d: %zu elements padded to a multiple of %zu overflow size_t", c,
+                        ch->used, world_align);
         ch->padded = padded;
         ch->slice = padded / (size_t)world;
         ch->offset = total;
@@ -185,11 +166,43 @@ int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int worl
         if (ch->slice > max_slice)
             max_slice = ch->slice;
     }
+    layout->total_padded = total;
+    layout->shard_numel = shard;
+    layout->max_padded = max_padded;
+    layout->max_slice = max_slice;
+    return ZERO_OK;
+}
 
+zero_status zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int world,
+                            size_t chunk_elems, size_t align, zr_error *e)
+{
+    if (!layout)
+        return fail(e, "layout is NULL");
+    memset(layout, 0, sizeof(*layout));
+    zero_status s = check_args(tensors, n, world, chunk_elems, align, e);
+    if (s)
+        return s;
+    const int num_modules = tensors[n - 1].module + 1;
+    zp_place *place = malloc((size_t)n * sizeof(*place));
+    zp_chunk *chunks = malloc((size_t)n * sizeof(*chunks)); /* at most one chunk per tensor */
+    int *module_chunk = malloc((size_t)num_modules * sizeof(*module_chunk));
+    int nc = 0;
+    size_t num_params = 0;
+    if (!place || !chunks || !module_chunk) {
+        s = zr_error_set(e, ZERO_ERR_SYSTEM,
+                         "out of host memory for a layout of %d tensors, %d modules", n,
+                         num_modules);
+        goto cleanup;
+    }
+    for (int m = 0; m < num_modules; m++)
+        module_chunk[m] = -1;
+    ZR_CHECK_GOTO(group_modules(tensors, n, chunk_elems, align, place, chunks, module_chunk, &nc,
+                                &num_params, e),
+                  s, cleanup);
+    ZR_CHECK_GOTO(pad_chunks(layout, chunks, nc, world, (size_t)world * align, e), s, cleanup);
     zp_chunk *shrunk = realloc(chunks, (size_t)nc * sizeof(*chunks));
     if (shrunk)
         chunks = shrunk; /* a failed shrink keeps the larger block, which is still correct */
-
     layout->world = world;
     layout->align = align;
     layout->chunk_elems = chunk_elems;
@@ -200,17 +213,14 @@ int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int worl
     layout->chunks = chunks;
     layout->module_chunk = module_chunk;
     layout->num_params = num_params;
-    layout->total_padded = total;
-    layout->shard_numel = shard;
-    layout->max_padded = max_padded;
-    layout->max_slice = max_slice;
-    return 0;
+    return ZERO_OK;
 
-cleanup: /* the layout is still all zeroes: nothing of it to undo */
+cleanup:
+    memset(layout, 0, sizeof(*layout)); /* nothing of it to undo */
     free(module_chunk);
     free(chunks);
     free(place);
-    return -1;
+    return s;
 }
 
 void zp_layout_free(zp_layout *layout)

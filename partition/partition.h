@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/error.h"
+#include "zero.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -64,9 +67,10 @@ typedef struct zp_segment {
 /* Lays out n tensors. A chunk takes whole consecutive modules while its size (with alignment)
  * stays <= chunk_elems; a module larger than chunk_elems gets a chunk of its own. align must be
  * a power of two >= 1, world >= 1, chunk_elems >= 1.
- * Returns 0, or -1 with a message in err (bad argument: which tensor, which value). */
-int zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int world,
-                    size_t chunk_elems, size_t align, char *err, size_t errlen);
+ * Returns ZERO_OK, or ZERO_ERR_INVALID (bad argument: which tensor, which value) /
+ * ZERO_ERR_SYSTEM (no host memory) with the message in e (may be NULL; not logged). */
+zero_status zp_layout_build(zp_layout *layout, const zp_tensor *tensors, int n, int world,
+                            size_t chunk_elems, size_t align, zr_error *e);
 void zp_layout_free(zp_layout *layout);
 
 /* Range [*lo, *hi) in elements within chunk c of rank r's slice. */
@@ -76,7 +80,7 @@ void zp_slice_range(const zp_layout *layout, int c, int rank, size_t *lo, size_t
  * Writes at most max segments to out (out may be NULL to count) and returns how many there are. */
 int zp_segments(const zp_layout *layout, int c, size_t lo, size_t hi, zp_segment *out, int max);
 
-/* The DESIGN.md / ZeRO-paper formula: device bytes of model state per rank (parameters,
+/* The docs/DESIGN.md / ZeRO-paper formula: device bytes of model state per rank (parameters,
  * gradients, fp32 master + Adam m and v) for `psi` parameters at `stage` (0..3) with
  * working elements of `work_bytes` (4 = fp32: the working copy is the master; 2 = bf16/fp16:
  * a separate fp32 master), across `world` ranks. Terms divided by world are rounded up. */

@@ -23,8 +23,8 @@ zero_status zr_check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, 
         return zr_fail(&z->err, ZERO_ERR_INVALID,
                        "zero_init: num_tensors is %d; register at least one tensor", n);
     if (!t)
-        return zr_fail(&z->err, ZERO_ERR_INVALID, "zero_init: tensors is NULL but num_tensors is %d",
-                       n);
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "zero_init: tensors is NULL but num_tensors is %d", n);
     for (int i = 0; i < n; i++) {
         const zero_tensor *x = &t[i];
         if (!x->name || !x->name[0])
@@ -35,16 +35,16 @@ zero_status zr_check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, 
                            "tensor %d (%s): numel is 0; every tensor needs at least one element",
                            i, x->name);
         if (x->module < 0)
-            return zr_fail(&z->err, ZERO_ERR_INVALID, "tensor %d (%s): module is %d; expected >= 0", i,
-                           x->name, x->module);
+            return zr_fail(&z->err, ZERO_ERR_INVALID, "tensor %d (%s): module is %d; expected >= 0",
+                           i, x->name, x->module);
         if (i > 0 && x->module < t[i - 1].module)
             return zr_fail(&z->err, ZERO_ERR_INVALID,
                            "tensor %d (%s): module %d after module %d; register tensors in "
                            "module order (non-decreasing module ids)",
                            i, x->name, x->module, t[i - 1].module);
         if (x->ndim < 0 || x->ndim > ZERO_MAX_DIMS)
-            return zr_fail(&z->err, ZERO_ERR_INVALID, "tensor %d (%s): ndim is %d; expected 0..%d", i,
-                           x->name, x->ndim, ZERO_MAX_DIMS);
+            return zr_fail(&z->err, ZERO_ERR_INVALID, "tensor %d (%s): ndim is %d; expected 0..%d",
+                           i, x->name, x->ndim, ZERO_MAX_DIMS);
         if (x->ndim > 0) {
             uint64_t prod = 1;
             for (int d = 0; d < x->ndim; d++) {
@@ -118,7 +118,7 @@ zero_status zr_agree(zero_ctx *z, zero_status local, const int64_t *words,
         zr_coll_all_gather(&z->hcoll, all, sizeof mine, ZR_ELEM_BYTE, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
         free(all);
-        return zr_fail(&z->err, s, "agreement among ranks failed: %s", z->comm.err);
+        return zr_fail(&z->err, s, "agreement among ranks failed: %s", z->comm.err.msg);
     }
     zero_status verdict = local;
     if (!local) {

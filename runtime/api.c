@@ -39,7 +39,7 @@ static void destroy(zero_ctx *z)
     free(z);
 }
 
-/* ---- zero_init, in steps ------------------------------------------------------------------------ */
+/* ---- zero_init, in steps --------------------------------------------------------------------- */
 
 /* Local checks and the configuration, then one agreement round: every rank leaves with the same
  * verdict. */
@@ -49,12 +49,8 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     zr_resolve_result res;
     memset(&res, 0, sizeof res);
     zero_status s = zr_check_tensors(z, out, t, n);
-    if (!s) {
-        char msg[ZR_ERROR_MSG];
-        s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, msg, sizeof msg);
-        if (s)
-            zr_fail(&z->err, s, "%s", msg);
-    }
+    if (!s)
+        s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, &z->err);
     if (!s) {
         zr_log_open(z->set.log_level, z->set.log_mask, z->set.log_file, z->rank);
         z->log_open = 1;
@@ -89,7 +85,7 @@ static zero_status settle(zero_ctx *z)
     zero_status s = zr_coll_broadcast(&z->hcoll, &report_on, 1, ZR_ELEM_I64, 0, ZR_TRAFFIC_OTHER,
                                       NULL);
     if (s)
-        return zr_fail(&z->err, s, "zero_init: %s", z->comm.err);
+        return zr_fail(&z->err, s, "zero_init: %s", z->comm.err.msg);
     z->report_on = (int)report_on;
     z->dtype = c->dtype;
     z->wsz = zero_dtype_size(c->dtype);
@@ -120,12 +116,12 @@ static zero_status lay_out(zero_ctx *z, const zero_tensor *t, int n)
         pt[i].module = t[i].module;
     }
     size_t chunk_elems = z->set.cfg.bucket_bytes / z->wsz;
-    char perr[256];
-    int rc = zp_layout_build(&z->layout, pt, n, z->world, chunk_elems ? chunk_elems : 1,
-                             ZR_ALIGN_ELEMS, perr, sizeof perr);
+    zr_error le = {0};
+    zero_status s = zp_layout_build(&z->layout, pt, n, z->world, chunk_elems ? chunk_elems : 1,
+                                    ZR_ALIGN_ELEMS, &le);
     free(pt);
-    if (rc)
-        return zr_fail(&z->err, ZERO_ERR_INVALID, "layout: %s", perr);
+    if (s)
+        return zr_fail(&z->err, s, "layout: %s", le.msg);
     const zp_layout *L = &z->layout;
     z->num_tensors = n;
     z->meta = calloc((size_t)n, sizeof *z->meta);
@@ -219,7 +215,7 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     return ZERO_OK;
 }
 
-/* ---- training calls ----------------------------------------------------------------------------- */
+/* ---- training calls -------------------------------------------------------------------------- */
 
 static zero_status check_ctx(const zero_ctx *z) { return z ? ZERO_OK : ZERO_ERR_INVALID; }
 
@@ -312,7 +308,7 @@ zero_status zero_allreduce_sum(zero_ctx *z, double *values, int n)
                        (void *)values, n);
     zero_status s = zr_coll_all_reduce(&z->hcoll, values, (size_t)n, ZR_ELEM_F64, ZR_OP_SUM,
                                        ZR_TRAFFIC_OTHER, NULL);
-    return s ? zr_fail(&z->err, s, "zero_allreduce_sum: %s", z->comm.err) : ZERO_OK;
+    return s ? zr_fail(&z->err, s, "zero_allreduce_sum: %s", z->comm.err.msg) : ZERO_OK;
 }
 
 zero_status zero_finalize(zero_ctx *z)
@@ -329,7 +325,7 @@ zero_status zero_finalize(zero_ctx *z)
     return s;
 }
 
-/* ---- queries ------------------------------------------------------------------------------------ */
+/* ---- queries --------------------------------------------------------------------------------- */
 
 float zero_loss_scale(const zero_ctx *z) { return z ? z->scaler.scale : 1.0f; }
 
@@ -375,7 +371,7 @@ zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
 
 const char *zero_last_error(const zero_ctx *z) { return z ? z->err.msg : "ctx is NULL"; }
 
-/* ---- utilities ---------------------------------------------------------------------------------- */
+/* ---- utilities ------------------------------------------------------------------------------- */
 
 size_t zero_dtype_size(zero_dtype d) { return d == ZERO_DTYPE_FP32 ? 4 : 2; }
 

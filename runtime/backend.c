@@ -64,7 +64,7 @@ static zero_status select_device(zero_ctx *z)
             zr_coll_all_reduce(&z->hcoll, &lacking, 1, ZR_ELEM_I64, ZR_OP_SUM, ZR_TRAFFIC_OTHER,
                                NULL);
         if (s)
-            return zr_fail(&z->err, s, "zero_init: choosing the device: %s", z->comm.err);
+            return zr_fail(&z->err, s, "zero_init: choosing the device: %s", z->comm.err.msg);
         zero_status local = ZERO_OK;
         if (c->device == ZERO_DEVICE_CUDA && !mine)
             local = zr_fail(&z->err, ZERO_ERR_UNSUPPORTED,
@@ -82,15 +82,17 @@ static zero_status select_device(zero_ctx *z)
         zr_device_host_init(&z->dev, c->device_memory);
         c->device = ZERO_DEVICE_HOST;
         zero_status s = zr_coll_mpi_init(&z->dcoll, &z->comm);
-        return s ? zr_fail(&z->err, s, "zero_init: %s", z->comm.err) : ZERO_OK;
+        return s ? zr_fail(&z->err, s, "zero_init: %s", z->comm.err.msg) : ZERO_OK;
     }
 #if defined(ZERO_HAVE_CUDA) && defined(ZERO_HAVE_NCCL)
     char err[256];
     zero_status local = zr_device_cuda_init(&z->dev, z->comm.local_rank, c->device_memory,
                                             c->cuda_stream, err, sizeof err);
     if (local)
-        local = zr_fail(&z->err, local, "ZERO_DEVICE=%s: the cuda backend could not start on rank %d "
-                        "(local rank %d): %s", asked, z->rank, z->comm.local_rank, err);
+        local = zr_fail(&z->err, local,
+                        "ZERO_DEVICE=%s: the cuda backend could not start on rank %d "
+                        "(local rank %d): %s",
+                        asked, z->rank, z->comm.local_rank, err);
     zero_status s = zr_agree(z, local, NULL, NULL, 0);
     if (s)
         return s;
@@ -98,7 +100,7 @@ static zero_status select_device(zero_ctx *z)
     s = zr_coll_nccl_init(&z->dcoll, &z->comm, &z->dev, (double)c->timeout_s);
     if (s)
         s = zr_fail(&z->err, s, "NCCL communicator on rank %d (GPU %d): %s", z->rank,
-                    zr_cuda_device_ordinal(&z->dev), z->comm.err);
+                    zr_cuda_device_ordinal(&z->dev), z->comm.err.msg);
     if ((s = zr_agree(z, s, NULL, NULL, 0)))
         return s;
     int v = zr_nccl_version();
@@ -116,16 +118,17 @@ static zero_status select_device(zero_ctx *z)
  * are bound there and the CPU optimizer threads pinned to those cores. */
 static zero_status plan_offload(zero_ctx *z)
 {
-    char err[256];
-    if (!z->topo && zo_topology_load(&z->topo, NULL, err, sizeof err) != 0) {
+    zr_error pe = {0};
+    if (!z->topo && zo_topology_load(&z->topo, NULL, &pe) != ZERO_OK) {
         ZR_WARN(ZR_SUB_OFFLOAD, "hwloc topology unavailable (%s): offload memory is not bound",
-                err);
+                pe.msg);
         return ZERO_OK;
     }
     int gpu_bus = zr_dev_pci_bus(&z->dev); /* cuda: the node nearest the GPU (ZERO_NUMA=auto) */
-    if (zo_plan_rank(z->topo, z->comm.local_rank, z->comm.local_size, z->set.cfg.numa,
-                     z->set.cfg.cpu_threads, gpu_bus, &z->plan, err, sizeof err) != 0)
-        return zr_fail(&z->err, ZERO_ERR_INVALID, "ZERO_NUMA=%d: %s", z->set.cfg.numa, err);
+    zero_status s = zo_plan_rank(z->topo, z->comm.local_rank, z->comm.local_size,
+                                 z->set.cfg.numa, z->set.cfg.cpu_threads, gpu_bus, &z->plan, &pe);
+    if (s)
+        return zr_fail(&z->err, s, "ZERO_NUMA=%d: %s", z->set.cfg.numa, pe.msg);
     char desc[512];
     zo_plan_describe(z->topo, &z->plan, desc, sizeof desc);
     if (z->plan.shared > 1)
@@ -146,7 +149,7 @@ zero_status zr_backend_bootstrap(zero_ctx *z)
     if (!s && (s = zr_coll_mpi_init(&z->hcoll, &z->comm)))
         zr_comm_destroy(&z->comm);
     if (s)
-        return zr_fail(&z->err, s, "zero_init: %s", z->comm.err);
+        return zr_fail(&z->err, s, "zero_init: %s", z->comm.err.msg);
     z->rank = z->comm.rank;
     z->world = z->comm.world;
     return ZERO_OK;
@@ -154,12 +157,15 @@ zero_status zr_backend_bootstrap(zero_ctx *z)
 
 zero_status zr_backend_open(zero_ctx *z)
 {
-    zero_status s;
-    if ((s = select_device(z)))
-        return s;
-    zr_device_host_init(&z->host, 0);
-    /* placement is per rank (ZERO_NUMA may differ): agree on its outcome before going on */
-    return zr_agree(z, z->offload_opt ? plan_offload(z) : ZERO_OK, NULL, NULL, 0);
+    /* every rank reaches the agreement below, whatever failed locally before it */
+    zero_status s = select_device(z);
+    if (!s) {
+        zr_device_host_init(&z->host, 0);
+        /* placement is per rank (ZERO_NUMA may differ) */
+        if (z->offload_opt)
+            s = plan_offload(z);
+    }
+    return zr_agree(z, s, NULL, NULL, 0);
 }
 
 void zr_backend_close(zero_ctx *z)

@@ -110,7 +110,10 @@ static inline void zr_coll_request_free(zr_coll *c, zr_creq *req)
     if (c->ops)
         c->ops->request_free(c, req);
 }
-static inline int zr_coll_has(const zr_coll *c, unsigned cap) { return (c->ops->caps & cap) == cap; }
+static inline int zr_coll_has(const zr_coll *c, unsigned cap)
+{
+    return (c->ops->caps & cap) == cap;
+}
 /* Ends the backend (a zr_coll never set up: no-op). */
 static inline void zr_coll_destroy(zr_coll *c)
 {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/error.h"
 #include "zero.h"
 
 typedef enum zr_coll_kind {
@@ -47,7 +48,7 @@ typedef struct zr_comm {
     double bus_bytes[ZR_COLL_NUM];   /* training traffic, by kind */
     int64_t calls[ZR_COLL_NUM];
     double other_bus_bytes;          /* init broadcast, export, digest, report */
-    char err[256];
+    zr_error err;                    /* the last failure of a collective backend over this group */
 } zr_comm;
 
 /* Initialises MPI if nobody has (MPI_Finalize then runs at process exit) and duplicates the

@@ -55,9 +55,7 @@ static zero_status mpi_fail(zr_comm *c, int rc, const char *what)
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    snprintf(c->err, sizeof c->err, "%s failed: %s", what, msg);
-    ZR_WARN(ZR_SUB_COMM, "%s", c->err);
-    return ZERO_ERR_COMM;
+    return zr_fail(&c->err, ZERO_ERR_COMM, "%s failed: %s", what, msg);
 }
 
 #define MPI_CHECK(c, call)                                                                    \
@@ -86,8 +84,7 @@ zero_status zr_comm_init(zr_comm *c)
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (fin) {
-        snprintf(c->err, sizeof c->err, "MPI has already been finalized in this process");
-        return ZERO_ERR_STATE;
+        return zr_fail(&c->err, ZERO_ERR_STATE, "MPI has already been finalized in this process");
     }
     if (!init) {
         int provided = 0;
@@ -153,11 +150,10 @@ void zr_comm_count(zr_comm *c, zr_coll_kind kind, size_t n, zr_elem e, zr_traffi
 static zero_status check_count(zr_comm *c, size_t n, const char *what)
 {
     if (n > (size_t)INT_MAX) {
-        snprintf(c->err, sizeof c->err,
-                 "%s of %zu elements per rank exceeds MPI's int count; use a smaller "
-                 "ZERO_BUCKET_MB or smaller modules",
-                 what, n);
-        return ZERO_ERR_UNSUPPORTED;
+        return zr_fail(&c->err, ZERO_ERR_UNSUPPORTED,
+                       "%s of %zu elements per rank exceeds MPI's int count; use a smaller "
+                       "ZERO_BUCKET_MB or smaller modules",
+                       what, n);
     }
     return ZERO_OK;
 }
@@ -198,7 +194,7 @@ static MPI_Request *slot_for(zr_coll *c, zr_creq *req, mpi_req **active, int *fa
         int ncap = m->cap ? 2 * m->cap : 16;
         MPI_Request *np = realloc(m->pending, (size_t)ncap * sizeof *np);
         if (!np) {
-            snprintf(c->comm->err, sizeof c->comm->err, "out of host memory for a group");
+            zr_fail(&c->comm->err, ZERO_ERR_SYSTEM, "out of host memory for a group");
             *fail = 1;
             return NULL;
         }
@@ -351,8 +347,7 @@ static zero_status mpi_group_end(zr_coll *c, zr_creq *req)
 {
     mpi_impl *m = c->impl;
     if (m->grouping == 0) {
-        snprintf(c->comm->err, sizeof c->comm->err, "group end without a group start");
-        return ZERO_ERR_INVALID;
+        return zr_fail(&c->comm->err, ZERO_ERR_INVALID, "group end without a group start");
     }
     if (req)
         mreq(req)->active = 0; /* complete once this returns */
@@ -420,8 +415,7 @@ zero_status zr_coll_mpi_init(zr_coll *c, zr_comm *comm)
     memset(c, 0, sizeof *c);
     mpi_impl *m = calloc(1, sizeof *m);
     if (!m) {
-        snprintf(comm->err, sizeof comm->err, "out of host memory");
-        return ZERO_ERR_SYSTEM;
+        return zr_fail(&comm->err, ZERO_ERR_SYSTEM, "out of host memory");
     }
     c->ops = &mpi_ops;
     c->impl = m;

@@ -63,17 +63,18 @@ static zero_status fail(zr_nccl *n, zero_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static zero_status fail(zr_nccl *n, zero_status s, const char *fmt, ...)
 {
+    char msg[ZR_ERROR_MSG];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(n->c->err, sizeof n->c->err, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    ZR_WARN(ZR_SUB_COMM, "nccl: %s", n->c->err);
-    return s;
+    return zr_fail(&n->c->err, s, "%s", msg);
 }
 
 /* Aborts the communicator (kernels in flight stop, resources go) and returns ZERO_ERR_COMM with
  * the reason in c->err. Every later call fails with that reason. */
-static zero_status abort_with(zr_nccl *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static zero_status abort_with(zr_nccl *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static zero_status abort_with(zr_nccl *n, const char *fmt, ...)
 {
     va_list ap;
@@ -451,11 +452,12 @@ zero_status zr_nccl_init(zr_nccl **out, zr_comm *c, int cuda_device, cudaStream_
                          double timeout_s)
 {
     *out = NULL;
-    c->err[0] = '\0';
+    zr_error_clear(&c->err);
+    char why[256] = "";
     zr_nccl *n = calloc(1, sizeof *n);
     int ok = n != NULL;
     if (!ok)
-        snprintf(c->err, sizeof c->err, "out of host memory for the NCCL communicator");
+        snprintf(why, sizeof why, "out of host memory for the NCCL communicator");
     if (ok) {
         n->c = c;
         n->device = cuda_device;
@@ -468,7 +470,7 @@ zero_status zr_nccl_init(zr_nccl **out, zr_comm *c, int cuda_device, cudaStream_
         }
         if (e != cudaSuccess) {
             (void)cudaGetLastError();
-            snprintf(c->err, sizeof c->err, "nccl: CUDA device %d: %s", cuda_device,
+            snprintf(why, sizeof why, "nccl: CUDA device %d: %s", cuda_device,
                      cudaGetErrorString(e));
             ok = 0;
         }
@@ -479,7 +481,7 @@ zero_status zr_nccl_init(zr_nccl **out, zr_comm *c, int cuda_device, cudaStream_
     if (ok && c->rank == 0) {
         ncclResult_t rc = ncclGetUniqueId(&id);
         if (rc != ncclSuccess) {
-            snprintf(c->err, sizeof c->err, "ncclGetUniqueId: %s (%s)", ncclGetErrorString(rc),
+            snprintf(why, sizeof why, "ncclGetUniqueId: %s (%s)", ncclGetErrorString(rc),
                      ncclGetLastError(NULL));
             ok = 0;
         }
@@ -487,11 +489,10 @@ zero_status zr_nccl_init(zr_nccl **out, zr_comm *c, int cuda_device, cudaStream_
     if (!all_ok(c, ok) ||
         MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, c->comm) != MPI_SUCCESS) {
         if (ok)
-            snprintf(c->err, sizeof c->err, "nccl: another rank could not set up NCCL");
+            snprintf(why, sizeof why, "nccl: another rank could not set up NCCL");
         if (n)
             release(n);
-        ZR_WARN(ZR_SUB_COMM, "%s", c->err);
-        return ZERO_ERR_COMM;
+        return zr_fail(&c->err, ZERO_ERR_COMM, "%s", why);
     }
 
     const double since = now_s();
@@ -569,8 +570,8 @@ static zero_status after_compute(zr_coll *c)
         return ZERO_OK;
     zero_status s = zr_dev_order(k->dev, ZR_STREAM_COMM, ZR_STREAM_COMPUTE);
     if (s)
-        snprintf(c->comm->err, sizeof c->comm->err,
-                 "ordering the comm stream after the compute stream failed (CUDA event)");
+        zr_fail(&c->comm->err, s,
+                "ordering the comm stream after the compute stream failed (CUDA event)");
     return s;
 }
 
@@ -609,8 +610,8 @@ static zero_status nc_broadcast(zr_coll *c, void *buf, size_t count, zr_elem e, 
 static zero_status nc_gather(zr_coll *c, const void *send, void *recv, size_t count, zr_elem e,
                              int root)
 {
-    snprintf(c->comm->err, sizeof c->comm->err, "gather is not a collective of the nccl backend");
-    return ZERO_ERR_UNSUPPORTED;
+    return zr_fail(&c->comm->err, ZERO_ERR_UNSUPPORTED,
+                   "gather is not a collective of the nccl backend");
 }
 
 static zero_status nc_group_start(zr_coll *c)
@@ -671,8 +672,7 @@ zero_status zr_coll_nccl_init(zr_coll *c, zr_comm *comm, zr_device *dev, double 
     memset(c, 0, sizeof *c);
     nccl_coll *k = calloc(1, sizeof *k);
     if (!k) {
-        snprintf(comm->err, sizeof comm->err, "out of host memory");
-        return ZERO_ERR_SYSTEM;
+        return zr_fail(&comm->err, ZERO_ERR_SYSTEM, "out of host memory");
     }
     k->dev = dev;
     zero_status s = zr_nccl_init(&k->n, comm, zr_cuda_device_ordinal(dev),

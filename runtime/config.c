@@ -141,7 +141,7 @@ static const zr_var zr_vars[] = {
      "stage 3: cap on the bytes of gathered parameters; 0 = no cap",
      .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX},
     {"ZERO_PERSIST_KB", ZR_T_SIZE, CFG(persist_bytes), "64", "a size, a bare number is KiB",
-     "stage 3: modules with fewer parameter bytes than this stay gathered",
+     "stage 3: chunks with fewer parameter bytes than this stay gathered",
      .unit = ZR_KiB, .slo = 0, .shi = UINT64_MAX},
     {"ZERO_LR", ZR_T_FLOAT, CFG(lr), "0.001", "a number > 0", "AdamW learning rate",
      .flo = 0, .flo_open = 1, .fhi = FLT_MAX},
@@ -183,16 +183,6 @@ static const zr_var zr_vars[] = {
 #define ZR_SHOWN 160
 
 static const char *zr_getenv(const char *name) { return getenv(name); }
-
-static void zr_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void zr_fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int zr_ieq(const char *a, const char *b) {
     for (; *a && *b; a++, b++)
@@ -375,132 +365,147 @@ static int zr_parse_subsys(const zr_word *words, const char *text, unsigned *mas
     return 0;
 }
 
-/* Parses `text` (trimmed, non-empty) for variable v and stores it in s. */
-static zero_status zr_apply(const zr_var *v, const char *text, zr_settings *s, char *err,
-                            size_t errlen) {
-    void *p = zr_slot(s, v);
-    switch (v->type) {
-    case ZR_T_INT: {
-        char *end;
-        errno = 0;
-        long long x = strtoll(text, &end, 10);
-        if (end == text || *end != '\0' || errno == ERANGE) {
-            zr_fail(err, errlen, "%s=%.*s is not an integer: expected %s", v->name, ZR_SHOWN,
-                    text, v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        if (x < v->ilo || x > v->ihi) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
-                    v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        *(int *)p = (int)x;
-        return ZERO_OK;
+/* One parser per variable type: `text` (trimmed, non-empty) for variable v, stored at p. */
+
+static zero_status apply_int(const zr_var *v, const char *text, void *p, zr_error *e) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not an integer: expected %s", v->name, ZR_SHOWN,
+                text, v->allowed);
+        return ZERO_ERR_INVALID;
     }
-    case ZR_T_INTWORD: {
-        int value;
-        if (zr_word_value(v->words, text, &value) == 0) {
-            *(int *)p = value;
-            return ZERO_OK;
-        }
-        char *end;
-        errno = 0;
-        long long x = strtoll(text, &end, 10);
-        if (end == text || *end != '\0' || errno == ERANGE || x < v->ilo || x > v->ihi) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
-                    v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        *(int *)p = (int)x;
-        return ZERO_OK;
+    if (x < v->ilo || x > v->ihi) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                v->allowed);
+        return ZERO_ERR_INVALID;
     }
-    case ZR_T_ENUM: {
-        int value;
-        if (zr_word_value(v->words, text, &value) != 0) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s (any case)", v->name,
-                    ZR_SHOWN, text, v->allowed);
-            return ZERO_ERR_INVALID;
-        }
+    *(int *)p = (int)x;
+    return ZERO_OK;
+}
+
+static zero_status apply_intword(const zr_var *v, const char *text, void *p, zr_error *e) {
+    int value;
+    if (zr_word_value(v->words, text, &value) == 0) {
         *(int *)p = value;
         return ZERO_OK;
     }
-    case ZR_T_SIZE: {
-        uint64_t bytes;
-        if (zr_parse_size(text, v->unit, &bytes) != 0) {
-            zr_fail(err, errlen,
-                    "%s=%.*s is not a size: expected a number with an optional K/M/G/T suffix "
-                    "(e.g. 25, 512K, 64M, 2GiB); allowed: %s",
-                    v->name, ZR_SHOWN, text, v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        if (bytes < v->slo || bytes > v->shi || bytes > (uint64_t)SIZE_MAX) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
-                    v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        *(size_t *)p = (size_t)bytes;
+    char *end;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE || x < v->ilo || x > v->ihi) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    *(int *)p = (int)x;
+    return ZERO_OK;
+}
+
+static zero_status apply_enum(const zr_var *v, const char *text, void *p, zr_error *e) {
+    int value;
+    if (zr_word_value(v->words, text, &value) != 0) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s (any case)", v->name,
+                ZR_SHOWN, text, v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    *(int *)p = value;
+    return ZERO_OK;
+}
+
+static zero_status apply_size(const zr_var *v, const char *text, void *p, zr_error *e) {
+    uint64_t bytes;
+    if (zr_parse_size(text, v->unit, &bytes) != 0) {
+        zr_fail(e, ZERO_ERR_INVALID,
+                "%s=%.*s is not a size: expected a number with an optional K/M/G/T suffix "
+                "(e.g. 25, 512K, 64M, 2GiB); allowed: %s",
+                v->name, ZR_SHOWN, text, v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    if (bytes < v->slo || bytes > v->shi || bytes > (uint64_t)SIZE_MAX) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    *(size_t *)p = (size_t)bytes;
+    return ZERO_OK;
+}
+
+static zero_status apply_float(const zr_var *v, const char *text, void *p, zr_error *e) {
+    float x;
+    if (zr_parse_float(text, &x) != 0) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not a number: expected %s", v->name, ZR_SHOWN,
+                text, v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    /* The range is checked on the float actually stored: 1e-50 becomes 0. */
+    if (!zr_float_in_range(v, (double)x)) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    *(float *)p = x;
+    return ZERO_OK;
+}
+
+static zero_status apply_scale(const zr_var *v, const char *text, void *p, zr_error *e) {
+    float x;
+    if (zr_ieq(text, "dynamic")) {
+        *(float *)p = 0.0f;
         return ZERO_OK;
     }
-    case ZR_T_FLOAT: {
-        float x;
-        if (zr_parse_float(text, &x) != 0) {
-            zr_fail(err, errlen, "%s=%.*s is not a number: expected %s", v->name, ZR_SHOWN, text,
-                    v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        /* The range is checked on the float actually stored: 1e-50 becomes 0. */
-        if (!zr_float_in_range(v, (double)x)) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
-                    v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        *(float *)p = x;
-        return ZERO_OK;
+    if (zr_parse_float(text, &x) != 0 || !zr_float_in_range(v, (double)x)) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                v->allowed);
+        return ZERO_ERR_INVALID;
     }
-    case ZR_T_SCALE: {
-        float x;
-        if (zr_ieq(text, "dynamic")) {
-            *(float *)p = 0.0f;
-            return ZERO_OK;
-        }
-        if (zr_parse_float(text, &x) != 0 || !zr_float_in_range(v, (double)x)) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
-                    v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        *(float *)p = x;
-        return ZERO_OK;
+    *(float *)p = x;
+    return ZERO_OK;
+}
+
+static zero_status apply_subsys(const zr_var *v, const char *text, void *p, zr_error *e) {
+    char bad[32];
+    unsigned mask;
+    if (zr_parse_subsys(v->words, text, &mask, bad, sizeof bad) != 0) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed (%s): expected %s", v->name, ZR_SHOWN,
+                text, bad, v->allowed);
+        return ZERO_ERR_INVALID;
     }
-    case ZR_T_SUBSYS: {
-        char bad[32];
-        unsigned mask;
-        if (zr_parse_subsys(v->words, text, &mask, bad, sizeof bad) != 0) {
-            zr_fail(err, errlen, "%s=%.*s is not allowed (%s): expected %s", v->name, ZR_SHOWN,
-                    text, bad, v->allowed);
-            return ZERO_ERR_INVALID;
-        }
-        *(unsigned *)p = mask;
-        return ZERO_OK;
+    *(unsigned *)p = mask;
+    return ZERO_OK;
+}
+
+static zero_status apply_path(const zr_var *v, const char *text, void *p, zr_error *e) {
+    size_t len = strlen(text);
+    if (len > v->shi) {
+        zr_fail(e, ZERO_ERR_INVALID,
+                "%s=%.*s... is too long: expected %s of at most %llu characters", v->name,
+                64, text, v->allowed, (unsigned long long)v->shi);
+        return ZERO_ERR_INVALID;
     }
-    case ZR_T_PATH: {
-        size_t len = strlen(text);
-        if (len > v->shi) {
-            zr_fail(err, errlen,
-                    "%s=%.*s... is too long: expected %s of at most %llu characters", v->name,
-                    64, text, v->allowed, (unsigned long long)v->shi);
-            return ZERO_ERR_INVALID;
-        }
-        memcpy(p, text, len + 1);
-        return ZERO_OK;
+    memcpy(p, text, len + 1);
+    return ZERO_OK;
+}
+
+/* Parses `text` (trimmed, non-empty) for variable v and stores it in s. */
+static zero_status zr_apply(const zr_var *v, const char *text, zr_settings *s, zr_error *e) {
+    void *p = zr_slot(s, v);
+    switch (v->type) {
+    case ZR_T_INT: return apply_int(v, text, p, e);
+    case ZR_T_INTWORD: return apply_intword(v, text, p, e);
+    case ZR_T_ENUM: return apply_enum(v, text, p, e);
+    case ZR_T_SIZE: return apply_size(v, text, p, e);
+    case ZR_T_FLOAT: return apply_float(v, text, p, e);
+    case ZR_T_SCALE: return apply_scale(v, text, p, e);
+    case ZR_T_SUBSYS: return apply_subsys(v, text, p, e);
+    case ZR_T_PATH: return apply_path(v, text, p, e);
     }
-    }
-    zr_fail(err, errlen, "%s: unknown variable type (internal error)", v->name);
-    return ZERO_ERR_INTERNAL;
+    return zr_fail(e, ZERO_ERR_INTERNAL, "%s: unknown variable type (internal error)", v->name);
 }
 
 /* Checks the program's value of a zero_config field against the same limits. */
-static zero_status zr_check_field(const zr_var *v, const zr_settings *s, char *err,
-                                  size_t errlen) {
+static zero_status zr_check_field(const zr_var *v, const zr_settings *s, zr_error *e) {
     const void *p = zr_cslot(s, v);
     char shown[64];
     int ok = 1;
@@ -549,8 +554,8 @@ static zero_status zr_check_field(const zr_var *v, const zr_settings *s, char *e
     case ZR_T_PATH: return ZERO_OK; /* not zero_config fields */
     }
     if (!ok) {
-        zr_fail(err, errlen, "zero_config.%s=%s is not allowed: expected %s", v->field, shown,
-                allowed);
+        zr_fail(e, ZERO_ERR_INVALID, "zero_config.%s=%s is not allowed: expected %s", v->field,
+                shown, allowed);
         return ZERO_ERR_INVALID;
     }
     return ZERO_OK;
@@ -640,13 +645,13 @@ static void zr_scan_unknown(char *const *environ_names, zr_resolve_result *r) {
 
 zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
                               const char *(*get)(const char *name), char *const *environ_names,
-                              zr_resolve_result *result, char *err, size_t errlen) {
+                              zr_resolve_result *result, zr_error *e) {
     zr_resolve_result scratch;
     if (!result) result = &scratch;
     memset(result, 0, sizeof *result);
-    if (err && errlen) err[0] = '\0';
+    if (e) zr_error_clear(e);
     if (!out) {
-        zr_fail(err, errlen, "zr_config_resolve: out is NULL");
+        zr_fail(e, ZERO_ERR_INVALID, "zr_config_resolve: out is NULL");
         return ZERO_ERR_INVALID;
     }
     if (!get) get = zr_getenv;
@@ -662,13 +667,13 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
 
     for (int i = 0; i < ZR_NUM_VARS; i++) {
         if (!zr_vars[i].field) continue;
-        zero_status st = zr_check_field(&zr_vars[i], out, err, errlen);
+        zero_status st = zr_check_field(&zr_vars[i], out, e);
         if (st != ZERO_OK) return st;
     }
     if (program && program->report_path) {
         size_t len = strlen(program->report_path);
         if (len >= ZR_PATH_CAP) {
-            zr_fail(err, errlen,
+            zr_fail(e, ZERO_ERR_INVALID,
                     "zero_config.report_path=%.64s... is too long: expected at most %zu "
                     "characters",
                     program->report_path, ZR_PATH_CAP - 1);
@@ -688,13 +693,13 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
         if (len == 0) continue;
         char text[2 * ZR_PATH_CAP];
         if (len >= sizeof text) {
-            zr_fail(err, errlen, "%s=%.64s... is too long: expected %s", v->name, raw,
+            zr_fail(e, ZERO_ERR_INVALID, "%s=%.64s... is too long: expected %s", v->name, raw,
                     v->allowed);
             return ZERO_ERR_INVALID;
         }
         memcpy(text, raw, len);
         text[len] = '\0';
-        zero_status st = zr_apply(v, text, out, err, errlen);
+        zero_status st = zr_apply(v, text, out, e);
         if (st != ZERO_OK) return st;
         if (result->num_applied < ZR_MAX_APPLIED) {
             zr_applied *a = &result->applied[result->num_applied++];

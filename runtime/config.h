@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "util/error.h"
 #include "zero.h"
 
 /* Everything a context is configured by: the public zero_config plus settings that only the
@@ -40,12 +41,12 @@ typedef struct zr_resolve_result {
  * by `get` (NULL = getenv), validating each value against the table and the program's own fields.
  * `environ_names`, if not NULL, is a NULL-terminated list of "NAME=value" strings scanned for
  * unknown ZERO_* names (each becomes a warning naming the nearest known variable).
- * Returns ZERO_OK or ZERO_ERR_INVALID with a message naming the variable (or field), the value
- * and what is allowed, e.g.
+ * Returns ZERO_OK or ZERO_ERR_INVALID with e (may be NULL) naming the variable (or field), the
+ * value and what is allowed, e.g.
  *   "ZERO_STAGE=7 is not allowed: expected one of 0 1 2 3". */
 zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
                               const char *(*get)(const char *name), char *const *environ_names,
-                              zr_resolve_result *result, char *err, size_t errlen);
+                              zr_resolve_result *result, zr_error *e);
 
 /* Parses a size: digits with an optional fraction and suffix K M G T (powers of 1024; "KB",
  * "KiB", "MiB", "GB"... accepted, case-insensitive). A bare number is multiplied by

@@ -21,27 +21,26 @@ const char *zr_mem_label_name(zero_mem_label label)
 static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
 zero_status zr_device_alloc(zr_device *dev, zero_mem_label label, size_t bytes, const char *what,
-                            void **out)
+                            void **out, zr_error *e)
 {
     *out = NULL;
     if (bytes == 0)
         return ZERO_OK;
     if (dev->capacity && (bytes > dev->capacity || dev->current_total > dev->capacity - bytes)) {
-        snprintf(dev->last_oom, sizeof dev->last_oom,
-                 "%s (%s, %.2f MiB) does not fit the %s device: capacity %.2f MiB, in use %.2f "
-                 "MiB (params %.2f, grads %.2f, optimizer %.2f, buffers %.2f)",
-                 what, label_names[label], mib(bytes), dev->ops->name, mib(dev->capacity),
-                 mib(dev->current_total), mib(dev->current[ZERO_MEM_PARAMS]),
-                 mib(dev->current[ZERO_MEM_GRADS]), mib(dev->current[ZERO_MEM_OPTIMIZER]),
-                 mib(dev->current[ZERO_MEM_BUFFERS]));
-        return ZERO_ERR_OOM;
+        return zr_fail(e, ZERO_ERR_OOM,
+                       "%s (%s, %.2f MiB) does not fit the %s device: capacity %.2f MiB, in use "
+                       "%.2f MiB (params %.2f, grads %.2f, optimizer %.2f, buffers %.2f)",
+                       what, label_names[label], mib(bytes), dev->ops->name, mib(dev->capacity),
+                       mib(dev->current_total), mib(dev->current[ZERO_MEM_PARAMS]),
+                       mib(dev->current[ZERO_MEM_GRADS]), mib(dev->current[ZERO_MEM_OPTIMIZER]),
+                       mib(dev->current[ZERO_MEM_BUFFERS]));
     }
     void *p = dev->ops->alloc(dev, bytes);
     if (!p) {
-        snprintf(dev->last_oom, sizeof dev->last_oom,
-                 "%s (%s, %.2f MiB): the %s backend could not allocate it (in use %.2f MiB)", what,
-                 label_names[label], mib(bytes), dev->ops->name, mib(dev->current_total));
-        return ZERO_ERR_OOM;
+        return zr_fail(e, ZERO_ERR_OOM,
+                       "%s (%s, %.2f MiB): the %s backend could not allocate it (in use %.2f MiB)",
+                       what, label_names[label], mib(bytes), dev->ops->name,
+                       mib(dev->current_total));
     }
     dev->current[label] += bytes;
     dev->current_total += bytes;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "util/error.h"
 #include "zero.h"
 
 typedef struct zr_device zr_device;
@@ -88,16 +89,15 @@ struct zr_device {
     size_t peak[ZERO_MEM_NUM_LABELS];
     size_t current_total, peak_total;
     size_t model_state_peak;                  /* peak of params + grads + optimizer */
-    char last_oom[512];                       /* what the last failed allocation wanted */
 };
 
 /* Sets up the host backend: ordinary memory with a capacity (0 = unlimited). */
 void zr_device_host_init(zr_device *dev, size_t capacity);
 
 /* Allocates bytes under a label; `what` names the buffer for messages. Returns ZERO_OK, or
- * ZERO_ERR_OOM with dev->last_oom describing the request and the memory in use. */
+ * ZERO_ERR_OOM with e (may be NULL) describing the request and the memory in use. */
 zero_status zr_device_alloc(zr_device *dev, zero_mem_label label, size_t bytes, const char *what,
-                            void **out);
+                            void **out, zr_error *e);
 void zr_device_free(zr_device *dev, zero_mem_label label, void *ptr, size_t bytes);
 
 /* Host memory for offloaded state, bound to a NUMA node by an hwloc plan (offload/placement.h);

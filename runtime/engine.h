@@ -72,7 +72,7 @@ typedef struct zr_alloc_rec {
 } zr_alloc_rec;
 
 typedef struct zr_state {
-    void *params;        /* working: full replica (stages 0-2) or shard (3); host with param offload */
+    void *params;        /* working: full replica (stages 0-2) or shard (3); host: param offload */
     void *grads;         /* working: full (stages 0-1) or shard (2-3) */
     float *master;       /* fp32 master: full at stage 0, else shard; NULL when the fp32 working
                             parameters are the master; the parameter shard itself with fp32

@@ -15,7 +15,7 @@
 #include "runtime/engine.h"
 #include "util/log.h"
 
-/* ---- full buffer (stages 0-1) ------------------------------------------------------------------ */
+/* ---- full buffer (stages 0-1) ---------------------------------------------------------------- */
 
 static void *full_ptr(zero_ctx *z, int i)
 {
@@ -55,7 +55,7 @@ static zero_status reduce_in_place(zero_ctx *z, char *base, int all_gather)
                 s = w;
         }
     }
-    return s ? zr_fail(&z->err, s, "gradient reduction: %s", z->comm.err) : ZERO_OK;
+    return s ? zr_fail(&z->err, s, "gradient reduction: %s", z->comm.err.msg) : ZERO_OK;
 }
 
 /* One chunk at a time through rs_out (a reduce-scatter whose output may not alias its input). */
@@ -72,13 +72,13 @@ static zero_status reduce_through_rs_out(zero_ctx *z)
                                         ZR_TRAFFIC_TRAIN, req)) ||
             (s = zr_coll_wait(&z->dcoll, req)))
             return zr_fail(&z->err, s, "gradient reduce-scatter of chunk %d: %s", c,
-                           z->comm.err);
+                           z->comm.err.msg);
         zr_dev_copy(&z->dev, g + (size_t)z->rank * ch->slice * z->wsz, z->st.rs_out,
                     ch->slice * z->wsz);
         if (z->set.cfg.stage == 0 &&
             ((s = zr_coll_all_gather(&z->dcoll, g, ch->slice, e, ZR_TRAFFIC_TRAIN, req)) ||
              (s = zr_coll_wait(&z->dcoll, req))))
-            return zr_fail(&z->err, s, "gradient all-gather of chunk %d: %s", c, z->comm.err);
+            return zr_fail(&z->err, s, "gradient all-gather of chunk %d: %s", c, z->comm.err.msg);
     }
     return ZERO_OK;
 }
@@ -104,7 +104,7 @@ static void full_after_step(zero_ctx *z)
 static const zr_grad_ops full_ops = {"full buffer", full_ptr,  full_ready,     full_micro_end,
                                      full_boundary, full_at,   full_after_step};
 
-/* ---- buckets (stages 2-3) ---------------------------------------------------------------------- */
+/* ---- buckets (stages 2-3) -------------------------------------------------------------------- */
 
 static zero_status new_bucket(zero_ctx *z)
 {
@@ -155,7 +155,7 @@ static zero_status progress(zero_ctx *z)
         int done = 0;
         zero_status s = zr_coll_test(&z->dcoll, &bk->req, &done);
         if (s)
-            return zr_fail(&z->err, s, "gradient reduce-scatter: %s", z->comm.err);
+            return zr_fail(&z->err, s, "gradient reduce-scatter: %s", z->comm.err.msg);
         if (done)
             complete_bucket(z, b);
     }
@@ -166,7 +166,7 @@ static zero_status wait_bucket(zero_ctx *z, int b)
 {
     zero_status s = zr_coll_wait(&z->dcoll, &z->g.buckets[b].req);
     if (s)
-        return zr_fail(&z->err, s, "gradient reduce-scatter: %s", z->comm.err);
+        return zr_fail(&z->err, s, "gradient reduce-scatter: %s", z->comm.err.msg);
     return complete_bucket(z, b);
 }
 
@@ -209,7 +209,7 @@ static zero_status issue_reduce(zero_ctx *z, int c)
                                            z->layout.chunks[c].slice, zr_elem_of(z->dtype),
                                            ZR_TRAFFIC_TRAIN, &bk->req);
     if (s)
-        return zr_fail(&z->err, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err);
+        return zr_fail(&z->err, s, "gradient reduce-scatter of chunk %d: %s", c, z->comm.err.msg);
     z->g.chunk_state[c] = ZR_CHUNK_REDUCING;
     ZR_TRACE(ZR_SUB_COMM, "reduce-scatter chunk %d issued (%zu elements per rank)", c,
              z->layout.chunks[c].slice);
@@ -276,8 +276,9 @@ static void *bucket_at(const zero_ctx *z, int c, size_t off)
 
 static void bucket_after_step(zero_ctx *z) {}
 
-static const zr_grad_ops bucket_ops = {"buckets",       bucket_ptr, bucket_ready,     bucket_micro_end,
-                                       bucket_boundary, bucket_at,  bucket_after_step};
+static const zr_grad_ops bucket_ops = {"buckets",        bucket_ptr,      bucket_ready,
+                                       bucket_micro_end, bucket_boundary, bucket_at,
+                                       bucket_after_step};
 
 /* ---- set-up ---------------------------------------------------------------------------------- */
 

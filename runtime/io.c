@@ -56,7 +56,7 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
         s = zr_coll_gather(&z->hcoll, slice ? slice : mine, full ? full : &dummy, ch->slice,
                            ZR_ELEM_F32, 0);
         if (s) {
-            s = zr_fail(&z->err, s, "parameter gather: %s", z->comm.err);
+            s = zr_fail(&z->err, s, "parameter gather: %s", z->comm.err.msg);
             break;
         }
         if (z->rank == 0 && !fs && fn)
@@ -92,7 +92,7 @@ zero_status zero_param_digest(zero_ctx *z, uint64_t *digest)
     zero_status s = for_each_master_chunk(z, digest_chunk, &h);
     zero_status b = zr_coll_broadcast(&z->hcoll, &h, 1, ZR_ELEM_I64, 0, ZR_TRAFFIC_OTHER, NULL);
     if (!s && b)
-        s = zr_fail(&z->err, b, "digest broadcast: %s", z->comm.err);
+        s = zr_fail(&z->err, b, "digest broadcast: %s", z->comm.err.msg);
     if (digest)
         *digest = h;
     return s;
@@ -166,7 +166,8 @@ static zero_status write_header(zero_ctx *z, FILE *f)
         size_le[k] = (unsigned char)((uint64_t)len >> (8 * k));
     int ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(buf, 1, len, f) == len;
     free(buf);
-    return ok ? ZERO_OK : zr_fail(&z->err, ZERO_ERR_IO, "zero_export: writing header: %s", strerror(errno));
+    return ok ? ZERO_OK
+              : zr_fail(&z->err, ZERO_ERR_IO, "zero_export: writing header: %s", strerror(errno));
 }
 
 zero_status zero_export(zero_ctx *z, const char *path)
@@ -174,7 +175,8 @@ zero_status zero_export(zero_ctx *z, const char *path)
     if (!z)
         return ZERO_ERR_INVALID;
     if (!path || !path[0])
-        return zr_fail(&z->err, ZERO_ERR_INVALID, "zero_export: path is %s", path ? "empty" : "NULL");
+        return zr_fail(&z->err, ZERO_ERR_INVALID, "zero_export: path is %s",
+                       path ? "empty" : "NULL");
     char tmp[4096];
     export_state e = {NULL, path};
     zero_status s = ZERO_OK;
@@ -182,7 +184,8 @@ zero_status zero_export(zero_ctx *z, const char *path)
         snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
         e.f = fopen(tmp, "wb");
         if (!e.f)
-            s = zr_fail(&z->err, ZERO_ERR_IO, "zero_export: cannot create %s: %s", tmp, strerror(errno));
+            s = zr_fail(&z->err, ZERO_ERR_IO, "zero_export: cannot create %s: %s", tmp,
+                        strerror(errno));
         else
             s = write_header(z, e.f);
     }

@@ -36,7 +36,7 @@ static zero_status gather_peaks(zero_ctx *z, int64_t **out)
         zr_coll_all_gather(&z->hcoll, peaks, ZR_RANK_WORDS, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
         free(peaks);
-        return zr_fail(&z->err, s, "report: %s", z->comm.err);
+        return zr_fail(&z->err, s, "report: %s", z->comm.err.msg);
     }
     *out = peaks;
     return ZERO_OK;

@@ -82,7 +82,7 @@ static zero_status check_order(zero_ctx *z, int c, zero_status local)
     zero_status s = zr_coll_all_gather(&z->hcoll, all, 3, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
         free(all);
-        return zr_fail(&z->err, s, "stage 3 order check: %s", z->comm.err);
+        return zr_fail(&z->err, s, "stage 3 order check: %s", z->comm.err.msg);
     }
     for (int r = 0; r < z->world && !s; r++) {
         int oc = (int)all[3 * r];
@@ -138,7 +138,7 @@ static zero_status issue_gather(zero_ctx *z, int c, int blocking)
             z->s3->pool[z->s3->pool_len++] = buf;
         else if (!z->s3->chunk_buf[c])
             zr_device_free(&z->dev, ZERO_MEM_BUFFERS, buf, chunk_bytes(z, c));
-        return zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err);
+        return zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err.msg);
     }
     if (!z->s3->chunk_buf[c] && !z->s3->chunk_persist[c])
         z->s3->live_bytes += held_bytes(z);
@@ -154,7 +154,8 @@ static zero_status wait_chunk(zero_ctx *z, int c)
         return ZERO_OK;
     zero_status s = zr_coll_wait(&z->dcoll, &z->s3->gather_req[c]);
     z->s3->chunk_flight[c] = 0;
-    return s ? zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err) : ZERO_OK;
+    return s ? zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err.msg)
+             : ZERO_OK;
 }
 
 zero_status zr_s3_progress(zero_ctx *z)
@@ -165,7 +166,7 @@ zero_status zr_s3_progress(zero_ctx *z)
         int done = 0;
         zero_status s = zr_coll_test(&z->dcoll, &z->s3->gather_req[c], &done);
         if (s)
-            return zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err);
+            return zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err.msg);
         if (done)
             z->s3->chunk_flight[c] = 0;
     }
@@ -280,7 +281,8 @@ static void trace_follow(zero_ctx *z, int module)
     ZR_WARN(ZR_SUB_PART,
             "stage 3: module %d gathered out of the recorded order (position %d expects module "
             "%d); prefetch is off until the order is recorded again",
-            module, z->s3->trace_pos, z->s3->trace_pos < z->s3->trace_len ? z->s3->trace[z->s3->trace_pos] : -1);
+            module, z->s3->trace_pos,
+            z->s3->trace_pos < z->s3->trace_len ? z->s3->trace[z->s3->trace_pos] : -1);
     z->s3->trace_valid = 0;
 }
 
@@ -368,7 +370,8 @@ void *zr_s3_param_ptr(zero_ctx *z, int i)
         zr_fail(&z->err, ZERO_ERR_STATE,
                 "zero_param_ptr: tensor %d (%s) is not gathered; at ZERO_STAGE=3 call "
                 "zero_gather(module %d) first",
-                i, z->meta[i].name, z->layout.place[i].chunk >= 0 ? z->layout.chunks[c].first_module : -1);
+                i, z->meta[i].name,
+                z->layout.place[i].chunk >= 0 ? z->layout.chunks[c].first_module : -1);
         return NULL;
     }
     if (wait_chunk(z, c))

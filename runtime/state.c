@@ -34,7 +34,7 @@ void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host)
                    z->offload_param, device, host);
 }
 
-static zero_status oom(zero_ctx *z)
+static zero_status oom(zero_ctx *z, const char *detail)
 {
     const zp_layout *L = &z->layout;
     /* What the placements are measured against: the cap, or else (cuda) what libzero could get
@@ -81,25 +81,29 @@ static zero_status oom(zero_ctx *z)
                    "per rank for %zu parameters (%s) on %d ranks: %s (plus buffers). %s%s",
                    z->rank, z->set.cfg.stage,
                    z->offload_param ? " with optimizer and parameter offload"
-                   : z->offload_opt ? " with optimizer offload" : "",
-                   z->dev.last_oom, L->num_params, zr_dtype_name(z->dtype), z->world, table,
-                   flen ? "Would fit: "
+                   : z->offload_opt ? " with optimizer offload"
+                                    : "",
+                   detail, L->num_params, zr_dtype_name(z->dtype), z->world, table,
+                   flen   ? "Would fit: "
                    : !cap ? "No device capacity is known to measure the other placements against"
-                   : z->dev.capacity ? "Nothing fits this capacity on this many ranks; add ranks or "
-                                       "raise ZERO_DEVICE_MEMORY"
-                                     : "Nothing smaller fits the GPU's free memory on this many "
-                                       "ranks; add ranks",
+                   : z->dev.capacity
+                       ? "Nothing fits this capacity on this many ranks; add ranks or "
+                         "raise ZERO_DEVICE_MEMORY"
+                       : "Nothing smaller fits the GPU's free memory on this many "
+                         "ranks; add ranks",
                    fits);
 }
 
 zero_status zr_dev_alloc(zero_ctx *z, zero_mem_label label, size_t bytes, const char *what,
                          void *out)
 {
-    zero_status s = zr_device_alloc(&z->dev, label, bytes, what, (void **)out);
-    return s == ZERO_ERR_OOM ? oom(z) : s;
+    zr_error detail;
+    zr_error_clear(&detail);
+    zero_status s = zr_device_alloc(&z->dev, label, bytes, what, (void **)out, &detail);
+    return s == ZERO_ERR_OOM ? oom(z, detail.msg) : s;
 }
 
-/* ---- the placement table ----------------------------------------------------------------------- */
+/* ---- the placement table --------------------------------------------------------------------- */
 
 typedef struct plan_entry {
     void **slot;
@@ -181,10 +185,11 @@ zero_status zr_state_alloc(zero_ctx *z)
         zr_device *dev = e[i].on_host ? &z->host : &z->dev;
         zero_status s;
         if (e[i].on_host) {
-            s = zr_device_alloc(dev, e[i].label, e[i].bytes, e[i].what, e[i].slot);
+            zr_error detail;
+            zr_error_clear(&detail);
+            s = zr_device_alloc(dev, e[i].label, e[i].bytes, e[i].what, e[i].slot, &detail);
             if (s)
-                return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory: %s",
-                               z->host.last_oom);
+                return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory: %s", detail.msg);
         } else if ((s = zr_dev_alloc(z, e[i].label, e[i].bytes, e[i].what, e[i].slot))) {
             return s;
         }
@@ -212,7 +217,7 @@ void zr_state_free(zero_ctx *z)
     st->master = NULL;
 }
 
-/* ---- initial values --------------------------------------------------------------------------- */
+/* ---- initial values -------------------------------------------------------------------------- */
 
 /* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers.
  * The working copy is converted on the host and copied to the device; the fp32 master slice is
@@ -241,7 +246,7 @@ zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
             size_t n = ch->padded - at < (size_t)1 << 30 ? ch->padded - at : (size_t)1 << 30;
             if ((s = zr_coll_broadcast(&z->hcoll, buf + at, n, ZR_ELEM_F32, 0, ZR_TRAFFIC_OTHER,
                                        NULL)))
-                s = zr_fail(&z->err, s, "broadcast of initial values: %s", z->comm.err);
+                s = zr_fail(&z->err, s, "broadcast of initial values: %s", z->comm.err.msg);
         }
         if (s)
             break;
@@ -256,7 +261,8 @@ zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
             zr_dev_copy(&z->dev, (char *)z->st.params + ch->offset * z->wsz, work,
                         ch->padded * z->wsz);
         if (z->st.master && z->st.master_owned) {
-            float *dst = z->set.cfg.stage > 0 ? z->st.master + ch->shard_offset : z->st.master + ch->offset;
+            float *dst =
+                z->set.cfg.stage > 0 ? z->st.master + ch->shard_offset : z->st.master + ch->offset;
             zr_dev_copy(&z->dev, dst, buf + lo, (hi - lo) * sizeof *buf);
         }
     }

@@ -55,7 +55,7 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     zero_status s = zr_coll_all_gather(&z->hcoll, all, 3, ZR_ELEM_F64, ZR_TRAFFIC_TRAIN, NULL);
     if (s) {
         free(all);
-        return zr_fail(&z->err, s, "gradient norm all-gather: %s", z->comm.err);
+        return zr_fail(&z->err, s, "gradient norm all-gather: %s", z->comm.err.msg);
     }
     *sumsq = 0.0;
     *nonfinite = 0;
@@ -75,7 +75,7 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     return ZERO_OK;
 }
 
-/* ---- the optimizer on the device ---------------------------------------------------------------- */
+/* ---- the optimizer on the device ------------------------------------------------------------- */
 
 /* Over the elements this rank owns, tensor piece by tensor piece. */
 static void optimize_owned(zero_ctx *z, const zr_optim_prep *prep)
@@ -138,9 +138,9 @@ static int off_next(void *ctx, zo_block *out)
             out->idx = idx;
             out->n = left < z->st.staging_elems ? left : z->st.staging_elems;
             out->in = z->g.ops->at(z, o->c, off);
-            out->out = z->offload_param          ? NULL
-                       : z->set.cfg.stage == 3   ? (char *)z->st.params + idx * z->wsz
-                                                 : (char *)z->st.params + (ch->offset + off) * z->wsz;
+            out->out = z->offload_param        ? NULL
+                       : z->set.cfg.stage == 3 ? (char *)z->st.params + idx * z->wsz
+                                               : (char *)z->st.params + (ch->offset + off) * z->wsz;
             out->no_decay = z->meta[sg->tensor].no_decay;
             o->b += out->n;
             if (o->b == sg->numel) {
@@ -264,10 +264,10 @@ static zero_status gather_params(zero_ctx *z)
         if (!s)
             s = g;
     }
-    return s ? zr_fail(&z->err, s, "parameter all-gather: %s", z->comm.err) : ZERO_OK;
+    return s ? zr_fail(&z->err, s, "parameter all-gather: %s", z->comm.err.msg) : ZERO_OK;
 }
 
-/* ---- the loss scaler ------------------------------------------------------------------------------
+/* ---- the loss scaler ------------------------------------------------------------------------
  * Dynamic loss scaling, DeepSpeed's rule: an overflow first spends the hysteresis, then halves
  * the scale (never below 1); 1000 boundaries after the last overflow or growth, the scale doubles
  * and the hysteresis is restored. */
@@ -300,7 +300,7 @@ void zr_scaler_update(zr_scaler *s, int64_t it, int overflow)
     }
 }
 
-/* ---- zero_step ----------------------------------------------------------------------------------- */
+/* ---- zero_step ------------------------------------------------------------------------------- */
 
 /* The update on this rank's shard and the parameters back to every rank. */
 static zero_status apply_update(zero_ctx *z, double norm, double denom)

@@ -207,12 +207,12 @@ int main(int argc, char **argv) {
      * ZERO_DEBUG=INFO shows what the placement layer logs. */
     zr_settings set;
     zr_resolve_result res;
-    char err[512];
-    zero_status st = zr_config_resolve(&set, NULL, NULL, environ, &res, err, sizeof err);
+    zr_error cerr = {0};
+    zero_status st = zr_config_resolve(&set, NULL, NULL, environ, &res, &cerr);
     if (st != ZERO_OK) {
         status = 1;
         zero_config defaults = ZERO_CONFIG_INIT;
-        zr_config_resolve(&set, &defaults, NULL, NULL, NULL, NULL, 0); /* defaults only */
+        zr_config_resolve(&set, &defaults, NULL, NULL, NULL, NULL); /* defaults only */
         memset(&res, 0, sizeof res);
     }
     zr_log_setup(set.log_level, set.log_mask, set.log_file, -1);
@@ -247,16 +247,16 @@ int main(int argc, char **argv) {
     int gpus = synthetic ? 0 : print_cuda(local_size, buses, 64);
 
     zo_topology *t = NULL;
-    char terr[512];
-    if (zo_topology_load(&t, synthetic, terr, sizeof terr) != 0) {
-        printf("hwloc      %s\n", terr);
+    zr_error terr = {0};
+    if (zo_topology_load(&t, synthetic, &terr) != ZERO_OK) {
+        printf("hwloc      %s\n", terr.msg);
         status = 1;
     } else {
         print_topology(t, synthetic);
     }
 
     printf("\nconfiguration (ZERO_* from the environment over ZERO_CONFIG_INIT):\n");
-    if (st != ZERO_OK) printf("  INVALID: %s (defaults shown)\n", err);
+    if (st != ZERO_OK) printf("  INVALID: %s (defaults shown)\n", cerr.msg);
     for (int i = 0; i < res.num_applied; i++)
         printf("  %s=%s\n", res.applied[i].name, res.applied[i].value);
     for (int i = 0; i < res.num_warnings; i++) printf("  warning: %s\n", res.warnings[i]);
@@ -275,9 +275,10 @@ int main(int argc, char **argv) {
             zo_plan p;
             char line[1024];
             int bus = gpus && r % gpus < 64 ? buses[r % gpus] : -1; /* near its GPU */
-            if (zo_plan_rank(t, r, local_size, c->numa, c->cpu_threads, bus, &p, err,
-                             sizeof err) != 0) {
-                printf("  local rank %d: cannot plan: %s\n", r, err);
+            zr_error perr = {0};
+            if (zo_plan_rank(t, r, local_size, c->numa, c->cpu_threads, bus, &p, &perr) !=
+                ZERO_OK) {
+                printf("  local rank %d: cannot plan: %s\n", r, perr.msg);
                 status = 1;
                 continue;
             }

@@ -27,16 +27,18 @@ zero_status zr_fail_at(zr_error *e, zero_status status, const char *file, int li
     return status;
 }
 
-zero_status zr_fail_wrap(zr_error *e, const char *fmt, ...)
+zero_status zr_error_set(zr_error *e, zero_status status, const char *fmt, ...)
 {
-    char head[ZR_ERROR_MSG], old[ZR_ERROR_MSG];
+    if (status == ZERO_OK || !e)
+        return status;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
-    memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", head, old);
-    return e->status;
+    e->status = status;
+    e->file = NULL;
+    e->line = 0;
+    return status;
 }
 
 void zr_error_clear(zr_error *e)

@@ -5,7 +5,8 @@
  * that can fail returns a zero_status and, on failure, has filled the zr_error it was given with
  * zr_fail; its caller either handles the status or passes it up unchanged with ZR_CHECK /
  * ZR_CHECK_GOTO (the NCCLCHECK manner: propagate, clean up at one label). A message is written
- * once, where the cause is known; callers add context with zr_fail_wrap. */
+ * where the cause is known; a caller that adds context records a new one around it ("gradient
+ * reduce-scatter of chunk 3: <the backend's message>"). */
 #ifndef ZERO_UTIL_ERROR_H
 #define ZERO_UTIL_ERROR_H
 
@@ -29,9 +30,10 @@ zero_status zr_fail_at(zr_error *e, zero_status status, const char *file, int li
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 #define zr_fail(e, status, ...) zr_fail_at((e), (status), __FILE__, __LINE__, __VA_ARGS__)
 
-/* Prefixes e's message with the formatted context ("<context>: <old message>") and returns
- * e->status; for a caller that adds where a failure happened without losing why. */
-zero_status zr_fail_wrap(zr_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* zr_fail without the log line, for the lower layers (partition/, offload/) whose callers decide
+ * whether a failure is worth a warning (a layout probe that does not fit is not). */
+zero_status zr_error_set(zr_error *e, zero_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Clears e (status ZERO_OK, empty message). */
 void zr_error_clear(zr_error *e);

@@ -16,6 +16,9 @@
 #include "runtime/device.h"
 #include "runtime/device_cuda.h"
 
+/* The message of the last failed allocation (zr_device_alloc writes it). */
+static zr_error g_oom;
+
 #define MiB ((size_t)1 << 20)
 
 static void *host_alloc(size_t bytes)
@@ -54,7 +57,7 @@ static void expect_no_error(zr_device *dev, const char *after)
 static void test_oom(zr_device *dev)
 {
     void *a = NULL, *b = NULL, *c = NULL;
-    zero_status s = zr_device_alloc(dev, ZERO_MEM_PARAMS, 40 * MiB, "test params", &a);
+    zero_status s = zr_device_alloc(dev, ZERO_MEM_PARAMS, 40 * MiB, "test params", &a, &g_oom);
     CHECK(s == ZERO_OK && a, "40 MiB under a 64 MiB cap: %s", zero_status_string(s));
 
     /* Zero-filled (device.h), checked on the host through the backend's copy. */
@@ -64,14 +67,14 @@ static void test_oom(zr_device *dev)
     CHECK(all_zero(h, 40 * MiB), "a new allocation is not zero-filled");
     free(h);
 
-    s = zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, 32 * MiB, "test moments", &b);
+    s = zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, 32 * MiB, "test moments", &b, &g_oom);
     CHECK(s == ZERO_ERR_OOM && !b, "32 MiB more past the cap: got %s", zero_status_string(s));
-    CHECK(strstr(dev->last_oom, "test moments") != NULL, "last_oom does not name the buffer: %s",
-          dev->last_oom);
+    CHECK(strstr(g_oom.msg, "test moments") != NULL, "the OOM message does not name the buffer: %s",
+          g_oom.msg);
     CHECK(dev->current_total == 40 * MiB, "a failed allocation changed the accounting");
 
     /* The process goes on: an allocation that fits succeeds. */
-    s = zr_device_alloc(dev, ZERO_MEM_GRADS, 16 * MiB, "test grads", &c);
+    s = zr_device_alloc(dev, ZERO_MEM_GRADS, 16 * MiB, "test grads", &c, &g_oom);
     CHECK(s == ZERO_OK && c, "16 MiB after an OOM: %s", zero_status_string(s));
     CHECK(dev->current[ZERO_MEM_PARAMS] == 40 * MiB && dev->current[ZERO_MEM_GRADS] == 16 * MiB &&
               dev->peak_total == 56 * MiB && dev->model_state_peak == 56 * MiB,
@@ -89,12 +92,12 @@ static void test_oom(zr_device *dev)
     const size_t cap = dev->capacity;
     dev->capacity = 0;
     void *huge = NULL;
-    s = zr_device_alloc(dev, ZERO_MEM_BUFFERS, total_b * 2, "more than the GPU", &huge);
+    s = zr_device_alloc(dev, ZERO_MEM_BUFFERS, total_b * 2, "more than the GPU", &huge, &g_oom);
     CHECK(s == ZERO_ERR_OOM && !huge, "2x the GPU's memory: got %s", zero_status_string(s));
-    CHECK(strstr(dev->last_oom, "backend") != NULL, "last_oom: %s", dev->last_oom);
+    CHECK(strstr(g_oom.msg, "backend") != NULL, "OOM message: %s", g_oom.msg);
     CHECK(cudaGetLastError() == cudaSuccess, "the failed cudaMalloc left an error behind");
     void *small = NULL;
-    s = zr_device_alloc(dev, ZERO_MEM_BUFFERS, 2 * MiB, "after the real OOM", &small);
+    s = zr_device_alloc(dev, ZERO_MEM_BUFFERS, 2 * MiB, "after the real OOM", &small, &g_oom);
     CHECK(s == ZERO_OK && small, "2 MiB after a real OOM: %s", zero_status_string(s));
     if (small) {
         /* Kernel work still runs: 1 + 1 = 2 on every element (second half into the first). */
@@ -126,8 +129,8 @@ static void test_copies(zr_device *dev)
     unsigned char *src = host_alloc(bytes), *back = host_alloc(bytes);
     fill_random(src, bytes);
     unsigned char *d1 = NULL, *d2 = NULL;
-    CHECK(zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy a", (void **)&d1) == ZERO_OK &&
-              zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy b", (void **)&d2) ==
+    CHECK(zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy a", (void **)&d1, &g_oom) == ZERO_OK &&
+              zr_device_alloc(dev, ZERO_MEM_BUFFERS, bytes + 8, "copy b", (void **)&d2, &g_oom) ==
                   ZERO_OK,
           "allocations for the copy test");
     if (!d1 || !d2)
@@ -189,11 +192,11 @@ static void test_ops(zr_device *dev)
     }
     float *dp, *dm, *dv;
     uint16_t *dg, *dw;
-    int ok = zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "p", (void **)&dp) == ZERO_OK &&
-             zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "m", (void **)&dm) == ZERO_OK &&
-             zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "v", (void **)&dv) == ZERO_OK &&
-             zr_device_alloc(dev, ZERO_MEM_GRADS, n * 2, "g", (void **)&dg) == ZERO_OK &&
-             zr_device_alloc(dev, ZERO_MEM_PARAMS, n * 2, "w", (void **)&dw) == ZERO_OK;
+    int ok = zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "p", (void **)&dp, &g_oom) == ZERO_OK &&
+             zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "m", (void **)&dm, &g_oom) == ZERO_OK &&
+             zr_device_alloc(dev, ZERO_MEM_OPTIMIZER, n * 4, "v", (void **)&dv, &g_oom) == ZERO_OK &&
+             zr_device_alloc(dev, ZERO_MEM_GRADS, n * 2, "g", (void **)&dg, &g_oom) == ZERO_OK &&
+             zr_device_alloc(dev, ZERO_MEM_PARAMS, n * 2, "w", (void **)&dw, &g_oom) == ZERO_OK;
     CHECK(ok, "allocations for the element-wise test");
     if (!ok)
         exit(1);
@@ -269,7 +272,7 @@ static void test_given_stream(void)
     CHECK(zr_cuda_device_ordinal(&dev) == 0, "local_rank %d should map to device 0", count);
     CHECK(zr_cuda_stream_get(&dev, ZR_STREAM_COMPUTE) == mine, "the given stream is not used");
     void *p = NULL;
-    CHECK(zr_device_alloc(&dev, ZERO_MEM_BUFFERS, 4096, "x", &p) == ZERO_OK, "alloc");
+    CHECK(zr_device_alloc(&dev, ZERO_MEM_BUFFERS, 4096, "x", &p, &g_oom) == ZERO_OK, "alloc");
     zr_device_free(&dev, ZERO_MEM_BUFFERS, p, 4096);
     zr_device_cuda_destroy(&dev);
     CHECK(cudaStreamQuery(mine) == cudaSuccess, "destroy broke the caller's stream");

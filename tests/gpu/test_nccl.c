@@ -66,8 +66,9 @@ static void *xmalloc(size_t bytes)
 static void *dalloc(size_t bytes)
 {
     void *p = NULL;
-    if (zr_device_alloc(&g_dev, ZERO_MEM_BUFFERS, bytes, "nccl test buffer", &p) != ZERO_OK) {
-        fprintf(stderr, "FAIL: %s\n", g_dev.last_oom);
+    zr_error e = {0};
+    if (zr_device_alloc(&g_dev, ZERO_MEM_BUFFERS, bytes, "nccl test buffer", &p, &e) != ZERO_OK) {
+        fprintf(stderr, "FAIL: %s\n", e.msg);
         exit(1);
     }
     return p;
@@ -117,7 +118,7 @@ static void check_counted(zr_coll_kind kind, double bytes_before, int64_t calls_
 
 static void expect_ok(zero_status s, const char *what)
 {
-    CHECK(s == ZERO_OK, "%s: %s: %s", what, zero_status_string(s), g_c.err);
+    CHECK(s == ZERO_OK, "%s: %s: %s", what, zero_status_string(s), g_c.err.msg);
 }
 
 /* ---- the four collectives, blocking --------------------------------------------------------- */
@@ -346,8 +347,8 @@ static void test_timeout(void)
     atomic_store(&g_release, 1);
     CHECK(st == ZERO_ERR_COMM, "a held stream: wait returned %s", zero_status_string(st));
     CHECK(waited >= 1.0 && waited < 60.0, "gave up after %.2f s, timeout 1 s", waited);
-    CHECK(strstr(g_c.err, "did not complete") && strstr(g_c.err, "aborted"),
-          "message: %s", g_c.err);
+    CHECK(strstr(g_c.err.msg, "did not complete") && strstr(g_c.err.msg, "aborted"),
+          "message: %s", g_c.err.msg);
     CHECK(zr_nccl_aborted(g_n), "not aborted after the timeout");
     GT_CUDA(cudaStreamSynchronize(s));
     void *a = dalloc(64);
@@ -359,7 +360,7 @@ static void test_timeout(void)
     /* The process goes on: a new communicator works. */
     st = zr_nccl_init(&g_n, &g_c, zr_cuda_device_ordinal(&g_dev),
                       zr_cuda_stream_get(&g_dev, ZR_STREAM_COMM), 60.0);
-    CHECK(st == ZERO_OK, "a new communicator after the abort: %s", g_c.err);
+    CHECK(st == ZERO_OK, "a new communicator after the abort: %s", g_c.err.msg);
     if (st == ZERO_OK) {
         float h[16], got[16];
         for (int i = 0; i < 16; i++)
@@ -379,7 +380,7 @@ static void test_timeout(void)
 int main(void)
 {
     if (zr_comm_init(&g_c) != ZERO_OK) {
-        fprintf(stderr, "FAIL: zr_comm_init: %s\n", g_c.err);
+        fprintf(stderr, "FAIL: zr_comm_init: %s\n", g_c.err.msg);
         return 1;
     }
     /* Every rank needs a GPU of its own on its node, or all skip together. */
@@ -406,7 +407,7 @@ int main(void)
     zero_status s = zr_nccl_init(&g_n, &g_c, zr_cuda_device_ordinal(&g_dev),
                                  zr_cuda_stream_get(&g_dev, ZR_STREAM_COMM), 120.0);
     if (s != ZERO_OK) {
-        fprintf(stderr, "FAIL: zr_nccl_init: %s\n", g_c.err);
+        fprintf(stderr, "FAIL: zr_nccl_init: %s\n", g_c.err.msg);
         return 1;
     }
     if (g_c.rank == 0) {

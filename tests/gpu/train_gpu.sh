@@ -5,7 +5,7 @@
 #     (the model's GEMMs sum in another order on the GPU; rounding then grows through training);
 #   - cuda stages 1–3, with and without optimizer / parameter offload, give the same parameters
 #     (param_digest) as cuda stage 0: the engine's stages and the offload's CPU AdamW compute the
-#     same bits as the GPU AdamW (DESIGN.md); model state within 1% of the formula;
+#     same bits as the GPU AdamW (docs/DESIGN.md); model state within 1% of the formula;
 #   - the report names the cuda device and the nccl collectives;
 #   - fp32 with ZERO_GRAD_ACCUM=2: stage 2 within 1e-5 of stage 0;
 #   - zero-gpt2 --gemm tf32 (fp32 case) / bf16 (bf16 case): final loss within 2% of exact GEMMs;

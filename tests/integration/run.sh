@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Integration cases for ctest: the MLP example trained under mpirun at every stage and world
 # size, compared with a reference run, plus the report's memory and traffic against the
-# DESIGN.md formulas, OOM behaviour and bad input. Usage: run.sh CASE (BIN, OUT, MPIRUN set by
-# ctest). Exit 0 = pass, anything else = fail; every assertion prints what it compared.
+# docs/DESIGN.md formulas, OOM behaviour and bad input. Usage: run.sh CASE (BIN, OUT, MPIRUN set
+# by ctest). Exit 0 = pass, anything else = fail; every assertion prints what it compared.
 set -uo pipefail
 : "${BIN:?}" "${OUT:?}" "${MPIRUN:?}"
 mkdir -p "$OUT"
@@ -65,7 +65,7 @@ expect_error() {
     echo "ok: $name failed with '$pattern'"
 }
 
-check_formulas() { # NAME: model state and bus bytes within 1% of DESIGN.md
+check_formulas() { # NAME: model state and bus bytes within 1% of docs/DESIGN.md
     "$CHECK" near "$OUT/$1.json" model_state_peak_bytes model_state_formula_bytes 0.01 || exit 1
     "$CHECK" near "$OUT/$1.json" bus_bytes_per_step bus_bytes_formula_per_step 0.01 || exit 1
 }

@@ -1,4 +1,4 @@
-# Configuration table (runtime/config.c), logging (runtime/log.c) and the generated docs/ENV.md.
+# Configuration table (runtime/config.c), logging (util/log.c) and the generated docs/ENV.md.
 add_executable(test_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)
 target_link_libraries(test_config PRIVATE zero_internal)
 target_compile_definitions(test_config PRIVATE ZERO_TEST_TMPDIR="${CMAKE_CURRENT_BINARY_DIR}")

@@ -1,4 +1,4 @@
-/* test_config — the ZERO_* table (runtime/config.c) and logging (runtime/log.c), with a fake
+/* test_config — the ZERO_* table (runtime/config.c) and logging (util/log.c), with a fake
  * environment: nothing here reads the real one. Exits non-zero and names every failed check. */
 #define _POSIX_C_SOURCE 200809L
 
@@ -53,7 +53,11 @@ static const char *fake_get(const char *name) {
 /* Resolves with the fake environment; err gets the message. */
 static zero_status resolve(zr_settings *s, const zero_config *program, char *const *names,
                            zr_resolve_result *r, char *err, size_t errlen) {
-    return zr_config_resolve(s, program, fake_get, names, r, err, errlen);
+    zr_error e = {0};
+    zero_status st = zr_config_resolve(s, program, fake_get, names, r, &e);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", e.msg);
+    return st;
 }
 
 static const char *allowed_of(const char *name) {

@@ -32,7 +32,7 @@ static void test_hand_computed(void)
 {
     const uint64_t G = 1000000000; /* Ψ = 1e9, N = 8 throughout */
 
-    /* bf16/fp16 (P = 2; optimizer state o = 4 master + 4 m + 4 v = 12). No offload: DESIGN.md. */
+    /* bf16/fp16 (P = 2; optimizer state o = 4 master + 4 m + 4 v = 12). No offload: docs/DESIGN.md. */
     EXPECT(0, 2, G, 8, NONE, NONE, 16 * G, 0);         /* (2 + 2 + 12)Ψ = 16e9 */
     EXPECT(1, 2, G, 8, NONE, NONE, 5500000000u, 0);    /* 2Ψ + 2Ψ + 12Ψ/8 = 4e9 + 1.5e9 */
     EXPECT(2, 2, G, 8, NONE, NONE, 3750000000u, 0);    /* 2Ψ + 14Ψ/8 = 2e9 + 1.75e9 */
@@ -123,7 +123,7 @@ static void test_properties(void)
                     size_t p = dts[t];
                     CHECK(zp_state_bytes(s, p, psi, n, 0, 0, &d0, &h0) == 0, "valid");
                     CHECK(d0 == zp_model_state_bytes(s, p, psi, n) && h0 == 0,
-                          "no offload is the DESIGN.md formula: s%d P%zu N%d", s, p, n);
+                          "no offload is the docs/DESIGN.md formula: s%d P%zu N%d", s, p, n);
                     if (s == 0)
                         continue;
                     CHECK(zp_state_bytes(s, p, psi, n, 1, 0, &d1, &h1) == 0, "valid");

@@ -14,6 +14,17 @@
 #define CHECK_STYLE CHECK_STYLE_EXPR
 #include "tests/common/check.h"
 
+/* zp_layout_build with its message copied into err (as the checks below read it); 0 or -1. */
+static int layout_build(zp_layout *L, const zp_tensor *t, int n, int world, size_t chunk_elems,
+                        size_t align, char *err, size_t errlen)
+{
+    zr_error e = {0};
+    zero_status s = zp_layout_build(L, t, n, world, chunk_elems, align, &e);
+    if (err && errlen > 0)
+        snprintf(err, errlen, "%s", e.msg);
+    return s == ZERO_OK ? 0 : -1;
+}
+
 #define NUM_CASES 2000
 #define MAX_WORLD 9
 #define MAX_TENSORS 40
@@ -32,7 +43,7 @@ static long check_layout(const zp_tensor *t, int n, int world, size_t chunk_elem
 {
     zp_layout L;
     char err[256];
-    int rc = zp_layout_build(&L, t, n, world, chunk_elems, align, err, sizeof(err));
+    int rc = layout_build(&L, t, n, world, chunk_elems, align, err, sizeof(err));
     CHECK(rc == 0, "build failed: %s", err);
     if (rc != 0)
         return 0;
@@ -251,7 +262,7 @@ static void test_random(long *layouts, long *chunks, long *segments)
             (*layouts)++;
         }
         zp_layout L;
-        if (zp_layout_build(&L, t, n, 1, chunk_elems, align, NULL, 0) == 0) {
+        if (layout_build(&L, t, n, 1, chunk_elems, align, NULL, 0) == 0) {
             *chunks += L.num_chunks;
             zp_layout_free(&L);
         }
@@ -306,7 +317,7 @@ static void test_hand(void)
      * opens chunk 1 (ends 7); module 2 starts at 8 and ends at 10 <= 16, so it joins. */
     check_set_context("hand A");
     const zp_tensor a[] = {{5, 0}, {3, 0}, {7, 1}, {2, 2}};
-    if (zp_layout_build(&L, a, 4, 2, 16, 4, err, sizeof(err)) != 0) {
+    if (layout_build(&L, a, 4, 2, 16, 4, err, sizeof(err)) != 0) {
         CHECK(0, "build: %s", err);
     } else {
         CHECK(L.num_chunks == 2 && L.num_modules == 3 && L.num_params == 17 &&
@@ -332,7 +343,7 @@ static void test_hand(void)
      * straddles ranks 0 and 1; module id 1 has no tensors. */
     check_set_context("hand B");
     const zp_tensor b[] = {{10, 0}, {5, 0}, {4, 2}};
-    if (zp_layout_build(&L, b, 3, 3, 100, 2, err, sizeof(err)) != 0) {
+    if (layout_build(&L, b, 3, 3, 100, 2, err, sizeof(err)) != 0) {
         CHECK(0, "build: %s", err);
     } else {
         CHECK(L.num_chunks == 1 && L.num_modules == 3 && L.total_padded == 24 && L.shard_numel == 8,
@@ -365,7 +376,7 @@ static void test_hand(void)
      * modules 2 and 3 fill chunk 2 to exactly 10. */
     check_set_context("hand C");
     const zp_tensor cc[] = {{3, 0}, {12, 1}, {2, 1}, {4, 2}, {5, 3}, {1, 3}};
-    if (zp_layout_build(&L, cc, 6, 4, 10, 1, err, sizeof(err)) != 0) {
+    if (layout_build(&L, cc, 6, 4, 10, 1, err, sizeof(err)) != 0) {
         CHECK(0, "build: %s", err);
     } else {
         CHECK(L.num_chunks == 3 && L.num_params == 27 && L.total_padded == 32 && L.shard_numel == 8,
@@ -402,14 +413,14 @@ static void expect_error(const char *what, const zp_tensor *t, int n, int world,
     memset(err, 0, sizeof(err));
     check_set_context("error case: %s", what);
     g_error_cases++;
-    int rc = zp_layout_build(&L, t, n, world, chunk_elems, align, err, sizeof(err));
+    int rc = layout_build(&L, t, n, world, chunk_elems, align, err, sizeof(err));
     CHECK(rc == -1, "returned %d", rc);
     CHECK(strstr(err, need1) != NULL, "message \"%s\" lacks \"%s\"", err, need1);
     CHECK(!need2 || strstr(err, need2) != NULL, "message \"%s\" lacks \"%s\"", err, need2);
     CHECK(memcmp(&L, &zero, sizeof(L)) == 0, "layout not zeroed after the error");
     zp_layout_free(&L);
     /* Without an error buffer the call still fails cleanly. */
-    CHECK(zp_layout_build(&L, t, n, world, chunk_elems, align, NULL, 0) == -1, "no err buffer");
+    CHECK(layout_build(&L, t, n, world, chunk_elems, align, NULL, 0) == -1, "no err buffer");
     zp_layout_free(&L);
 }
 
@@ -445,13 +456,13 @@ static void test_errors(void)
 
     check_set_context("error case: layout NULL");
     char err[64] = "";
-    CHECK(zp_layout_build(NULL, ok, 2, 1, 16, 1, err, sizeof(err)) == -1 && strstr(err, "layout"),
+    CHECK(layout_build(NULL, ok, 2, 1, 16, 1, err, sizeof(err)) == -1 && strstr(err, "layout"),
           "message \"%s\"", err);
     check_set_context("error case: short err buffer");
     char tiny[8];
     memset(tiny, 'x', sizeof(tiny));
     zp_layout L;
-    CHECK(zp_layout_build(&L, ok, 2, 0, 16, 1, tiny, sizeof(tiny)) == -1 && tiny[7] == '\0' &&
+    CHECK(layout_build(&L, ok, 2, 0, 16, 1, tiny, sizeof(tiny)) == -1 && tiny[7] == '\0' &&
               strncmp(tiny, "world 0", 7) == 0,
           "truncated message");
     zp_layout_free(&L);
@@ -459,7 +470,7 @@ static void test_errors(void)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * DESIGN.md memory and communication formulas against hand-computed numbers. */
+ * docs/DESIGN.md memory and communication formulas against hand-computed numbers. */
 static void test_formulas(void)
 {
     struct {

@@ -18,10 +18,32 @@
 #define CHECK_STYLE CHECK_STYLE_FAILED
 #include "tests/common/check.h"
 
+/* zo_topology_load and zo_plan_rank with their message copied into err (as the checks below
+ * read it): 0, or -1 on failure. */
+static int topology_load(zo_topology **t, const char *description, char *err, size_t errlen)
+{
+    zr_error e = {0};
+    zero_status s = zo_topology_load(t, description, &e);
+    if (err && errlen > 0)
+        snprintf(err, errlen, "%s", e.msg);
+    return s == ZERO_OK ? 0 : -1;
+}
+
+static int plan_rank(const zo_topology *t, int local_rank, int local_size, int numa,
+                     int cpu_threads, int gpu_pci_bus, zo_plan *plan, char *err, size_t errlen)
+{
+    zr_error e = {0};
+    zero_status s = zo_plan_rank(t, local_rank, local_size, numa, cpu_threads, gpu_pci_bus, plan,
+                                 &e);
+    if (err && errlen > 0)
+        snprintf(err, errlen, "%s", e.msg);
+    return s == ZERO_OK ? 0 : -1;
+}
+
 static zo_topology *load(const char *description) {
     zo_topology *t = NULL;
     char err[256];
-    int rc = zo_topology_load(&t, description, err, sizeof err);
+    int rc = topology_load(&t, description, err, sizeof err);
     CHECK(rc == 0 && t != NULL, "loading %.60s: %s", description ? description : "this machine",
           err);
     return t;
@@ -31,7 +53,7 @@ static zo_topology *load(const char *description) {
 static zo_plan plan_of(const zo_topology *t, int r, int l, int numa, int threads, int gpu) {
     zo_plan p;
     char err[256];
-    int rc = zo_plan_rank(t, r, l, numa, threads, gpu, &p, err, sizeof err);
+    int rc = plan_rank(t, r, l, numa, threads, gpu, &p, err, sizeof err);
     CHECK(rc == 0, "plan rank %d of %d (numa %d, threads %d, gpu %d): %s", r, l, numa, threads,
           gpu, err);
     if (rc != 0) memset(&p, 0, sizeof p);
@@ -148,7 +170,7 @@ static void test_four_nodes(void) {
     /* A node that does not exist. */
     zo_plan p;
     char err[256];
-    int rc = zo_plan_rank(t, 0, 4, 4, 0, -1, &p, err, sizeof err);
+    int rc = plan_rank(t, 0, 4, 4, 0, -1, &p, err, sizeof err);
     CHECK(rc == -1, "node 4 of 4 accepted");
     CHECK(strcmp(err, "NUMA node 4 does not exist: the NUMA nodes here are 0-3") == 0,
           "message: %s", err);
@@ -188,13 +210,13 @@ static void test_four_nodes(void) {
                {0, 4, -5, 0},             {0, 4, ZERO_NUMA_AUTO, -1}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
-        rc = zo_plan_rank(t, bad[i].r, bad[i].l, bad[i].numa, bad[i].threads, -1, &p, err,
+        rc = plan_rank(t, bad[i].r, bad[i].l, bad[i].numa, bad[i].threads, -1, &p, err,
                           sizeof err);
         CHECK(rc == -1 && err[0], "bad case %zu accepted", i);
     }
-    CHECK(zo_plan_rank(NULL, 0, 1, ZERO_NUMA_AUTO, 0, -1, &p, err, sizeof err) == -1,
+    CHECK(plan_rank(NULL, 0, 1, ZERO_NUMA_AUTO, 0, -1, &p, err, sizeof err) == -1,
           "NULL topology");
-    CHECK(zo_plan_rank(t, 0, 1, ZERO_NUMA_AUTO, 0, -1, NULL, NULL, 0) == -1, "NULL plan");
+    CHECK(plan_rank(t, 0, 1, ZERO_NUMA_AUTO, 0, -1, NULL, NULL, 0) == -1, "NULL plan");
 
     /* A described topology is not this machine: memory comes unbound, threads are not bound. */
     p = plan_of(t, 0, 4, ZERO_NUMA_AUTO, 0, -1);
@@ -336,12 +358,12 @@ static void test_xml_gpu(void) {
 static void test_bad_descriptions(void) {
     zo_topology *t = (zo_topology *)&t;
     char err[256] = "";
-    CHECK(zo_topology_load(&t, "frobnicator:3", err, sizeof err) == -1 && t == NULL,
+    CHECK(topology_load(&t, "frobnicator:3", err, sizeof err) == -1 && t == NULL,
           "a bad synthetic description was accepted");
     CHECK(strstr(err, "frobnicator:3") && strstr(err, "synthetic"), "message: %s", err);
-    CHECK(zo_topology_load(&t, "<topology>", err, sizeof err) == -1 && t == NULL,
+    CHECK(topology_load(&t, "<topology>", err, sizeof err) == -1 && t == NULL,
           "bad XML accepted");
-    CHECK(zo_topology_load(NULL, NULL, err, sizeof err) == -1, "NULL out accepted");
+    CHECK(topology_load(NULL, NULL, err, sizeof err) == -1, "NULL out accepted");
     zo_topology_free(NULL);
 }
 
