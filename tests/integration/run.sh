@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Integration cases for ctest: the MLP example trained under mpirun at every stage and world
-# size, compared with a reference run, plus the report's memory and traffic against the
-# docs/DESIGN.md formulas, OOM behaviour and bad input. Usage: run.sh CASE (BIN, OUT, MPIRUN set
-# by ctest). Exit 0 = pass, anything else = fail; every assertion prints what it compared.
+# Integration cases for ctest that need separate processes: zero-mlp and zero-gpt2 driven through
+# ZERO_* variables (a stage-0 reference with the report against the docs/DESIGN.md formulas, OOM
+# behaviour and its advice, bad values, unknown and logged variables, ranks that disagree, device
+# choice), and GPT-2 (tied embeddings) at stage 3 and with offload. The stage x dtype x offload x
+# accumulation matrix (bit identity across stages, accuracy against a reference, memory, traffic
+# and offload bytes against the formulas, determinism, clipping, stage-3 prefetch and live
+# bounds) runs in-process: test_matrix.c (ctest matrix_np1..4). Usage: run.sh CASE (BIN, OUT,
+# MPIRUN set by ctest). Exit 0 = pass, anything else = fail; every assertion prints what it
+# compared.
 set -uo pipefail
 : "${BIN:?}" "${OUT:?}" "${MPIRUN:?}"
 mkdir -p "$OUT"
@@ -14,7 +19,7 @@ export ZERO_BUCKET_MB=${ZERO_BUCKET_MB:-64K}   # one chunk per layer: several bu
 # different reduction order (another world size) into update differences of up to ~lr: stage 0
 # (plain data parallel) on 3 ranks differs from 1 rank by 6.8e-4 that way. 1e-5 keeps the update
 # well conditioned, so the comparison across world sizes measures the runtime, not Adam.
-# Within one world size every stage is compared bit for bit (bitwise_* cases) at the default.
+# (test_matrix compares the stages bit for bit within one world size.)
 export ZERO_EPS=${ZERO_EPS:-1e-5}
 # The host backend unless a case says otherwise: references and comparisons must come from one
 # backend (on a GPU machine auto would put 1-rank runs on the GPU and 2-4-rank runs on the host).
@@ -70,91 +75,10 @@ check_formulas() { # NAME: model state and bus bytes within 1% of docs/DESIGN.md
     "$CHECK" near "$OUT/$1.json" bus_bytes_per_step bus_bytes_formula_per_step 0.01 || exit 1
 }
 
-# check_live_bound NAME CAP_KIB: a stage-3 device peak within the model state formula + the
-# live cap + the one gather the model may ask for beyond it + two reduce buckets
-check_live_bound() {
-    local r=$OUT/$1.json
-    local chunk; chunk=$("$CHECK" get "$r" max_chunk_bytes)
-    local bound=$(( $("$CHECK" get "$r" model_state_formula_bytes) + $2 * 1024 + chunk +
-                    2 * (chunk + $("$CHECK" get "$r" max_slice_bytes)) ))
-    local peak; peak=$("$CHECK" get "$r" device_peak_bytes)
-    [ "$peak" -le "$bound" ] || fail "$1: device peak $peak > state + live cap + chunk + buckets $bound"
-    echo "ok: $1 device peak $peak <= state formula + live cap + 1 chunk + buckets = $bound"
-}
-
 case "$case_name" in
-reference) # stage 0 on one rank: what every other configuration must reproduce
+reference) # stage 0 on one rank: what the oom case's stage 2 and 3 runs on 4 ranks must reproduce
     train ref 1 ZERO_STAGE=0
     check_formulas ref ;;
-stage[0-3]_np[1-4])
-    stage=${case_name:5:1} np=${case_name: -1}
-    train "$case_name" "$np" ZERO_STAGE="$stage"
-    "$CHECK" compare "$OUT/$case_name.st" "$OUT/ref.st" 1e-5 || exit 1
-    check_formulas "$case_name" ;;
-bitwise_fp32 | bitwise_bf16 | bitwise_fp16) # one layout, same additions: identical bits
-    dtype=${case_name#bitwise_}
-    unset ZERO_EPS
-    for np in 2 3; do
-        for stage in 0 1 2 3; do
-            train "${case_name}_s${stage}_np$np" "$np" ZERO_STAGE=$stage ZERO_DTYPE="$dtype" \
-                ZERO_PERSIST_KB=0   # nothing resident: stage 3 moves 3Ψ(N-1)/N
-            # (fp16 skips steps, and a skipped step gathers no parameters: memory only)
-            "$CHECK" near "$OUT/${case_name}_s${stage}_np$np.json" model_state_peak_bytes \
-                model_state_formula_bytes 0.01 || exit 1
-            # stage 3 keeps a chunk that the next gather asks for again (modules sharing a
-            # chunk; the last module from forward into backward): at most 3Ψ(N-1)/N
-            if [ "$dtype" != fp16 ] && [ $stage = 3 ]; then
-                "$CHECK" le "$OUT/${case_name}_s${stage}_np$np.json" bus_bytes_per_step \
-                    bus_bytes_formula_per_step || exit 1
-            elif [ "$dtype" != fp16 ]; then
-                check_formulas "${case_name}_s${stage}_np$np"
-            fi
-        done
-        for stage in 1 2 3; do
-            "$CHECK" same "$OUT/${case_name}_s0_np$np.json" "$OUT/${case_name}_s${stage}_np$np.json" \
-                param_digest || exit 1
-        done
-    done
-    if [ "$dtype" = fp16 ]; then # dynamic loss scaling started at 2^16 must have skipped steps
-        skipped=$("$CHECK" get "$OUT/${case_name}_s2_np3.json" skipped_steps)
-        [ "$skipped" -ge 1 ] || fail "fp16: no skipped step at loss scale 65536"
-        echo "ok: fp16 skipped $skipped steps on every rank, same bits at every stage"
-    fi ;;
-determinism) # the same configuration twice gives the same digest
-    train det_a 3 ZERO_STAGE=2
-    train det_b 3 ZERO_STAGE=2
-    "$CHECK" same "$OUT/det_a.json" "$OUT/det_b.json" param_digest || exit 1 ;;
-grad_accum) # accumulation: stage 2 on 4 ranks matches stage 0 on 1 rank
-    train accum_ref 1 ZERO_STAGE=0 ZERO_GRAD_ACCUM=3
-    train accum_s2 4 ZERO_STAGE=2 ZERO_GRAD_ACCUM=3
-    "$CHECK" compare "$OUT/accum_s2.st" "$OUT/accum_ref.st" 1e-5 || exit 1
-    check_formulas accum_s2
-    "$CHECK" compare "$OUT/accum_ref.st" "$OUT/ref.st" 1e-3 > /dev/null &&
-        fail "accumulating 3 micro-batches trained the same weights as 1"
-    echo "ok: accumulation changes the result and is stage-independent" ;;
-clip) # global-norm clipping across shards
-    train clip_ref 1 ZERO_STAGE=0 ZERO_CLIP=0.05
-    train clip_s2 3 ZERO_STAGE=2 ZERO_CLIP=0.05
-    train clip_s1 4 ZERO_STAGE=1 ZERO_CLIP=0.05
-    "$CHECK" compare "$OUT/clip_s2.st" "$OUT/clip_ref.st" 1e-5 || exit 1
-    "$CHECK" compare "$OUT/clip_s1.st" "$OUT/clip_ref.st" 1e-5 || exit 1
-    "$CHECK" compare "$OUT/clip_ref.st" "$OUT/ref.st" 1e-3 > /dev/null &&
-        fail "ZERO_CLIP=0.05 changed nothing"
-    echo "ok: clipping applied, same result across shards" ;;
-stage3_prefetch) # prefetch on and off: same bits; on, every prefetched chunk is used
-    train s3_pf_on 2 ZERO_STAGE=3
-    train s3_pf_off 2 ZERO_STAGE=3 ZERO_PREFETCH_MB=0
-    "$CHECK" same "$OUT/s3_pf_on.json" "$OUT/s3_pf_off.json" param_digest || exit 1
-    [ "$("$CHECK" get "$OUT/s3_pf_off.json" prefetches)" = 0 ] || fail "ZERO_PREFETCH_MB=0 prefetched"
-    pf=$("$CHECK" get "$OUT/s3_pf_on.json" prefetches)
-    hits=$("$CHECK" get "$OUT/s3_pf_on.json" prefetch_hits)
-    [ "$pf" -gt 0 ] && [ "$hits" = "$pf" ] || fail "prefetches $pf, used $hits"
-    echo "ok: $pf prefetches, all used; same digest with prefetch off" ;;
-stage3_bounds) # nothing resident: 3Ψ(N-1)/N bus elements; peak within state + live cap (+1 chunk) + buckets
-    train s3_bounds 4 ZERO_STAGE=3 ZERO_PERSIST_KB=0 ZERO_MAX_LIVE_MB=256K
-    check_formulas s3_bounds
-    "$CHECK" compare "$OUT/s3_bounds.st" "$OUT/ref.st" 1e-5 || exit 1
-    check_live_bound s3_bounds 256 ;;
 gpt2_reference) # GPT-2 (tied embeddings), stage 0 on one rank: 10 steps
     train_gpt2 gpt2_ref 1 ZERO_STAGE=0 ;;
 gpt2_stage3_np[1-4]) # stage 3 (prefetch on and off) reproduces it at every world size
@@ -188,60 +112,6 @@ gpt2_capacity) # a GPT-2 whose stage-0 state does not fit trains at stage 3 on 4
     grep -q ZERO_ERR_OOM "$OUT/gpt2_cap_s0.log" || fail "stage 0 did not report ZERO_ERR_OOM"
     train_gpt2 gpt2_cap_s3 4 ZERO_STAGE=3 ZERO_DEVICE_MEMORY=$cap ZERO_MAX_LIVE_MB=256K
     "$CHECK" le "$OUT/gpt2_cap_s3.json" device_peak_bytes capacity_bytes || exit 1 ;;
-offload_np[1-4]) # offload on and off: same bits; device and host bytes match the formulas
-    np=${case_name: -1}
-    for dtype in fp32 bf16; do
-        for stage in 1 2 3; do
-            base=off_${dtype}_s${stage}_np$np
-            train "${base}_none" "$np" ZERO_STAGE=$stage ZERO_DTYPE=$dtype
-            train "${base}_cpu" "$np" ZERO_STAGE=$stage ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=cpu
-            runs="${base}_cpu"
-            if [ $stage = 3 ]; then
-                train "${base}_all" "$np" ZERO_STAGE=3 ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=cpu \
-                    ZERO_OFFLOAD_PARAM=cpu
-                runs="$runs ${base}_all"
-            fi
-            # 4 KiB blocks: many per tensor through both staging halves; at stage 3 with the
-            # parameter shard on the device (fp32) and on the host (bf16)
-            train "${base}_blk" "$np" ZERO_STAGE=$stage ZERO_DTYPE=$dtype \
-                ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_BLOCK_MB=4K \
-                ZERO_OFFLOAD_PARAM=$([ $stage = 3 ] && [ $dtype = bf16 ] && echo cpu || echo none)
-            runs="$runs ${base}_blk"
-            for r in $runs; do
-                "$CHECK" same "$OUT/${base}_none.json" "$OUT/$r.json" param_digest || exit 1
-                "$CHECK" near "$OUT/$r.json" model_state_peak_bytes model_state_formula_bytes \
-                    0.01 || exit 1
-                "$CHECK" near "$OUT/$r.json" host_model_state_peak_bytes \
-                    host_model_state_formula_bytes 0.01 || exit 1
-                # every offload run moves the optimizer state off the device: its device peak
-                # is below the same run's without offload
-                dr=$("$CHECK" get "$OUT/$r.json" memory.device_peak_bytes) || exit 1
-                dn=$("$CHECK" get "$OUT/${base}_none.json" memory.device_peak_bytes) || exit 1
-                [ "$dr" -lt "$dn" ] || fail "$r: device peak $dr, not below $dn without offload"
-                echo "ok: $r device peak $dr < $dn without offload"
-            done
-            if [ "$np" = 1 ]; then # one rank owns every parameter: bytes by formula
-                psi=$("$CHECK" get "$OUT/${base}_cpu.json" num_params)
-                w=$([ $dtype = fp32 ] && echo 4 || echo 2)
-                for key in d2h_bytes h2d_bytes; do
-                    got=$("$CHECK" get "$OUT/${base}_cpu.json" $key)
-                    [ "$got" = $((20 * psi * w)) ] || fail "$base: $key $got, expected 20 steps x $psi x $w"
-                done
-                [ $stage != 3 ] || [ "$("$CHECK" get "$OUT/${base}_all.json" h2d_bytes)" = 0 ] ||
-                    fail "$base: parameter offload copied parameters back"
-                echo "ok: $base offload copies $got bytes each way (20 x Psi x $w)"
-            fi
-            dn=$("$CHECK" get "$OUT/${base}_none.json" device_peak_bytes)
-            dc=$("$CHECK" get "$OUT/${base}_cpu.json" device_peak_bytes)
-            [ "$dc" -lt "$dn" ] || fail "$base: offload did not lower the device peak ($dc vs $dn)"
-            echo "ok: $base device peak $dn -> $dc bytes with optimizer offload"
-        done
-    done ;;
-offload_param_bounds) # parameter offload: the device holds the grad shard + live window + buckets
-    train off_bounds 4 ZERO_STAGE=3 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu \
-        ZERO_PERSIST_KB=0 ZERO_MAX_LIVE_MB=256K
-    "$CHECK" compare "$OUT/off_bounds.st" "$OUT/ref.st" 1e-5 || exit 1
-    check_live_bound off_bounds 256 ;;
 bad_offload) # offload settings that cannot work are refused with the reason
     expect_error bad_offload_s0 2 "ZERO_OFFLOAD_OPTIMIZER=cpu needs ZERO_STAGE 1, 2 or 3" \
         ZERO_STAGE=0 ZERO_OFFLOAD_OPTIMIZER=cpu
