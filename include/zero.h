@@ -41,7 +41,8 @@ typedef enum zero_status {
     ZERO_ERR_INVALID = 1,     /* bad argument, configuration or environment value (or ranks
                                  that disagree on configuration or tensors) */
     ZERO_ERR_OOM = 2,         /* the device (or its ZERO_DEVICE_MEMORY cap) cannot hold an allocation */
-    ZERO_ERR_STATE = 3,       /* call not allowed in the context's current state */
+    ZERO_ERR_STATE = 3,       /* call not allowed in the context's current state (or the
+                                 context was finalized: see zero_finalize) */
     ZERO_ERR_COMM = 4,        /* a collective failed, or ranks disagree on the order of
                                  collectives (stage-3 gathers) */
     ZERO_ERR_IO = 5,          /* a file could not be written or read */
@@ -145,8 +146,9 @@ typedef struct zero_config {
 #define ZERO_MAX_DIMS 8
 
 /* One parameter tensor. Register tensors in module order: module ids are non-decreasing
- * along the array and start at 0. A module is the unit of gather/release (stage 3) and of
- * zero_grad_ready. */
+ * along the array, start at 0 and are at most num_tensors - 1. A module is the unit of
+ * gather/release (stage 3) and of zero_grad_ready. Names must be valid UTF-8 and not
+ * "__metadata__" (a safetensors header key); the product of the shape must not overflow. */
 typedef struct zero_tensor {
     const char *name;       /* unique; used by zero_export (safetensors) and in messages */
     size_t numel;           /* elements, > 0 */
@@ -188,7 +190,8 @@ typedef struct zero_step_info {
     int64_t step;       /* optimizer steps applied so far */
     int applied;        /* 1: the optimizer ran; 0: a micro-step or a skipped step */
     int boundary;       /* 1: this call ended a gradient-accumulation window */
-    int overflow;       /* 1: inf/nan in the gradients; the step was skipped on every rank */
+    int overflow;       /* 1: inf/nan in the gradients, or an element whose square is inf in
+                           fp32 (zero_step); the step was skipped on every rank */
     float grad_norm;    /* global L2 norm of the unscaled gradient (before clipping) */
     float loss_scale;   /* loss scale that the next backward must use */
     int64_t skipped;    /* optimizer steps skipped so far */
@@ -205,7 +208,9 @@ typedef struct zero_step_info {
  * Collective, blocking. On failure *ctx is NULL and the returned status names the cause; the
  * message is available from zero_init_error(). Returns ZERO_ERR_INVALID for bad arguments or
  * configuration, or when ranks disagree on configuration or tensors, ZERO_ERR_OOM when the device
- * cannot hold the state, ZERO_ERR_COMM when a collective fails. */
+ * cannot hold the state, ZERO_ERR_COMM when a collective fails. Initial values (rank 0's) that
+ * are inf or nan, or that become inf in the working precision (beyond 65504 for fp16), are
+ * ZERO_ERR_INVALID on every rank, naming the tensor and the element. */
 ZERO_API zero_status zero_init(zero_ctx **ctx, const zero_config *cfg, const zero_tensor *tensors,
                                int num_tensors);
 
@@ -215,7 +220,13 @@ ZERO_API const char *zero_init_error(void);
 /* Writes the report (if ZERO_REPORT or cfg.report_path is set on rank 0) and frees the context.
  * Collective, blocking. ctx may be NULL (no-op). The context is gone even when the report
  * could not be written (ZERO_ERR_IO); the message is then in zero_init_error(). Several contexts
- * may live in one process (two models); each is finalized on its own, in any order. */
+ * may live in one process (two models); each is finalized on its own, in any order.
+ * After zero_finalize the pointer must not be used. Calls that still get it (a second
+ * zero_finalize included) are caught where the freed memory has not been reused yet: they do
+ * nothing and return ZERO_ERR_STATE (NULL from the pointer calls, -1/0/NULL from the queries;
+ * zero_last_error says the context was finalized; a second zero_finalize's message is in
+ * zero_init_error()). This is a best effort, not a guarantee: once the memory is reused (e.g. by
+ * the next zero_init, which may get the same address) the call is undefined behaviour. */
 ZERO_API zero_status zero_finalize(zero_ctx *ctx);
 
 /* ---- training -------------------------------------------------------------------------- */
@@ -232,20 +243,34 @@ ZERO_API void *zero_param_ptr(zero_ctx *ctx, int i);
  * during backward, then calls zero_grad_ready for the module. Stages 0–1: one buffer for the
  * context's lifetime, holding the sum over the micro-steps of an accumulation window and zeroed
  * after each optimizer step. Stages 2–3: a zeroed reduce bucket each micro-step, valid from this
- * call until the module's zero_grad_ready; ask again every micro-step. Local (it may wait for an
- * earlier bucket's reduction to free a bucket). NULL on error. */
+ * call until the module's zero_grad_ready; ask again every micro-step, before writing (a pointer
+ * kept from an earlier micro-step, as llm.c keeps its tensor pointers, points into a bucket that
+ * has been zeroed or given to another chunk since; zero_grad_ready refuses such a module, see
+ * there). Local (it may wait for an earlier bucket's reduction to free a bucket). NULL on error. */
 ZERO_API void *zero_grad_ptr(zero_ctx *ctx, int i);
 
 /* Tells the engine that the gradients of `module` are complete for this micro-step. At stages
  * 2–3 a bucket whose modules are all ready is reduce-scattered asynchronously. Collective in
  * effect: all ranks must report modules in the same order. Does not wait for the reduction it
- * starts (it may wait for an earlier one when it needs a bucket). */
+ * starts (it may wait for an earlier one when it needs a bucket).
+ * ZERO_ERR_STATE (nothing done): the module was already reported in this micro-step; or, at
+ * stages 2–3, zero_grad_ptr was called for the module's tensors in an earlier micro-step but not
+ * in this one: the model kept pointers across micro-steps and wrote its gradient into a stale
+ * bucket. Ask for zero_grad_ptr every micro-step, also for a module that adds nothing this time
+ * (then add nothing). A module never asked for at all is reported as zeros. Like the other
+ * ZERO_ERR_STATE checks, this one is local: ranks that use the API alike fail alike. */
 ZERO_API zero_status zero_grad_ready(zero_ctx *ctx, int module);
 
 /* Ends a micro-step. At a gradient-accumulation boundary: reduces what is left, computes the
  * global gradient norm, skips the update on every rank if any gradient is inf/nan (adjusting
  * a dynamic loss scale), else unscales, clips, runs AdamW on this rank's shard and all-gathers
- * the updated parameters. Collective, blocking. */
+ * the updated parameters. Collective, blocking.
+ * A finite reduced gradient element whose square is inf in fp32 (|g| >= 2^64, about 1.8e19, in
+ * the sum over ranks and micro-steps, before unscaling) counts as an overflow too and skips the
+ * step the same way: AdamW's v = beta2 v + (1 - beta2) g g, in fp32, could become inf there and
+ * stop the element for good (PyTorch would compute that inf v and go on). The test is on the
+ * square alone, so it also skips some steps whose (1 - beta2) g g, after unscaling and
+ * averaging, would still have been finite. */
 ZERO_API zero_status zero_step(zero_ctx *ctx);
 
 /* Stage 3: makes the parameters of `module` present: all-gathers the chunk holding it (or
@@ -290,21 +315,30 @@ ZERO_API zero_status zero_memory_report(const zero_ctx *ctx, zero_memory_stats *
 ZERO_API zero_status zero_allreduce_sum(zero_ctx *ctx, double *values, int n);
 
 /* Writes the full fp32 master parameters (gathered from all ranks) to `path` as a safetensors
- * file (F32 tensors, names and shapes as registered), from rank 0. Collective, blocking. */
+ * file (F32 tensors, names and shapes as registered), from rank 0. Collective, blocking. The file
+ * appears whole or not at all: written to a temporary file in the same directory
+ * (".<name>.zero-tmp.<host>.<pid>", removed on failure; stale ones of dead processes are removed
+ * next time), synced and renamed over the target. A symbolic link is followed (its target file
+ * is replaced, the link stays); a target that exists and is not a regular file (a directory,
+ * FIFO, device) is refused with ZERO_ERR_IO and left as it is. Every rank returns rank 0's
+ * verdict. The JSON report of zero_finalize is written the same way. */
 ZERO_API zero_status zero_export(zero_ctx *ctx, const char *path);
 
 /* Hash of the full fp32 master parameters in registration order: equal whenever the values are
  * equal, whatever the stage or world size. Collective, blocking. */
 ZERO_API zero_status zero_param_digest(zero_ctx *ctx, uint64_t *digest);
 
-/* Converts n elements between dtypes (fp32/bf16/fp16; round to nearest even). Local. */
+/* Converts n elements between dtypes (fp32/bf16/fp16; round to nearest even). Local. Does
+ * nothing when either dtype is not a zero_dtype (zero_dtype_size is 0 for it). */
 ZERO_API void zero_convert(void *dst, zero_dtype dst_type, const void *src, zero_dtype src_type,
                            size_t n);
 
-/* dst[i] += src[i] for a working-precision dst (rounded to nearest even). Local. */
+/* dst[i] += src[i] for a working-precision dst (rounded to nearest even). Local. Does nothing
+ * when dst_type is not a zero_dtype. */
 ZERO_API void zero_accumulate(void *dst, zero_dtype dst_type, const float *src, size_t n);
 
-/* Bytes of one element of a dtype (4 or 2). */
+/* Bytes of one element of a dtype (4 or 2); 0 for a value that is not a zero_dtype (the check a
+ * caller can make before zero_convert / zero_accumulate). */
 ZERO_API size_t zero_dtype_size(zero_dtype dtype);
 
 ZERO_API const char *zero_status_string(zero_status status);

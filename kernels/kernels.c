@@ -203,7 +203,8 @@ static double norm_block(const void *x, int t, size_t lo, size_t len)
 }
 
 /* Finite fp32 squares summed in double cannot overflow (FLT_MAX^2 * 2^64 < DBL_MAX), so the sum
- * is non-finite exactly when some element is inf or nan: the flag is read off the result. */
+ * is non-finite exactly when some element is inf or nan or its square is inf in fp32 (zm_sq): the
+ * flag is read off the result. */
 double zk_sq_norm(const void *x, zero_dtype type, size_t n, int *nonfinite)
 {
     const size_t nblocks = (n + ZM_NORM_BLOCK - 1) / ZM_NORM_BLOCK;

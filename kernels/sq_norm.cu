@@ -42,7 +42,8 @@ static __global__ void sq_norm_finish_kernel(const double *__restrict__ block_su
     double total = 0.0;
     for (size_t b = 0; b < nblocks; b++)
         total = ZM_DADD(total, block_sums[b]);
-    /* Finite squares summed in double cannot overflow: non-finite means an inf/nan element. */
+    /* Finite squares summed in double cannot overflow: non-finite means an inf/nan element or
+     * one whose square is inf in fp32 (zm_sq). */
     if (!zm_isfinite_d(total))
         *nonfinite = 1;
     *out = accumulate ? ZM_DADD(*out, total) : total;

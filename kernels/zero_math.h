@@ -93,6 +93,17 @@ static inline ZERO_HD int zm_isfinite(float f)
     return (zm_f32_bits(f) & 0x7f800000u) != 0x7f800000u;
 }
 
+static inline ZERO_HD double zm_bits_f64(uint64_t u)
+{
+#if defined(__CUDA_ARCH__)
+    return __longlong_as_double((long long)u);
+#else
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+#endif
+}
+
 static inline ZERO_HD int zm_isfinite_d(double d)
 {
     return (zm_f64_bits(d) & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
@@ -236,14 +247,24 @@ static inline ZERO_HD void zm_adamw(float *p, float *m, float *v, float grad,
  * the fixed tree  for s = 16, 8, 4, 2, 1: lane[l] = lane[l] + lane[l + s] (l < s)  — a warp
  * shuffle-down reduction on the GPU, a short loop on the host. The block sums are added in block
  * order, sequentially, starting from 0.0. Squares of fp32 values are exact in double, so the
- * only roundings are those additions, and the result depends on nothing but the input. */
+ * only roundings are those additions, and the result depends on nothing but the input.
+ *
+ * Overflow: a square that is inf in fp32 (|x| >= 2^64, about 1.8e19) counts as +inf, as an inf
+ * or nan element does, so the sum is non-finite exactly when the gradient holds such an element.
+ * Adam's second moment takes g * g in fp32: such a gradient would make v inf and freeze the
+ * element for good (PyTorch would compute that inf v), so the step is skipped instead. */
 #define ZM_NORM_BLOCK 4096
 #define ZM_NORM_LANES 32
+
+/* 2^128: the smallest square of a float that is inf in fp32 (the largest float below 2^64
+ * squares to 2^128 (1 - 2^-23) + ..., which rounds to FLT_MAX; 2^64 squares to 2^128 exactly). */
+#define ZM_SQ_OVERFLOW 340282366920938463463374607431768211456.0
 
 static inline ZERO_HD double zm_sq(float x)
 {
     double d = (double)x;
-    return ZM_DMUL(d, d);
+    double s = ZM_DMUL(d, d);
+    return s >= ZM_SQ_OVERFLOW ? zm_bits_f64(0x7ff0000000000000ull) : s;
 }
 
 #endif

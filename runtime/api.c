@@ -31,11 +31,14 @@ static void destroy(zero_ctx *z)
     for (int i = 0; i < z->num_tensors && z->meta; i++)
         free(z->meta[i].name);
     free(z->meta);
+    free(z->tensor_module);
     free(z->seg);
     zp_layout_free(&z->layout);
     zr_backend_close(z);
     if (z->log_open)
         zr_log_release();
+    /* volatile: a store just before free is otherwise a dead store the compiler may drop */
+    *(volatile uint32_t *)&z->magic = ZR_CTX_DEAD;
     free(z);
 }
 
@@ -63,15 +66,12 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     }
     int64_t words[ZR_AGREE_WORDS];
     const char *names[ZR_AGREE_WORDS];
+    int kinds[ZR_AGREE_WORDS]; /* how each word is shown (zr_config_word_text) */
     int nw = 0;
-    if (!s) {
-        nw = zr_config_fingerprint(&z->set, words, names, ZR_AGREE_WORDS - 2);
-        words[nw] = n;
-        names[nw++] = "the number of registered tensors";
-        words[nw] = (int64_t)zr_hash_tensors(t, n);
-        names[nw++] = "the tensor registration (names, sizes, modules)";
-    }
-    return zr_agree(z, s, words, names, nw);
+    if (!s)
+        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 2);
+    /* the tensor count and registration hash are appended by zr_agree_tensors */
+    return zr_agree_tensors(z, s, words, names, kinds, nw, t, n);
 }
 
 /* What the agreed configuration implies: the report, the precision, the offload. */
@@ -125,13 +125,15 @@ static zero_status lay_out(zero_ctx *z, const zero_tensor *t, int n)
     const zp_layout *L = &z->layout;
     z->num_tensors = n;
     z->meta = calloc((size_t)n, sizeof *z->meta);
+    z->tensor_module = malloc((size_t)n * sizeof *z->tensor_module);
     for (int c = 0; c < L->num_chunks; c++)
         if (L->chunks[c].num_tensors > z->seg_cap)
             z->seg_cap = L->chunks[c].num_tensors;
     z->seg = malloc((size_t)z->seg_cap * sizeof *z->seg);
-    if (!z->meta || !z->seg)
+    if (!z->meta || !z->tensor_module || !z->seg)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
     for (int i = 0; i < n; i++) {
+        z->tensor_module[i] = t[i].module;
         if (!(z->meta[i].name = strdup(t[i].name)))
             return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
         z->meta[i].ndim = t[i].ndim;
@@ -211,13 +213,23 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
         destroy(z);
         return s;
     }
+    z->magic = ZR_CTX_MAGIC;
     *out = z;
     return ZERO_OK;
 }
 
 /* ---- training calls -------------------------------------------------------------------------- */
 
-static zero_status check_ctx(const zero_ctx *z) { return z ? ZERO_OK : ZERO_ERR_INVALID; }
+static int live(const zero_ctx *z) { return zr_ctx_live(z); }
+
+/* NULL is ZERO_ERR_INVALID; a context that is not live is ZERO_ERR_STATE, nothing written into
+ * it (zero_last_error has the message). */
+static zero_status check_ctx(const zero_ctx *z)
+{
+    if (!z)
+        return ZERO_ERR_INVALID;
+    return live(z) ? ZERO_OK : ZERO_ERR_STATE;
+}
 
 static zero_status check_module(zero_ctx *z, const char *call, int module)
 {
@@ -315,9 +327,15 @@ zero_status zero_finalize(zero_ctx *z)
 {
     if (!z)
         return ZERO_OK;
+    if (!live(z)) {
+        snprintf(init_error, sizeof init_error,
+                 "zero_finalize: not a live context (finalized already?); nothing done");
+        return ZERO_ERR_STATE;
+    }
     z->t_end = zr_now();
-    zero_status s = ZERO_OK;
-    if (z->report_on)
+    /* every rank finalizes at the same point, after the same steps and collectives */
+    zero_status s = zr_finalize_agree(z);
+    if (!s && z->report_on)
         s = zr_write_report(z, z->set.report_path);
     if (s)
         snprintf(init_error, sizeof init_error, "zero_finalize: %s", z->err.msg);
@@ -327,29 +345,33 @@ zero_status zero_finalize(zero_ctx *z)
 
 /* ---- queries --------------------------------------------------------------------------------- */
 
-float zero_loss_scale(const zero_ctx *z) { return z ? z->scaler.scale : 1.0f; }
+float zero_loss_scale(const zero_ctx *z) { return live(z) ? z->scaler.scale : 1.0f; }
 
 zero_status zero_last_step(const zero_ctx *z, zero_step_info *info)
 {
     if (!z || !info)
         return ZERO_ERR_INVALID;
+    if (!live(z))
+        return ZERO_ERR_STATE;
     *info = z->last;
     return ZERO_OK;
 }
 
-int zero_rank(const zero_ctx *z) { return z ? z->rank : -1; }
-int zero_world_size(const zero_ctx *z) { return z ? z->world : 0; }
-const zero_config *zero_get_config(const zero_ctx *z) { return z ? &z->set.cfg : NULL; }
+int zero_rank(const zero_ctx *z) { return live(z) ? z->rank : -1; }
+int zero_world_size(const zero_ctx *z) { return live(z) ? z->world : 0; }
+const zero_config *zero_get_config(const zero_ctx *z) { return live(z) ? &z->set.cfg : NULL; }
 
 void *zero_compute_stream(const zero_ctx *z)
 {
-    return z ? zr_dev_stream(&z->dev, ZR_STREAM_COMPUTE) : NULL;
+    return live(z) ? zr_dev_stream(&z->dev, ZR_STREAM_COMPUTE) : NULL;
 }
 
 zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
 {
     if (!z || !st)
         return ZERO_ERR_INVALID;
+    if (!live(z))
+        return ZERO_ERR_STATE;
     memset(st, 0, sizeof *st);
     for (int l = 0; l < ZERO_MEM_NUM_LABELS; l++) {
         st->current[l] = z->dev.current[l];
@@ -369,20 +391,37 @@ zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
     return ZERO_OK;
 }
 
-const char *zero_last_error(const zero_ctx *z) { return z ? z->err.msg : "ctx is NULL"; }
+const char *zero_last_error(const zero_ctx *z)
+{
+    if (!z)
+        return "ctx is NULL";
+    return live(z) ? z->err.msg
+                   : "not a live context: it was finalized (zero_finalize), or the pointer is "
+                     "not one zero_init returned";
+}
 
 /* ---- utilities ------------------------------------------------------------------------------- */
 
-size_t zero_dtype_size(zero_dtype d) { return d == ZERO_DTYPE_FP32 ? 4 : 2; }
+static int dtype_valid(zero_dtype d)
+{
+    return d == ZERO_DTYPE_FP32 || d == ZERO_DTYPE_BF16 || d == ZERO_DTYPE_FP16;
+}
+
+size_t zero_dtype_size(zero_dtype d)
+{
+    return d == ZERO_DTYPE_FP32 ? 4 : dtype_valid(d) ? 2 : 0;
+}
 
 void zero_convert(void *dst, zero_dtype dt, const void *src, zero_dtype st, size_t n)
 {
-    zk_cast(dst, dt, src, st, n);
+    if (dtype_valid(dt) && dtype_valid(st))
+        zk_cast(dst, dt, src, st, n);
 }
 
 void zero_accumulate(void *dst, zero_dtype dt, const float *src, size_t n)
 {
-    zk_add_f32(dst, dt, src, n);
+    if (dtype_valid(dt))
+        zk_add_f32(dst, dt, src, n);
 }
 
 const char *zero_status_string(zero_status s)

@@ -152,12 +152,17 @@ zero_status zr_backend_bootstrap(zero_ctx *z)
         return zr_fail(&z->err, s, "zero_init: %s", z->comm.err.msg);
     z->rank = z->comm.rank;
     z->world = z->comm.world;
+    /* bounded from the first exchange on: the default until the configuration is agreed */
+    const zero_config defaults = ZERO_CONFIG_INIT;
+    z->comm.timeout_s = (double)defaults.timeout_s;
     return ZERO_OK;
 }
 
 zero_status zr_backend_open(zero_ctx *z)
 {
     /* every rank reaches the agreement below, whatever failed locally before it */
+    z->comm.timeout_s = (double)z->set.cfg.timeout_s;
+    z->comm.flight_dir = z->set.debug_dir[0] ? z->set.debug_dir : NULL;
     zero_status s = select_device(z);
     if (!s) {
         zr_device_host_init(&z->host, 0);

@@ -23,12 +23,14 @@
 #define ZERO_COLL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime/comm.h"
 
 /* An in-flight collective: storage the backend interprets (an MPI request; an NCCL event). */
 typedef struct zr_creq {
     _Alignas(16) unsigned char impl[48];
+    uint64_t seq; /* its flight-recorder entry (coll.c), 0 = none */
 } zr_creq;
 
 enum {
@@ -69,42 +71,28 @@ struct zr_coll {
 /* The mpi backend over comm's communicator (host buffers). Local. */
 zero_status zr_coll_mpi_init(zr_coll *c, zr_comm *comm);
 
-static inline zero_status zr_coll_all_gather(zr_coll *c, void *recv, size_t count, zr_elem e,
-                                             zr_traffic t, zr_creq *req)
-{
-    return c->ops->all_gather(c, recv, count, e, t, req);
-}
-static inline zero_status zr_coll_reduce_scatter(zr_coll *c, const void *send, void *recv,
-                                                 size_t count, zr_elem e, zr_traffic t,
-                                                 zr_creq *req)
-{
-    return c->ops->reduce_scatter(c, send, recv, count, e, t, req);
-}
-static inline zero_status zr_coll_all_reduce(zr_coll *c, void *buf, size_t count, zr_elem e,
-                                             zr_redop op, zr_traffic t, zr_creq *req)
-{
-    return c->ops->all_reduce(c, buf, count, e, op, t, req);
-}
-static inline zero_status zr_coll_broadcast(zr_coll *c, void *buf, size_t count, zr_elem e,
-                                            int root, zr_traffic t, zr_creq *req)
-{
-    return c->ops->broadcast(c, buf, count, e, root, t, req);
-}
-static inline zero_status zr_coll_gather(zr_coll *c, const void *send, void *recv, size_t count,
-                                         zr_elem e, int root)
-{
-    return c->ops->gather(c, send, recv, count, e, root);
-}
-static inline zero_status zr_coll_group_start(zr_coll *c) { return c->ops->group_start(c); }
-static inline zero_status zr_coll_group_end(zr_coll *c, zr_creq *req)
-{
-    return c->ops->group_end(c, req);
-}
-static inline zero_status zr_coll_wait(zr_coll *c, zr_creq *req) { return c->ops->wait(c, req); }
-static inline zero_status zr_coll_test(zr_coll *c, zr_creq *req, int *done)
-{
-    return c->ops->test(c, req, done);
-}
+/* The door: every collective goes through these (coll.c). Each one is numbered, its signature
+ * (kind, count, element type, traffic class, tag, step) folded into comm->sig_hash and kept in
+ * the flight recorder; a failure or timeout marks the group broken (every later call returns
+ * ZERO_ERR_COMM at once) and dumps the recorder to the log. */
+zero_status zr_coll_all_gather(zr_coll *c, void *recv, size_t count, zr_elem e, zr_traffic t,
+                               zr_creq *req);
+zero_status zr_coll_reduce_scatter(zr_coll *c, const void *send, void *recv, size_t count,
+                                   zr_elem e, zr_traffic t, zr_creq *req);
+zero_status zr_coll_all_reduce(zr_coll *c, void *buf, size_t count, zr_elem e, zr_redop op,
+                               zr_traffic t, zr_creq *req);
+zero_status zr_coll_broadcast(zr_coll *c, void *buf, size_t count, zr_elem e, int root,
+                              zr_traffic t, zr_creq *req);
+zero_status zr_coll_gather(zr_coll *c, const void *send, void *recv, size_t count, zr_elem e,
+                           int root);
+zero_status zr_coll_group_start(zr_coll *c);
+zero_status zr_coll_group_end(zr_coll *c, zr_creq *req);
+zero_status zr_coll_wait(zr_coll *c, zr_creq *req);
+zero_status zr_coll_test(zr_coll *c, zr_creq *req, int *done);
+/* Names the next collective issued on c's group for signatures and the flight recorder: what
+ * libzero is doing and the chunk or module it is for. Untagged collectives are named by their
+ * kind. */
+void zr_coll_tag(zr_coll *c, const char *what, int id);
 static inline void zr_coll_request_free(zr_coll *c, zr_creq *req)
 {
     if (c->ops)

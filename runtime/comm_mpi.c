@@ -7,9 +7,11 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static const char *const coll_names[ZR_COLL_NUM] = {"all_gather", "reduce_scatter", "all_reduce",
@@ -66,9 +68,18 @@ static zero_status mpi_fail(zr_comm *c, int rc, const char *what)
     } while (0)
 
 static int we_initialized_mpi;
+static int some_comm_broken; /* process-wide: MPI_Finalize could wait for a lost peer */
+
+void zr_comm_mark_broken(zr_comm *c)
+{
+    c->broken = 1;
+    some_comm_broken = 1;
+}
 
 static void finalize_at_exit(void)
 {
+    if (some_comm_broken) /* MPI_Finalize would wait for the peers a collective lost */
+        return;
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
@@ -93,6 +104,8 @@ zero_status zr_comm_init(zr_comm *c)
             we_initialized_mpi = 1;
             atexit(finalize_at_exit);
         }
+        /* MPI errors come back as statuses, never as an abort of the job */
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     }
     MPI_CHECK(c, MPI_Comm_dup(MPI_COMM_WORLD, &c->comm));
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
@@ -114,8 +127,9 @@ void zr_comm_destroy(zr_comm *c)
         MPI_Op_free(&c->op_sum_bf16);
     if (c->op_sum_f16 != MPI_OP_NULL && c->op_sum_f16)
         MPI_Op_free(&c->op_sum_f16);
-    if (c->comm != MPI_COMM_NULL)
+    if (c->comm != MPI_COMM_NULL && !c->broken) /* a broken one may have operations pending */
         MPI_Comm_free(&c->comm);
+    c->comm = MPI_COMM_NULL;
 }
 
 static MPI_Op mpi_op(zr_comm *c, zr_elem e, zr_redop op)
@@ -166,6 +180,7 @@ static zero_status check_count(zr_comm *c, size_t n, const char *what)
 typedef struct mpi_req {
     MPI_Request req;
     int active;
+    double since; /* when it was issued: its timeout counts from here */
 } mpi_req;
 _Static_assert(sizeof(mpi_req) <= sizeof(((zr_creq *)0)->impl), "zr_creq too small for MPI");
 
@@ -176,6 +191,32 @@ typedef struct mpi_impl {
 } mpi_impl;
 
 static mpi_req *mreq(zr_creq *r) { return (mpi_req *)(void *)r->impl; }
+
+/* The watchdog: waits for n requests by testing them until they complete or comm->timeout_s
+ * seconds have passed since `since` (0 = no limit). On timeout: ZERO_ERR_COMM naming `what`; the
+ * requests stay pending (MPI cannot cancel a collective), so the group must not be used again. */
+static zero_status wait_deadline(zr_comm *m, MPI_Request *r, int n, double since, const char *what)
+{
+    for (unsigned polls = 0;; polls++) {
+        int flag = 0;
+        int rc = MPI_Testall(n, r, &flag, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(m, rc, what);
+        if (flag)
+            return ZERO_OK;
+        if (m->timeout_s > 0.0 && zr_now() - since > m->timeout_s) {
+            m->timed_out = 1;
+            return zr_fail(&m->err, ZERO_ERR_COMM,
+                           "%s did not complete within ZERO_TIMEOUT_S=%g s on rank %d of %d: a "
+                           "rank is stopped, slower than the timeout, or waiting in a different "
+                           "collective (which ones cannot be known from here; see each rank's "
+                           "flight recorder in the log)",
+                           what, m->timeout_s, m->rank, m->world);
+        }
+        if (polls >= 64)
+            sched_yield(); /* let a rank sharing this core run */
+    }
+}
 
 /* Where a call's MPI request goes: the caller's, a new pending slot of the group, or NULL
  * (blocking). *fail is set when the pending list cannot grow. */
@@ -211,14 +252,22 @@ static void nothing_in_flight(zr_coll *c, zr_creq *req)
         mreq(req)->active = 0;
 }
 
-#define MPI_ISSUE(c, slot, req_of, blocking_call, nonblocking_call)                           \
+/* Issues the non-blocking form into slot; without a slot (a blocking call) into a local request
+ * that the watchdog waits for. */
+#define MPI_ISSUE(c, slot, req_of, what, nonblocking_call)                                    \
     do {                                                                                      \
-        if (slot) {                                                                           \
-            MPI_CHECK((c)->comm, nonblocking_call);                                           \
-            if (req_of)                                                                       \
-                (req_of)->active = 1;                                                         \
-        } else {                                                                              \
-            MPI_CHECK((c)->comm, blocking_call);                                              \
+        MPI_Request local_;                                                                   \
+        const double since_ = zr_now();                                                       \
+        if (!(slot))                                                                          \
+            (slot) = &local_;                                                                 \
+        MPI_CHECK((c)->comm, nonblocking_call);                                               \
+        if (req_of) {                                                                         \
+            (req_of)->active = 1;                                                             \
+            (req_of)->since = since_;                                                         \
+        } else if ((slot) == &local_) {                                                       \
+            zero_status ws_ = wait_deadline((c)->comm, &local_, 1, since_, what);             \
+            if (ws_)                                                                          \
+                return ws_;                                                                   \
         }                                                                                     \
     } while (0)
 
@@ -239,9 +288,7 @@ static zero_status mpi_all_gather(zr_coll *c, void *recv, size_t n, zr_elem e, z
     MPI_Request *slot = slot_for(c, req, &act, &fail);
     if (fail)
         return ZERO_ERR_SYSTEM;
-    MPI_ISSUE(c, slot, act,
-              MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
-                            m->comm),
+    MPI_ISSUE(c, slot, act, "all_gather",
               MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
                              m->comm, slot));
     return ZERO_OK;
@@ -266,9 +313,7 @@ static zero_status mpi_reduce_scatter(zr_coll *c, const void *send, void *recv, 
     MPI_Request *slot = slot_for(c, req, &act, &fail);
     if (fail)
         return ZERO_ERR_SYSTEM;
-    MPI_ISSUE(c, slot, act,
-              MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(e), mpi_op(m, e, ZR_OP_SUM),
-                                       m->comm),
+    MPI_ISSUE(c, slot, act, "reduce_scatter",
               MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(e), mpi_op(m, e, ZR_OP_SUM),
                                         m->comm, slot));
     return ZERO_OK;
@@ -291,8 +336,7 @@ static zero_status mpi_all_reduce(zr_coll *c, void *buf, size_t n, zr_elem e, zr
     MPI_Request *slot = slot_for(c, req, &act, &fail);
     if (fail)
         return ZERO_ERR_SYSTEM;
-    MPI_ISSUE(c, slot, act,
-              MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(m, e, op), m->comm),
+    MPI_ISSUE(c, slot, act, "all_reduce",
               MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(m, e, op), m->comm,
                              slot));
     return ZERO_OK;
@@ -315,8 +359,7 @@ static zero_status mpi_broadcast(zr_coll *c, void *buf, size_t n, zr_elem e, int
     MPI_Request *slot = slot_for(c, req, &act, &fail);
     if (fail)
         return ZERO_ERR_SYSTEM;
-    MPI_ISSUE(c, slot, act, MPI_Bcast(buf, (int)n, mpi_type(e), root, m->comm),
-              MPI_Ibcast(buf, (int)n, mpi_type(e), root, m->comm, slot));
+    MPI_ISSUE(c, slot, act, "broadcast", MPI_Ibcast(buf, (int)n, mpi_type(e), root, m->comm, slot));
     return ZERO_OK;
 }
 
@@ -332,9 +375,10 @@ static zero_status mpi_gather(zr_coll *c, const void *send, void *recv, size_t n
         memcpy(recv, send, n * zr_elem_size(e));
         return ZERO_OK;
     }
-    MPI_CHECK(m, MPI_Gather(send, (int)n, mpi_type(e), recv, (int)n, mpi_type(e), root,
-                            m->comm));
-    return ZERO_OK;
+    MPI_Request r;
+    MPI_CHECK(m, MPI_Igather(send, (int)n, mpi_type(e), recv, (int)n, mpi_type(e), root, m->comm,
+                             &r));
+    return wait_deadline(m, &r, 1, zr_now(), "gather");
 }
 
 static zero_status mpi_group_start(zr_coll *c)
@@ -355,8 +399,7 @@ static zero_status mpi_group_end(zr_coll *c, zr_creq *req)
         return ZERO_OK;
     int n = m->npending;
     m->npending = 0;
-    MPI_CHECK(c->comm, MPI_Waitall(n, m->pending, MPI_STATUSES_IGNORE));
-    return ZERO_OK;
+    return wait_deadline(c->comm, m->pending, n, zr_now(), "a group of collectives");
 }
 
 static zero_status mpi_wait(zr_coll *c, zr_creq *req)
@@ -364,9 +407,10 @@ static zero_status mpi_wait(zr_coll *c, zr_creq *req)
     mpi_req *r = mreq(req);
     if (!r->active)
         return ZERO_OK;
-    r->active = 0;
-    MPI_CHECK(c->comm, MPI_Wait(&r->req, MPI_STATUS_IGNORE));
-    return ZERO_OK;
+    zero_status s = wait_deadline(c->comm, &r->req, 1, r->since, "a non-blocking collective");
+    if (!s)
+        r->active = 0;
+    return s;
 }
 
 static zero_status mpi_test(zr_coll *c, zr_creq *req, int *done)

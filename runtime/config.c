@@ -156,11 +156,11 @@ static const zr_var zr_vars[] = {
      "AdamW decoupled weight decay (not applied to tensors marked no_decay)", .flo = 0,
      .fhi = FLT_MAX},
     {"ZERO_TIMEOUT_S", ZR_T_FLOAT, CFG(timeout_s), "600", "a number of seconds >= 0",
-     "per rank: cuda backend: an NCCL collective (or NCCL's initialisation) not complete this "
-     "many seconds after it was enqueued, or an asynchronous NCCL error, aborts the NCCL "
-     "communicator: that call and every later one that needs NCCL return ZERO_ERR_COMM instead "
-     "of hanging. The MPI exchanges (agreement, norm, report) are not bounded by it. "
-     "0 = wait forever",
+     "per rank: the longest a rank waits for a collective (MPI or NCCL), counted from when it was "
+     "issued: one not complete by then returns ZERO_ERR_COMM naming it, the context then accepts "
+     "only zero_finalize (on the cuda backend the NCCL communicator is aborted as well), and the "
+     "rank's flight recorder goes to the log. Bounds every exchange after zero_init has read "
+     "this setting; the exchanges before it wait at most the default. 0 = wait forever",
      .flo = 0, .fhi = FLT_MAX, .per_rank = 1},
     {"ZERO_DEBUG", ZR_T_ENUM, ENV_ONLY(log_level), "WARN", "one of NONE WARN INFO TRACE",
      "log level; INFO also logs every value taken from the environment", .words = zr_level_words},
@@ -169,6 +169,11 @@ static const zr_var zr_vars[] = {
      "subsystems that are logged", .words = zr_subsys_words},
     {"ZERO_DEBUG_FILE", ZR_T_PATH, ENV_ONLY(log_file), "", "a path, %h = host name, %p = process id",
      "log file instead of stderr", .shi = ZR_PATH_CAP - 1},
+    {"ZERO_DEBUG_DIR", ZR_T_PATH, ENV_ONLY(debug_dir), "", "a directory",
+     "where each rank also writes its flight recorder (its last collectives, "
+     "zero-flight-rank<R>-<pid>.txt) when a collective fails or times out or the ranks' "
+     "collectives differ; unset = the log only",
+     .shi = ZR_PATH_CAP - 1},
     {"ZERO_REPORT", ZR_T_PATH, ENV_ONLY(report_path), "", "a path",
      "JSON report written by rank 0 at zero_finalize; when unset, zero_config.report_path",
      .shi = ZR_PATH_CAP - 1},
@@ -314,15 +319,36 @@ static int zr_float_in_range(const zr_var *v, double x) {
     return 1;
 }
 
-/* Reads a finite number that fits a float. Returns 0, or -1 when the text is not a number. */
+/* Reads a finite number that fits a float. Returns 0, -1 when the text is not a number, or -2
+ * when it is not 0 but rounds to 0 as a float (1e-50): 0 means "off" for several settings, so a
+ * tiny value must not silently become that. */
 static int zr_parse_float(const char *text, float *out) {
     char *end;
     errno = 0;
     double x = strtod(text, &end);
     if (end == text || *end != '\0') return -1;
     if (!isfinite(x) || fabs(x) > FLT_MAX) return -1;
+    if (x != 0.0 && (float)x == 0.0f) return -2;
     *out = (float)x;
     return 0;
+}
+
+/* The message of zr_parse_float's verdict rc (-1 or -2) for variable v. */
+static zero_status zr_float_error(const zr_var *v, const char *text, int rc, zr_error *e) {
+    if (rc == -2)
+        zr_fail(e, ZERO_ERR_INVALID,
+                "%s=%.*s is not allowed: it is not 0 but rounds to 0 as a 32-bit float (the "
+                "smallest positive one is 1.4e-45)%s: expected %s",
+                v->name, ZR_SHOWN, text,
+                v->type == ZR_T_SCALE         ? ", where 0 means dynamic (write dynamic if that "
+                                                "is meant)"
+                : zr_float_in_range(v, 0.0) ? ", where 0 means off (write 0 if off is meant)"
+                                            : "",
+                v->allowed);
+    else
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not a number: expected %s", v->name, ZR_SHOWN,
+                text, v->allowed);
+    return ZERO_ERR_INVALID;
 }
 
 static int zr_parse_subsys(const zr_word *words, const char *text, unsigned *mask, char *bad,
@@ -434,12 +460,9 @@ static zero_status apply_size(const zr_var *v, const char *text, void *p, zr_err
 
 static zero_status apply_float(const zr_var *v, const char *text, void *p, zr_error *e) {
     float x;
-    if (zr_parse_float(text, &x) != 0) {
-        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not a number: expected %s", v->name, ZR_SHOWN,
-                text, v->allowed);
-        return ZERO_ERR_INVALID;
-    }
-    /* The range is checked on the float actually stored: 1e-50 becomes 0. */
+    int rc = zr_parse_float(text, &x);
+    if (rc != 0) return zr_float_error(v, text, rc, e);
+    /* The range is checked on the float actually stored. */
     if (!zr_float_in_range(v, (double)x)) {
         zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
                 v->allowed);
@@ -455,7 +478,9 @@ static zero_status apply_scale(const zr_var *v, const char *text, void *p, zr_er
         *(float *)p = 0.0f;
         return ZERO_OK;
     }
-    if (zr_parse_float(text, &x) != 0 || !zr_float_in_range(v, (double)x)) {
+    int rc = zr_parse_float(text, &x);
+    if (rc == -2) return zr_float_error(v, text, rc, e);
+    if (rc != 0 || !zr_float_in_range(v, (double)x)) {
         zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
                 v->allowed);
         return ZERO_ERR_INVALID;
@@ -782,7 +807,8 @@ void zr_config_write_markdown(FILE *f) {
           f);
 }
 
-int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **names, int max) {
+int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **names, int *kinds,
+                          int max) {
     int n = 0;
     for (int i = 0; i < ZR_NUM_VARS && n < max; i++) {
         const zr_var *v = &zr_vars[i];
@@ -806,9 +832,47 @@ int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **nam
         }
         words[n] = w;
         if (names) names[n] = v->name;
+        if (kinds) kinds[n] = i;
         n++;
     }
     return n;
+}
+
+void zr_config_word_text(int kind, int64_t w, char *buf, size_t n) {
+    if (!buf || n == 0) return;
+    const zr_var *v = kind >= 0 && kind < ZR_NUM_VARS ? &zr_vars[kind] : NULL;
+    if (!v) {
+        snprintf(buf, n, "%lld", (long long)w);
+        return;
+    }
+    switch (v->type) {
+    case ZR_T_ENUM:
+    case ZR_T_INTWORD: {
+        const zr_word *x = v->words;
+        while (x->word && x->value != (int)w) x++;
+        if (x->word)
+            snprintf(buf, n, "%s", x->word);
+        else
+            snprintf(buf, n, "%lld", (long long)w);
+        return;
+    }
+    case ZR_T_SIZE: snprintf(buf, n, "%llu bytes", (unsigned long long)(uint64_t)w); return;
+    case ZR_T_FLOAT:
+    case ZR_T_SCALE: {
+        uint32_t bits = (uint32_t)w;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        if (v->type == ZR_T_SCALE && f == 0.0f)
+            snprintf(buf, n, "dynamic");
+        else
+            zr_format_float(buf, n, f);
+        return;
+    }
+    case ZR_T_INT:
+    case ZR_T_SUBSYS:
+    case ZR_T_PATH: break;
+    }
+    snprintf(buf, n, "%lld", (long long)w);
 }
 
 void zr_config_write_json(const zr_settings *s, FILE *f) {

@@ -18,6 +18,7 @@ typedef struct zr_settings {
     int log_level;          /* ZERO_DEBUG: enum zr_log_level; default WARN */
     unsigned log_mask;      /* ZERO_DEBUG_SUBSYS: enum zr_log_subsys bits; default ALL */
     char log_file[512];     /* ZERO_DEBUG_FILE: "" = stderr */
+    char debug_dir[512];    /* ZERO_DEBUG_DIR: flight-recorder dumps; "" = the log only */
     char report_path[512];  /* ZERO_REPORT, or cfg.report_path copied; "" = none */
 } zr_settings;
 
@@ -57,8 +58,19 @@ int zr_parse_size(const char *text, uint64_t default_unit, uint64_t *bytes);
 void zr_config_write_markdown(FILE *f);
 
 /* Values of the config fields that must agree across ranks, as 64-bit words (for the
- * cross-rank check); returns how many were written (<= max), and their names through names[]. */
-int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **names, int max);
+ * cross-rank check); returns how many were written (<= max), their names through names[] and
+ * through kinds[] how each is shown (zr_config_word_text); names and kinds may be NULL. */
+int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **names, int *kinds,
+                          int max);
+
+/* How a fingerprint word is shown: ZR_WORD_INT, a plain integer (words that are not settings,
+ * e.g. a tensor count); or, as zr_config_fingerprint writes into kinds[], the setting whose value
+ * the word holds, shown as that setting is written (0.001 for ZERO_LR, not its float bits; bf16;
+ * dynamic; a size in bytes). */
+enum { ZR_WORD_INT = -1 };
+
+/* Word w of kind `kind` as text into buf (n bytes, always terminated). */
+void zr_config_word_text(int kind, int64_t w, char *buf, size_t n);
 
 /* Writes the resolved configuration as a JSON object (no trailing newline). */
 void zr_config_write_json(const zr_settings *s, FILE *f);

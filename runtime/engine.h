@@ -23,6 +23,7 @@
 #define ZERO_ENGINE_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "offload/placement.h"
 #include "partition/partition.h"
@@ -114,14 +115,21 @@ typedef struct zr_grads {
     int *chunk_bucket;             /* [num_chunks] bucket index or -1 */
     int *chunk_state;              /* [num_chunks] ZR_CHUNK_* */
     int *chunk_ready;              /* [num_chunks] modules reported ready this micro-step */
+    /* Stale pointers (bucketed path, when z->tensor_module is set). module_asked[num_modules]:
+     * ZR_ASKED_NOW when a gradient pointer of one of the module's tensors was handed out in this
+     * micro-step, ZR_ASKED_BEFORE when only in an earlier one. A module asked for before but
+     * not now holds a stale bucket pointer: zero_grad_ready refuses it. */
+    unsigned char *module_asked;
 } zr_grads;
+
+enum { ZR_ASKED_NOW = 1, ZR_ASKED_BEFORE = 2 };
 
 /* ---- step.c: the loss scaler ----------------------------------------------------------------- */
 typedef struct zr_scaler {
     float scale;
     int dynamic;          /* fp16 without a fixed ZERO_LOSS_SCALE */
     int hysteresis_left;
-    int64_t last_rescale; /* boundary index of the last overflow or growth */
+    int64_t last_rescale; /* boundary index of the last overflow (growth every window after it) */
 } zr_scaler;
 
 /* Where training stands; changed only by a zero_step that gets past its last check. */
@@ -138,6 +146,9 @@ struct zr_s3;
 struct zero_ctx {
     zr_settings set;
     zr_error err;            /* the last failure: zero_last_error */
+    uint32_t magic;          /* ZR_CTX_MAGIC from a successful zero_init until destroy, which
+                                writes ZR_CTX_DEAD just before free; kept away from both ends of
+                                the block, where the allocator keeps its bookkeeping once free */
     zr_comm comm;            /* the ranks (MPI) and the traffic counters */
     zr_coll dcoll;           /* collectives on device buffers (backend.c picks mpi or nccl) */
     zr_coll hcoll;           /* collectives on host buffers (mpi) */
@@ -154,6 +165,9 @@ struct zero_ctx {
     size_t wsz;              /* bytes of one working element */
     int num_tensors;
     zr_tensor_meta *meta;    /* [num_tensors] */
+    int *tensor_module;      /* [num_tensors] module id of each tensor (zero_init's lay_out; NULL
+                                in a context built by hand, which turns off grad.c's check of
+                                stale gradient pointers) */
     zp_segment *seg;         /* [seg_cap]: scratch for the tensor pieces of one chunk */
     int seg_cap;
     const zr_optim_ops *optim;
@@ -170,6 +184,20 @@ struct zero_ctx {
     int report_on;           /* rank 0 writes a report at zero_finalize (all ranks take part) */
 };
 
+/* zero_ctx.magic: a live context, and one that was finalized (seen while its memory is not yet
+ * reused; every public entry point checks it). 0 is a context built field by field without
+ * zero_init (the unit tests' rig), accepted as live. */
+#define ZR_CTX_MAGIC 0x4f52455au /* "ZERO" */
+#define ZR_CTX_DEAD 0xdeadc7a5u
+
+/* Whether z is a live context: its magic is ZR_CTX_MAGIC (or 0: a context built by hand, as the
+ * unit tests do). Read from memory that may have been freed: a call after zero_finalize is caught
+ * only while that memory has not been reused (include/zero.h says so). */
+static inline int zr_ctx_live(const zero_ctx *z)
+{
+    return z && (z->magic == ZR_CTX_MAGIC || z->magic == 0);
+}
+
 /* ---- agree.c -------------------------------------------------------------------------------- */
 enum { ZR_AGREE_WORDS = 48 };
 /* Every rank contributes its local status (message from z->err), and fingerprint words; every
@@ -177,6 +205,13 @@ enum { ZR_AGREE_WORDS = 48 };
  * differs from rank 0's (named by names[]), else ZERO_OK. Collective. */
 zero_status zr_agree(zero_ctx *z, zero_status local, const int64_t *words,
                      const char *const *names, int nwords);
+/* zr_agree over zero_init's configuration words (kinds[] as zr_config_fingerprint writes them,
+ * or NULL), followed by the tensor count and registration hash it appends; when only the tensors
+ * differ, a second round (on that failure path only) names the first tensor that differs and
+ * how. Collective. */
+zero_status zr_agree_tensors(zero_ctx *z, zero_status local, const int64_t *words,
+                             const char *const *names, const int *kinds, int nwords,
+                             const zero_tensor *t, int n);
 /* zero_init's argument checks (local). */
 zero_status zr_check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, int n);
 uint64_t zr_hash_tensors(const zero_tensor *t, int n);
@@ -242,9 +277,19 @@ void zr_scaler_init(zr_scaler *s, const zero_config *c, zero_dtype dtype);
 /* After boundary index `it` (0-based) ended, with or without an inf/nan gradient. */
 void zr_scaler_update(zr_scaler *s, int64_t it, int overflow);
 zero_status zr_step(zero_ctx *z);
+/* zero_finalize's agreement: the same number of steps and the same collectives on every rank,
+ * else ZERO_ERR_COMM on every rank. Collective. */
+zero_status zr_finalize_agree(zero_ctx *z);
 
 /* ---- io.c, report.c ------------------------------------------------------------------------- */
 zero_status zr_write_report(zero_ctx *z, const char *path);
+/* Writes a file on rank 0 the safe way (io.c): a temporary file in the target's directory,
+ * fill(f), fsync, rename over the target (through symbolic links), fsync of the directory;
+ * targets that exist and are not regular files are refused. Every rank returns rank 0's
+ * verdict. Collective. */
+typedef zero_status (*zr_fill_fn)(zero_ctx *z, FILE *f, void *arg);
+zero_status zr_write_rank0_file(zero_ctx *z, const char *what, const char *path,
+                                zr_fill_fn fill, void *arg);
 
 /* The tensor pieces inside [lo, hi) of chunk c, into z->seg; returns how many. */
 int zr_segments(zero_ctx *z, int c, size_t lo, size_t hi);

@@ -7,7 +7,8 @@
  *    asks for one of its tensors; when every module of the chunk is reported ready the bucket is
  *    reduce-scattered (non-blocking) and its slice added into the gradient shard. Two buckets let
  *    one fill while the other reduces; more are added only if the model holds gradients of more
- *    chunks at once.
+ *    chunks at once. A bucket is a chunk's for one micro-step only, so a model that keeps its
+ *    pointers across micro-steps is refused at zero_grad_ready (check_stale).
  * Either way a rank's reduced gradient ends up where zr_grad_ops.at finds it. */
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ static zero_status reduce_in_place(zero_ctx *z, char *base, int all_gather)
             char *g = base + L->chunks[c].offset * z->wsz;
             size_t n = L->chunks[c].slice;
             zr_creq *req = &z->g.chunk_req[c];
+            zr_coll_tag(&z->dcoll, pass == 0 ? "reduce-scatter of chunk" : "all-gather of chunk",
+                        c);
             s = pass == 0 ? zr_coll_reduce_scatter(&z->dcoll, g, g + (size_t)z->rank * n * z->wsz,
                                                    n, e, ZR_TRAFFIC_TRAIN, req)
                           : zr_coll_all_gather(&z->dcoll, g, n, e, ZR_TRAFFIC_TRAIN, req);
@@ -68,6 +71,7 @@ static zero_status reduce_through_rs_out(zero_ctx *z)
         const zp_chunk *ch = &L->chunks[c];
         char *g = (char *)z->st.grads + ch->offset * z->wsz;
         zr_creq *req = &z->g.chunk_req[c];
+        zr_coll_tag(&z->dcoll, "reduce-scatter of chunk", c);
         if ((s = zr_coll_reduce_scatter(&z->dcoll, g, z->st.rs_out, ch->slice, e,
                                         ZR_TRAFFIC_TRAIN, req)) ||
             (s = zr_coll_wait(&z->dcoll, req)))
@@ -205,6 +209,7 @@ static zero_status acquire_bucket(zero_ctx *z, int c)
 static zero_status issue_reduce(zero_ctx *z, int c)
 {
     zr_bucket *bk = &z->g.buckets[z->g.chunk_bucket[c]];
+    zr_coll_tag(&z->dcoll, "reduce-scatter of chunk", c);
     zero_status s = zr_coll_reduce_scatter(&z->dcoll, bk->grad, bk->slice,
                                            z->layout.chunks[c].slice, zr_elem_of(z->dtype),
                                            ZR_TRAFFIC_TRAIN, &bk->req);
@@ -248,12 +253,44 @@ static void *bucket_ptr(zero_ctx *z, int i)
     }
     if (z->g.chunk_state[c] == ZR_CHUNK_IDLE && acquire_bucket(z, c))
         return NULL;
+    if (z->g.module_asked)
+        z->g.module_asked[z->tensor_module[i]] = ZR_ASKED_NOW;
     return (char *)z->g.buckets[z->g.chunk_bucket[c]].grad + p->offset * z->wsz;
+}
+
+/* A model that keeps its gradient pointers across micro-steps (as llm.c keeps its tensor
+ * pointers) writes this micro-step's gradient into last micro-step's bucket, which by now is
+ * free (zeroed when taken again) or holds another chunk, possibly while it is being reduced:
+ * the gradient is lost or corrupts another, silently. A module whose pointers were asked for in
+ * an earlier micro-step but not in this one is that case (or a module without a gradient this
+ * time; asking for its pointers and adding nothing is the way to say so). Per module, not per
+ * chunk: with one chunk for a small model (the default bucket) a chunk rule would miss every
+ * kept pointer. A module never asked for at all is not refused: its gradient is zeros. */
+static zero_status check_stale(zero_ctx *z, int module, int c)
+{
+    if (!z->g.module_asked || z->g.module_asked[module] != ZR_ASKED_BEFORE)
+        return ZERO_OK;
+    int first = 0;
+    while (first < z->num_tensors && z->tensor_module[first] != module)
+        first++;
+    return zr_fail(&z->err, ZERO_ERR_STATE,
+                   "zero_grad_ready: module %d (first tensor %d, %s): no zero_grad_ptr of its "
+                   "tensors in this micro-step, but in an earlier one. At "
+                   "ZERO_STAGE=%d the gradient lives in a reduce bucket taken anew every "
+                   "micro-step: a pointer kept from an earlier micro-step points into a bucket "
+                   "that has been zeroed or given to another chunk since, so what was written "
+                   "through it is lost or lands in another chunk's gradient. Ask for "
+                   "zero_grad_ptr again every micro-step, before writing the gradient (also when "
+                   "the module adds nothing this time)",
+                   module, first, first < z->num_tensors ? z->meta[first].name : "?",
+                   z->set.cfg.stage);
 }
 
 static zero_status bucket_ready(zero_ctx *z, int module, int c)
 {
     zero_status s;
+    if ((s = check_stale(z, module, c)))
+        return s;
     if (z->g.chunk_state[c] == ZR_CHUNK_IDLE && (s = acquire_bucket(z, c)))
         return s;
     z->g.module_ready[module] = 1;
@@ -293,8 +330,12 @@ zero_status zr_grads_init(zero_ctx *z)
     g->chunk_bucket = malloc(nc * sizeof(int));
     g->chunk_state = calloc(nc, sizeof(int));
     g->chunk_ready = calloc(nc, sizeof(int));
+    const int track = z->tensor_module && z->set.cfg.stage >= 2; /* stale pointers */
+    if (track) {
+        g->module_asked = calloc((size_t)L->num_modules, 1);
+    }
     if (!g->module_ready || !g->chunk_modules || !g->chunk_req || !g->chunk_bucket ||
-        !g->chunk_state || !g->chunk_ready)
+        !g->chunk_state || !g->chunk_ready || (track && !g->module_asked))
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
     for (int c = 0; c < L->num_chunks; c++)
         g->chunk_bucket[c] = -1;
@@ -333,6 +374,7 @@ void zr_grads_free(zero_ctx *z)
     free(g->chunk_bucket);
     free(g->chunk_state);
     free(g->chunk_ready);
+    free(g->module_asked);
     memset(g, 0, sizeof *g);
 }
 
@@ -342,4 +384,9 @@ void zr_grads_reset_micro(zero_ctx *z)
     memset(z->g.chunk_state, 0, (size_t)L->num_chunks * sizeof *z->g.chunk_state);
     memset(z->g.chunk_ready, 0, (size_t)L->num_chunks * sizeof *z->g.chunk_ready);
     memset(z->g.module_ready, 0, (size_t)L->num_modules);
+    if (z->g.module_asked) { /* asked now -> asked before; before stays */
+        for (int m = 0; m < L->num_modules; m++)
+            if (z->g.module_asked[m])
+                z->g.module_asked[m] = ZR_ASKED_BEFORE;
+    }
 }

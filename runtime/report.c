@@ -1,14 +1,16 @@
 /* report.c — the JSON report written at zero_finalize (docs/REPORT.md): resolved configuration,
  * memory peaks per rank against the formula, traffic against the formula, phase times, stage-3
- * counters and the parameter digest. Collective; rank 0 writes. */
-#include <errno.h>
+ * counters and the parameter digest. Collective; rank 0 writes (through io.c: a temporary file
+ * renamed over the target), every rank returns rank 0's verdict. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "runtime/engine.h"
 #include "util/log.h"
+
+/* io.c: a file written on rank 0 beside its target and renamed over it; rank 0's verdict for
+ * every rank. */
 
 /* ---- JSON report ----------------------------------------------------------------------------- */
 
@@ -149,29 +151,33 @@ static void write_header(zero_ctx *z, FILE *f)
             z->prog.skipped, (double)z->scaler.scale);
 }
 
-zero_status zr_write_report(zero_ctx *z, const char *path)
+typedef struct report_args {
+    const int64_t *peaks;
+    uint64_t digest;
+} report_args;
+
+static zero_status write_report_body(zero_ctx *z, FILE *f, void *arg)
 {
-    uint64_t digest = 0;
-    int64_t *peaks = NULL;
-    ZR_CHECK(zero_param_digest(z, &digest));
-    ZR_CHECK(gather_peaks(z, &peaks));
-    if (z->rank != 0) {
-        free(peaks);
-        return ZERO_OK;
-    }
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        free(peaks);
-        return zr_fail(&z->err, ZERO_ERR_IO, "report: cannot write %s: %s", path, strerror(errno));
-    }
+    const report_args *a = arg;
     write_header(z, f);
-    write_memory(z, f, peaks);
+    write_memory(z, f, a->peaks);
     write_comm(z, f);
     write_times(z, f);
-    fprintf(f, "  \"param_digest\": \"%016" PRIx64 "\"\n}\n", digest);
+    fprintf(f, "  \"param_digest\": \"%016" PRIx64 "\"\n}\n", a->digest);
+    return ZERO_OK; /* a write error is found when io.c flushes the file */
+}
+
+zero_status zr_write_report(zero_ctx *z, const char *path)
+{
+    report_args a = {NULL, 0};
+    int64_t *peaks = NULL;
+    ZR_CHECK(zero_param_digest(z, &a.digest));
+    ZR_CHECK(gather_peaks(z, &peaks));
+    a.peaks = peaks;
+    /* rank 0 writes; every rank returns its verdict */
+    zero_status s = zr_write_rank0_file(z, "report", path, write_report_body, &a);
     free(peaks);
-    if (fclose(f) != 0)
-        return zr_fail(&z->err, ZERO_ERR_IO, "report: writing %s: %s", path, strerror(errno));
-    ZR_INFO(ZR_SUB_INIT, "report written to %s", path);
-    return ZERO_OK;
+    if (!s && z->rank == 0)
+        ZR_INFO(ZR_SUB_INIT, "report written to %s", path);
+    return s;
 }

@@ -79,6 +79,7 @@ static zero_status check_order(zero_ctx *z, int c, zero_status local)
     all[3 * z->rank] = c;
     all[3 * z->rank + 1] = (int64_t)z->s3->order_hash;
     all[3 * z->rank + 2] = local;
+    zr_coll_tag(&z->hcoll, "stage-3 order check of chunk", c);
     zero_status s = zr_coll_all_gather(&z->hcoll, all, 3, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
         free(all);
@@ -131,6 +132,7 @@ static zero_status issue_gather(zero_ctx *z, int c, int blocking)
     const zp_chunk *ch = &z->layout.chunks[c];
     zr_dev_copy(&z->dev, (char *)buf + (size_t)z->rank * ch->slice * z->wsz,
                 (char *)z->st.params + ch->shard_offset * z->wsz, ch->slice * z->wsz);
+    zr_coll_tag(&z->dcoll, "gather of chunk", c); /* prefetched or not: the same on every rank */
     s = zr_coll_all_gather(&z->dcoll, buf, ch->slice, zr_elem_of(z->dtype), ZR_TRAFFIC_TRAIN,
                            blocking ? NULL : &z->s3->gather_req[c]);
     if (s) {

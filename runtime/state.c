@@ -219,9 +219,55 @@ void zr_state_free(zero_ctx *z)
 
 /* ---- initial values -------------------------------------------------------------------------- */
 
-/* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers.
- * The working copy is converted on the host and copied to the device; the fp32 master slice is
- * copied as is (to the device, or to the host when the optimizer is offloaded). */
+/* An element of the chunk's initial values (buf, fp32) that is inf or nan, or (work, the same
+ * converted to the working precision) that becomes inf there: ZERO_ERR_INVALID naming the tensor
+ * and the element. Every rank checks the broadcast values, so every rank gives the same verdict
+ * without a further exchange. */
+static zero_status check_initial_values(zero_ctx *z, int c, const float *buf, const void *work)
+{
+    const zp_layout *L = &z->layout;
+    const zp_chunk *ch = &L->chunks[c];
+    const uint16_t *h = z->dtype == ZERO_DTYPE_FP32 ? NULL : work;
+    const uint16_t inf = z->dtype == ZERO_DTYPE_FP16 ? 0x7c00u : 0x7f80u; /* exponent all ones */
+    /* a pass without branches first (padding is zeros): almost always the whole check */
+    int bad = 0;
+    for (size_t k = 0; k < ch->padded; k++) {
+        uint32_t u;
+        memcpy(&u, &buf[k], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    for (size_t k = 0; h && k < ch->padded; k++)
+        bad |= (h[k] & inf) == inf;
+    for (int i = ch->first_tensor; bad && i < ch->first_tensor + ch->num_tensors; i++) {
+        const size_t off = L->place[i].offset, n = L->place[i].numel;
+        for (size_t k = 0; k < n; k++) {
+            uint32_t u;
+            memcpy(&u, &buf[off + k], sizeof u);
+            int finite = (u & 0x7f800000u) != 0x7f800000u;
+            if (finite && !(h && (h[off + k] & inf) == inf))
+                continue;
+            if (!finite)
+                return zr_fail(&z->err, ZERO_ERR_INVALID,
+                               "zero_init: tensor %d (%s): initial value %zu is %s; initial "
+                               "values must be finite",
+                               i, z->meta[i].name, k,
+                               (u & 0x7fffffu) ? "nan" : (u >> 31) ? "-inf" : "inf");
+            return zr_fail(&z->err, ZERO_ERR_INVALID,
+                           "zero_init: tensor %d (%s): initial value %zu is %g, which is "
+                           "%sinf in %s, the working precision (ZERO_DTYPE; largest finite "
+                           "value %g)",
+                           i, z->meta[i].name, k, (double)buf[off + k], (u >> 31) ? "-" : "",
+                           zr_dtype_name(z->dtype),
+                           z->dtype == ZERO_DTYPE_FP16 ? 65504.0 : 3.3895313892515355e38);
+        }
+    }
+    return ZERO_OK;
+}
+
+/* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers,
+ * and refuses the same inf or nan among them (check_initial_values). The working copy is
+ * converted on the host and copied to the device; the fp32 master slice is copied as is (to the
+ * device, or to the host when the optimizer is offloaded). */
 zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
 {
     const zp_layout *L = &z->layout;
@@ -254,6 +300,8 @@ zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
         if (z->set.cfg.stage > 0)
             zp_slice_range(L, c, z->rank, &lo, &hi);
         zk_cast(work, z->dtype, buf, ZERO_DTYPE_FP32, ch->padded);
+        if ((s = check_initial_values(z, c, buf, work)))
+            break;
         if (z->set.cfg.stage == 3) /* parameters exist only as this rank's slices */
             zr_dev_copy(&z->dev, (char *)z->st.params + ch->shard_offset * z->wsz,
                         (char *)work + lo * z->wsz, (hi - lo) * z->wsz);

@@ -5,6 +5,7 @@
  * parameters back to every rank. Progress counters change only once nothing before the update
  * can fail any more. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,11 +28,54 @@ static void owned_range(const zero_ctx *z, int c, size_t *lo, size_t *hi)
         zp_slice_range(&z->layout, c, z->rank, lo, hi);
 }
 
-/* ---- global norm ------------------------------------------------------------------------------
+/* ---- global norm and the sequence check ------------------------------------------------------
  * Each rank sums its own slices in a fixed order, the partial sums are all-gathered and added in
- * rank order, so every stage and every rank gets the same bits. A device failure during the
- * micro-steps travels with the partial sums, so every rank stops at this step instead of waiting
- * in the next collective. */
+ * rank order, so every stage and every rank gets the same bits. The same exchange carries a
+ * device failure during the micro-steps (so every rank stops at this step instead of waiting in
+ * the next collective) and the hash of the signatures of every collective since the last
+ * boundary (coll.c): ranks that issued different collectives — another order of buckets, an
+ * extra gather — fail here, before anything they reduced reaches the weights. */
+enum { ZR_NORM_WORDS = 5 }; /* sum, inf/nan, device status, signature hash (2 x 32 bits) */
+
+/* The ranks' collectives differ: every rank learns what each was doing, for the message. */
+static zero_status sequence_mismatch(zero_ctx *z, const double *all)
+{
+    enum { LINE = 192, LAST = 2 };
+    char *lines = calloc((size_t)z->world * LINE * LAST, 1);
+    char *mine = lines ? lines + (size_t)z->rank * LINE * LAST : NULL;
+    for (int k = 0; mine && k < LAST; k++) {
+        /* the collectives before this exchange (the exchange itself is the newest) */
+        uint64_t q = z->comm.seq > (uint64_t)(k + 1) ? z->comm.seq - (uint64_t)(k + 1) : 0;
+        const zr_flight_entry *e = &z->comm.flight[q % ZR_FLIGHT_LEN];
+        if (q && e->seq == q)
+            zr_flight_describe(&z->comm, e, mine + k * LINE, LINE);
+    }
+    if (lines)
+        zr_coll_all_gather(&z->hcoll, lines, LINE * LAST, ZR_ELEM_BYTE, ZR_TRAFFIC_OTHER, NULL);
+    char msg[ZR_ERROR_MSG];
+    size_t n = (size_t)snprintf(msg, sizeof msg,
+                                "the ranks issued different collectives before step %lld (nothing "
+                                "was applied; only zero_finalize is possible now)",
+                                (long long)z->prog.boundaries + 1);
+    for (int r = 0; r < z->world && n < sizeof msg; r++) {
+        int same = r > 0 && all[ZR_NORM_WORDS * r + 3] == all[3] &&
+                   all[ZR_NORM_WORDS * r + 4] == all[4];
+        if (same)
+            continue;
+        const char *l = lines ? lines + (size_t)r * LINE * LAST : NULL;
+        const char *before = l && l[LINE] ? l + LINE : NULL;
+        n += (size_t)snprintf(msg + n, sizeof msg - n, "; rank %d last: %s%s%s", r,
+                              l && l[0] ? l : "(unknown)", before ? ", before it: " : "",
+                              before ? before : "");
+    }
+    free(lines);
+    zero_status s = zr_fail(&z->err, ZERO_ERR_COMM, "%s", msg);
+    zr_comm_mark_broken(&z->comm);
+    snprintf(z->comm.broken_why, sizeof z->comm.broken_why, "collective sequences differ");
+    zr_flight_dump(&z->comm, "collective sequences differ across ranks", z->comm.flight_dir);
+    return s;
+}
+
 static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
 {
     const zp_layout *L = &z->layout;
@@ -46,25 +90,40 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
                                     z->dtype, z->seg[j].numel, &bad);
     }
     zero_status dev_err = zr_device_error(z, "gradient reduction");
-    double *all = malloc((size_t)z->world * 3 * sizeof *all);
+    const uint64_t h = z->comm.sig_hash;
+    double *all = malloc((size_t)z->world * ZR_NORM_WORDS * sizeof *all);
     if (!all)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    all[3 * z->rank] = local;
-    all[3 * z->rank + 1] = bad;
-    all[3 * z->rank + 2] = dev_err;
-    zero_status s = zr_coll_all_gather(&z->hcoll, all, 3, ZR_ELEM_F64, ZR_TRAFFIC_TRAIN, NULL);
+    double *mine = all + (size_t)z->rank * ZR_NORM_WORDS;
+    mine[0] = local;
+    mine[1] = bad;
+    mine[2] = dev_err;
+    mine[3] = (double)(h >> 32); /* exact: 32 bits each */
+    mine[4] = (double)(h & 0xffffffffu);
+    zr_coll_tag(&z->hcoll, "gradient norm and sequence check", -1);
+    zero_status s = zr_coll_all_gather(&z->hcoll, all, ZR_NORM_WORDS, ZR_ELEM_F64,
+                                       ZR_TRAFFIC_TRAIN, NULL);
     if (s) {
         free(all);
         return zr_fail(&z->err, s, "gradient norm all-gather: %s", z->comm.err.msg);
     }
+    for (int r = 1; r < z->world && !s; r++)
+        if (all[ZR_NORM_WORDS * r + 3] != all[3] || all[ZR_NORM_WORDS * r + 4] != all[4])
+            s = sequence_mismatch(z, all);
+    if (s) {
+        free(all);
+        return s;
+    }
+    z->comm.sig_hash = 0; /* every rank starts the next window from the same point */
     *sumsq = 0.0;
     *nonfinite = 0;
     for (int r = 0; r < z->world; r++) {
-        *sumsq += all[3 * r];
-        *nonfinite |= all[3 * r + 1] != 0.0;
-        if (!s && all[3 * r + 2] != 0.0)
+        const double *w = all + (size_t)r * ZR_NORM_WORDS;
+        *sumsq += w[0];
+        *nonfinite |= w[1] != 0.0;
+        if (!s && w[2] != 0.0)
             s = dev_err ? dev_err
-                        : zr_fail(&z->err, (zero_status)all[3 * r + 2],
+                        : zr_fail(&z->err, (zero_status)w[2],
                                   "rank %d failed on its device during this step", r);
     }
     free(all);
@@ -341,6 +400,7 @@ static zero_status boundary(zero_ctx *z, double t0)
     z->prog.micro = 0;
     z->prog.micro_steps++;
     z->prog.boundaries++;
+    z->comm.step = z->prog.boundaries;
     /* The reduced gradient is the sum over ranks and micro-steps of loss-scaled means. */
     double denom = (double)z->scaler.scale * (double)z->world * (double)c->grad_accum;
     double norm = sqrt(sumsq) / denom;
@@ -395,4 +455,41 @@ zero_status zr_step(zero_ctx *z)
     z->last.loss_scale = z->scaler.scale;
     z->times.step_s += zr_now() - t0;
     return ZERO_OK;
+}
+
+/* ---- the end: every rank finalizes at the same point ------------------------------------------
+ * zero_finalize's first collective: every rank's progress and signature hash. A rank that is
+ * still training meets it in another collective (ZERO_ERR_COMM there, within ZERO_TIMEOUT_S);
+ * ranks that finalize after different numbers of steps, or after different collectives, learn it
+ * here instead of one of them waiting in a step that the others will never take. */
+zero_status zr_finalize_agree(zero_ctx *z)
+{
+    int64_t mine[4] = {z->prog.micro_steps, z->prog.boundaries, (int64_t)(z->comm.sig_hash >> 1),
+                       0};
+    int64_t *all = calloc((size_t)z->world * 4, sizeof *all);
+    if (!all)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    memcpy(all + (size_t)z->rank * 4, mine, sizeof mine);
+    zr_coll_tag(&z->hcoll, "finalize agreement", -1);
+    zero_status s = zr_coll_all_gather(&z->hcoll, all, 4, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
+    if (s) {
+        free(all);
+        return zr_fail(&z->err, s, "zero_finalize: %s", z->comm.err.msg);
+    }
+    for (int r = 1; r < z->world && !s; r++) {
+        const int64_t *a = all, *b = all + (size_t)r * 4;
+        if (a[0] != b[0] || a[1] != b[1])
+            s = zr_fail(&z->err, ZERO_ERR_COMM,
+                        "zero_finalize: rank 0 finalizes after %lld micro-steps (%lld steps), "
+                        "rank %d after %lld (%lld): every rank must run the same number of "
+                        "zero_step calls",
+                        (long long)a[0], (long long)a[1], r, (long long)b[0], (long long)b[1]);
+        else if (a[2] != b[2])
+            s = zr_fail(&z->err, ZERO_ERR_COMM,
+                        "zero_finalize: rank 0 and rank %d issued different collectives since "
+                        "the last step (a gather or a gradient on one rank only)",
+                        r);
+    }
+    free(all);
+    return s;
 }

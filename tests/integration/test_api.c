@@ -239,6 +239,8 @@ int main(void)
             EXPECT(zero_grad_ptr(z, 0) != NULL, "grad_ptr");
             EXPECT(zero_grad_ready(z, 0) == ZERO_OK, "ready 0");
             EXPECT(zero_grad_ptr(z, 1) != NULL, "grad_ptr while its bucket still fills");
+            /* module 1's pointers, asked for every micro-step (else ZERO_ERR_STATE: stale) */
+            EXPECT(zero_grad_ptr(z, 2) != NULL && zero_grad_ptr(z, 3) != NULL, "grad_ptr 2, 3");
             EXPECT(zero_grad_ready(z, 1) == ZERO_OK, "ready 1"); /* the bucket is reduced */
             EXPECT(zero_grad_ptr(z, 1) == NULL, "grad_ptr after its bucket was reduced");
             EXPECT(strstr(zero_last_error(z), "already reduced") != NULL, "%s",

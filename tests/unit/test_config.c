@@ -134,7 +134,7 @@ static void test_table_defaults(void) {
             set++;
         }
     }
-    CHECK(n == 26, "table has %d variables", n);
+    CHECK(n == 27, "table has %d variables", n);
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "defaults as text: %s", err);
     expect_defaults(&s, "defaults as text");
@@ -373,6 +373,9 @@ static void test_errors(void) {
         {"ZERO_NUMA", "99999999999999999999"}, {"ZERO_TIMEOUT_S", "-1"},
         {"ZERO_TIMEOUT_S", "soon"},   {"ZERO_OFFLOAD_BLOCK_MB", "1K"},
         {"ZERO_OFFLOAD_BLOCK_MB", "2G"},
+        /* not 0 but 0 as a float, where 0 means off or dynamic (or is not allowed) */
+        {"ZERO_CLIP", "1e-50"},       {"ZERO_TIMEOUT_S", "1e-50"},  {"ZERO_LOSS_SCALE", "1e-50"},
+        {"ZERO_WEIGHT_DECAY", "1e-46"}, {"ZERO_CLIP", "-1e-50"},    {"ZERO_EPS", "1e-300"},
     };
     zr_settings s;
     char err[512];
@@ -416,6 +419,34 @@ static void test_errors(void) {
     memset(tiny, 'x', sizeof tiny);
     resolve(&s, NULL, NULL, NULL, tiny, sizeof tiny);
     CHECK(tiny[7] == '\0', "tiny err buffer not terminated");
+
+    /* Values that round to 0 say so; the smallest floats, and 0 itself, are still taken. */
+    env_clear();
+    env_set("ZERO_CLIP", "1e-50");
+    resolve(&s, NULL, NULL, NULL, err, sizeof err);
+    CHECK(strstr(err, "ZERO_CLIP=1e-50 is not allowed: it is not 0 but rounds to 0 as a 32-bit "
+                      "float") == err,
+          "'%s'", err);
+    struct {
+        const char *name, *value;
+        size_t offset;
+        float want;
+    } tiny_ok[] = {
+        {"ZERO_CLIP", "1e-45", offsetof(zr_settings, cfg.clip), 1e-45f},
+        {"ZERO_TIMEOUT_S", "2e-40", offsetof(zr_settings, cfg.timeout_s), 2e-40f},
+        {"ZERO_TIMEOUT_S", "0", offsetof(zr_settings, cfg.timeout_s), 0.0f},
+        {"ZERO_CLIP", "0.0e-50", offsetof(zr_settings, cfg.clip), 0.0f},
+        {"ZERO_LOSS_SCALE", "1e-45", offsetof(zr_settings, cfg.loss_scale), 1e-45f},
+    };
+    for (size_t i = 0; i < sizeof tiny_ok / sizeof tiny_ok[0]; i++) {
+        env_clear();
+        env_set(tiny_ok[i].name, tiny_ok[i].value);
+        zero_status st = resolve(&s, NULL, NULL, NULL, err, sizeof err);
+        float got;
+        memcpy(&got, (const char *)&s + tiny_ok[i].offset, sizeof got);
+        CHECK(st == ZERO_OK && got == tiny_ok[i].want, "%s=%s: status %d, value %g (%s)",
+              tiny_ok[i].name, tiny_ok[i].value, (int)st, (double)got, err);
+    }
 }
 
 static void test_unknown(void) {
@@ -498,7 +529,8 @@ static void test_fingerprint(void) {
     const char *names[64];
     env_clear();
     resolve(&a, NULL, NULL, NULL, NULL, 0);
-    int na = zr_config_fingerprint(&a, wa, names, 64);
+    int kinds[64];
+    int na = zr_config_fingerprint(&a, wa, names, kinds, 64);
     CHECK(na == 18, "fingerprint has %d words", na);
     int has_stage = 0, has_lr = 0;
     for (int i = 0; i < na; i++) {
@@ -519,7 +551,7 @@ static void test_fingerprint(void) {
     env_set("ZERO_NUMA", "1");
     env_set("ZERO_CPU_THREADS", "7");
     resolve(&b, NULL, NULL, NULL, NULL, 0);
-    int nb = zr_config_fingerprint(&b, wb, NULL, 64);
+    int nb = zr_config_fingerprint(&b, wb, NULL, NULL, 64);
     CHECK(nb == na && memcmp(wa, wb, sizeof(int64_t) * (size_t)na) == 0,
           "logging, report or placement settings changed the fingerprint");
 
@@ -530,11 +562,49 @@ static void test_fingerprint(void) {
         env_clear();
         env_set(vary[i][0], vary[i][1]);
         resolve(&b, NULL, NULL, NULL, NULL, 0);
-        nb = zr_config_fingerprint(&b, wb, NULL, 64);
+        nb = zr_config_fingerprint(&b, wb, NULL, NULL, 64);
         CHECK(nb == na && memcmp(wa, wb, sizeof(int64_t) * (size_t)na) != 0,
               "%s=%s did not change the fingerprint", vary[i][0], vary[i][1]);
     }
-    CHECK(zr_config_fingerprint(&a, wa, NULL, 4) == 4, "max is respected");
+    CHECK(zr_config_fingerprint(&a, wa, NULL, NULL, 4) == 4, "max is respected");
+
+    /* ---- the words as text: settings shown as they are written, not as raw bits ---------- */
+    env_clear();
+    env_set("ZERO_LR", "0.0003");
+    env_set("ZERO_DTYPE", "bf16");
+    env_set("ZERO_BUCKET_MB", "2");
+    resolve(&b, NULL, NULL, NULL, NULL, 0);
+    nb = zr_config_fingerprint(&b, wb, names, kinds, 64);
+    struct {
+        const char *name, *text;
+    } shown[] = {{"ZERO_LR", "0.0003"},          {"ZERO_DTYPE", "bf16"},
+                 {"ZERO_BUCKET_MB", "2097152 bytes"}, {"ZERO_STAGE", "2"},
+                 {"ZERO_LOSS_SCALE", "dynamic"}, {"ZERO_CLIP", "0"},
+                 {"ZERO_DEVICE", "auto"},        {"ZERO_BETA2", "0.999"},
+                 {"ZERO_EPS", "1e-08"}};
+    for (size_t k = 0; k < sizeof shown / sizeof shown[0]; k++) {
+        int found = 0;
+        for (int i = 0; i < nb; i++) {
+            if (strcmp(names[i], shown[k].name) != 0) continue;
+            char text[64];
+            zr_config_word_text(kinds[i], wb[i], text, sizeof text);
+            CHECK(strcmp(text, shown[k].text) == 0, "%s's word shown as '%s', expected '%s'",
+                  shown[k].name, text, shown[k].text);
+            const char *vn;
+            CHECK(zr_config_var(kinds[i], &vn, NULL, NULL) == 0 && strcmp(vn, names[i]) == 0,
+                  "kinds[%d] = %d is not the table index of %s", i, kinds[i], names[i]);
+            found = 1;
+        }
+        CHECK(found, "%s not in the fingerprint", shown[k].name);
+    }
+    char text[64];
+    zr_config_word_text(ZR_WORD_INT, -1234567890123ll, text, sizeof text);
+    CHECK(strcmp(text, "-1234567890123") == 0, "a plain word shown as '%s'", text);
+    zr_config_word_text(9999, 42, text, sizeof text);
+    CHECK(strcmp(text, "42") == 0, "an unknown kind shown as '%s' (expected the integer)", text);
+    char tiny[4];
+    zr_config_word_text(kinds[0], wb[0], tiny, sizeof tiny);
+    CHECK(memchr(tiny, 0, sizeof tiny) != NULL, "a small buffer is cut and terminated");
 }
 
 static char *read_file(const char *path) {

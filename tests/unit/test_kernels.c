@@ -528,17 +528,53 @@ static void test_sq_norm(void)
            "documented order; worst relative error %.3g (limit 1e-12)\n",
            sizeof sizes / sizeof sizes[0], worst);
 
-    /* Largest finite values are not overflow. */
-    const float big[3] = {FLT_MAX, 0x1.fep127f, 65504.0f};
+    /* The largest values whose square is finite in fp32 are not overflow, however many: the
+     * largest float below 2^64 (fp32), the largest bf16 below it, fp16's largest value. */
+    const float big[3] = {0x1.fffffep63f, 0x1.fep63f, 65504.0f};
     for (int t = 0; t < 3; t++) {
         const size_t n = 100003;
         for (size_t i = 0; i < n; i++)
             ref_put(x, t, i, i % 2 ? big[t] : -big[t]);
         int flag = 0;
         double r = zk_sq_norm(x, (zero_dtype)t, n, &flag);
-        CHECK(flag == 0 && isfinite(r), "sq_norm %s of max finite values flagged (%g)",
-              dtype_name(t), r);
+        CHECK(flag == 0 && isfinite(r), "sq_norm %s of %g (square finite in fp32) flagged (%g)",
+              dtype_name(t), (double)big[t], r);
+        CHECK(big[t] * big[t] < INFINITY, "%g squared is finite in fp32", (double)big[t]);
     }
+
+    /* A finite element whose square is inf in fp32 (|x| >= 2^64: Adam's v would become inf) is
+     * overflow, as inf is: FLT_MAX, 2^64 itself, bf16's largest value; either sign; among
+     * ordinary values, at the first, middle and last element. fp16 cannot hold one. */
+    const float huge[2][3] = {{FLT_MAX, 0x1p64f, 3.0e19f}, {0x1.fep127f, 0x1p64f, 0x1.02p64f}};
+    int hchecks = 0;
+    for (int t = 0; t < 2; t++)
+        for (int h = 0; h < 3; h++) {
+            const size_t n = 100003;
+            const size_t where[3] = {0, n / 2, n - 1};
+            CHECK(huge[t][h] * huge[t][h] == INFINITY, "%g squared overflows fp32",
+                  (double)huge[t][h]);
+            for (size_t i = 0; i < n; i++)
+                ref_put(x, t, i, (float)rnd_sym());
+            for (int w = 0; w < 3; w++) {
+                ref_put(x, t, where[w], w == 1 ? -huge[t][h] : huge[t][h]);
+                CHECK(ref_get(x, t, where[w]) == (w == 1 ? -huge[t][h] : huge[t][h]),
+                      "%g is exact in %s", (double)huge[t][h], dtype_name(t));
+                for (int th = 1; th <= 3; th += 2) {
+                    omp_set_num_threads(th);
+                    int flag = 0;
+                    double r = zk_sq_norm(x, (zero_dtype)t, n, &flag);
+                    CHECK(flag == 1 && r == INFINITY,
+                          "sq_norm %s n=%zu, %d threads: %g at %zu (square inf in fp32) not "
+                          "flagged: flag %d, sum %g",
+                          dtype_name(t), n, th, (double)huge[t][h], where[w], flag, r);
+                    hchecks++;
+                }
+                ref_put(x, t, where[w], 0.5f);
+            }
+        }
+    REPORT("sq_norm: squares that overflow fp32 (|x| >= 2^64) flagged as overflow, squares "
+           "just below not (%d cases)\n",
+           hchecks);
 
     /* inf and nan anywhere set the flag; a set flag is never cleared. */
     const float bad[3] = {INFINITY, -INFINITY, NAN};
