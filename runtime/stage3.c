@@ -65,14 +65,17 @@ static void drop_chunk(zero_ctx *z, int c)
     z->s3->live_bytes -= held_bytes(z);
 }
 
-/* Every rank says which chunk it asks for (and the hash of its requests so far this micro-step)
- * and whether it could prepare for it (`local`: e.g. a gather buffer it failed to allocate); a
- * difference or any failure is an error on every rank. Run for every zero_gather, resident
- * chunks included, and for every gather libzero starts itself (prefetch, refresh), so ranks
- * never wait in different collectives. */
-static zero_status check_order(zero_ctx *z, int c, zero_status local)
+/* Every rank says which chunk it asks for (and the hash of its requests so far this micro-step:
+ * the modules asked for by zero_gather, so that with one chunk for the whole model an extra
+ * gather of another module still differs) and whether it could prepare for it (`local`: e.g. a
+ * gather buffer it failed to allocate); a difference or any failure is an error on every rank.
+ * Run for every zero_gather, resident chunks included, and for every gather libzero starts itself
+ * (prefetch, refresh: module -1, the chunk is hashed), so ranks never wait in different
+ * collectives. */
+static zero_status check_order(zero_ctx *z, int c, int module, zero_status local)
 {
-    z->s3->order_hash = zr_mix64(z->s3->order_hash, (uint64_t)c + 1);
+    z->s3->order_hash = zr_mix64(z->s3->order_hash, module >= 0 ? (uint64_t)module + 1
+                                                                : ((uint64_t)1 << 40) + (uint64_t)c);
     int64_t *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
@@ -108,7 +111,7 @@ static zero_status check_order(zero_ctx *z, int c, zero_status local)
 
 /* Starts (or, blocking, completes) the all-gather of chunk c into its buffer: a pooled one, or
  * the chunk's own exact-size buffer when it is resident. */
-static zero_status issue_gather(zero_ctx *z, int c, int blocking)
+static zero_status issue_gather(zero_ctx *z, int c, int module, int blocking)
 {
     void *buf = z->s3->chunk_buf[c];
     zero_status local = ZERO_OK;
@@ -119,7 +122,7 @@ static zero_status issue_gather(zero_ctx *z, int c, int blocking)
         else
             local = pool_get(z, &buf);
     }
-    zero_status s = check_order(z, c, local);
+    zero_status s = check_order(z, c, module, local);
     if (s) {
         if (!local && buf && !z->s3->chunk_buf[c]) {
             if (z->s3->chunk_persist[c])
@@ -199,7 +202,7 @@ zero_status zr_s3_setup(zero_ctx *z)
         if (chunk_bytes(z, c) >= z->set.cfg.persist_bytes)
             continue;
         z->s3->chunk_persist[c] = 1;
-        zero_status s = issue_gather(z, c, 1);
+        zero_status s = issue_gather(z, c, -1, 1);
         if (s)
             return s;
         persistent++;
@@ -310,7 +313,7 @@ static zero_status prefetch(zero_ctx *z)
             continue;
         if (z->s3->live_bytes + held_bytes(z) > cap)
             break;
-        zero_status s = issue_gather(z, c, 0);
+        zero_status s = issue_gather(z, c, z->s3->trace[j], 0);
         if (s)
             return s;
         z->s3->chunk_prefetched[c] = 1;
@@ -329,7 +332,7 @@ zero_status zr_s3_gather(zero_ctx *z, int module)
         return s;
     trace_follow(z, module);
     if (z->s3->chunk_buf[c]) { /* resident, prefetched or kept: still every rank checks in */
-        if ((s = check_order(z, c, ZERO_OK)))
+        if ((s = check_order(z, c, module, ZERO_OK)))
             return s;
         if (z->s3->chunk_prefetched[c]) {
             z->s3->prefetch_hits++;
@@ -337,7 +340,7 @@ zero_status zr_s3_gather(zero_ctx *z, int module)
         }
         if ((s = wait_chunk(z, c)))
             return s;
-    } else if ((s = issue_gather(z, c, 1))) {
+    } else if ((s = issue_gather(z, c, module, 1))) {
         return s;
     }
     z->s3->chunk_users[c]++; /* gathered: a failed prefetch below leaves it held, as it is */
@@ -406,13 +409,13 @@ zero_status zr_s3_after_step(zero_ctx *z)
         if (!z->s3->chunk_buf[c])
             continue;
         if (z->s3->chunk_persist[c]) { /* refreshed in its own buffer */
-            if ((s = issue_gather(z, c, 1)))
+            if ((s = issue_gather(z, c, -1, 1)))
                 return s;
             continue;
         }
         int keep = z->s3->chunk_users[c] > 0;
         drop_chunk(z, c);
-        if (keep && (s = issue_gather(z, c, 1)))
+        if (keep && (s = issue_gather(z, c, -1, 1)))
             return s;
     }
     z->s3->order_hash = 0;

@@ -108,6 +108,45 @@ static void case_order(int rank)
            "different collectives detected before the update");
 }
 
+/* Stage 3 with one chunk for the whole model (the default bucket): rank 0 makes an extra
+ * zero_gather / zero_release (an evaluation pass only it runs) before the backward both make.
+ * The ranks then wait in different collectives: each returns ZERO_ERR_COMM within the timeout
+ * (or at once, when MPI sees the mismatch), none hangs, and zero_finalize returns. */
+static void case_extra_gather(int rank)
+{
+    zero_config c = base_config();
+    c.stage = 3;
+    c.bucket_bytes = (size_t)32 << 20; /* one chunk */
+    zero_ctx *z = NULL;
+    zero_status s = zero_init(&z, &c, tensors, NT);
+    EXPECT(s == ZERO_OK, "init: %s", zero_init_error());
+    if (s)
+        return;
+    double t0 = now_s();
+    if (rank == 0) {
+        s = zero_gather(z, 1);
+        if (!s)
+            s = zero_release(z, 1);
+    }
+    static const int down[NT] = {3, 2, 1, 0};
+    for (int m = NT - 1; m >= 0 && !s; m--)
+        s = zero_gather(z, m); /* the "forward": every module gathered */
+    for (int m = 0; m < NT && !s; m++)
+        s = zero_release(z, m);
+    if (!s)
+        s = backward(z, down);
+    if (!s || s == ZERO_ERR_STATE)
+        s = zero_step(z);
+    double waited = now_s() - t0;
+    EXPECT(s == ZERO_ERR_COMM, "extra gather on rank 0: %s, expected ZERO_ERR_COMM (%s)",
+           zero_status_string(s), zero_last_error(z));
+    EXPECT(waited < 30.0, "waited %.1f s with ZERO_TIMEOUT_S=3", waited);
+    zero_status f = zero_finalize(z);
+    printf("rank %d %s extra gather: %s after %.1f s, finalize %s\n", rank,
+           s == ZERO_ERR_COMM && waited < 30.0 ? "PASS" : "FAIL", zero_status_string(s), waited,
+           zero_status_string(f));
+}
+
 /* Rank 1 stops itself (SIGSTOP) before its backward: rank 0's wait for a reduction (inside
  * zero_grad_ptr or zero_step) ends after the timeout (3 s) plus a margin, and zero_step returns
  * ZERO_ERR_COMM; then rank 0 kills rank 1 (which would never continue) and finalizes. */
@@ -158,6 +197,7 @@ int main(int argc, char **argv)
         return 2;
     }
     case_order(rank);
+    case_extra_gather(rank);
     case_stopped_peer(rank); /* last: rank 1 ends here, killed */
     printf("test_safety: rank %d, %d failures\n", rank, failures);
     fflush(NULL);
