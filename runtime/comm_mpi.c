@@ -271,23 +271,39 @@ static void nothing_in_flight(zr_coll *c, zr_creq *req)
         }                                                                                     \
     } while (0)
 
+/* What every mpi collective does first: the count check, the traffic count, and where its
+ * request goes. *done = 1 for a world of one (nothing to exchange; the caller finishes locally). */
+static zero_status mpi_begin(zr_coll *c, zr_coll_kind kind, size_t n, zr_elem e, zr_traffic t,
+                             zr_creq *req, MPI_Request **slot, mpi_req **act, int *done)
+{
+    zr_comm *m = c->comm;
+    zero_status s = check_count(m, n, zr_coll_name(kind));
+    *slot = NULL;
+    *act = NULL;
+    *done = 0;
+    if (s)
+        return s;
+    zr_comm_count(m, kind, n, e, t);
+    if (m->world == 1) {
+        nothing_in_flight(c, req);
+        *done = 1;
+        return ZERO_OK;
+    }
+    int fail;
+    *slot = slot_for(c, req, act, &fail);
+    return fail ? ZERO_ERR_SYSTEM : ZERO_OK;
+}
+
 static zero_status mpi_all_gather(zr_coll *c, void *recv, size_t n, zr_elem e, zr_traffic t,
                                   zr_creq *req)
 {
     zr_comm *m = c->comm;
-    zero_status s = check_count(m, n, "all_gather");
-    if (s)
-        return s;
-    zr_comm_count(m, ZR_COLL_ALL_GATHER, n, e, t);
-    if (m->world == 1) {
-        nothing_in_flight(c, req);
-        return ZERO_OK;
-    }
     mpi_req *act;
-    int fail;
-    MPI_Request *slot = slot_for(c, req, &act, &fail);
-    if (fail)
-        return ZERO_ERR_SYSTEM;
+    MPI_Request *slot;
+    int done;
+    zero_status s = mpi_begin(c, ZR_COLL_ALL_GATHER, n, e, t, req, &slot, &act, &done);
+    if (s || done)
+        return s;
     MPI_ISSUE(c, slot, act, "all_gather",
               MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, (int)n, mpi_type(e),
                              m->comm, slot));
@@ -298,21 +314,14 @@ static zero_status mpi_reduce_scatter(zr_coll *c, const void *send, void *recv, 
                                       zr_elem e, zr_traffic t, zr_creq *req)
 {
     zr_comm *m = c->comm;
-    zero_status s = check_count(m, n, "reduce_scatter");
-    if (s)
-        return s;
-    zr_comm_count(m, ZR_COLL_REDUCE_SCATTER, n, e, t);
-    if (m->world == 1) {
-        if (recv != send)
-            memcpy(recv, send, n * zr_elem_size(e));
-        nothing_in_flight(c, req);
-        return ZERO_OK;
-    }
     mpi_req *act;
-    int fail;
-    MPI_Request *slot = slot_for(c, req, &act, &fail);
-    if (fail)
-        return ZERO_ERR_SYSTEM;
+    MPI_Request *slot;
+    int done;
+    zero_status s = mpi_begin(c, ZR_COLL_REDUCE_SCATTER, n, e, t, req, &slot, &act, &done);
+    if (done && recv != send)
+        memcpy(recv, send, n * zr_elem_size(e));
+    if (s || done)
+        return s;
     MPI_ISSUE(c, slot, act, "reduce_scatter",
               MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(e), mpi_op(m, e, ZR_OP_SUM),
                                         m->comm, slot));
@@ -323,19 +332,12 @@ static zero_status mpi_all_reduce(zr_coll *c, void *buf, size_t n, zr_elem e, zr
                                   zr_traffic t, zr_creq *req)
 {
     zr_comm *m = c->comm;
-    zero_status s = check_count(m, n, "all_reduce");
-    if (s)
-        return s;
-    zr_comm_count(m, ZR_COLL_ALL_REDUCE, n, e, t);
-    if (m->world == 1) {
-        nothing_in_flight(c, req);
-        return ZERO_OK;
-    }
     mpi_req *act;
-    int fail;
-    MPI_Request *slot = slot_for(c, req, &act, &fail);
-    if (fail)
-        return ZERO_ERR_SYSTEM;
+    MPI_Request *slot;
+    int done;
+    zero_status s = mpi_begin(c, ZR_COLL_ALL_REDUCE, n, e, t, req, &slot, &act, &done);
+    if (s || done)
+        return s;
     MPI_ISSUE(c, slot, act, "all_reduce",
               MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(e), mpi_op(m, e, op), m->comm,
                              slot));
@@ -346,19 +348,12 @@ static zero_status mpi_broadcast(zr_coll *c, void *buf, size_t n, zr_elem e, int
                                  zr_traffic t, zr_creq *req)
 {
     zr_comm *m = c->comm;
-    zero_status s = check_count(m, n, "broadcast");
-    if (s)
-        return s;
-    zr_comm_count(m, ZR_COLL_BROADCAST, n, e, t);
-    if (m->world == 1) {
-        nothing_in_flight(c, req);
-        return ZERO_OK;
-    }
     mpi_req *act;
-    int fail;
-    MPI_Request *slot = slot_for(c, req, &act, &fail);
-    if (fail)
-        return ZERO_ERR_SYSTEM;
+    MPI_Request *slot;
+    int done;
+    zero_status s = mpi_begin(c, ZR_COLL_BROADCAST, n, e, t, req, &slot, &act, &done);
+    if (s || done)
+        return s;
     MPI_ISSUE(c, slot, act, "broadcast", MPI_Ibcast(buf, (int)n, mpi_type(e), root, m->comm, slot));
     return ZERO_OK;
 }

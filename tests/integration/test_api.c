@@ -9,18 +9,7 @@
 
 #include "zero.h"
 
-static int failures, checks, rank_hint;
-
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            fprintf(stderr, "rank %d FAIL %s:%d: ", rank_hint, __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
+#include "../common/api_test.h"
 
 enum { NT = 4 };
 static float init_vals[NT][1000];
@@ -81,27 +70,6 @@ static int fake_step(zero_ctx *z, int rank, float poison)
             return 1;
     }
     return zero_step(z) != ZERO_OK;
-}
-
-extern char **environ;
-
-/* The checks below set their configuration through zero_config: ZERO_* variables from the
- * caller's environment would override it, so they are cleared first. */
-static void clear_zero_environment(void)
-{
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "ZERO_", 5) == 0) {
-                char name[128];
-                size_t n = strcspn(*e, "=");
-                snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), *e);
-                unsetenv(name);
-                again = 1;
-                break;
-            }
-        }
-    }
 }
 
 int main(void)

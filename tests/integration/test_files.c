@@ -20,18 +20,9 @@
 
 #include "zero.h"
 
-static int failures, checks, rank_g, world_g;
+#include "../common/api_test.h"
 
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            fprintf(stderr, "rank %d FAIL %s:%d: ", rank_g, __FILE__, __LINE__);              \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
+static int world_g;
 
 enum { NT = 4 };
 static float init_vals[NT][1000];
@@ -58,26 +49,6 @@ static void make_tensors(void)
     tensors[2].shape[0] = 25;
     tensors[2].shape[1] = 10;
     tensors[1].no_decay = tensors[3].no_decay = 1;
-}
-
-extern char **environ;
-
-static void clear_zero_environment(void)
-{
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "ZERO_", 5) == 0) {
-                char name[128];
-                size_t n = strcspn(*e, "=");
-                snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1),
-                         *e);
-                unsetenv(name);
-                again = 1;
-                break;
-            }
-        }
-    }
 }
 
 /* A barrier: every rank's file checks happen between two of these. */
@@ -264,7 +235,7 @@ static void cap_file_size(size_t bytes)
 {
     static struct rlimit old;
     static int saved;
-    if (rank_g != 0)
+    if (rank_hint != 0)
         return;
     if (bytes) {
         getrlimit(RLIMIT_FSIZE, &old);
@@ -300,7 +271,7 @@ static void expect_invalid(const char *what, const zero_config *cfg, const zero_
 static void export_cases(zero_ctx *z, float (*values)[1000])
 {
     char why[4096], temps[1024];
-    const int r0 = rank_g == 0;
+    const int r0 = rank_hint == 0;
     /* a plain path: a loadable file, no temporary file left */
     EXPECT(zero_export(z, in_dir("plain.safetensors")) == ZERO_OK, "plain export: %s",
            zero_last_error(z));
@@ -438,7 +409,7 @@ static void export_cases(zero_ctx *z, float (*values)[1000])
 static zero_status run_with_report(const zero_config *cfg, const char *path, size_t cap)
 {
     zero_config c = *cfg;
-    if (rank_g == 0)
+    if (rank_hint == 0)
         c.report_path = path;
     zero_ctx *z = NULL;
     zero_status s = zero_init(&z, &c, tensors, NT);
@@ -455,7 +426,7 @@ static zero_status run_with_report(const zero_config *cfg, const char *path, siz
 static void report_cases(const zero_config *cfg)
 {
     char temps[1024];
-    const int r0 = rank_g == 0;
+    const int r0 = rank_hint == 0;
     /* a good report */
     zero_status s = run_with_report(cfg, in_dir("report.json"), 0);
     EXPECT(s == ZERO_OK, "report: %s %s", zero_status_string(s), zero_init_error());
@@ -519,7 +490,7 @@ static void registration_cases(const zero_config *cfg)
     if (z) {
         EXPECT(zero_export(z, in_dir("utf8.safetensors")) == ZERO_OK, "export: %s",
                zero_last_error(z));
-        if (rank_g == 0) {
+        if (rank_hint == 0) {
             size_t len;
             unsigned char *b = slurp(in_dir("utf8.safetensors"), &len);
             EXPECT(b && contains(b, len, bad[1].name),
@@ -532,7 +503,7 @@ static void registration_cases(const zero_config *cfg)
         return;
     /* on the last rank only: a transposed shape, another no_decay, another name */
     memcpy(bad, tensors, sizeof bad);
-    if (rank_g == world_g - 1) {
+    if (rank_hint == world_g - 1) {
         bad[2].shape[0] = 10;
         bad[2].shape[1] = 25;
     }
@@ -543,12 +514,12 @@ static void registration_cases(const zero_config *cfg)
                                     "\"b.w\" shape [10, 25]", on},
                    5);
     memcpy(bad, tensors, sizeof bad);
-    if (rank_g == world_g - 1)
+    if (rank_hint == world_g - 1)
         bad[3].no_decay = 0;
     expect_invalid("no_decay on one rank", cfg, bad,
                    (const char *[]){"tensor 3", "no_decay differs", on}, 3);
     memcpy(bad, tensors, sizeof bad);
-    if (rank_g == world_g - 1)
+    if (rank_hint == world_g - 1)
         bad[1].name = "a.bias";
     expect_invalid("a name on one rank", cfg, bad,
                    (const char *[]){"tensor 1", "name differs", "\"a.bias\"", on}, 4);
@@ -561,11 +532,11 @@ static void registration_cases(const zero_config *cfg)
         longname[k][150] = 0;
     }
     memcpy(bad, tensors, sizeof bad);
-    bad[3].name = longname[rank_g == world_g - 1];
+    bad[3].name = longname[rank_hint == world_g - 1];
     expect_invalid("a long name on one rank", cfg, bad,
                    (const char *[]){"tensor 3", "name differs", "...\" numel 3", on}, 4);
     memcpy(bad, tensors, sizeof bad);
-    if (rank_g == world_g - 1)
+    if (rank_hint == world_g - 1)
         bad[0].ndim = 0; /* the same 900 elements without a shape */
     expect_invalid("no shape on one rank", cfg, bad,
                    (const char *[]){"tensor 0", "shape differs", "numel 900 (no shape)"}, 3);
@@ -585,10 +556,10 @@ int main(void)
         fprintf(stderr, "init failed: %s %s\n", zero_status_string(s), zero_init_error());
         return 1;
     }
-    rank_g = zero_rank(z);
+    rank_hint = zero_rank(z);
     world_g = zero_world_size(z);
     snprintf(dir, sizeof dir, "test_files_np%d.d", world_g);
-    if (rank_g == 0) {
+    if (rank_hint == 0) {
         mkdir(dir, 0755);
         clean_dir();
     }
@@ -607,11 +578,11 @@ int main(void)
     zero_ctx *last = NULL;
     if (zero_init(&last, &cfg, tensors, NT) == ZERO_OK) { /* every rank done before cleaning */
         sync_ranks(last);
-        if (rank_g == 0)
+        if (rank_hint == 0)
             clean_dir();
         zero_finalize(last);
     }
-    if (rank_g == 0) {
+    if (rank_hint == 0) {
         rmdir(dir);
         printf("test_files: %d ranks, %d checks, %d failures\n", world_g, checks, failures);
     }

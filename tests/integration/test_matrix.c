@@ -37,42 +37,11 @@
 
 #include "zero.h"
 
+#include "../common/api_test.h"
+
 /* ---- checks ------------------------------------------------------------------------------- */
 
-static int rank_hint, checks, failures, config_failures;
-
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            config_failures++;                                                                \
-            fprintf(stderr, "rank %d FAIL %s:%d: ", rank_hint, __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
-
-extern char **environ;
-
-/* Configuration comes from zero_config only: ZERO_* variables would override it. */
-static void clear_zero_environment(void)
-{
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "ZERO_", 5) == 0) {
-                char name[128];
-                size_t n = strcspn(*e, "=");
-                snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1),
-                         *e);
-                unsetenv(name);
-                again = 1;
-                break;
-            }
-        }
-    }
-}
+static int config_failures;
 
 /* ---- the model: Linear(32,32) tanh Linear(32,128) tanh Linear(128,128) tanh Linear(128,1) -- */
 

@@ -18,18 +18,7 @@
 
 #include "zero.h"
 
-static int failures, checks, rank_hint;
-
-#define EXPECT(cond, ...)                                                                     \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            fprintf(stderr, "rank %d FAIL %s:%d: ", rank_hint, __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-        }                                                                                     \
-    } while (0)
+#include "../common/api_test.h"
 
 #define HAS(text, part) (strstr((text), (part)) != NULL)
 
@@ -50,27 +39,6 @@ static void make_tensors(void)
         for (size_t k = 0; k < sizes[i]; k++)
             init_vals[i][k] = 0.01f * (float)((k * 31 + (size_t)i * 7) % 17) - 0.08f;
         tensors[i].init = init_vals[i];
-    }
-}
-
-extern char **environ;
-
-/* ZERO_* variables from the caller's environment would override the configurations below. */
-static void clear_zero_environment(void)
-{
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; *e; e++) {
-            if (strncmp(*e, "ZERO_", 5) == 0) {
-                char name[128];
-                size_t n = strcspn(*e, "=");
-                snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1),
-                         *e);
-                unsetenv(name);
-                again = 1;
-                break;
-            }
-        }
     }
 }
 
