@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "zero.h"
 
@@ -295,10 +296,17 @@ int main(void)
             EXPECT(zero_param_digest(y, &alone[k]) == ZERO_OK, "digest alone %d", k);
             EXPECT(zero_finalize(y) == ZERO_OK, "finalize alone %d", k);
         }
+        /* both log into one file (ZERO_DEBUG_FILE, per process): the first finalize must not
+         * close it under the survivor */
+        char logpat[64], logpath[64];
+        snprintf(logpat, sizeof logpat, "test_api_two_np%d_%%p.log", world);
+        snprintf(logpath, sizeof logpath, "test_api_two_np%d_%ld.log", world, (long)getpid());
+        setenv("ZERO_DEBUG_FILE", logpat, 1);
         zero_ctx *y[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++)
             EXPECT(zero_init(&y[k], cs[k], tensors, NT) == ZERO_OK, "context %d of two: %s", k,
                    zero_init_error());
+        unsetenv("ZERO_DEBUG_FILE");
         if (y[0] && y[1]) {
             for (int step = 0; step < 2; step++)
                 for (int k = 0; k < 2; k++)
@@ -313,10 +321,21 @@ int main(void)
         /* order 0: the first created goes first; order 1: the last created goes first */
         int first = order == 0 ? 0 : 1;
         EXPECT(zero_finalize(y[first]) == ZERO_OK, "finalize context %d first", first);
-        if (y[1 - first]) { /* the survivor still trains and reports */
+        if (y[1 - first]) { /* the survivor still trains, reports and logs into the file */
             EXPECT(fake_step(y[1 - first], rank, 0.0f) == 0, "survivor %d: %s", 1 - first,
                    zero_last_error(y[1 - first]));
+            EXPECT(zero_grad_ready(y[1 - first], 99) == ZERO_ERR_INVALID, "module 99 accepted");
+            char line[512] = "";
+            int found = 0;
+            FILE *lf = fopen(logpath, "r");
+            while (lf && fgets(line, sizeof line, lf))
+                found |= strstr(line, "module 99") != NULL;
+            if (lf)
+                fclose(lf);
+            EXPECT(found, "order %d: the survivor's warning is not in %s (the first finalize "
+                   "closed the shared log?)", order, logpath);
         }
+        remove(logpath);
         EXPECT(zero_finalize(y[1 - first]) == ZERO_OK, "finalize context %d second", 1 - first);
     }
 
