@@ -188,6 +188,7 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     zr_scaler_init(&z->scaler, &z->set.cfg, z->dtype);
     z->last.loss_scale = z->scaler.scale;
     z->t_init_done = zr_now();
+    z->comm.round_trips = 0; /* from here on: training */
     return ZERO_OK;
 }
 
@@ -333,6 +334,7 @@ zero_status zero_finalize(zero_ctx *z)
         return ZERO_ERR_STATE;
     }
     z->t_end = zr_now();
+    z->round_trips = z->comm.round_trips;
     /* every rank finalizes at the same point, after the same steps and collectives */
     zero_status s = zr_finalize_agree(z);
     if (!s && z->report_on)

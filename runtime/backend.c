@@ -148,6 +148,7 @@ zero_status zr_backend_bootstrap(zero_ctx *z)
     zero_status s = zr_comm_init(&z->comm);
     if (!s && (s = zr_coll_mpi_init(&z->hcoll, &z->comm)))
         zr_comm_destroy(&z->comm);
+    z->hcoll.host = 1;
     if (s)
         return zr_fail(&z->err, s, "zero_init: %s", z->comm.err.msg);
     z->rank = z->comm.rank;

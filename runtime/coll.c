@@ -78,10 +78,13 @@ static zero_status refuse(zr_comm *m, zr_coll_kind kind)
 }
 
 /* After a call that may leave a request in flight: done now, or when waited for. */
-static zero_status issued(zr_comm *m, zr_flight_entry *f, zero_status s, zr_creq *req)
+static zero_status issued(zr_coll *c, zr_flight_entry *f, zero_status s, zr_creq *req)
 {
+    zr_comm *m = c->comm;
     if (s)
         return broke(m, f, s);
+    if (!req && c->host && !m->group_first)
+        m->round_trips++; /* the host waited for the other ranks */
     if (req) {
         req->seq = f->seq;
     } else if (!m->group_first) {
@@ -98,7 +101,7 @@ zero_status zr_coll_all_gather(zr_coll *c, void *recv, size_t count, zr_elem e, 
     if (m->broken)
         return refuse(m, ZR_COLL_ALL_GATHER);
     zr_flight_entry *f = record(m, ZR_COLL_ALL_GATHER, count, e, t);
-    return issued(m, f, c->ops->all_gather(c, recv, count, e, t, req), req);
+    return issued(c, f, c->ops->all_gather(c, recv, count, e, t, req), req);
 }
 
 zero_status zr_coll_reduce_scatter(zr_coll *c, const void *send, void *recv, size_t count,
@@ -108,7 +111,7 @@ zero_status zr_coll_reduce_scatter(zr_coll *c, const void *send, void *recv, siz
     if (m->broken)
         return refuse(m, ZR_COLL_REDUCE_SCATTER);
     zr_flight_entry *f = record(m, ZR_COLL_REDUCE_SCATTER, count, e, t);
-    return issued(m, f, c->ops->reduce_scatter(c, send, recv, count, e, t, req), req);
+    return issued(c, f, c->ops->reduce_scatter(c, send, recv, count, e, t, req), req);
 }
 
 zero_status zr_coll_all_reduce(zr_coll *c, void *buf, size_t count, zr_elem e, zr_redop op,
@@ -118,7 +121,7 @@ zero_status zr_coll_all_reduce(zr_coll *c, void *buf, size_t count, zr_elem e, z
     if (m->broken)
         return refuse(m, ZR_COLL_ALL_REDUCE);
     zr_flight_entry *f = record(m, ZR_COLL_ALL_REDUCE, count, e, t);
-    return issued(m, f, c->ops->all_reduce(c, buf, count, e, op, t, req), req);
+    return issued(c, f, c->ops->all_reduce(c, buf, count, e, op, t, req), req);
 }
 
 zero_status zr_coll_broadcast(zr_coll *c, void *buf, size_t count, zr_elem e, int root,
@@ -128,7 +131,7 @@ zero_status zr_coll_broadcast(zr_coll *c, void *buf, size_t count, zr_elem e, in
     if (m->broken)
         return refuse(m, ZR_COLL_BROADCAST);
     zr_flight_entry *f = record(m, ZR_COLL_BROADCAST, count, e, t);
-    return issued(m, f, c->ops->broadcast(c, buf, count, e, root, t, req), req);
+    return issued(c, f, c->ops->broadcast(c, buf, count, e, root, t, req), req);
 }
 
 zero_status zr_coll_gather(zr_coll *c, const void *send, void *recv, size_t count, zr_elem e,
@@ -139,7 +142,7 @@ zero_status zr_coll_gather(zr_coll *c, const void *send, void *recv, size_t coun
         return refuse(m, ZR_COLL_ALL_GATHER);
     zr_flight_entry *f = record(m, ZR_COLL_ALL_GATHER, count, e, ZR_TRAFFIC_OTHER);
     f->what = "gather to rank 0";
-    return issued(m, f, c->ops->gather(c, send, recv, count, e, root), NULL);
+    return issued(c, f, c->ops->gather(c, send, recv, count, e, root), NULL);
 }
 
 zero_status zr_coll_group_start(zr_coll *c)

@@ -66,6 +66,7 @@ struct zr_coll {
     const zr_coll_ops *ops; /* NULL: not set up */
     void *impl;
     zr_comm *comm;          /* ranks, counters, err */
+    int host;               /* host buffers: a blocking call is a host round trip (comm.h) */
 };
 
 /* The mpi backend over comm's communicator (host buffers). Local. */

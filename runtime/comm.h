@@ -74,6 +74,7 @@ typedef struct zr_comm {
     int timed_out;                   /* set by a backend whose wait hit timeout_s */
     char broken_why[256];            /* the failure that broke the group */
     uint64_t group_first;            /* seq of the first collective of the open group */
+    int64_t round_trips;             /* blocking host-buffer exchanges (zr_coll.host) */
     uint64_t seq;                    /* collectives issued */
     uint64_t sig_hash;               /* hash of their signatures since the last check */
     int64_t step;                    /* optimizer boundaries so far (for signatures) */

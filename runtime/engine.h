@@ -182,6 +182,7 @@ struct zero_ctx {
     double t_init_done;
     double t_end;
     int report_on;           /* rank 0 writes a report at zero_finalize (all ranks take part) */
+    int64_t round_trips;     /* host round trips between zero_init and zero_finalize */
 };
 
 /* zero_ctx.magic: a live context, and one that was finalized (seen while its memory is not yet

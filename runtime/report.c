@@ -105,6 +105,9 @@ static void write_comm(zero_ctx *z, FILE *f)
     fprintf(f, "},\n    \"other_bus_bytes\": %.0f,\n", z->comm.other_bus_bytes);
     fprintf(f, "    \"bus_bytes_per_step\": %.1f,\n",
             boundaries ? total_bus / (double)boundaries : 0.0);
+    fprintf(f, "    \"host_round_trips\": %lld,\n    \"host_round_trips_per_step\": %.3f,\n",
+            (long long)z->round_trips,
+            boundaries ? (double)z->round_trips / (double)boundaries : 0.0);
     fprintf(f, "    \"bus_bytes_formula_per_step\": %.1f\n  },\n", formula);
 }
 

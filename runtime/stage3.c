@@ -2,8 +2,11 @@
  * all-gathers the module's chunk into a pooled buffer, zero_release gives it back. The order of
  * gathers is recorded on the first micro-step; later micro-steps follow it and prefetch the
  * next chunks with non-blocking all-gathers (bounded by ZERO_PREFETCH_MB and ZERO_MAX_LIVE_MB).
- * Before every all-gather the ranks exchange which chunk they are about to gather, so ranks
- * that gather in different orders fail together instead of deadlocking. */
+ * While the order is being recorded the ranks exchange which module they are about to gather
+ * before every all-gather (check_order); once they follow it, no exchange: a rank that leaves the
+ * order meets the others in a different collective, and the sequence hash of the next boundary
+ * (coll.c, step.c) catches what completes anyway, so ranks that gather in different orders fail
+ * together, never deadlock, and never update with wrong gradients. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,17 +68,26 @@ static void drop_chunk(zero_ctx *z, int c)
     z->s3->live_bytes -= held_bytes(z);
 }
 
-/* Every rank says which chunk it asks for (and the hash of its requests so far this micro-step:
- * the modules asked for by zero_gather, so that with one chunk for the whole model an extra
- * gather of another module still differs) and whether it could prepare for it (`local`: e.g. a
- * gather buffer it failed to allocate); a difference or any failure is an error on every rank.
- * Run for every zero_gather, resident chunks included, and for every gather libzero starts itself
- * (prefetch, refresh: module -1, the chunk is hashed), so ranks never wait in different
- * collectives. */
+/* The slow path, while the order is being recorded (the first micro-step, or again after a rank
+ * left it) or when this rank could not prepare a gather: every rank says which chunk it asks for,
+ * the hash of its requests so far this micro-step (the modules asked for by zero_gather, so that
+ * with one chunk for the whole model an extra gather of another module still differs) and
+ * whether it could prepare for it (`local`: e.g. a gather buffer it failed to allocate); a
+ * difference or any failure is an error on every rank. Run for every zero_gather, resident
+ * chunks included, and for every gather libzero starts itself (prefetch, refresh: module -1, the
+ * chunk is hashed). */
 static zero_status check_order(zero_ctx *z, int c, int module, zero_status local)
 {
     z->s3->order_hash = zr_mix64(z->s3->order_hash, module >= 0 ? (uint64_t)module + 1
                                                                 : ((uint64_t)1 << 40) + (uint64_t)c);
+    /* The fast path: while this rank follows the order recorded on the first micro-step (as
+     * every rank does when they agree), no exchange. The gathers' signatures go into the
+     * sequence hash (coll.c) that the next optimizer boundary compares before any update; a
+     * rank that leaves the order comes back to this exchange while the others do not, and the
+     * ranks meet in different collectives: ZERO_ERR_COMM on every rank, at once or within
+     * ZERO_TIMEOUT_S. */
+    if (z->s3->trace_valid && local == ZERO_OK)
+        return ZERO_OK;
     int64_t *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");

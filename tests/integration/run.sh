@@ -155,6 +155,21 @@ device_auto) # auto: cuda where every rank has a GPU, else host with an INFO lin
         grep -q '"device": "host"' "$OUT/dev_auto.json" || fail "report: config.device is not the resolved backend"
         expect_error cuda_refused 2 "ZERO_DEVICE=cuda but rank [01] cannot use a GPU: " ZERO_DEVICE=cuda
     fi ;;
+round_trips) # host round trips per step (report): the engine's norm exchange + zero-mlp's loss sum
+    # at every stage; stage 3's order checks only while the gather order is recorded (the fast
+    # path makes no host exchange per zero_gather): per-step increments, 4 -> 8 steps, must be 2
+    for st in 2 3; do
+        for n in 4 8; do
+            env ZERO_STAGE=$st ZERO_REPORT="$OUT/rt_${st}_$n.json" "$MPIRUN" -np 2 "$BIN/zero-mlp" \
+                --layers 3 --width 64 --batch 24 --steps $n --quiet > "$OUT/rt_${st}_$n.log" 2>&1 ||
+                { cat "$OUT/rt_${st}_$n.log"; fail "zero-mlp stage $st"; }
+        done
+        a=$("$CHECK" get "$OUT/rt_${st}_4.json" comm.host_round_trips) || fail "no round trips"
+        b=$("$CHECK" get "$OUT/rt_${st}_8.json" comm.host_round_trips) || fail "no round trips"
+        echo "stage $st: $a host round trips in 4 steps, $b in 8"
+        [ $(( (b - a) % 4 )) -eq 0 ] && [ $(( (b - a) / 4 )) -eq 2 ] ||
+            fail "stage $st: $(( b - a )) more round trips for 4 more steps, expected 8"
+    done ;;
 stage3_order_warning) # a gather out of the recorded order is correct (test_api) and warned about
     env -u ZERO_BUCKET_MB -u ZERO_EPS "$MPIRUN" -np 2 "$BIN/test_api" > "$OUT/order_warning.log" 2>&1 || { cat "$OUT/order_warning.log"; fail "test_api failed"; }
     grep -q "gathered out of the recorded order" "$OUT/order_warning.log" || fail "no warning"
