@@ -183,6 +183,18 @@ void zr_log_write(int level, unsigned subsys, const char *fmt, ...) {
     if (line == stack && len > sizeof stack - 2) len = sizeof stack - 2; /* malloc failed: cut */
     while (len > (size_t)head && line[len - 1] == '\n') len--; /* one line, one newline */
     line[len++] = '\n';
-    fwrite(line, 1, len, zr_log_out ? zr_log_out : stderr);
+    FILE *out = zr_log_out ? zr_log_out : stderr;
+    /* A file that cannot take the line (a full disk, a lost mount) does not swallow it: the line
+     * and every later one go to stderr, saying so once. */
+    if ((fwrite(line, 1, len, out) != len || fflush(out) != 0) && out != stderr) {
+        int e = errno;
+        fprintf(stderr, "%.*s zero WARN cannot write the log file %s (%s): logging to stderr "
+                "from here on\n", head > 0 ? (int)strcspn(line, " ") : 0, line, zr_log_path,
+                strerror(e));
+        fwrite(line, 1, len, stderr);
+        fclose(zr_log_out);
+        zr_log_out = NULL;
+        zr_log_path[0] = '\0';
+    }
     if (line != stack) free(line);
 }

@@ -155,6 +155,15 @@ device_auto) # auto: cuda where every rank has a GPU, else host with an INFO lin
         grep -q '"device": "host"' "$OUT/dev_auto.json" || fail "report: config.device is not the resolved backend"
         expect_error cuda_refused 2 "ZERO_DEVICE=cuda but rank [01] cannot use a GPU: " ZERO_DEVICE=cuda
     fi ;;
+log_full) # a log file that cannot take a line (/dev/full): the lines go to stderr, said once
+    [ -w /dev/full ] || { echo "skipped: no writable /dev/full"; exit 0; }
+    env ZERO_DEBUG=INFO ZERO_DEBUG_FILE=/dev/full "$MPIRUN" -np 1 "$BIN/zero-mlp" "${MLP[@]}" \
+        --steps 1 > "$OUT/log_full.log" 2>&1 || { cat "$OUT/log_full.log"; fail "zero-mlp"; }
+    [ "$(grep -c 'cannot write the log file /dev/full' "$OUT/log_full.log")" = 1 ] ||
+        { cat "$OUT/log_full.log"; fail "no (or more than one) notice of the unwritable log file"; }
+    grep -q 'zero INFO .*ZERO_DEBUG=INFO' "$OUT/log_full.log" ||
+        { cat "$OUT/log_full.log"; fail "the log lines were lost"; }
+    echo "ok: log lines on stderr after /dev/full refused them" ;;
 round_trips) # host round trips per step (report): the engine's norm exchange + zero-mlp's loss sum
     # at every stage; stage 3's order checks only while the gather order is recorded (the fast
     # path makes no host exchange per zero_gather): per-step increments, 4 -> 8 steps, must be 2
