@@ -120,10 +120,9 @@ typedef struct zero_config {
     size_t offload_block_bytes; /* ZERO_OFFLOAD_BLOCK_MB: optimizer offload copies and updates
                                    the shard in blocks of at most this many bytes, through two
                                    staging buffers (on cuda the copies overlap the CPU AdamW) */
-    float timeout_s;           /* ZERO_TIMEOUT_S: cuda backend: seconds an NCCL collective may
-                                  take from its enqueue before the communicator is aborted and
-                                  the calls that need NCCL return ZERO_ERR_COMM instead of
-                                  hanging (MPI exchanges are not bounded); 0 = wait forever */
+    float timeout_s;           /* ZERO_TIMEOUT_S: seconds any collective (MPI or NCCL) may take
+                                  from its start; then ZERO_ERR_COMM instead of a hang, and the
+                                  context accepts only zero_finalize; 0 = wait forever */
     void *cuda_stream;         /* cuda backend: the model's cudaStream_t; libzero orders its own
                                   work after what the model enqueued there and its results
                                   before the model's later work. NULL = a blocking stream

@@ -207,7 +207,7 @@ static zero_status agree_round(zero_ctx *z, zero_status local, const int64_t *wo
     zero_status s =
         zr_coll_all_gather(&z->hcoll, all, sizeof mine, ZR_ELEM_BYTE, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
-        free(all);
+        zr_comm_release(&z->comm, all);
         return zr_fail(&z->err, s, "agreement among ranks failed: %s", z->comm.err.msg);
     }
     zero_status verdict = local;
@@ -258,7 +258,7 @@ static zero_status agree_round(zero_ctx *z, zero_status local, const int64_t *wo
                 }
         }
     }
-    free(all);
+    zr_comm_release(&z->comm, all);
     return verdict;
 }
 
@@ -341,7 +341,7 @@ static zero_status name_differing_tensor(zero_ctx *z, const zero_tensor *t, int 
     zero_status s = zr_coll_all_reduce(&z->hcoll, &bad, 1, ZR_ELEM_I64, ZR_OP_MAX,
                                        ZR_TRAFFIC_OTHER, NULL);
     if (s || bad) { /* out of memory somewhere: the first round's message stands */
-        free(all);
+        zr_comm_release(&z->comm, all);
         return s ? zr_fail(&z->err, s, "agreement among ranks failed: %s", z->comm.err.msg)
                  : ZERO_OK;
     }
@@ -349,7 +349,7 @@ static zero_status name_differing_tensor(zero_ctx *z, const zero_tensor *t, int 
         make_rec(&all[(size_t)z->rank * (size_t)n + (size_t)i], &t[i]);
     s = zr_coll_all_gather(&z->hcoll, all, per, ZR_ELEM_BYTE, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
-        free(all);
+        zr_comm_release(&z->comm, all);
         return zr_fail(&z->err, s, "agreement among ranks failed: %s", z->comm.err.msg);
     }
     zero_status verdict = ZERO_OK;
@@ -371,7 +371,7 @@ static zero_status name_differing_tensor(zero_ctx *z, const zero_tensor *t, int 
             break;
         }
     }
-    free(all);
+    zr_comm_release(&z->comm, all);
     return verdict;
 }
 

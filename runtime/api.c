@@ -25,9 +25,15 @@ static void destroy(zero_ctx *z)
 {
     if (!z)
         return;
-    zr_s3_free(z);
-    zr_grads_free(z);
-    zr_state_free(z);
+    /* After a collective failed or timed out, MPI may still write into the buffers it was
+     * given (a collective cannot be cancelled): the model state, buckets and gather buffers are
+     * then left allocated rather than handed back to the allocator under MPI's feet. The
+     * process is expected to end soon after. */
+    if (!z->comm.broken) {
+        zr_s3_free(z);
+        zr_grads_free(z);
+        zr_state_free(z);
+    }
     for (int i = 0; i < z->num_tensors && z->meta; i++)
         free(z->meta[i].name);
     free(z->meta);
@@ -340,7 +346,8 @@ zero_status zero_finalize(zero_ctx *z)
     if (!s && z->report_on)
         s = zr_write_report(z, z->set.report_path);
     if (s)
-        snprintf(init_error, sizeof init_error, "zero_finalize: %s", z->err.msg);
+        snprintf(init_error, sizeof init_error, "%s%s",
+                 strncmp(z->err.msg, "zero_finalize: ", 15) ? "zero_finalize: " : "", z->err.msg);
     destroy(z);
     return s;
 }

@@ -104,6 +104,10 @@ void zr_comm_count(zr_comm *c, zr_coll_kind kind, size_t n, zr_elem e, zr_traffi
  * exit (either could wait for the peers forever). */
 void zr_comm_mark_broken(zr_comm *c);
 
+/* free(p), unless the group is broken: a buffer of a collective that failed or timed out may
+ * still be written by MPI (the collective cannot be cancelled), so it is left allocated. */
+void zr_comm_release(const zr_comm *c, void *p);
+
 /* Writes the flight recorder to the log (WARN), oldest first, and to
  * <dir>/zero-flight-rank<R>-<pid>.txt when dir is not NULL or empty. */
 void zr_flight_dump(const zr_comm *c, const char *why, const char *dir);

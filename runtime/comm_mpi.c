@@ -70,6 +70,12 @@ static zero_status mpi_fail(zr_comm *c, int rc, const char *what)
 static int we_initialized_mpi;
 static int some_comm_broken; /* process-wide: MPI_Finalize could wait for a lost peer */
 
+void zr_comm_release(const zr_comm *c, void *p)
+{
+    if (!c->broken)
+        free(p);
+}
+
 void zr_comm_mark_broken(zr_comm *c)
 {
     c->broken = 1;
@@ -195,11 +201,39 @@ static mpi_req *mreq(zr_creq *r) { return (mpi_req *)(void *)r->impl; }
 /* The watchdog: waits for n requests by testing them until they complete or comm->timeout_s
  * seconds have passed since `since` (0 = no limit). On timeout: ZERO_ERR_COMM naming `what`; the
  * requests stay pending (MPI cannot cancel a collective), so the group must not be used again. */
+/* Open MPI 4.1 reports a failure of a non-blocking collective (a truncation when ranks disagree
+ * on a count) through MPI_COMM_WORLD's error handler, not the communicator's: an application
+ * that initialised MPI itself keeps ERRORS_ARE_FATAL there, and the job would abort. Around
+ * libzero's tests the world's handler returns errors; the application's comes back after. */
+static MPI_Errhandler world_returns_errors(void)
+{
+    MPI_Errhandler saved = MPI_ERRHANDLER_NULL;
+    MPI_Comm_get_errhandler(MPI_COMM_WORLD, &saved);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    return saved;
+}
+
+static void world_handler_back(MPI_Errhandler saved)
+{
+    if (saved == MPI_ERRHANDLER_NULL)
+        return;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, saved);
+    MPI_Errhandler_free(&saved);
+}
+
+static int test_requests(int n, MPI_Request *r, int *flag)
+{
+    MPI_Errhandler saved = world_returns_errors();
+    int rc = MPI_Testall(n, r, flag, MPI_STATUSES_IGNORE);
+    world_handler_back(saved);
+    return rc;
+}
+
 static zero_status wait_deadline(zr_comm *m, MPI_Request *r, int n, double since, const char *what)
 {
     for (unsigned polls = 0;; polls++) {
         int flag = 0;
-        int rc = MPI_Testall(n, r, &flag, MPI_STATUSES_IGNORE);
+        int rc = test_requests(n, r, &flag);
         if (rc != MPI_SUCCESS)
             return mpi_fail(m, rc, what);
         if (flag)
@@ -416,7 +450,7 @@ static zero_status mpi_test(zr_coll *c, zr_creq *req, int *done)
         return ZERO_OK;
     }
     int flag = 0;
-    MPI_CHECK(c->comm, MPI_Test(&r->req, &flag, MPI_STATUS_IGNORE));
+    MPI_CHECK(c->comm, test_requests(1, &r->req, &flag));
     if (flag)
         r->active = 0;
     *done = flag;

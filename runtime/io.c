@@ -340,8 +340,8 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
                                     ZR_TRAFFIC_OTHER, NULL) == ZERO_OK &&
                  !any_bad;
     if (!all_ok) {
-        free(full);
-        free(slice);
+        zr_comm_release(&z->comm, full);
+        zr_comm_release(&z->comm, slice);
         if (any_bad == 2)
             return dev ? dev : zr_fail(&z->err, ZERO_ERR_SYSTEM, "another rank's device failed");
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory gathering parameters (on %s)",
@@ -370,8 +370,8 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
         if (z->rank == 0 && !fs && fn)
             fs = fn(z, c, full, arg);
     }
-    free(full);
-    free(slice);
+    zr_comm_release(&z->comm, full);
+    zr_comm_release(&z->comm, slice);
     return s ? s : fs;
 }
 

@@ -37,7 +37,7 @@ static zero_status gather_peaks(zero_ctx *z, int64_t **out)
     zero_status s =
         zr_coll_all_gather(&z->hcoll, peaks, ZR_RANK_WORDS, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
-        free(peaks);
+        zr_comm_release(&z->comm, peaks);
         return zr_fail(&z->err, s, "report: %s", z->comm.err.msg);
     }
     *out = peaks;
@@ -179,7 +179,7 @@ zero_status zr_write_report(zero_ctx *z, const char *path)
     a.peaks = peaks;
     /* rank 0 writes; every rank returns its verdict */
     zero_status s = zr_write_rank0_file(z, "report", path, write_report_body, &a);
-    free(peaks);
+    zr_comm_release(&z->comm, peaks);
     if (!s && z->rank == 0)
         ZR_INFO(ZR_SUB_INIT, "report written to %s", path);
     return s;

@@ -97,7 +97,7 @@ static zero_status check_order(zero_ctx *z, int c, int module, zero_status local
     zr_coll_tag(&z->hcoll, "stage-3 order check of chunk", c);
     zero_status s = zr_coll_all_gather(&z->hcoll, all, 3, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
-        free(all);
+        zr_comm_release(&z->comm, all);
         return zr_fail(&z->err, s, "stage 3 order check: %s", z->comm.err.msg);
     }
     for (int r = 0; r < z->world && !s; r++) {
@@ -117,7 +117,7 @@ static zero_status check_order(zero_ctx *z, int c, int module, zero_status local
                         oc == c ? " after a different sequence" : "");
         }
     }
-    free(all);
+    zr_comm_release(&z->comm, all);
     return s;
 }
 

@@ -68,7 +68,7 @@ static zero_status sequence_mismatch(zero_ctx *z, const double *all)
                               l && l[0] ? l : "(unknown)", before ? ", before it: " : "",
                               before ? before : "");
     }
-    free(lines);
+    zr_comm_release(&z->comm, lines);
     zero_status s = zr_fail(&z->err, ZERO_ERR_COMM, "%s", msg);
     zr_comm_mark_broken(&z->comm);
     snprintf(z->comm.broken_why, sizeof z->comm.broken_why, "collective sequences differ");
@@ -104,14 +104,14 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     zero_status s = zr_coll_all_gather(&z->hcoll, all, ZR_NORM_WORDS, ZR_ELEM_F64,
                                        ZR_TRAFFIC_TRAIN, NULL);
     if (s) {
-        free(all);
+        zr_comm_release(&z->comm, all);
         return zr_fail(&z->err, s, "gradient norm all-gather: %s", z->comm.err.msg);
     }
     for (int r = 1; r < z->world && !s; r++)
         if (all[ZR_NORM_WORDS * r + 3] != all[3] || all[ZR_NORM_WORDS * r + 4] != all[4])
             s = sequence_mismatch(z, all);
     if (s) {
-        free(all);
+        zr_comm_release(&z->comm, all);
         return s;
     }
     z->comm.sig_hash = 0; /* every rank starts the next window from the same point */
@@ -126,7 +126,7 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
                         : zr_fail(&z->err, (zero_status)w[2],
                                   "rank %d failed on its device during this step", r);
     }
-    free(all);
+    zr_comm_release(&z->comm, all);
     if (s)
         return s;
     if (!isfinite(*sumsq))
@@ -473,7 +473,7 @@ zero_status zr_finalize_agree(zero_ctx *z)
     zr_coll_tag(&z->hcoll, "finalize agreement", -1);
     zero_status s = zr_coll_all_gather(&z->hcoll, all, 4, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
-        free(all);
+        zr_comm_release(&z->comm, all);
         return zr_fail(&z->err, s, "zero_finalize: %s", z->comm.err.msg);
     }
     for (int r = 1; r < z->world && !s; r++) {
@@ -490,6 +490,6 @@ zero_status zr_finalize_agree(zero_ctx *z)
                         "the last step (a gather or a gradient on one rank only)",
                         r);
     }
-    free(all);
+    zr_comm_release(&z->comm, all);
     return s;
 }
