@@ -129,6 +129,13 @@ static zero_status lay_out(zero_ctx *z, const zero_tensor *t, int n)
     if (s)
         return zr_fail(&z->err, s, "layout: %s", le.msg);
     const zp_layout *L = &z->layout;
+    /* every buffer is at most 16 bytes per element (fp32 master + two states + working copies):
+     * a model whose byte sizes would not fit size_t is refused here, not allocated wrapped */
+    if (L->total_padded > SIZE_MAX / 16)
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "layout: %zu parameter elements (padded) are more than this machine can "
+                       "address as bytes (at most %zu)",
+                       L->total_padded, (size_t)(SIZE_MAX / 16));
     z->num_tensors = n;
     z->meta = calloc((size_t)n, sizeof *z->meta);
     z->tensor_module = malloc((size_t)n * sizeof *z->tensor_module);

@@ -209,7 +209,7 @@ static zero_status out_open(zr_error *e, const char *what, const char *path, zr_
                        "%s", what, o->path, via(o, buf, sizeof buf), o->dir, strerror(err));
     }
     if (exists)
-        (void)fchmod(fd, st.st_mode & 07777); /* the replaced file's permissions (best effort) */
+        (void)fchmod(fd, st.st_mode & 0777); /* the replaced file's permissions (best effort) */
     o->f = fdopen(fd, "wb");
     if (!o->f) {
         err = errno;
@@ -336,10 +336,14 @@ static zero_status for_each_master_chunk(zero_ctx *z, chunk_fn fn, void *arg)
     zero_status dev = zr_device_error(z, "before reading the parameters");
     int64_t mine_ok = !((z->rank == 0 && !full) || !slice);
     int64_t bad = dev ? 2 : !mine_ok, any_bad = bad;
-    int all_ok = zr_coll_all_reduce(&z->hcoll, &any_bad, 1, ZR_ELEM_I64, ZR_OP_MAX,
-                                    ZR_TRAFFIC_OTHER, NULL) == ZERO_OK &&
-                 !any_bad;
-    if (!all_ok) {
+    zero_status r = zr_coll_all_reduce(&z->hcoll, &any_bad, 1, ZR_ELEM_I64, ZR_OP_MAX,
+                                       ZR_TRAFFIC_OTHER, NULL);
+    if (r) {
+        zr_comm_release(&z->comm, full);
+        zr_comm_release(&z->comm, slice);
+        return zr_fail(&z->err, r, "parameter gather: %s", z->comm.err.msg);
+    }
+    if (any_bad) {
         zr_comm_release(&z->comm, full);
         zr_comm_release(&z->comm, slice);
         if (any_bad == 2)

@@ -126,6 +126,11 @@ int main(void)
     bad[1].numel = 0;
     expect_init_fail("0-element tensor", &out, &cfg, bad, NT, ZERO_ERR_INVALID,
                      "tensor 1 (a.b): numel is 0");
+    { /* element counts that fit, byte sizes that would not: refused, never allocated wrapped */
+        zero_tensor huge = {.name = "huge", .numel = (size_t)1 << 62, .module = 0};
+        expect_init_fail("2^62 elements", &out, &cfg, &huge, 1, ZERO_ERR_INVALID,
+                         "more than this machine can address");
+    }
     memcpy(bad, tensors, sizeof bad);
     bad[3].module = 0;
     expect_init_fail("module order", &out, &cfg, bad, NT, ZERO_ERR_INVALID, "module order");
