@@ -234,7 +234,6 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
 
 /* ---- training calls -------------------------------------------------------------------------- */
 
-static int live(const zero_ctx *z) { return zr_ctx_live(z); }
 
 /* NULL is ZERO_ERR_INVALID; a context that is not live is ZERO_ERR_STATE, nothing written into
  * it (zero_last_error has the message). */
@@ -242,7 +241,7 @@ static zero_status check_ctx(const zero_ctx *z)
 {
     if (!z)
         return ZERO_ERR_INVALID;
-    return live(z) ? ZERO_OK : ZERO_ERR_STATE;
+    return zr_ctx_live(z) ? ZERO_OK : ZERO_ERR_STATE;
 }
 
 static zero_status check_module(zero_ctx *z, const char *call, int module)
@@ -341,7 +340,7 @@ zero_status zero_finalize(zero_ctx *z)
 {
     if (!z)
         return ZERO_OK;
-    if (!live(z)) {
+    if (!zr_ctx_live(z)) {
         snprintf(init_error, sizeof init_error,
                  "zero_finalize: not a live context (finalized already?); nothing done");
         return ZERO_ERR_STATE;
@@ -361,32 +360,32 @@ zero_status zero_finalize(zero_ctx *z)
 
 /* ---- queries --------------------------------------------------------------------------------- */
 
-float zero_loss_scale(const zero_ctx *z) { return live(z) ? z->scaler.scale : 1.0f; }
+float zero_loss_scale(const zero_ctx *z) { return zr_ctx_live(z) ? z->scaler.scale : 1.0f; }
 
 zero_status zero_last_step(const zero_ctx *z, zero_step_info *info)
 {
     if (!z || !info)
         return ZERO_ERR_INVALID;
-    if (!live(z))
+    if (!zr_ctx_live(z))
         return ZERO_ERR_STATE;
     *info = z->last;
     return ZERO_OK;
 }
 
-int zero_rank(const zero_ctx *z) { return live(z) ? z->rank : -1; }
-int zero_world_size(const zero_ctx *z) { return live(z) ? z->world : 0; }
-const zero_config *zero_get_config(const zero_ctx *z) { return live(z) ? &z->set.cfg : NULL; }
+int zero_rank(const zero_ctx *z) { return zr_ctx_live(z) ? z->rank : -1; }
+int zero_world_size(const zero_ctx *z) { return zr_ctx_live(z) ? z->world : 0; }
+const zero_config *zero_get_config(const zero_ctx *z) { return zr_ctx_live(z) ? &z->set.cfg : NULL; }
 
 void *zero_compute_stream(const zero_ctx *z)
 {
-    return live(z) ? zr_dev_stream(&z->dev, ZR_STREAM_COMPUTE) : NULL;
+    return zr_ctx_live(z) ? zr_dev_stream(&z->dev, ZR_STREAM_COMPUTE) : NULL;
 }
 
 zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
 {
     if (!z || !st)
         return ZERO_ERR_INVALID;
-    if (!live(z))
+    if (!zr_ctx_live(z))
         return ZERO_ERR_STATE;
     memset(st, 0, sizeof *st);
     for (int l = 0; l < ZERO_MEM_NUM_LABELS; l++) {
@@ -411,7 +410,7 @@ const char *zero_last_error(const zero_ctx *z)
 {
     if (!z)
         return "ctx is NULL";
-    return live(z) ? z->err.msg
+    return zr_ctx_live(z) ? z->err.msg
                    : "not a live context: it was finalized (zero_finalize), or the pointer is "
                      "not one zero_init returned";
 }

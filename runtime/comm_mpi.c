@@ -229,11 +229,11 @@ static int test_requests(int n, MPI_Request *r, int *flag)
     return rc;
 }
 
-static zero_status wait_deadline(zr_comm *m, MPI_Request *r, int n, double since, const char *what)
+static zero_status poll_until(zr_comm *m, MPI_Request *r, int n, double since, const char *what)
 {
     for (unsigned polls = 0;; polls++) {
         int flag = 0;
-        int rc = test_requests(n, r, &flag);
+        int rc = MPI_Testall(n, r, &flag, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS)
             return mpi_fail(m, rc, what);
         if (flag)
@@ -250,6 +250,15 @@ static zero_status wait_deadline(zr_comm *m, MPI_Request *r, int n, double since
         if (polls >= 64)
             sched_yield(); /* let a rank sharing this core run */
     }
+}
+
+/* The world's error handler is switched once around the whole wait, not at every poll. */
+static zero_status wait_deadline(zr_comm *m, MPI_Request *r, int n, double since, const char *what)
+{
+    MPI_Errhandler saved = world_returns_errors();
+    zero_status s = poll_until(m, r, n, since, what);
+    world_handler_back(saved);
+    return s;
 }
 
 /* Where a call's MPI request goes: the caller's, a new pending slot of the group, or NULL

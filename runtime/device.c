@@ -220,24 +220,22 @@ static int host_pci_bus(const zr_device *dev) { return -1; }
 
 static void host_destroy(zr_device *dev) {}
 
-/* The element-wise members stay NULL: the host twins run on this memory directly. */
+/* What every host-memory device shares (the plain host device and the NUMA-bound one): no
+ * streams, synchronous copies, nothing to pin or to report. The element-wise members stay NULL:
+ * the host twins run on this memory directly. */
+#define HOST_MEMORY_OPS                                                                       \
+    .copy = host_copy, .synchronize = host_synchronize, .order = host_order,                  \
+    .stream_sync = host_stream_sync, .stream = host_stream, .copy_timed = host_copy_timed,    \
+    .copy_wait = host_copy_wait, .host_register = host_register,                              \
+    .host_unregister = host_unregister, .take_error = host_take_error,                        \
+    .free_memory = host_free_memory, .pci_bus = host_pci_bus
+
 static const zr_device_ops host_ops = {
     .name = "host",
     .alloc = host_alloc,
     .free = host_free,
-    .copy = host_copy,
-    .synchronize = host_synchronize,
-    .order = host_order,
-    .stream_sync = host_stream_sync,
-    .stream = host_stream,
-    .copy_timed = host_copy_timed,
-    .copy_wait = host_copy_wait,
-    .host_register = host_register,
-    .host_unregister = host_unregister,
-    .take_error = host_take_error,
-    .free_memory = host_free_memory,
-    .pci_bus = host_pci_bus,
     .destroy = host_destroy,
+    HOST_MEMORY_OPS,
 };
 
 void zr_device_host_init(zr_device *dev, size_t capacity)
@@ -276,19 +274,8 @@ static const zr_device_ops numa_ops = {
     .name = "host-numa",
     .alloc = numa_alloc,
     .free = numa_free,
-    .copy = host_copy,
-    .synchronize = host_synchronize,
-    .order = host_order,
-    .stream_sync = host_stream_sync,
-    .stream = host_stream,
-    .copy_timed = host_copy_timed,
-    .copy_wait = host_copy_wait,
-    .host_register = host_register,
-    .host_unregister = host_unregister,
-    .take_error = host_take_error,
-    .free_memory = host_free_memory,
-    .pci_bus = host_pci_bus,
     .destroy = numa_destroy,
+    HOST_MEMORY_OPS,
 };
 
 zero_status zr_device_numa_init(zr_device *dev, const zo_topology *topo, const zo_plan *plan)
