@@ -323,6 +323,48 @@ ZERO_API zero_status zero_allreduce_sum(zero_ctx *ctx, double *values, int n);
  * verdict. The JSON report of zero_finalize is written the same way. */
 ZERO_API zero_status zero_export(zero_ctx *ctx, const char *path);
 
+/* ---- checkpoints (docs/CHECKPOINT.md) ---------------------------------------------------------
+ * A checkpoint holds everything a run needs to continue exactly: the fp32 master of every
+ * tensor, the optimizer's state (AdamW's two moments), the step count, the loss scaler (scale,
+ * hysteresis, growth window), the skipped-step count, the registered tensors (names, shapes,
+ * modules, no_decay), the configuration it was saved under, and an opaque user blob (the
+ * program's data position, RNG state, schedule...). It loads at any world size, stage, dtype,
+ * offload setting and backend: the layout is recomputed, and each rank reads only the blocks
+ * holding the elements it owns. The ranks must share the file system that holds dir. */
+
+/* Saves a checkpoint into the directory dir (created if missing) as dir/step-<steps> (steps =
+ * optimizer steps applied, 8 digits), and points dir/latest at it. Every rank writes its own
+ * shard file, in parallel; rank 0 writes user.bin (user_len bytes of rank 0's `user`; other
+ * ranks' blobs are ignored; at most 1 GiB) and the manifest. Atomic: written under a temporary
+ * name in dir, every file fsynced, the manifest last, then renamed into place (replacing a
+ * checkpoint of the same step) and `latest` replaced by rename; a crash at any moment leaves the
+ * previous checkpoint and a `latest` that names a complete one. ZERO_CKPT_KEEP=K then removes all
+ * but the newest K step-* directories. Call it at an optimizer-step boundary (ZERO_ERR_STATE in
+ * the middle of an accumulation window). Collective, blocking. ZERO_ERR_INVALID for bad
+ * arguments, ZERO_ERR_IO when a file cannot be written (every rank returns the same status; the
+ * temporary directory is removed; the previous checkpoint is untouched). */
+ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user, size_t user_len);
+
+/* Loads the checkpoint at path: a checkpoint directory (holding manifest.json), or a directory
+ * zero_save wrote into (its `latest`, else its newest step-* directory). Replaces the master
+ * weights, the working parameters (the master converted to the working precision), the
+ * optimizer's state, the step and skipped counts, and, when both the checkpoint and the context
+ * use fp16 with a dynamic loss scale, the scaler's state (otherwise the context's own scaler
+ * restarts). Hyperparameters and runtime settings stay the context's. The checkpoint's tensors
+ * must be the registered ones by name (order and module ids may differ), each with the same
+ * shape. The user blob (rank 0's at save) goes to every rank: `user` (user_cap bytes) receives it
+ * and *user_len (when not NULL) its size; user NULL skips it. Call at an optimizer-step boundary.
+ * Collective, blocking.
+ * Errors leave the context exactly as it was, on every rank: ZERO_ERR_INVALID for a checkpoint of
+ * other tensors (naming the tensor missing, extra or of another shape), another optimizer, a blob
+ * larger than user_cap (*user_len says how large), or (fp16) a master value beyond fp16's range;
+ * ZERO_ERR_IO for a missing, truncated or corrupt file, a checksum that differs or a garbled
+ * manifest, naming the file (and the tensor and block where it applies); ZERO_ERR_STATE inside an
+ * accumulation window. Host memory for three fp32 arrays of this rank's shard is used while
+ * loading (staging: the state is replaced only once every rank has read and verified its part). */
+ZERO_API zero_status zero_load(zero_ctx *ctx, const char *path, void *user, size_t user_cap,
+                               size_t *user_len);
+
 /* Hash of the full fp32 master parameters in registration order: equal whenever the values are
  * equal, whatever the stage or world size. Collective, blocking. */
 ZERO_API zero_status zero_param_digest(zero_ctx *ctx, uint64_t *digest);

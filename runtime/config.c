@@ -162,6 +162,10 @@ static const zr_var zr_vars[] = {
      "rank's flight recorder goes to the log. Bounds every exchange after zero_init has read "
      "this setting; the exchanges before it wait at most the default. 0 = wait forever",
      .flo = 0, .fhi = FLT_MAX, .per_rank = 1},
+    {"ZERO_CKPT_KEEP", ZR_T_INT, ENV_ONLY(ckpt_keep), "0", "an integer from 0 to 1000000",
+     "zero_save keeps the newest K checkpoints (step-* directories) of its directory and removes "
+     "older ones after a save has committed; 0 = keep all",
+     .ilo = 0, .ihi = 1000000},
     {"ZERO_DEBUG", ZR_T_ENUM, ENV_ONLY(log_level), "WARN", "one of NONE WARN INFO TRACE",
      "log level; INFO also logs every value taken from the environment", .words = zr_level_words},
     {"ZERO_DEBUG_SUBSYS", ZR_T_SUBSYS, ENV_ONLY(log_mask), "ALL",

@@ -20,6 +20,7 @@ typedef struct zr_settings {
     char log_file[512];     /* ZERO_DEBUG_FILE: "" = stderr */
     char debug_dir[512];    /* ZERO_DEBUG_DIR: flight-recorder dumps; "" = the log only */
     char report_path[512];  /* ZERO_REPORT, or cfg.report_path copied; "" = none */
+    int ckpt_keep;          /* ZERO_CKPT_KEEP: checkpoints zero_save keeps; 0 = all */
 } zr_settings;
 
 /* One value that came from the environment, for the INFO log after logging is set up. */

@@ -292,6 +292,9 @@ typedef zero_status (*zr_fill_fn)(zero_ctx *z, FILE *f, void *arg);
 zero_status zr_write_rank0_file(zero_ctx *z, const char *what, const char *path,
                                 zr_fill_fn fill, void *arg);
 
+/* Rank 0's status and message, for every rank (rank 0 returns its own). Collective. */
+zero_status zr_rank0_verdict(zero_ctx *z, zero_status s, const char *what);
+
 /* The tensor pieces inside [lo, hi) of chunk c, into z->seg; returns how many. */
 int zr_segments(zero_ctx *z, int c, size_t lo, size_t hi);
 

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "runtime/ckpt_format.h"
 #include "runtime/engine.h"
 #include "util/log.h"
 
@@ -277,8 +278,8 @@ static zero_status out_commit(zr_error *e, const char *what, zr_out *o)
     return ZERO_OK;
 }
 
-/* Rank 0's status and message, for every rank. Collective. */
-static zero_status rank0_verdict(zero_ctx *z, zero_status s, const char *what)
+/* (engine.h) Rank 0's status and message, for every rank. Collective. */
+zero_status zr_rank0_verdict(zero_ctx *z, zero_status s, const char *what)
 {
     struct {
         int64_t status;
@@ -315,7 +316,7 @@ zero_status zr_write_rank0_file(zero_ctx *z, const char *what, const char *path,
         else
             out_abort(&o);
     }
-    return rank0_verdict(z, s, what);
+    return zr_rank0_verdict(z, s, what);
 }
 
 /* ---- chunks of the master parameters --------------------------------------------------------- */
@@ -414,21 +415,6 @@ zero_status zero_param_digest(zero_ctx *z, uint64_t *digest)
 
 /* ---- safetensors export ---------------------------------------------------------------------- */
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 typedef struct export_state {
     FILE *f;
     const char *path;
@@ -448,37 +434,22 @@ static zero_status export_chunk(zero_ctx *z, int c, const float *full, void *arg
 }
 
 /* safetensors: u64 little-endian header size, a JSON header (padded with spaces to 8 bytes),
- * then the tensors' bytes in header order. */
+ * then the tensors' bytes in header order (runtime/ckpt_format.c writes the header, for
+ * zero-ckpt export too). */
 static zero_status write_header(zero_ctx *z, FILE *f, const char *path)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *h = open_memstream(&buf, &len);
-    if (!h)
+    zc_st_entry *t = malloc((size_t)z->num_tensors * sizeof *t);
+    if (!t)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_export: out of host memory");
-    fprintf(h, "{\"__metadata__\":{\"format\":\"pt\",\"producer\":\"libzero\"}");
-    uint64_t off = 0;
-    for (int i = 0; i < z->num_tensors; i++) {
-        const zr_tensor_meta *m = &z->meta[i];
-        uint64_t bytes = (uint64_t)z->layout.place[i].numel * 4;
-        fputc(',', h);
-        json_string(h, m->name);
-        fprintf(h, ":{\"dtype\":\"F32\",\"shape\":[");
-        if (m->ndim == 0)
-            fprintf(h, "%zu", z->layout.place[i].numel);
-        for (int d = 0; d < m->ndim; d++)
-            fprintf(h, "%s%" PRId64, d ? "," : "", m->shape[d]);
-        fprintf(h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes);
-        off += bytes;
-    }
-    fputc('}', h);
-    while ((ftell(h) % 8) != 0)
-        fputc(' ', h);
-    fclose(h);
-    unsigned char size_le[8];
-    for (int k = 0; k < 8; k++)
-        size_le[k] = (unsigned char)((uint64_t)len >> (8 * k));
-    int ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(buf, 1, len, f) == len;
+    for (int i = 0; i < z->num_tensors; i++)
+        t[i] = (zc_st_entry){z->meta[i].name, z->meta[i].ndim, z->meta[i].shape,
+                             z->layout.place[i].numel};
+    size_t len = 0;
+    unsigned char *buf = zc_safetensors_header(t, z->num_tensors, &len);
+    free(t);
+    if (!buf)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_export: out of host memory");
+    int ok = fwrite(buf, 1, len, f) == len;
     free(buf);
     return ok ? ZERO_OK
               : zr_fail(&z->err, ZERO_ERR_IO, "zero_export: writing %s: %s", path,
@@ -515,7 +486,7 @@ zero_status zero_export(zero_ctx *z, const char *path)
         else
             out_abort(&o);
     }
-    s = rank0_verdict(z, s, "zero_export"); /* every rank returns rank 0's verdict */
+    s = zr_rank0_verdict(z, s, "zero_export"); /* every rank returns rank 0's verdict */
     if (!s && z->rank == 0)
         ZR_INFO(ZR_SUB_INIT, "exported %d tensors to %s", z->num_tensors, path);
     return s;

@@ -15,8 +15,10 @@ command -v mpicc >/dev/null || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 [ -e /usr/include/hwloc.h ] || need+=(libhwloc-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
-# jansson: the tests' zero-check reads the JSON report with it
+# jansson (checkpoint manifests; the tests' zero-check reads the JSON report with it) and
+# libxxhash (checkpoint checksums, XXH3)
 { command -v pkg-config >/dev/null && pkg-config --exists jansson; } || need+=(libjansson-dev)
+{ command -v pkg-config >/dev/null && pkg-config --exists libxxhash; } || need+=(libxxhash-dev)
 # OpenBLAS itself, not any cblas.h: the base image ships the netlib reference BLAS (libblas-dev,
 # with a cblas.h), ~8x slower. OpenBLAS's OpenMP build, so its threads are OpenMP's
 # (OMP_NUM_THREADS, split between ranks by zero-mpirun) and a call from inside the model's

@@ -38,13 +38,17 @@ typedef struct options {
     float lr;                /* AdamW learning rate */
     float wd;                /* AdamW weight decay (not applied to biases) */
     const char *export_path; /* safetensors file written after training; NULL = none */
+    const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
+    int save_every;          /* also every N optimizer steps; 0 = only at the end */
+    const char *resume;      /* checkpoint (or checkpoint directory) to continue from */
     int quiet;               /* no per-step lines */
     int gradcheck;           /* run the gradient check instead of training */
 } options;
 
 static const options default_options = {
     .layers = 4, .width = 128, .batch = 48, .steps = 50, .seed = 42,
-    .lr = 3e-3f, .wd = 0.01f, .export_path = NULL, .quiet = 0, .gradcheck = 0,
+    .lr = 3e-3f, .wd = 0.01f, .export_path = NULL, .save_dir = NULL, .save_every = 0,
+    .resume = NULL, .quiet = 0, .gradcheck = 0,
 };
 
 static void usage(FILE *f) {
@@ -62,6 +66,11 @@ static void usage(FILE *f) {
             "  --lr X         AdamW learning rate                         (default %g)\n"
             "  --wd X         AdamW weight decay, not on biases           (default %g)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
+            "  --save DIR     write a checkpoint into DIR at the end (zero_save)\n"
+            "  --save-every N also every N steps (with --save)\n"
+            "  --resume DIR   continue from a checkpoint (DIR, or a directory --save wrote):\n"
+            "                 parameters, Adam state, step and the data position; --steps\n"
+            "                 counts the steps of this run\n"
             "  --quiet        no per-step lines, only the final loss\n"
             "  --gradcheck    check backward against finite differences (no libzero) and exit\n"
             "  --help         this text\n"
@@ -91,11 +100,29 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(name, "--lr")) bad = !val || cli_parse_float(val, 0.0f, &o->lr);
         else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
+        else if (!strcmp(name, "--save")) { bad = !val || !*val; o->save_dir = val; }
+        else if (!strcmp(name, "--save-every"))
+            bad = !val || cli_parse_int(val, 1, 1 << 30, &o->save_every);
+        else if (!strcmp(name, "--resume")) { bad = !val || !*val; o->resume = val; }
         else return cli_unknown_option("zero-mlp", arg);
         if (bad) return cli_bad_value("zero-mlp", name, val);
     }
+    if (o->save_every && !o->save_dir) {
+        fprintf(stderr, "zero-mlp: --save-every needs --save DIR\n");
+        return 2;
+    }
     return 0;
 }
+
+/* The checkpoint's user blob: where the data stream stands (data rows are a function of seed,
+ * step, micro-step and row), so a resumed run trains on the batches the original would have. */
+typedef struct resume_blob {
+    char magic[8];     /* "zero-mlp" */
+    uint32_t version;  /* 1 */
+    uint32_t layers, width, batch;
+    uint64_t seed;
+    int64_t step;      /* optimizer-loop steps completed */
+} resume_blob;
 
 static double now_ms(void) {
     struct timespec ts;
@@ -372,12 +399,31 @@ static int train(const options *o) {
                (double)rc->lr, (double)rc->weight_decay);
     }
 
-    for (int step = 0; step < o->steps; step++) {
+    /* libzero: a resumed run loads the state and the blob, and goes on from its step */
+    int64_t first_step = 0;
+    uint64_t seed = o->seed;
+    if (o->resume) {
+        resume_blob rb;
+        size_t rb_len = 0;
+        ZCHECK(zero_load(z, o->resume, &rb, sizeof(rb), &rb_len));
+        if (rb_len != sizeof(rb) || memcmp(rb.magic, "zero-mlp", 8) != 0 || rb.version != 1 ||
+            rb.layers != (uint32_t)L || rb.width != (uint32_t)W || rb.seed != o->seed) {
+            fprintf(stderr, "zero-mlp: rank %d: %s was not saved by zero-mlp with --layers %d "
+                    "--width %d --seed %" PRIu64 "\n", rank, o->resume, L, W, o->seed);
+            goto fail;
+        }
+        first_step = rb.step;
+        if (rank == 0 && !o->quiet)
+            printf("zero-mlp: resumed from %s at step %" PRId64 "\n", o->resume, first_step);
+    }
+    const int64_t last_step = first_step + o->steps;
+
+    for (int64_t step = first_step; step < last_step; step++) {
         double t0 = now_ms();
         double loss_sum = 0.0; /* this rank's micro-batch losses */
         for (int micro = 0; micro < accum; micro++) {
             /* each micro-step trains on its own global batch */
-            mlp_data(&teacher, o->seed, step, micro, row0, rows, mlp_acts_h(&acts, 0), target);
+            mlp_data(&teacher, seed, step, micro, row0, rows, mlp_acts_h(&acts, 0), target);
             GPU(mlp_gpu_load(gpu, mlp_acts_h(&acts, 0), target));
 
             /* forward */
@@ -486,12 +532,22 @@ static int train(const options *o) {
                 if (info.skipped > 0 || info.overflow)
                     snprintf(skipped, sizeof(skipped), " | skipped %" PRId64 "%s", info.skipped,
                              info.overflow ? " (this step)" : "");
-                printf("step %4d/%d | loss %.6f | grad norm %.4f | loss scale %g%s | %.2f ms | "
-                       "mem %.2f MiB (peak %.2f MiB)\n",
-                       step + 1, o->steps, loss, (double)info.grad_norm, (double)info.loss_scale,
+                printf("step %4" PRId64 "/%" PRId64 " | loss %.6f | grad norm %.4f | loss scale "
+                       "%g%s | %.2f ms | mem %.2f MiB (peak %.2f MiB)\n",
+                       step + 1, last_step, loss, (double)info.grad_norm, (double)info.loss_scale,
                        skipped, ms, (double)mem.current_total / 1048576.0,
                        (double)mem.peak_total / 1048576.0);
                 fflush(stdout);
+            }
+            /* libzero: a checkpoint every --save-every steps and at the end */
+            if (o->save_dir && ((o->save_every && (step + 1) % o->save_every == 0) ||
+                                step + 1 == last_step)) {
+                resume_blob rb = {.version = 1, .layers = (uint32_t)L, .width = (uint32_t)W,
+                                  .batch = (uint32_t)o->batch, .seed = seed, .step = step + 1};
+                memcpy(rb.magic, "zero-mlp", 8);
+                ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+                if (rank == 0 && !o->quiet)
+                    printf("zero-mlp: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
             }
         }
     }

@@ -134,7 +134,7 @@ static void test_table_defaults(void) {
             set++;
         }
     }
-    CHECK(n == 27, "table has %d variables", n);
+    CHECK(n == 28, "table has %d variables", n);
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "defaults as text: %s", err);
     expect_defaults(&s, "defaults as text");

@@ -1,0 +1,1002 @@
+/* ckpt.c — zero_save and zero_load: sharded, checksummed checkpoints committed atomically, that
+ * load at any world size, stage, dtype or offload setting (the file format: ckpt_format.h,
+ * docs/CHECKPOINT.md).
+ *
+ * Save: rank 0 makes a temporary directory beside the checkpoints; every rank writes the elements
+ * it owns in the layout (its slice of every chunk, also at stage 0), fp32 master and optimizer
+ * states block by block, into its own shard file and fsyncs it; the block checksums come to rank
+ * 0, which writes user.bin and the manifest (last), fsyncs the directory, renames it to
+ * step-<steps> (exchanging it with an older one of the same name), fsyncs the parent, points
+ * `latest` at it (written and renamed the same way) and prunes to ZERO_CKPT_KEEP. A crash at any
+ * point leaves the previous checkpoint whole and `latest` naming a complete one.
+ *
+ * Load: rank 0 reads the manifest and every rank parses the same bytes; each rank reads exactly
+ * the blocks holding the elements it owns in its own layout (zc_read) into host staging, verifying
+ * each block; the ranks agree; only then is the state replaced (working copies converted from the
+ * master, replicas all-gathered), so a failure leaves the context as it was. */
+#define _GNU_SOURCE /* renameat2 (RENAME_EXCHANGE) */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "kernels/kernels.h"
+#include "runtime/ckpt_format.h"
+#include "runtime/engine.h"
+#include "util/log.h"
+
+enum { ZR_PATH = 4096 };
+
+static int sync_unsupported(int err) { return err == EINVAL || err == ENOTSUP || err == ENOSYS; }
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (r != 0 && !sync_unsupported(err)) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p = (const char *)p + w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A new file written whole: created exclusively, written, fsynced, closed. */
+static int write_new_file(const char *path, const void *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int ok = write_all(fd, p, n) == 0 && (fsync(fd) == 0 || sync_unsupported(errno));
+    int err = errno;
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    errno = err;
+    return ok ? 0 : -1;
+}
+
+/* "<host>.<pid>" of this process: names its temporary directories, so that one left by a process
+ * that is gone can be recognised and removed. */
+static void owner_tag(char *buf, size_t n)
+{
+    char host[65] = "";
+    if (gethostname(host, sizeof host) != 0 || !host[0])
+        snprintf(host, sizeof host, "localhost");
+    host[64] = 0;
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_'))
+            *p = '_';
+    snprintf(buf, n, "%s.%ld", host, (long)getpid());
+}
+
+/* Removes a flat directory (files only) and the directory itself; 0 or -1. */
+static int remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    struct dirent *de;
+    char p[ZR_PATH + 300];
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    return rmdir(dir);
+}
+
+/* Temporary and discarded directories (".zero-tmp.*.<host>.<pid>", ".zero-old.*.<host>.<pid>")
+ * left in root by processes of this host that are gone. */
+static void remove_stale_dirs(const char *root)
+{
+    char me[128];
+    owner_tag(me, sizeof me);
+    char *dot = strrchr(me, '.');
+    *dot = 0; /* the host part */
+    DIR *d = opendir(root);
+    if (!d)
+        return;
+    struct dirent *de;
+    char p[ZR_PATH + 300];
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strncmp(n, ".zero-tmp.", 10) != 0 && strncmp(n, ".zero-old.", 10) != 0)
+            continue;
+        const char *pid_at = strrchr(n, '.');
+        if (!pid_at || pid_at == n)
+            continue;
+        /* the host part is just before the pid */
+        const char *host_at = pid_at - 1;
+        while (host_at > n && *host_at != '.')
+            host_at--;
+        size_t hl = (size_t)(pid_at - host_at - 1);
+        if (hl != strlen(me) || strncmp(host_at + 1, me, hl) != 0)
+            continue;
+        char *end;
+        long pid = strtol(pid_at + 1, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", root, n);
+        if (remove_flat_dir(p) == 0)
+            ZR_INFO(ZR_SUB_INIT, "removed %s, left by process %ld, which is gone", p, pid);
+    }
+    closedir(d);
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char p[ZR_PATH];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (stat(p, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- where the state is --------------------------------------------------------------------- */
+
+/* Pointers to element `off` of chunk c (inside this rank's slice [lo, hi)) of the fp32 master
+ * (array 0) and the optimizer's states (1..): full layout at stage 0, shard layout above; with an
+ * fp32 working copy that is the master, the parameters. */
+static float *array_at(zero_ctx *z, int a, int c, size_t off, size_t lo)
+{
+    const zp_chunk *ch = &z->layout.chunks[c];
+    const int stage = z->set.cfg.stage;
+    size_t idx = stage == 0 ? ch->offset + off : ch->shard_offset + (off - lo);
+    if (a > 0)
+        return z->st.ostate[a - 1] + idx;
+    if (z->st.master)
+        return z->st.master + idx;
+    return (float *)z->st.params + (stage == 3 ? ch->shard_offset + (off - lo) : ch->offset + off);
+}
+
+/* The working copy of element `off` of chunk c. */
+static void *work_at(zero_ctx *z, int c, size_t off, size_t lo)
+{
+    const zp_chunk *ch = &z->layout.chunks[c];
+    size_t idx = z->set.cfg.stage == 3 ? ch->shard_offset + (off - lo) : ch->offset + off;
+    return (char *)z->st.params + idx * z->wsz;
+}
+
+/* What each rank writes: its slice of every chunk, tensor piece by piece, in layout order. */
+typedef struct piece {
+    int tensor;
+    uint64_t offset, numel;
+    int chunk;
+    size_t chunk_offset, lo;
+} piece;
+
+/* The pieces of rank r (out may be NULL to count). */
+static int rank_pieces(zero_ctx *z, int r, piece *out)
+{
+    const zp_layout *L = &z->layout;
+    int n = 0;
+    for (int c = 0; c < L->num_chunks; c++) {
+        size_t lo, hi;
+        zp_slice_range(L, c, r, &lo, &hi);
+        int k = zr_segments(z, c, lo, hi);
+        for (int j = 0; j < k; j++, n++)
+            if (out)
+                out[n] = (piece){z->seg[j].tensor, z->seg[j].tensor_offset, z->seg[j].numel, c,
+                                 z->seg[j].chunk_offset, lo};
+    }
+    return n;
+}
+
+/* ---- save ------------------------------------------------------------------------------------ */
+
+typedef struct shard_out {
+    uint64_t bytes;
+    uint64_t file_hash; /* XXH3-64 over the header and the block hashes (ckpt_format.h) */
+    uint64_t *hash;     /* block hashes in file order */
+    uint64_t nblocks;
+} shard_out;
+
+static uint64_t pieces_blocks(const piece *p, int n)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < n; i++)
+        b += zc_blocks(p[i].numel, ZC_BLOCK_ELEMS);
+    return b;
+}
+
+/* Writes this rank's shard file: header, then its pieces block by block. */
+static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const piece *pc,
+                               int npc, shard_out *o)
+{
+    const int A = 1 + z->optim->num_states;
+    const uint64_t B = ZC_BLOCK_ELEMS;
+    o->nblocks = pieces_blocks(pc, npc);
+    o->hash = malloc((o->nblocks ? o->nblocks : 1) * sizeof *o->hash);
+    float *buf = malloc((size_t)(B * (uint64_t)A) * sizeof *buf);
+    XXH3_state_t *fh = XXH3_createState();
+    if (!o->hash || !buf || !fh) {
+        free(buf);
+        XXH3_freeState(fh);
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int err = errno;
+        free(buf);
+        XXH3_freeState(fh);
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: cannot create %s: %s", path,
+                       strerror(err));
+    }
+    unsigned char h[ZC_HEADER_BYTES];
+    zc_header_encode(h, z->rank, z->world, A, id, B);
+    XXH3_64bits_reset(fh);
+    XXH3_64bits_update(fh, h, sizeof h);
+    int ok = write_all(fd, h, sizeof h) == 0;
+    uint64_t at = ZC_HEADER_BYTES, q = 0;
+    for (int i = 0; ok && i < npc; i++) {
+        for (uint64_t e0 = 0; ok && e0 < pc[i].numel; e0 += B) {
+            uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
+            size_t off = pc[i].chunk_offset + e0;
+            for (int a = 0; a < A; a++)
+                zr_dev_copy(&z->dev, buf + (size_t)a * nb,
+                            array_at(z, a, pc[i].chunk, off, pc[i].lo), (size_t)nb * sizeof *buf);
+            size_t bytes = (size_t)nb * (size_t)A * sizeof *buf;
+            o->hash[q] = zc_hash(buf, bytes);
+            unsigned char le[8];
+            for (int k = 0; k < 8; k++)
+                le[k] = (unsigned char)(o->hash[q] >> (8 * k));
+            XXH3_64bits_update(fh, le, 8);
+            q++;
+            ok = write_all(fd, buf, bytes) == 0;
+            at += bytes;
+        }
+    }
+    int err = errno;
+    if (ok && fsync(fd) != 0 && !sync_unsupported(errno)) {
+        ok = 0;
+        err = errno;
+    }
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    o->bytes = at;
+    o->file_hash = XXH3_64bits_digest(fh);
+    XXH3_freeState(fh);
+    free(buf);
+    if (!ok)
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: writing %s: %s", path, strerror(err));
+    return ZERO_OK;
+}
+
+/* Rank 0's manifest for every rank's pieces and their gathered hashes. */
+static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, const uint64_t *all,
+                                  uint64_t stride, piece *pc, uint64_t user_len,
+                                  uint64_t user_hash)
+{
+    memset(m, 0, sizeof *m);
+    m->version = ZC_VERSION;
+    m->id = id;
+    snprintf(m->producer, sizeof m->producer, "libzero %d.%d.%d", ZERO_VERSION_MAJOR,
+             ZERO_VERSION_MINOR, ZERO_VERSION_PATCH);
+    m->prog = (zc_progress){z->prog.steps,      z->prog.boundaries,      z->prog.micro_steps,
+                            z->prog.skipped,    (double)z->scaler.scale, z->scaler.dynamic,
+                            z->scaler.hysteresis_left, z->scaler.last_rescale};
+    m->world = z->world;
+    m->stage = z->set.cfg.stage;
+    m->dtype = (int)z->dtype;
+    m->grad_accum = z->set.cfg.grad_accum;
+    snprintf(m->optimizer, sizeof m->optimizer, "%s", z->optim->name);
+    m->num_arrays = 1 + z->optim->num_states;
+    snprintf(m->arrays[0], ZC_NAME_MAX, "master");
+    snprintf(m->arrays[1], ZC_NAME_MAX, "exp_avg");
+    snprintf(m->arrays[2], ZC_NAME_MAX, "exp_avg_sq");
+    m->block_elems = ZC_BLOCK_ELEMS;
+    m->user_bytes = user_len;
+    m->user_hash = user_hash;
+    char *cfg = NULL;
+    size_t cl = 0;
+    FILE *cf = open_memstream(&cfg, &cl);
+    if (cf) {
+        zr_config_write_json(&z->set, cf);
+        fclose(cf);
+    }
+    m->config_json = cfg;
+    m->num_tensors = z->num_tensors;
+    m->tensors = calloc((size_t)z->num_tensors, sizeof *m->tensors);
+    m->num_files = z->world;
+    m->files = calloc((size_t)z->world, sizeof *m->files);
+    int total = 0;
+    for (int r = 0; r < z->world; r++)
+        total += rank_pieces(z, r, NULL);
+    m->num_slices = total;
+    m->slices = calloc((size_t)(total ? total : 1), sizeof *m->slices);
+    if (!m->tensors || !m->files || !m->slices)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+    for (int i = 0; i < z->num_tensors; i++) {
+        zc_tensor *t = &m->tensors[i];
+        t->name = z->meta[i].name; /* borrowed: not freed by zc_manifest_free (see save) */
+        t->ndim = z->meta[i].ndim;
+        memcpy(t->shape, z->meta[i].shape, sizeof t->shape);
+        t->numel = z->layout.place[i].numel;
+        t->module = z->tensor_module ? z->tensor_module[i] : 0;
+        t->no_decay = z->meta[i].no_decay;
+    }
+    int k = 0;
+    for (int r = 0; r < z->world; r++) {
+        const uint64_t *row = all + (uint64_t)r * stride;
+        zc_file *f = &m->files[r];
+        snprintf(f->name, sizeof f->name, "rank-%05d.bin", r);
+        f->rank = r;
+        f->bytes = row[1];
+        f->hash = row[2];
+        int n = rank_pieces(z, r, pc);
+        uint64_t at = ZC_HEADER_BYTES, q = 0;
+        for (int i = 0; i < n; i++, k++) {
+            zc_slice *s = &m->slices[k];
+            s->tensor = pc[i].tensor;
+            s->offset = pc[i].offset;
+            s->numel = pc[i].numel;
+            s->file = r;
+            s->at = at;
+            s->hash = (uint64_t *)(row + 3 + q); /* borrowed */
+            q += zc_blocks(pc[i].numel, ZC_BLOCK_ELEMS);
+            at += zc_slice_bytes(pc[i].numel, m->num_arrays);
+        }
+    }
+    return ZERO_OK;
+}
+
+/* The borrowed parts of a saved manifest are not the manifest's to free. */
+static void free_built_manifest(zc_manifest *m)
+{
+    free(m->tensors);
+    free(m->files);
+    free(m->slices);
+    free(m->config_json);
+    memset(m, 0, sizeof *m);
+}
+
+typedef struct step_dir {
+    long long step;
+    char name[64];
+} step_dir;
+
+static int step_cmp(const void *a, const void *b)
+{
+    const step_dir *x = a, *y = b;
+    return x->step < y->step ? -1 : x->step > y->step;
+}
+
+/* ZERO_CKPT_KEEP: the newest `keep` step-* directories stay (and `current` always). Each one
+ * removed is first renamed to a discarded name, so a crash while deleting it leaves no
+ * half-deleted step-* directory. */
+static void prune(const char *root, int keep, const char *current)
+{
+    if (keep <= 0)
+        return;
+    DIR *d = opendir(root);
+    if (!d)
+        return;
+    step_dir *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        long long s;
+        char tail;
+        if (sscanf(de->d_name, "step-%lld%c", &s, &tail) != 1 || strlen(de->d_name) >= 64)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            step_dir *nv = realloc(v, cap * sizeof *v);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[n].step = s;
+        snprintf(v[n].name, sizeof v[n].name, "%s", de->d_name);
+        n++;
+    }
+    closedir(d);
+    qsort(v, n, sizeof *v, step_cmp);
+    char tag[128], from[ZR_PATH + 80], to[ZR_PATH + 300];
+    owner_tag(tag, sizeof tag);
+    for (size_t i = 0; i + (size_t)keep < n; i++) {
+        if (!strcmp(v[i].name, current))
+            continue;
+        snprintf(from, sizeof from, "%s/%s", root, v[i].name);
+        snprintf(to, sizeof to, "%s/.zero-old.%s.%s", root, v[i].name, tag);
+        if (rename(from, to) == 0 && remove_flat_dir(to) == 0)
+            ZR_INFO(ZR_SUB_INIT, "zero_save: removed %s (ZERO_CKPT_KEEP=%d)", from, keep);
+        else
+            ZR_WARN(ZR_SUB_INIT, "zero_save: could not remove %s: %s", from, strerror(errno));
+    }
+    free(v);
+}
+
+/* Rank 0: user.bin and the manifest into tmp, then tmp becomes root/name and `latest` names it. */
+static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const char *name,
+                          const zc_manifest *m, const void *user, size_t user_len)
+{
+    char p[ZR_PATH + 80], q[ZR_PATH + 300];
+    snprintf(p, sizeof p, "%s/" ZC_USER_FILE, tmp);
+    if (write_new_file(p, user_len ? user : "", user_len) != 0)
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: writing %s: %s", p, strerror(errno));
+    size_t len = 0;
+    char *json = zc_manifest_dump(m, &len);
+    if (!json)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+    snprintf(p, sizeof p, "%s/" ZC_MANIFEST, tmp);
+    int w = write_new_file(p, json, len);
+    free(json);
+    if (w != 0)
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: writing %s: %s", p, strerror(errno));
+    if (fsync_dir(tmp) != 0)
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: syncing %s: %s", tmp, strerror(errno));
+    /* into place: exchanged with an older checkpoint of the same name, which then goes */
+    snprintf(p, sizeof p, "%s/%s", root, name);
+    struct stat st;
+    int exists = lstat(p, &st) == 0;
+    if (exists) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_EXCHANGE) != 0) {
+            if (!sync_unsupported(errno))
+                return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
+                               strerror(errno));
+            /* no atomic exchange on this file system: the old one is moved away first */
+            char tag[128];
+            owner_tag(tag, sizeof tag);
+            snprintf(q, sizeof q, "%s/.zero-old.%s.%s", root, name, tag);
+            if (rename(p, q) != 0 || rename(tmp, p) != 0)
+                return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
+                               strerror(errno));
+            remove_flat_dir(q);
+        } else {
+            remove_flat_dir(tmp); /* tmp now holds the older checkpoint */
+        }
+    } else if (rename(tmp, p) != 0) {
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: renaming %s to %s: %s", tmp, p,
+                       strerror(errno));
+    }
+    if (fsync_dir(root) != 0)
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: syncing %s: %s", root, strerror(errno));
+    /* latest: a small file renamed over the old one */
+    char tag[128];
+    owner_tag(tag, sizeof tag);
+    snprintf(q, sizeof q, "%s/.zero-tmp.latest.%s", root, tag);
+    unlink(q);
+    char line[80];
+    int ll = snprintf(line, sizeof line, "%s\n", name);
+    snprintf(p, sizeof p, "%s/" ZC_LATEST, root);
+    if (write_new_file(q, line, (size_t)ll) != 0 || rename(q, p) != 0) {
+        int err = errno;
+        unlink(q);
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: updating %s: %s", p, strerror(err));
+    }
+    if (fsync_dir(root) != 0)
+        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: syncing %s: %s", root, strerror(errno));
+    prune(root, z->set.ckpt_keep, name);
+    return ZERO_OK;
+}
+
+static uint64_t new_id(void)
+{
+    uint64_t id = 0;
+    if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 48);
+    }
+    return id ? id : 1;
+}
+
+static zero_status check_boundary(zero_ctx *z, const char *what)
+{
+    if (z->prog.micro != 0)
+        return zr_fail(&z->err, ZERO_ERR_STATE,
+                       "%s: in the middle of a gradient-accumulation window (micro-step %d of "
+                       "%d); call it after the zero_step that ends the window",
+                       what, z->prog.micro, z->set.cfg.grad_accum);
+    return ZERO_OK;
+}
+
+zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t user_len)
+{
+    if (!z)
+        return ZERO_ERR_INVALID;
+    if (!zr_ctx_live(z))
+        return ZERO_ERR_STATE;
+    zero_status s = ZERO_OK;
+    if (!dir || !dir[0])
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_save: dir is %s", dir ? "empty" : "NULL");
+    else if (strlen(dir) >= ZR_PATH - 400)
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_save: dir %.80s... is too long", dir);
+    else if (user_len && !user)
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_save: user is NULL with user_len %zu",
+                    user_len);
+    else if (user_len > ((size_t)1 << 30))
+        s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                    "zero_save: user_len %zu is larger than the 1 GiB a checkpoint's user blob "
+                    "may hold", user_len);
+    if (!s)
+        s = check_boundary(z, "zero_save");
+    if (!s)
+        s = zr_device_error(z, "before saving");
+    /* every rank has the same verdict before anyone touches a file */
+    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
+
+    double t0 = zr_now();
+    const char *root = dir;
+    char name[64];
+    snprintf(name, sizeof name, "step-%08lld", (long long)z->prog.steps);
+    /* rank 0: the temporary directory; every rank learns its path and the checkpoint id */
+    struct {
+        uint64_t id;
+        char tmp[ZR_PATH];
+    } where;
+    memset(&where, 0, sizeof where);
+    if (z->rank == 0) {
+        where.id = new_id();
+        char tag[128];
+        owner_tag(tag, sizeof tag);
+        snprintf(where.tmp, sizeof where.tmp, "%s/.zero-tmp.%s.%016" PRIx64 ".%s", root, name,
+                 where.id, tag);
+        if (make_dirs(root) != 0)
+            s = zr_fail(&z->err, ZERO_ERR_IO, "zero_save: cannot create the directory %s: %s",
+                        root, strerror(errno));
+        else {
+            remove_stale_dirs(root);
+            if (mkdir(where.tmp, 0755) != 0)
+                s = zr_fail(&z->err, ZERO_ERR_IO, "zero_save: cannot create %s: %s", where.tmp,
+                            strerror(errno));
+        }
+    }
+    zero_status b = zr_coll_broadcast(&z->hcoll, &where, sizeof where, ZR_ELEM_BYTE, 0,
+                                      ZR_TRAFFIC_OTHER, NULL);
+    if (b)
+        return zr_fail(&z->err, b, "zero_save: %s", z->comm.err.msg);
+    ZR_CHECK(zr_rank0_verdict(z, s, "zero_save"));
+
+    /* every rank: its shard file */
+    int npc = rank_pieces(z, z->rank, NULL), maxpc = npc;
+    for (int r = 0; r < z->world; r++) {
+        int n = rank_pieces(z, r, NULL);
+        maxpc = n > maxpc ? n : maxpc;
+    }
+    piece *pc = malloc((size_t)(maxpc ? maxpc : 1) * sizeof *pc);
+    shard_out so;
+    memset(&so, 0, sizeof so);
+    char path[ZR_PATH + 64];
+    snprintf(path, sizeof path, "%s/rank-%05d.bin", where.tmp, z->rank);
+    if (!pc)
+        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+    else {
+        rank_pieces(z, z->rank, pc);
+        s = write_shard(z, path, where.id, pc, npc, &so);
+    }
+    /* the block counts are layout arithmetic: every rank knows every row's length */
+    uint64_t stride = 3;
+    for (int r = 0; pc && r < z->world; r++) {
+        int n = rank_pieces(z, r, pc);
+        uint64_t rb = 3 + pieces_blocks(pc, n);
+        stride = rb > stride ? rb : stride;
+    }
+    uint64_t *mine = calloc(stride, sizeof *mine);
+    uint64_t *all = z->rank == 0 ? calloc(stride * (uint64_t)z->world, sizeof *all) : NULL;
+    if (!s && (!mine || (z->rank == 0 && !all)))
+        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+    zero_status agreed = zr_agree(z, s, NULL, NULL, 0);
+    if (!agreed) {
+        mine[0] = 0;
+        mine[1] = so.bytes;
+        mine[2] = so.file_hash;
+        memcpy(mine + 3, so.hash, so.nblocks * sizeof *so.hash);
+        zero_status g = zr_coll_gather(&z->hcoll, mine, all ? all : mine, stride, ZR_ELEM_I64, 0);
+        if (g)
+            agreed = zr_fail(&z->err, g, "zero_save: gathering checksums: %s", z->comm.err.msg);
+    }
+    s = agreed;
+    if (!s && z->rank == 0) {
+        zc_manifest m;
+        s = build_manifest(z, &m, where.id, all, stride, pc,
+                           (uint64_t)user_len, zc_hash(user_len ? user : "", user_len));
+        if (!s)
+            s = commit(z, root, where.tmp, name, &m, user, user_len);
+        free_built_manifest(&m);
+    }
+    if (s && z->rank == 0 && !z->comm.broken)
+        remove_flat_dir(where.tmp); /* the previous checkpoint stays as it was */
+    free(mine);
+    free(all);
+    free(pc);
+    free(so.hash);
+    if (agreed)
+        return agreed;
+    s = zr_rank0_verdict(z, s, "zero_save");
+    if (!s && z->rank == 0)
+        ZR_INFO(ZR_SUB_INIT, "zero_save: %s/%s (step %lld, %d shard files) in %.3f s", root, name,
+                (long long)z->prog.steps, z->world, zr_now() - t0);
+    return s;
+}
+
+/* ---- load ------------------------------------------------------------------------------------ */
+
+typedef struct name_ix {
+    const char *name;
+    int i;
+} name_ix;
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
+}
+
+static void shape_text(int ndim, const int64_t *shape, uint64_t numel, char *buf, size_t n)
+{
+    if (ndim == 0) {
+        snprintf(buf, n, "%" PRIu64 " elements", numel);
+        return;
+    }
+    size_t o = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && o < n; d++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%" PRId64, d ? ", " : "", shape[d]);
+    if (o < n)
+        snprintf(buf + o, n - o, "]");
+}
+
+/* Registered tensors against the checkpoint's, by name: map[i] = the checkpoint's index of
+ * registered tensor i. ZERO_ERR_INVALID naming the first tensor missing, extra or of another
+ * shape. */
+static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *where, int *map)
+{
+    int n = m->num_tensors;
+    name_ix *ix = malloc((size_t)n * sizeof *ix);
+    if (!ix)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
+    for (int j = 0; j < n; j++)
+        ix[j] = (name_ix){m->tensors[j].name, j};
+    qsort(ix, (size_t)n, sizeof *ix, name_cmp);
+    zero_status s = ZERO_OK;
+    int found = 0;
+    for (int i = 0; i < z->num_tensors && !s; i++) {
+        name_ix key = {z->meta[i].name, 0};
+        name_ix *hit = bsearch(&key, ix, (size_t)n, sizeof *ix, name_cmp);
+        if (!hit) {
+            s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                        "zero_load: checkpoint %s has no tensor \"%s\" (registered as tensor %d); "
+                        "it holds %d tensors of another model or version",
+                        where, z->meta[i].name, i, n);
+            break;
+        }
+        const zc_tensor *t = &m->tensors[hit->i];
+        const zr_tensor_meta *r = &z->meta[i];
+        uint64_t numel = z->layout.place[i].numel;
+        int same = t->numel == numel &&
+                   (t->ndim == 0 || r->ndim == 0 ||
+                    (t->ndim == r->ndim &&
+                     !memcmp(t->shape, r->shape, (size_t)t->ndim * sizeof *t->shape)));
+        if (!same) {
+            char a[160], b[160];
+            shape_text(t->ndim, t->shape, t->numel, a, sizeof a);
+            shape_text(r->ndim, r->shape, numel, b, sizeof b);
+            s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                        "zero_load: tensor \"%s\" is %s in checkpoint %s but registered as %s",
+                        r->name, a, where, b);
+        }
+        map[i] = hit->i;
+        found++;
+    }
+    if (!s && found != n) {
+        /* an extra tensor: the first of the checkpoint's that no registered name matched */
+        name_ix *reg = malloc((size_t)z->num_tensors * sizeof *reg);
+        if (!reg)
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
+        for (int i = 0; reg && i < z->num_tensors; i++)
+            reg[i] = (name_ix){z->meta[i].name, i};
+        if (reg)
+            qsort(reg, (size_t)z->num_tensors, sizeof *reg, name_cmp);
+        for (int j = 0; reg && j < n && !s; j++) {
+            name_ix key = {m->tensors[j].name, 0};
+            if (!bsearch(&key, reg, (size_t)z->num_tensors, sizeof *reg, name_cmp))
+                s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                            "zero_load: checkpoint %s has tensor \"%s\", which is not "
+                            "registered (%d tensors there, %d registered)",
+                            where, m->tensors[j].name, n, z->num_tensors);
+        }
+        free(reg);
+    }
+    free(ix);
+    return s;
+}
+
+/* Reads this rank's elements into staging (A arrays of shard_numel, indexed like the shard). */
+static zero_status read_mine(zero_ctx *z, const zc_manifest *m, const char *where,
+                             const int *map, float *staging, int A)
+{
+    zc_reader rd;
+    zr_error e;
+    zr_error_clear(&e);
+    if (zc_reader_open(&rd, m, where, &e))
+        return zr_fail(&z->err, e.status, "zero_load: %s", e.msg);
+    const zp_layout *L = &z->layout;
+    const size_t S = L->shard_numel;
+    zero_status s = ZERO_OK;
+    for (int c = 0; c < L->num_chunks && !s; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        size_t lo, hi;
+        zp_slice_range(L, c, z->rank, &lo, &hi);
+        int k = zr_segments(z, c, lo, hi);
+        for (int j = 0; j < k && !s; j++) {
+            const zp_segment *sg = &z->seg[j];
+            size_t idx = ch->shard_offset + (sg->chunk_offset - lo);
+            float *out[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
+            for (int a = 0; a < A; a++)
+                out[a] = staging + (size_t)a * S + idx;
+            if (zc_read(&rd, map[sg->tensor], sg->tensor_offset, sg->numel, out, &e)) {
+                s = zr_fail(&z->err, e.status, "zero_load: %s", e.msg);
+                break;
+            }
+            if (z->dtype == ZERO_DTYPE_FP16) /* a master value that is inf in fp16 */
+                for (size_t x = 0; x < sg->numel && !s; x++)
+                    if (!(fabsf(out[0][x]) < 65520.0f))
+                        s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                                    "zero_load: tensor \"%s\", element %zu: %g is beyond fp16's "
+                                    "range (ZERO_DTYPE=fp16; largest finite value 65504)",
+                                    z->meta[sg->tensor].name, sg->tensor_offset + x,
+                                    (double)out[0][x]);
+        }
+    }
+    zc_reader_close(&rd);
+    return s;
+}
+
+/* The staged state becomes the context's: master, states and working copy of this rank's slices,
+ * then the replicas all-gathered (stage 0: everything; stages 1-2: the working parameters). */
+static zero_status install(zero_ctx *z, const float *staging, int A)
+{
+    const zp_layout *L = &z->layout;
+    const size_t S = L->shard_numel;
+    const int stage = z->set.cfg.stage;
+    void *work = malloc(L->max_slice * z->wsz + 1);
+    if (!work)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
+    for (int c = 0; c < L->num_chunks; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        size_t lo, hi;
+        zp_slice_range(L, c, z->rank, &lo, &hi);
+        const float *src = staging + ch->shard_offset;
+        for (int a = 0; a < A; a++) {
+            if (a == 0 && !z->st.master)
+                continue; /* the working copy is the master: written below */
+            zr_dev_copy(&z->dev, array_at(z, a, c, lo, lo), src + (size_t)a * S,
+                        (hi - lo) * sizeof(float));
+        }
+        zk_cast(work, z->dtype, src, ZERO_DTYPE_FP32, hi - lo);
+        zr_dev_copy(&z->dev, work_at(z, c, lo, lo), work, (hi - lo) * z->wsz);
+    }
+    free(work);
+    zero_status s = zr_coll_group_start(&z->dcoll);
+    for (int c = 0; c < L->num_chunks && !s && stage < 3; c++) {
+        const zp_chunk *ch = &L->chunks[c];
+        s = zr_coll_all_gather(&z->dcoll, (char *)z->st.params + ch->offset * z->wsz, ch->slice,
+                               zr_elem_of(z->dtype), ZR_TRAFFIC_OTHER, NULL);
+        for (int a = 0; a < A && !s && stage == 0; a++)
+            if (a > 0 || z->st.master)
+                s = zr_coll_all_gather(&z->dcoll, array_at(z, a, c, 0, 0), ch->slice, ZR_ELEM_F32,
+                                       ZR_TRAFFIC_OTHER, NULL);
+    }
+    if (z->dcoll.ops) {
+        zero_status g = zr_coll_group_end(&z->dcoll, NULL);
+        if (!s)
+            s = g;
+    }
+    if (s)
+        return zr_fail(&z->err, s, "zero_load: all-gather of the loaded state: %s",
+                       z->comm.err.msg);
+    return ZERO_OK;
+}
+
+zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap,
+                      size_t *user_len)
+{
+    if (!z)
+        return ZERO_ERR_INVALID;
+    if (!zr_ctx_live(z))
+        return ZERO_ERR_STATE;
+    zero_status s = ZERO_OK;
+    if (!path || !path[0])
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_load: path is %s", path ? "empty" : "NULL");
+    else if (user_cap && !user)
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_load: user is NULL with user_cap %zu",
+                    user_cap);
+    if (!s)
+        s = check_boundary(z, "zero_load");
+    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
+    double t0 = zr_now();
+
+    /* rank 0 finds the checkpoint and reads its manifest; every rank parses the same bytes */
+    struct {
+        uint64_t len;
+        char where[ZR_PATH];
+    } hdr;
+    memset(&hdr, 0, sizeof hdr);
+    char *json = NULL;
+    size_t jlen = 0;
+    if (z->rank == 0) {
+        zr_error e;
+        zr_error_clear(&e);
+        s = zc_resolve(path, hdr.where, sizeof hdr.where, &e);
+        if (!s) {
+            char mp[ZR_PATH + 32];
+            snprintf(mp, sizeof mp, "%s/" ZC_MANIFEST, hdr.where);
+            s = zc_read_file(mp, (size_t)1 << 31, &json, &jlen, &e);
+        }
+        if (s)
+            s = zr_fail(&z->err, s, "zero_load: %s", e.msg);
+        hdr.len = jlen;
+    }
+    zero_status b = zr_coll_broadcast(&z->hcoll, &hdr, sizeof hdr, ZR_ELEM_BYTE, 0,
+                                      ZR_TRAFFIC_OTHER, NULL);
+    if (b) {
+        free(json);
+        return zr_fail(&z->err, b, "zero_load: %s", z->comm.err.msg);
+    }
+    if ((s = zr_rank0_verdict(z, s, "zero_load"))) {
+        free(json);
+        return s;
+    }
+    if (z->rank != 0 && !(json = malloc(hdr.len + 1)))
+        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
+    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
+    b = zr_coll_broadcast(&z->hcoll, json, hdr.len, ZR_ELEM_BYTE, 0, ZR_TRAFFIC_OTHER, NULL);
+    if (b) {
+        free(json);
+        return zr_fail(&z->err, b, "zero_load: %s", z->comm.err.msg);
+    }
+
+    zc_manifest m;
+    memset(&m, 0, sizeof m);
+    zr_error e;
+    zr_error_clear(&e);
+    const int A = 1 + z->optim->num_states;
+    int *map = NULL;
+    float *staging = NULL;
+    void *blob = NULL;
+    s = zc_manifest_parse(&m, json, hdr.len, hdr.where, &e);
+    free(json);
+    if (s)
+        s = zr_fail(&z->err, s, "zero_load: %s", e.msg);
+    if (!s && (strcmp(m.optimizer, z->optim->name) != 0 || m.num_arrays != A))
+        s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                    "zero_load: checkpoint %s holds the state of optimizer \"%s\" (%d arrays); "
+                    "this context runs \"%s\" (%d)",
+                    hdr.where, m.optimizer, m.num_arrays, z->optim->name, A);
+    if (!s && user_len)
+        *user_len = (size_t)m.user_bytes;
+    if (!s && user && m.user_bytes > user_cap)
+        s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                    "zero_load: the checkpoint's user blob is %" PRIu64 " bytes, user_cap is %zu "
+                    "(nothing was loaded; *user_len says how many bytes it needs)",
+                    m.user_bytes, user_cap);
+    if (!s) {
+        map = malloc((size_t)z->num_tensors * sizeof *map);
+        size_t sb = z->layout.shard_numel * (size_t)A;
+        staging = calloc(sb ? sb : 1, sizeof *staging);
+        blob = malloc(m.user_bytes ? (size_t)m.user_bytes : 1);
+        if (!map || !staging || !blob)
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM,
+                        "zero_load: out of host memory for the staging of %zu bytes",
+                        z->layout.shard_numel * (size_t)A * sizeof(float));
+    }
+    if (!s)
+        s = match_tensors(z, &m, hdr.where, map);
+    if (!s)
+        s = read_mine(z, &m, hdr.where, map, staging, A);
+    if (!s && z->rank == 0) { /* the user blob, rank 0's to read and check */
+        char up[ZR_PATH + 32];
+        snprintf(up, sizeof up, "%s/" ZC_USER_FILE, hdr.where);
+        char *ub = NULL;
+        size_t ul = 0;
+        if (zc_read_file(up, (size_t)m.user_bytes, &ub, &ul, &e))
+            s = zr_fail(&z->err, ZERO_ERR_IO, "zero_load: %s", e.msg);
+        else if (ul != m.user_bytes || zc_hash(ub, ul) != m.user_hash)
+            s = zr_fail(&z->err, ZERO_ERR_IO,
+                        "zero_load: checkpoint %s: %s: %s", hdr.where, ZC_USER_FILE,
+                        ul != m.user_bytes ? "its size differs from the manifest's"
+                                           : "checksum mismatch: the file is corrupt");
+        else
+            memcpy(blob, ub, ul);
+        free(ub);
+    }
+    /* every rank's verdict before anything changes */
+    s = zr_agree(z, s, NULL, NULL, 0);
+    if (!s) {
+        s = install(z, staging, A);
+        if (!s && m.user_bytes) {
+            b = zr_coll_broadcast(&z->hcoll, blob, (size_t)m.user_bytes, ZR_ELEM_BYTE, 0,
+                                  ZR_TRAFFIC_OTHER, NULL);
+            if (b)
+                s = zr_fail(&z->err, b, "zero_load: %s", z->comm.err.msg);
+        }
+        if (!s) {
+            z->prog.steps = m.prog.steps;
+            z->prog.boundaries = m.prog.boundaries;
+            z->prog.micro_steps = m.prog.micro_steps;
+            z->prog.skipped = m.prog.skipped;
+            z->prog.micro = 0;
+            z->comm.step = z->prog.boundaries;
+            zr_scaler_init(&z->scaler, &z->set.cfg, z->dtype);
+            if (z->scaler.dynamic && m.prog.scale_dynamic) { /* fp16 to fp16: where it was */
+                z->scaler.scale = (float)m.prog.loss_scale;
+                z->scaler.hysteresis_left = m.prog.hysteresis_left;
+                z->scaler.last_rescale = m.prog.last_rescale;
+            }
+            memset(&z->last, 0, sizeof z->last);
+            z->last.step = z->prog.steps;
+            z->last.skipped = z->prog.skipped;
+            z->last.loss_scale = z->scaler.scale;
+            if (user && m.user_bytes)
+                memcpy(user, blob, (size_t)m.user_bytes);
+            if (z->set.cfg.stage == 3)
+                s = zr_s3_after_step(z);
+        }
+        if (!s)
+            s = zr_device_error(z, "loading a checkpoint");
+    }
+    if (!s)
+        ZR_INFO(ZR_SUB_INIT, "zero_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",
+                hdr.where, (long long)m.prog.steps, m.world, m.stage, zr_now() - t0);
+    zc_manifest_free(&m);
+    free(map);
+    free(staging);
+    free(blob);
+    return s;
+}
