@@ -351,8 +351,8 @@ ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user,
  * optimizer's state, the step and skipped counts, and, when both the checkpoint and the context
  * use fp16 with a dynamic loss scale, the scaler's state (otherwise the context's own scaler
  * restarts). Hyperparameters and runtime settings stay the context's. The checkpoint's tensors
- * must be the registered ones by name (order and module ids may differ), each with the same
- * shape. The user blob (rank 0's at save) goes to every rank: `user` (user_cap bytes) receives it
+ * must be the registered ones by name (order and module ids may differ), each with as many
+ * elements and, when both were registered with a shape, the same shape. The user blob (rank 0's at save) goes to every rank: `user` (user_cap bytes) receives it
  * and *user_len (when not NULL) its size; user NULL skips it. Call at an optimizer-step boundary.
  * Collective, blocking.
  * Errors leave the context exactly as it was, on every rank: ZERO_ERR_INVALID for a checkpoint of

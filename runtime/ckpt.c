@@ -118,8 +118,8 @@ static int remove_flat_dir(const char *dir)
     return rmdir(dir);
 }
 
-/* Temporary and discarded directories (".zero-tmp.*.<host>.<pid>", ".zero-old.*.<host>.<pid>")
- * left in root by processes of this host that are gone. */
+/* Temporary and discarded directories (".zero-tmp.*.<host>.<pid>", ".zero-old.*.<host>.<pid>"),
+ * and temporary `latest` files, left in root by processes of this host that are gone. */
 static void remove_stale_dirs(const char *root)
 {
     char me[128];
@@ -152,6 +152,11 @@ static void remove_stale_dirs(const char *root)
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
         snprintf(p, sizeof p, "%s/%s", root, n);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISREG(st.st_mode)) { /* a `latest` being written */
+            unlink(p);
+            continue;
+        }
         if (remove_flat_dir(p) == 0)
             ZR_INFO(ZR_SUB_INIT, "removed %s, left by process %ld, which is gone", p, pid);
     }
@@ -495,9 +500,15 @@ static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const 
             char tag[128];
             owner_tag(tag, sizeof tag);
             snprintf(q, sizeof q, "%s/.zero-old.%s.%s", root, name, tag);
-            if (rename(p, q) != 0 || rename(tmp, p) != 0)
+            if (rename(p, q) != 0)
                 return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
                                strerror(errno));
+            if (rename(tmp, p) != 0) {
+                int err = errno;
+                rename(q, p); /* the old one back */
+                return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
+                               strerror(err));
+            }
             remove_flat_dir(q);
         } else {
             remove_flat_dir(tmp); /* tmp now holds the older checkpoint */
@@ -621,6 +632,8 @@ zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t use
     else {
         rank_pieces(z, z->rank, pc);
         s = write_shard(z, path, where.id, pc, npc, &so);
+        if (!s) /* a copy out of the device that failed: what was hashed is not the state */
+            s = zr_device_error(z, "saving a checkpoint");
     }
     /* the block counts are layout arithmetic: every rank knows every row's length */
     uint64_t stride = 3;
@@ -933,8 +946,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
         blob = malloc(m.user_bytes ? (size_t)m.user_bytes : 1);
         if (!map || !staging || !blob)
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM,
-                        "zero_load: out of host memory for the staging of %zu bytes",
-                        z->layout.shard_numel * (size_t)A * sizeof(float));
+                        "zero_load: out of host memory for the staging of %zu bytes and the "
+                        "user blob of %" PRIu64,
+                        z->layout.shard_numel * (size_t)A * sizeof(float), m.user_bytes);
     }
     if (!s)
         s = match_tensors(z, &m, hdr.where, map);
@@ -988,8 +1002,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
             if (z->set.cfg.stage == 3)
                 s = zr_s3_after_step(z);
         }
+        /* a device that failed while taking the state fails the load on every rank */
         if (!s)
-            s = zr_device_error(z, "loading a checkpoint");
+            s = zr_agree(z, zr_device_error(z, "loading a checkpoint"), NULL, NULL, 0);
     }
     if (!s)
         ZR_INFO(ZR_SUB_INIT, "zero_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",

@@ -474,14 +474,17 @@ zero_status zc_manifest_parse(zc_manifest *m, const char *json, size_t len, cons
         m->prog.skipped = get_int(&p, pr, "skipped", 0, INT64_MAX);
         json_t *ls = field(&p, pr, "loss_scale", JSON_REAL);
         m->prog.loss_scale = ls ? json_number_value(ls) : 1.0;
-        if (!p.s && !(m->prog.loss_scale >= 1.0 && m->prog.loss_scale <= 3.4e38))
+        if (!p.s && !(m->prog.loss_scale > 0.0 && m->prog.loss_scale <= 3.4e38))
             bad(&p, "the field \"%s\" is out of range%s", "loss_scale", NULL);
         json_t *dy = field(&p, pr, "scale_dynamic", JSON_TRUE);
         m->prog.scale_dynamic = dy && json_is_true(dy);
         m->prog.hysteresis_left = (int)get_int(&p, pr, "hysteresis_left", 0, 1 << 20);
         m->prog.last_rescale = get_int(&p, pr, "last_rescale", -1, INT64_MAX);
-        if (!p.s && (m->prog.steps + m->prog.skipped != m->prog.boundaries))
-            bad(&p, "the fields \"%s\" disagree (steps + skipped != boundaries)%s", "progress",
+        if (!p.s && (m->prog.steps > INT64_MAX - m->prog.skipped ||
+                     m->prog.steps + m->prog.skipped != m->prog.boundaries ||
+                     m->prog.micro_steps < m->prog.boundaries))
+            bad(&p, "the fields \"%s\" disagree (steps + skipped != boundaries, or fewer "
+                "micro_steps than boundaries)%s", "progress",
                 NULL);
     }
     m->world = (int)get_int(&p, root, "world", 1, 1 << 24);
@@ -510,10 +513,10 @@ zero_status zc_manifest_parse(zc_manifest *m, const char *json, size_t len, cons
         }
         m->num_arrays = (int)na;
     }
-    m->block_elems = (uint64_t)get_int(&p, root, "block_elems", 1, 1 << 28);
+    m->block_elems = (uint64_t)get_int(&p, root, "block_elems", 1, 1 << 22);
     json_t *u = field(&p, root, "user", JSON_OBJECT);
     if (u) {
-        m->user_bytes = (uint64_t)get_int(&p, u, "bytes", 0, (int64_t)1 << 40);
+        m->user_bytes = (uint64_t)get_int(&p, u, "bytes", 0, (int64_t)1 << 30); /* zero_save's cap */
         v = field(&p, u, "xxh3", JSON_STRING);
         if (v)
             m->user_hash = get_hex(&p, v, "xxh3");
@@ -528,6 +531,11 @@ zero_status zc_manifest_parse(zc_manifest *m, const char *json, size_t len, cons
         parse_tensors(&p, m, ta);
     if (!p.s)
         parse_files(&p, m, fa);
+    /* one file per saving rank, file f holding rank f's slices */
+    for (int f = 0; !p.s && f < m->num_files; f++)
+        if (m->files[f].rank != f || m->num_files != m->world)
+            bad(&p, "the field \"%s\" must list one file per rank of the saving world, in rank "
+                "order%s", "files", NULL);
     if (!p.s)
         parse_slices(&p, m, sa);
     json_decref(root);
@@ -675,9 +683,16 @@ static zero_status open_file(zc_reader *r, int f, zr_error *e)
         why = "its header has another format version";
     else if (get_u64(h + 24) != r->m->id)
         why = "it belongs to another checkpoint (its id differs from the manifest's)";
-    else if (get_u32(h + 12) != (uint32_t)x->rank || get_u32(h + 20) != (uint32_t)r->m->num_arrays ||
-             get_u64(h + 32) != r->m->block_elems)
-        why = "its header disagrees with the manifest (rank, arrays or block size)";
+    else if (get_u32(h + 12) != (uint32_t)x->rank || get_u32(h + 16) != (uint32_t)r->m->world ||
+             get_u32(h + 20) != (uint32_t)r->m->num_arrays || get_u64(h + 32) != r->m->block_elems)
+        why = "its header disagrees with the manifest (rank, world, arrays or block size)";
+    else {
+        int nonzero = 0;
+        for (int k = 40; k < ZC_HEADER_BYTES; k++)
+            nonzero |= h[k];
+        if (nonzero)
+            why = "its header's reserved bytes (40-63) are not zero";
+    }
     if (why) {
         close(fd);
         return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: %s", r->dir, x->name,
@@ -741,37 +756,108 @@ zero_status zc_read(zc_reader *r, int t, uint64_t first, uint64_t count, float *
     return ZERO_OK;
 }
 
+typedef struct at_ix {
+    uint64_t at;
+    int k;
+} at_ix;
+
+static int at_cmp(const void *a, const void *b)
+{
+    const at_ix *x = a, *y = b;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* One shard file, as write_shard (runtime/ckpt.c) defines its checksum: XXH3-64 over the 64
+ * header bytes, then the hash of every block, as 8 little-endian bytes, in file order. The block
+ * hashes are those of the data as read, each also checked against the manifest's; the slices of
+ * the file (ix: n of them, sorted by `at`) must tile it from the header to its end. */
+static zero_status verify_file(zc_reader *r, int f, const at_ix *ix, int n, XXH3_state_t *fh,
+                               zr_error *e)
+{
+    const zc_manifest *m = r->m;
+    const zc_file *x = &m->files[f];
+    const uint64_t B = m->block_elems, A = (uint64_t)m->num_arrays;
+    ZR_CHECK(open_file(r, f, e));
+    unsigned char h[ZC_HEADER_BYTES];
+    if (read_full(r->fd[f], h, sizeof h, 0) != (ssize_t)sizeof h)
+        return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: its header cannot be "
+                            "read", r->dir, x->name);
+    r->bytes_read += sizeof h;
+    XXH3_64bits_reset(fh);
+    XXH3_64bits_update(fh, h, sizeof h);
+    uint64_t next = ZC_HEADER_BYTES; /* where the next slice must start */
+    for (int i = 0; i < n; i++) {
+        const zc_slice *s = &m->slices[ix[i].k];
+        const char *tn = m->tensors[s->tensor].name;
+        if (s->at != next)
+            return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: the slice of tensor "
+                                "\"%s\" at byte %" PRIu64 " %s (expected at byte %" PRIu64 ")",
+                                r->dir, x->name, tn, s->at,
+                                s->at < next ? "overlaps the one before" : "leaves a gap",
+                                next);
+        const uint64_t nbl = zc_blocks(s->numel, B);
+        const uint64_t per = r->cap / (B * A * 4); /* whole blocks per read, >= 1 */
+        for (uint64_t kb = 0; kb < nbl; kb += per) {
+            uint64_t ke = kb + per < nbl ? kb + per : nbl; /* blocks [kb, ke) */
+            uint64_t e0 = kb * B, e1 = ke * B < s->numel ? ke * B : s->numel;
+            uint64_t at = s->at + e0 * A * 4, bytes = (e1 - e0) * A * 4;
+            ssize_t got = read_full(r->fd[f], r->buf, (size_t)bytes, at);
+            if (got != (ssize_t)bytes)
+                return zr_error_set(e, ZERO_ERR_IO,
+                                    "checkpoint %s: shard file %s: tensor \"%s\": %s at byte %" PRIu64,
+                                    r->dir, x->name, tn,
+                                    got < 0 ? strerror(errno) : "short read (truncated?)", at);
+            r->bytes_read += bytes;
+            const unsigned char *p = r->buf;
+            for (uint64_t q = kb; q < ke; q++) {
+                uint64_t q0 = q * B, nb = s->numel - q0 < B ? s->numel - q0 : B;
+                uint64_t bh = zc_hash(p, (size_t)(nb * A * 4));
+                if (bh != s->hash[q])
+                    return zr_error_set(e, ZERO_ERR_IO,
+                                        "checkpoint %s: shard file %s: tensor \"%s\", elements "
+                                        "%" PRIu64 "..%" PRIu64 " (block %" PRIu64 " of its slice "
+                                        "at byte %" PRIu64 "): checksum mismatch: the data is "
+                                        "corrupt",
+                                        r->dir, x->name, tn, s->offset + q0,
+                                        s->offset + q0 + nb - 1, q, s->at);
+                unsigned char le[8];
+                for (int k = 0; k < 8; k++)
+                    le[k] = (unsigned char)(bh >> (8 * k));
+                XXH3_64bits_update(fh, le, 8);
+                p += nb * A * 4;
+            }
+        }
+        next = s->at + zc_slice_bytes(s->numel, m->num_arrays);
+    }
+    if (next != x->bytes)
+        return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: bytes %" PRIu64 "..%"
+                            PRIu64 " belong to no slice", r->dir, x->name, next, x->bytes - 1);
+    if (XXH3_64bits_digest(fh) != x->hash)
+        return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: file checksum "
+                            "mismatch (header and block checksums): the file or the manifest is "
+                            "corrupt", r->dir, x->name);
+    return ZERO_OK;
+}
+
 zero_status zc_verify_files(zc_reader *r, zr_error *e)
 {
     const zc_manifest *m = r->m;
-    for (int f = 0; f < m->num_files; f++) {
-        ZR_CHECK(open_file(r, f, e));
-        XXH3_state_t *h = XXH3_createState();
-        if (!h)
-            return zr_error_set(e, ZERO_ERR_SYSTEM, "out of host memory");
-        XXH3_64bits_reset(h);
-        uint64_t at = 0;
-        while (at < m->files[f].bytes) {
-            uint64_t n = m->files[f].bytes - at < r->cap ? m->files[f].bytes - at : r->cap;
-            if (read_full(r->fd[f], r->buf, (size_t)n, at) != (ssize_t)n) {
-                XXH3_freeState(h);
-                return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: short read",
-                                    r->dir, m->files[f].name);
-            }
-            XXH3_64bits_update(h, r->buf, (size_t)n);
-            r->bytes_read += n;
-            at += n;
-        }
-        uint64_t got = XXH3_64bits_digest(h);
-        XXH3_freeState(h);
-        if (got != m->files[f].hash)
-            return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: shard file %s: file checksum "
-                                "mismatch: the file is corrupt", r->dir, m->files[f].name);
+    at_ix *ix = malloc((size_t)m->num_slices * sizeof *ix);
+    XXH3_state_t *fh = XXH3_createState();
+    zero_status s = ZERO_OK;
+    if (!ix || !fh)
+        s = zr_error_set(e, ZERO_ERR_SYSTEM, "out of host memory verifying checkpoint %s", r->dir);
+    for (int f = 0; f < m->num_files && !s; f++) {
+        int n = 0;
+        for (int k = 0; k < m->num_slices; k++)
+            if (m->slices[k].file == f)
+                ix[n++] = (at_ix){m->slices[k].at, k};
+        qsort(ix, (size_t)n, sizeof *ix, at_cmp);
+        s = verify_file(r, f, ix, n, fh, e);
     }
-    float *none[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
-    for (int k = 0; k < m->num_slices; k++)
-        ZR_CHECK(zc_read(r, m->slices[k].tensor, m->slices[k].offset, m->slices[k].numel, none, e));
-    return ZERO_OK;
+    XXH3_freeState(fh);
+    free(ix);
+    return s;
 }
 
 /* ---- which checkpoint ------------------------------------------------------------------------ */

@@ -46,7 +46,8 @@ typedef struct zc_file {
     char name[ZC_NAME_MAX]; /* within the checkpoint directory */
     int rank;
     uint64_t bytes;         /* whole file, header included */
-    uint64_t hash;          /* XXH3-64 of the whole file */
+    uint64_t hash;          /* XXH3-64 over the 64 header bytes, then every block's hash as 8
+                               little-endian bytes, in file order (not over the file's bytes) */
 } zc_file;
 
 typedef struct zc_slice {
@@ -135,7 +136,10 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
  * checksum that differs. */
 zero_status zc_read(zc_reader *r, int t, uint64_t first, uint64_t count, float *const *out,
                     zr_error *e);
-/* Every shard file whole: its size, header and file hash, and every block's hash. */
+/* Every shard file whole: its size and header, every block's hash against the manifest, its
+ * slices tiling it from the header to its end, and its file checksum recomputed from the header
+ * and the block hashes of the data as read (zc_file.hash). ZERO_ERR_IO naming the file (and the
+ * tensor and block) on the first problem. */
 zero_status zc_verify_files(zc_reader *r, zr_error *e);
 void zc_reader_close(zc_reader *r);
 

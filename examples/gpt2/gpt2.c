@@ -46,6 +46,16 @@
 
 /* ---- command line ------------------------------------------------------------------------- */
 
+/* The checkpoint's user blob: where the data stream stands (batches are a function of seed,
+ * step, micro-step and row), so a resumed run trains on the batches the original would have. */
+typedef struct resume_blob {
+    char magic[8];     /* "zerogpt2" */
+    uint32_t version;  /* 1 */
+    uint32_t layers, heads, dim, seq, batch;
+    uint64_t seed;
+    int64_t step;      /* optimizer-loop steps completed */
+} resume_blob;
+
 typedef struct options {
     int layers;              /* transformer blocks */
     int heads;               /* attention heads, divides dim */
@@ -58,6 +68,9 @@ typedef struct options {
     float wd;                /* AdamW weight decay (not on biases and LayerNorm) */
     const char *export_path; /* safetensors file written after training; NULL = none */
     const char *data_path;   /* training text */
+    const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
+    int save_every;          /* also every N optimizer steps; 0 = only at the end */
+    const char *resume;      /* checkpoint (or checkpoint directory) to continue from */
     int quiet;               /* no per-step lines */
     int gradcheck;           /* run the gradient check instead of training */
     int gemm;                /* cuda backend: GPT2_GEMM_FP32 / _TF32 / _BF16 (model_cuda.h) */
@@ -81,13 +94,18 @@ static void usage(FILE *f) {
             "  --seq T        tokens (bytes) per sequence                 (default %d)\n"
             "  --batch B      global sequences per micro-step, all ranks  (default %d;\n"
             "                 must be a multiple of the number of ranks)\n"
-            "  --steps N      optimizer steps                             (default %d)\n"
+            "  --steps N      optimizer steps of this run (0: none)       (default %d)\n"
             "  --seed S       seed of parameters and data                 (default %" PRIu64 ")\n"
             "  --lr X         AdamW learning rate                         (default %g)\n"
             "  --wd X         AdamW weight decay, not on biases and norms (default %g)\n"
             "  --data PATH    training text, read as bytes\n"
             "                 (default %s)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
+            "  --save DIR     write a checkpoint into DIR at the end (zero_save)\n"
+            "  --save-every N also every N steps (with --save)\n"
+            "  --resume DIR   continue from a checkpoint (DIR, or a directory --save wrote):\n"
+            "                 parameters, Adam state, step and the data position; --steps\n"
+            "                 counts the steps of this run\n"
             "  --quiet        no per-step lines, only the final loss\n"
             "  --gemm MODE    cuda backend: matrix products in fp32 (default, exact), tf32\n"
             "                 (tensor cores, inputs rounded to 10-bit mantissas) or bf16 (tensor\n"
@@ -120,12 +138,16 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(name, "--dim")) bad = !val || cli_parse_int(val, 1, 1 << 15, &o->dim);
         else if (!strcmp(name, "--seq")) bad = !val || cli_parse_int(val, 1, 1 << 16, &o->seq);
         else if (!strcmp(name, "--batch")) bad = !val || cli_parse_int(val, 1, 1 << 20, &o->batch);
-        else if (!strcmp(name, "--steps")) bad = !val || cli_parse_int(val, 1, 1 << 30, &o->steps);
+        else if (!strcmp(name, "--steps")) bad = !val || cli_parse_int(val, 0, 1 << 30, &o->steps);
         else if (!strcmp(name, "--seed")) bad = !val || cli_parse_u64(val, &o->seed);
         else if (!strcmp(name, "--lr")) bad = !val || cli_parse_float(val, 0.0f, &o->lr);
         else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
         else if (!strcmp(name, "--data")) { bad = !val || !*val; o->data_path = val; }
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
+        else if (!strcmp(name, "--save")) { bad = !val || !*val; o->save_dir = val; }
+        else if (!strcmp(name, "--save-every"))
+            bad = !val || cli_parse_int(val, 1, 1 << 30, &o->save_every);
+        else if (!strcmp(name, "--resume")) { bad = !val || !*val; o->resume = val; }
         else if (!strcmp(name, "--gemm")) {
             bad = !val;
             if (val && !strcmp(val, "fp32")) o->gemm = 0;
@@ -135,6 +157,10 @@ static int parse_args(int argc, char **argv, options *o) {
         }
         else return cli_unknown_option("zero-gpt2", arg);
         if (bad) return cli_bad_value("zero-gpt2", name, val);
+    }
+    if (o->save_every && !o->save_dir) {
+        fprintf(stderr, "zero-gpt2: --save-every needs --save DIR\n");
+        return 2;
     }
     if (o->dim % o->heads != 0) {
         fprintf(stderr, "zero-gpt2: --heads %d does not divide --dim %d\n", o->heads, o->dim);
@@ -676,8 +702,27 @@ static int train(const options *o) {
         fflush(stdout);
     }
 
+    /* libzero: a resumed run loads the state and the blob, and goes on from its step */
+    int64_t first_step = 0;
+    if (o->resume) {
+        resume_blob rb;
+        size_t rb_len = 0;
+        ZCHECK(zero_load(z, o->resume, &rb, sizeof(rb), &rb_len));
+        if (rb_len != sizeof(rb) || memcmp(rb.magic, "zerogpt2", 8) != 0 || rb.version != 1 ||
+            rb.layers != (uint32_t)L || rb.heads != (uint32_t)gc.heads ||
+            rb.dim != (uint32_t)gc.dim || rb.seq != (uint32_t)gc.seq || rb.seed != o->seed) {
+            fprintf(stderr, "zero-gpt2: rank %d: %s was not saved by zero-gpt2 with these "
+                    "--layers --heads --dim --seq --seed\n", rank, o->resume);
+            goto fail;
+        }
+        first_step = rb.step;
+        if (rank == 0 && !o->quiet)
+            printf("zero-gpt2: resumed from %s at step %" PRId64 "\n", o->resume, first_step);
+    }
+    const int64_t last_step = first_step + o->steps;
+
     const double tokens_per_step = (double)o->batch * (double)o->seq * (double)accum;
-    for (int step = 0; step < o->steps; step++) {
+    for (int64_t step = first_step; step < last_step; step++) {
         double t0 = now_ms();
         double loss_sum = 0.0; /* this rank's micro-batch losses */
         for (int micro = 0; micro < accum; micro++) {
@@ -786,16 +831,36 @@ static int train(const options *o) {
                     snprintf(extra, sizeof(extra), " | loss scale %g | skipped %" PRId64 "%s",
                              (double)info.loss_scale, info.skipped,
                              info.overflow ? " (this step)" : "");
-                printf("step %4d/%d | loss %.4f | grad norm %.4f%s | %.0f tok/s | %.1f ms | "
-                       "mem %.2f MiB (peak %.2f MiB)\n",
-                       step + 1, o->steps, loss, (double)info.grad_norm, extra,
+                printf("step %4" PRId64 "/%" PRId64 " | loss %.4f | grad norm %.4f%s | %.0f tok/s | "
+                       "%.1f ms | mem %.2f MiB (peak %.2f MiB)\n",
+                       step + 1, last_step, loss, (double)info.grad_norm, extra,
                        tokens_per_step / (ms * 1e-3), ms, (double)mem.current_total / 1048576.0,
                        (double)mem.peak_total / 1048576.0);
                 fflush(stdout);
             }
+            /* libzero: a checkpoint every --save-every steps and at the end */
+            if (o->save_dir && ((o->save_every && (step + 1) % o->save_every == 0) ||
+                                step + 1 == last_step)) {
+                resume_blob rb = {.version = 1, .layers = (uint32_t)L,
+                                  .heads = (uint32_t)gc.heads, .dim = (uint32_t)gc.dim,
+                                  .seq = (uint32_t)gc.seq, .batch = (uint32_t)o->batch,
+                                  .seed = o->seed, .step = step + 1};
+                memcpy(rb.magic, "zerogpt2", 8);
+                ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+                if (rank == 0 && !o->quiet)
+                    printf("zero-gpt2: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
+            }
         }
     }
 
+    /* --steps 0 --save: the loaded (or initial) state saved as it is */
+    if (o->save_dir && o->steps == 0) {
+        resume_blob rb = {.version = 1, .layers = (uint32_t)L, .heads = (uint32_t)gc.heads,
+                          .dim = (uint32_t)gc.dim, .seq = (uint32_t)gc.seq,
+                          .batch = (uint32_t)o->batch, .seed = o->seed, .step = last_step};
+        memcpy(rb.magic, "zerogpt2", 8);
+        ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+    }
     if (o->export_path) ZCHECK(zero_export(z, o->export_path));
     exit_code = 0;
 
@@ -820,7 +885,7 @@ fail:
     free(desc);
     free(tensors);
     free(text);
-    if (exit_code == 0 && rank == 0) printf("final loss %.6f\n", final_loss);
+    if (exit_code == 0 && rank == 0 && o->steps > 0) printf("final loss %.6f\n", final_loss);
     return exit_code;
 }
 

@@ -61,7 +61,7 @@ static void usage(FILE *f) {
             "  --width W      input and hidden width                      (default %d)\n"
             "  --batch B      global batch rows per micro-step, all ranks (default %d;\n"
             "                 must be a multiple of the number of ranks)\n"
-            "  --steps N      optimizer steps                             (default %d)\n"
+            "  --steps N      optimizer steps of this run (0: none)       (default %d)\n"
             "  --seed S       seed of parameters, teacher and data        (default %" PRIu64 ")\n"
             "  --lr X         AdamW learning rate                         (default %g)\n"
             "  --wd X         AdamW weight decay, not on biases           (default %g)\n"
@@ -95,7 +95,7 @@ static int parse_args(int argc, char **argv, options *o) {
         if (!strcmp(name, "--layers")) bad = !val || cli_parse_int(val, 1, 4096, &o->layers);
         else if (!strcmp(name, "--width")) bad = !val || cli_parse_int(val, 1, 1 << 16, &o->width);
         else if (!strcmp(name, "--batch")) bad = !val || cli_parse_int(val, 1, 1 << 24, &o->batch);
-        else if (!strcmp(name, "--steps")) bad = !val || cli_parse_int(val, 1, 1 << 30, &o->steps);
+        else if (!strcmp(name, "--steps")) bad = !val || cli_parse_int(val, 0, 1 << 30, &o->steps);
         else if (!strcmp(name, "--seed")) bad = !val || cli_parse_u64(val, &o->seed);
         else if (!strcmp(name, "--lr")) bad = !val || cli_parse_float(val, 0.0f, &o->lr);
         else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
@@ -552,6 +552,13 @@ static int train(const options *o) {
         }
     }
 
+    /* --steps 0 --save: the loaded (or initial) state saved as it is */
+    if (o->save_dir && o->steps == 0) {
+        resume_blob rb = {.version = 1, .layers = (uint32_t)L, .width = (uint32_t)W,
+                          .batch = (uint32_t)o->batch, .seed = o->seed, .step = last_step};
+        memcpy(rb.magic, "zero-mlp", 8);
+        ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+    }
     if (o->export_path) ZCHECK(zero_export(z, o->export_path));
     exit_code = 0;
 
@@ -576,7 +583,7 @@ fail:
     }
     free(names);
     free(tensors);
-    if (exit_code == 0 && rank == 0) printf("final loss %.6f\n", final_loss);
+    if (exit_code == 0 && rank == 0 && o->steps > 0) printf("final loss %.6f\n", final_loss);
     return exit_code;
 }
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Checkpoint cases that drive the examples (ctest ckpt_*): usage ckpt.sh CASE, with BIN, OUT and
+# MPIRUN set by ctest (CRASH_SHIM too for the crash case). Exit 0 = pass; every assertion says
+# what it compared.
+#   continue  20 steps straight == 10 steps + save + a new process + load + 10 steps, byte for
+#             byte (--export), at stages 0-3, fp32/bf16/fp16 (fp16 after its dynamic scale has
+#             changed), with optimizer and parameter offload, with gradient accumulation, at
+#             1, 2 and 3 ranks
+#   anywhere  saved at 4 ranks stage 1, loaded at 2 (stage 3), 3 (stage 2) and 1 (stage 0): saved
+#             again at once, master and moments equal the first (zero-ckpt diff); training on
+#             from the first and from the re-saved one (another stage) gives the same bits
+#   crash     a rank SIGKILLed at random points of zero_save (crash_shim.c), 24 trials: the
+#             directory always holds a `latest` checkpoint that verifies and loads (the previous
+#             one or the new one), and every step-* directory verifies
+#   gpt2      zero-gpt2 --save-every / --resume continues exactly; ZERO_CKPT_KEEP prunes
+set -uo pipefail
+: "${BIN:?}" "${OUT:?}" "${MPIRUN:?}"
+case_name=$1
+OUT=$OUT/ckpt_$case_name
+rm -rf "$OUT"
+mkdir -p "$OUT"
+export ZERO_DEVICE=host ZERO_BUCKET_MB=${ZERO_BUCKET_MB:-16K} # several chunks per model
+MLP=(--layers 4 --width 128 --batch 48 --seed 42 --quiet)
+CKPT=$BIN/zero-ckpt
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# mlp NP "VAR=VALUE ..." ARGS...: runs zero-mlp, fails the test when it fails
+mlp() {
+    local np=$1 envs=$2; shift 2
+    # shellcheck disable=SC2086
+    env $envs "$MPIRUN" -np "$np" "$BIN/zero-mlp" "${MLP[@]}" "$@" > "$OUT/last.log" 2>&1 ||
+        { cat "$OUT/last.log"; fail "zero-mlp -np $np $envs $*"; }
+}
+
+case_continue() {
+    local configs=(
+        "2|ZERO_STAGE=0" "2|ZERO_STAGE=1" "2|ZERO_STAGE=2" "2|ZERO_STAGE=3"
+        "2|ZERO_STAGE=0 ZERO_DTYPE=bf16" "2|ZERO_STAGE=1 ZERO_DTYPE=bf16"
+        "2|ZERO_STAGE=2 ZERO_DTYPE=bf16" "2|ZERO_STAGE=3 ZERO_DTYPE=bf16"
+        "2|ZERO_STAGE=0 ZERO_DTYPE=fp16" "2|ZERO_STAGE=1 ZERO_DTYPE=fp16"
+        "2|ZERO_STAGE=2 ZERO_DTYPE=fp16" "2|ZERO_STAGE=3 ZERO_DTYPE=fp16"
+        "2|ZERO_STAGE=1 ZERO_OFFLOAD_OPTIMIZER=cpu"
+        "2|ZERO_STAGE=2 ZERO_DTYPE=bf16 ZERO_OFFLOAD_OPTIMIZER=cpu"
+        "2|ZERO_STAGE=3 ZERO_DTYPE=fp16 ZERO_OFFLOAD_OPTIMIZER=cpu"
+        "2|ZERO_STAGE=3 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu"
+        "2|ZERO_STAGE=3 ZERO_DTYPE=bf16 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu"
+        "2|ZERO_STAGE=2 ZERO_GRAD_ACCUM=2"
+        "2|ZERO_STAGE=3 ZERO_DTYPE=fp16 ZERO_GRAD_ACCUM=3"
+        "2|ZERO_STAGE=0 ZERO_DTYPE=bf16 ZERO_GRAD_ACCUM=2"
+        "1|ZERO_STAGE=2"
+        "3|ZERO_STAGE=3 ZERO_DTYPE=bf16 ZERO_GRAD_ACCUM=2"
+    )
+    local i=0
+    for c in "${configs[@]}"; do
+        local np=${c%%|*} envs=${c#*|} d=$OUT/c$i
+        mkdir -p "$d"
+        mlp "$np" "$envs" --steps 20 --export "$d/straight.st"
+        mlp "$np" "$envs" --steps 10 --save "$d/ck"
+        mlp "$np" "$envs" --steps 10 --resume "$d/ck" --export "$d/resumed.st"
+        cmp -s "$d/straight.st" "$d/resumed.st" ||
+            fail "np $np $envs: 20 steps straight and 10 + resume + 10 differ"
+        local scale
+        scale=$(grep -o '"loss_scale": [0-9.e+]*' "$d"/ck/step-*/manifest.json | head -1)
+        if [[ $envs == *fp16* ]]; then
+            # the dynamic scale has changed before the save (65536 at the start)
+            [[ $scale != *65536* ]] || fail "np $np $envs: the loss scale never changed ($scale)"
+        fi
+        echo "ok: np $np $envs: 20 straight == 10 + save + load + 10 (saved $scale)"
+        i=$((i + 1))
+    done
+    echo "continue: $i configurations identical"
+}
+
+case_anywhere() {
+    mlp 4 "ZERO_STAGE=1" --steps 10 --save "$OUT/A"
+    local next=(1 2 3 0) # the stage the second continuation runs at
+    for spec in "2 3" "3 2" "1 0"; do
+        set -- $spec
+        local np=$1 st=$2 other=${next[$2]}
+        mlp "$np" "ZERO_STAGE=$st" --steps 0 --resume "$OUT/A" --save "$OUT/B$np"
+        "$CKPT" diff "$OUT/A" "$OUT/B$np" > "$OUT/diff$np.log" 2>&1 ||
+            { cat "$OUT/diff$np.log"; fail "saved at np 4, loaded and saved at np $np stage $st: differs"; }
+        tail -1 "$OUT/diff$np.log"
+        mlp "$np" "ZERO_STAGE=$st" --steps 10 --resume "$OUT/A" --export "$OUT/x$np.st"
+        mlp "$np" "ZERO_STAGE=$other" --steps 10 --resume "$OUT/B$np" --export "$OUT/y$np.st"
+        cmp -s "$OUT/x$np.st" "$OUT/y$np.st" ||
+            fail "np $np: 10 steps on from the np-4 checkpoint (stage $st) and from its np-$np copy (stage $other) differ"
+        echo "ok: np 4 stage 1 -> np $np stage $st: re-saved identical; continued (stage $st) == continued from the copy (stage $other)"
+    done
+    # dtype and offload change on load: the master and moments are fp32 whatever the dtype
+    mlp 2 "ZERO_STAGE=3 ZERO_DTYPE=bf16 ZERO_OFFLOAD_OPTIMIZER=cpu ZERO_OFFLOAD_PARAM=cpu" \
+        --steps 0 --resume "$OUT/A" --save "$OUT/C"
+    "$CKPT" diff "$OUT/A" "$OUT/C" > "$OUT/diffC.log" 2>&1 ||
+        { cat "$OUT/diffC.log"; fail "fp32 checkpoint loaded at bf16 with offload and saved again differs"; }
+    echo "ok: np 4 fp32 -> np 2 stage 3 bf16 with parameter offload: re-saved identical"
+}
+
+case_crash() {
+    : "${CRASH_SHIM:?}"
+    local root=$OUT/root pristine=$OUT/pristine counts=$OUT/counts
+    local envs="ZERO_STAGE=2 ZERO_TIMEOUT_S=20"
+    mlp 2 "$envs" --steps 4 --save "$pristine"
+    # how many counted operations each rank makes in one save
+    rm -rf "$root" "$counts"
+    cp -a "$pristine" "$root"
+    mlp 2 "$envs LD_PRELOAD=$CRASH_SHIM CRASH_SHIM_DIR=$root CRASH_SHIM_AT=0 CRASH_SHIM_COUNT=$counts" \
+        --steps 2 --resume "$root" --save "$root"
+    local n0 n1
+    n0=$(awk '$1 == 0 {print $2}' "$counts")
+    n1=$(awk '$1 == 1 {print $2}' "$counts")
+    [ "${n0:-0}" -gt 5 ] && [ "${n1:-0}" -gt 1 ] || fail "the shim counted $n0 / $n1 operations"
+    echo "a save makes $n0 counted operations on rank 0, $n1 on rank 1"
+    RANDOM=20261129
+    local trials=24 old=0 new=0
+    for t in $(seq 1 $trials); do
+        local rank=$((RANDOM % 2)) n at
+        n=$([ $rank -eq 0 ] && echo "$n0" || echo "$n1")
+        at=$((RANDOM % n + 1))
+        rm -rf "$root"
+        cp -a "$pristine" "$root"
+        env ZERO_STAGE=2 ZERO_TIMEOUT_S=20 LD_PRELOAD="$CRASH_SHIM" CRASH_SHIM_DIR="$root" \
+            CRASH_SHIM_RANK=$rank CRASH_SHIM_AT=$at \
+            timeout 60 "$MPIRUN" -np 2 "$BIN/zero-mlp" "${MLP[@]}" --steps 2 --resume "$root" \
+            --save "$root" > "$OUT/trial$t.log" 2>&1
+        local rc=$?
+        [ $rc -ne 124 ] || fail "trial $t (rank $rank killed at operation $at): hang"
+        [ $rc -ne 0 ] || fail "trial $t: rank $rank was not killed at operation $at of $n"
+        "$CKPT" verify "$root" > "$OUT/verify$t.log" 2>&1 ||
+            { cat "$OUT/verify$t.log"; fail "trial $t (rank $rank killed at $at of $n): latest does not verify"; }
+        local latest
+        latest=$(cat "$root/latest")
+        case $latest in
+        step-00000004) old=$((old + 1)) ;;
+        step-00000006) new=$((new + 1)) ;;
+        *) fail "trial $t: latest names $latest" ;;
+        esac
+        for d in "$root"/step-*; do
+            "$CKPT" verify "$d" > /dev/null 2>&1 || fail "trial $t: $d does not verify"
+        done
+        mlp 2 "$envs" --steps 1 --resume "$root"
+        echo "ok: trial $t: rank $rank killed at operation $at of $n: latest = $latest, verifies and loads"
+    done
+    [ $old -gt 0 ] && [ $new -gt 0 ] || echo "note: every trial ended on one side ($old old, $new new)"
+    echo "crash: $trials trials, $old left the previous checkpoint, $new the new one; none mixed"
+}
+
+case_gpt2() {
+    local G=("$BIN/zero-gpt2" --layers 2 --heads 2 --dim 32 --seq 16 --batch 12 --seed 5 --quiet)
+    local envs="ZERO_STAGE=3 ZERO_DTYPE=bf16"
+    # shellcheck disable=SC2086
+    env $envs "$MPIRUN" -np 2 "${G[@]}" --steps 8 --export "$OUT/straight.st" > "$OUT/g1.log" 2>&1 ||
+        { cat "$OUT/g1.log"; fail "zero-gpt2 8 steps"; }
+    # shellcheck disable=SC2086
+    env $envs ZERO_CKPT_KEEP=2 "$MPIRUN" -np 2 "${G[@]}" --steps 6 --save "$OUT/ck" --save-every 2 \
+        > "$OUT/g2.log" 2>&1 || { cat "$OUT/g2.log"; fail "zero-gpt2 --save-every"; }
+    local kept
+    kept=$(cd "$OUT/ck" && echo step-*)
+    [ "$kept" = "step-00000004 step-00000006" ] || fail "ZERO_CKPT_KEEP=2 left: $kept"
+    # back to step 4 explicitly, then 4 more steps: steps 5-8 of the straight run
+    # shellcheck disable=SC2086
+    env ZERO_STAGE=1 ZERO_DTYPE=bf16 "$MPIRUN" -np 2 "${G[@]}" --steps 4 \
+        --resume "$OUT/ck/step-00000004" --export "$OUT/resumed.st" > "$OUT/g3.log" 2>&1 ||
+        { cat "$OUT/g3.log"; fail "zero-gpt2 --resume"; }
+    cmp -s "$OUT/straight.st" "$OUT/resumed.st" || fail "zero-gpt2: 8 straight != 4 + resume + 4"
+    echo "ok: zero-gpt2 8 steps straight (stage 3) == 4, resume at stage 1, 4 more; KEEP=2 kept $kept"
+}
+
+case "$case_name" in
+continue) case_continue ;;
+anywhere) case_anywhere ;;
+crash) case_crash ;;
+gpt2) case_gpt2 ;;
+*) fail "unknown case $case_name" ;;
+esac
+echo "ckpt $case_name: PASS"
