@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define ZERO_VERSION_MAJOR 0
-#define ZERO_VERSION_MINOR 2
+#define ZERO_VERSION_MINOR 3
 #define ZERO_VERSION_PATCH 0
 
 /* Status of every fallible call. */
@@ -87,9 +87,42 @@ typedef enum zero_offload {
 #define ZERO_NUMA_AUTO (-1) /* the NUMA node local to the rank's device (host: a share) */
 #define ZERO_NUMA_OFF (-2)  /* no binding of memory or threads */
 
-/* Runtime configuration. Start from ZERO_CONFIG_INIT; every field may be overridden by the
- * ZERO_* variable named beside it (environment wins; docs/ENV.md). */
+/* How the gradients of the ranks and micro-steps are combined (zero_config.grad_reduce). */
+typedef enum zero_grad_reduce {
+    ZERO_GRAD_MEAN = 0, /* the mean over ranks and micro-steps: the update sees
+                           (1 / (world x grad_accum)) x the sum of what the model added; a loss
+                           that is the mean over this rank's micro-batch gives the gradient of the
+                           mean over the global batch */
+    ZERO_GRAD_SUM = 1   /* the sum as it is: the model scales its own loss */
+} zero_grad_reduce;
+
+/* A parameter group: the optimizer's hyperparameters for the tensors that name it
+ * (zero_tensor.group). Start from ZERO_GROUP_INIT. lr and weight_decay may change before any
+ * step (zero_set_lr, zero_set_weight_decay); betas and eps are fixed at zero_init. */
+typedef struct zero_group {
+    const char *name;    /* for messages (may be NULL); copied */
+    double lr;           /* > 0 */
+    double weight_decay; /* >= 0; decoupled (AdamW); tensors marked no_decay get 0 */
+    double beta1, beta2; /* in [0, 1) */
+    double eps;          /* > 0 */
+    int frozen;          /* non-zero: the optimizer never changes these tensors (their
+                            gradients are still reduced, and left out of the global norm) */
+} zero_group;
+
+#define ZERO_GROUP_INIT {NULL, 1e-3, 0.0, 0.9, 0.999, 1e-8, 0}
+
+/* Runtime configuration. Start from ZERO_CONFIG_INIT or zero_config_init(): both set
+ * struct_size, magic and version, so a program compiled against this header keeps working with
+ * a later libzero (fields it does not know take their defaults; docs/CHANGELOG.md). Runtime
+ * knobs may be overridden by the ZERO_* variable named beside them (environment wins;
+ * docs/ENV.md); an override of a value the program changed from the default is logged at INFO. */
+#define ZERO_CONFIG_MAGIC 0x5a43464700000000ull /* "ZCFG" */
+#define ZERO_CONFIG_VERSION 3                  /* 3: libzero 0.3 */
 typedef struct zero_config {
+    size_t struct_size;        /* sizeof(zero_config) as the program was compiled */
+    uint64_t magic;            /* ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION */
+    size_t tensor_size;        /* sizeof(zero_tensor) as the program was compiled: the stride
+                                  of the array zero_init reads */
     int stage;                 /* ZERO_STAGE: 0 (data parallel), 1, 2, 3 */
     zero_dtype dtype;          /* ZERO_DTYPE: working precision */
     size_t bucket_bytes;       /* ZERO_BUCKET_MB: reduce bucket / chunk size */
@@ -111,7 +144,10 @@ typedef struct zero_config {
     int cpu_threads;           /* ZERO_CPU_THREADS: CPU optimizer threads per rank; 0 = the
                                   rank's share of the node's cores */
     int numa;                  /* ZERO_NUMA: ZERO_NUMA_AUTO, ZERO_NUMA_OFF or a node index */
-    /* AdamW hyper-parameters (PyTorch's AdamW formula: decoupled decay, bias correction). */
+    /* AdamW hyperparameters (PyTorch's AdamW formula: decoupled decay, bias correction) of the
+     * one group every tensor is in when num_groups is 0. The ZERO_LR, ZERO_BETA1, ZERO_BETA2,
+     * ZERO_EPS and ZERO_WEIGHT_DECAY variables still override them, saying so at INFO; they do
+     * not apply to explicit groups. */
     float lr;
     float beta1;
     float beta2;
@@ -128,10 +164,17 @@ typedef struct zero_config {
                                   before the model's later work. NULL = a blocking stream
                                   libzero creates (ordered with the legacy default stream).
                                   Program only (no environment variable). */
+    /* ---- version 3 ---- */
+    const zero_group *groups;  /* parameter groups (copied at zero_init); NULL = one group from
+                                  lr, beta1, beta2, eps, weight_decay above. Program only. */
+    int num_groups;            /* entries of groups; 0 with groups NULL */
+    zero_grad_reduce grad_reduce; /* how gradients are combined (default the mean). Program only. */
 } zero_config;
 
 #define ZERO_CONFIG_INIT                                                                       \
     {                                                                                          \
+        /*struct_size*/ sizeof(zero_config),                                                   \
+        /*magic*/ ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION, /*tensor_size*/ sizeof(zero_tensor),  \
         /*stage*/ 2, /*dtype*/ ZERO_DTYPE_FP32, /*bucket_bytes*/ (size_t)32 << 20,             \
         /*grad_accum*/ 1, /*clip*/ 0.0f, /*loss_scale*/ 0.0f, /*device*/ ZERO_DEVICE_AUTO,      \
         /*device_memory*/ 0, /*offload_optimizer*/ ZERO_OFFLOAD_NONE,                          \
@@ -139,8 +182,14 @@ typedef struct zero_config {
         /*max_live_bytes*/ (size_t)1 << 30, /*persist_bytes*/ (size_t)64 << 10,                \
         /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
         /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f,                 \
-        /*offload_block_bytes*/ (size_t)8 << 20, /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL     \
+        /*offload_block_bytes*/ (size_t)8 << 20, /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL,    \
+        /*groups*/ NULL, /*num_groups*/ 0, /*grad_reduce*/ ZERO_GRAD_MEAN                        \
     }
+
+/* Fills *cfg with the defaults of ZERO_CONFIG_INIT (struct_size bytes of it: use the macro, which
+ * passes the size the program was compiled with). */
+ZERO_API void zero_config_init_sized(struct zero_config *cfg, size_t struct_size);
+#define zero_config_init(cfg) zero_config_init_sized((cfg), sizeof *(cfg))
 
 #define ZERO_MAX_DIMS 8
 
@@ -148,14 +197,27 @@ typedef struct zero_config {
  * along the array, start at 0 and are at most num_tensors - 1. A module is the unit of
  * gather/release (stage 3) and of zero_grad_ready. Names must be valid UTF-8 and not
  * "__metadata__" (a safetensors header key); the product of the shape must not overflow. */
+/* Sharded initialisation: fills dst[0..count) with the initial values of elements
+ * [first, first + count) of tensor `tensor` (its index in the array given to zero_init). Each
+ * rank calls it for the elements it owns only, in pieces of at most one chunk, so no rank holds
+ * the whole model; it must give the same values for an element whatever the piece (e.g. a
+ * counter-based RNG keyed by the element index), so the model is the same at every world size.
+ * Called from zero_init on the calling thread. */
+typedef void (*zero_init_fn)(void *user, int tensor, size_t first, size_t count, float *dst);
+
 typedef struct zero_tensor {
     const char *name;       /* unique; used by zero_export (safetensors) and in messages */
     size_t numel;           /* elements, > 0 */
     int module;             /* module id */
-    const float *init;      /* numel initial fp32 values (read during zero_init); NULL = zeros */
+    const float *init;      /* numel initial fp32 values (read during zero_init, rank 0's are
+                               broadcast); NULL = init_fn, or zeros */
     int ndim;               /* 0 = a vector of numel elements; else shape[0..ndim) */
     int64_t shape[ZERO_MAX_DIMS]; /* product must equal numel when ndim > 0 */
     int no_decay;           /* non-zero: weight decay is not applied (biases, norms) */
+    /* ---- config version 3 ---- */
+    int group;              /* parameter group (zero_config.groups), default 0 */
+    zero_init_fn init_fn;   /* with init NULL: the initial values, per rank and per piece */
+    void *init_user;        /* passed to init_fn */
 } zero_tensor;
 
 typedef struct zero_ctx zero_ctx;
@@ -292,7 +354,40 @@ ZERO_API float zero_loss_scale(const zero_ctx *ctx);
 /* What the last zero_step did. Local. */
 ZERO_API zero_status zero_last_step(const zero_ctx *ctx, zero_step_info *info);
 
+/* Sets the learning rate (> 0, finite) or decoupled weight decay (>= 0, finite) of parameter
+ * group `group` (0-based; 0 is the only group without zero_config.groups) for the optimizer steps
+ * from now on: call before the zero_step that ends an accumulation window (a schedule sets it
+ * every step). Local; every rank must set the same values: the values each rank uses travel with
+ * the exchange every optimizer step already makes, and ranks that differ fail that zero_step with
+ * ZERO_ERR_COMM on every rank before anything is applied (naming the group, the value and the
+ * ranks; only zero_finalize is possible then). ZERO_ERR_INVALID (nothing changed) for a bad group
+ * or value. */
+ZERO_API zero_status zero_set_lr(zero_ctx *ctx, int group, double lr);
+ZERO_API zero_status zero_set_weight_decay(zero_ctx *ctx, int group, double weight_decay);
+/* The group's current learning rate (NAN for a bad group). Local. */
+ZERO_API double zero_get_lr(const zero_ctx *ctx, int group);
+
+/* Evaluation passes: between zero_eval_begin and zero_eval_end the model runs forwards only.
+ * Stage 3 gathers inside are not recorded into the order that prefetch follows, and do not
+ * disturb it (chunks prefetched for training stay for training; prefetch hits are unchanged), and
+ * every eval gather is checked across ranks. zero_grad_ptr, zero_grad_ready and zero_step are
+ * refused (ZERO_ERR_STATE) inside. zero_eval_begin needs a micro-step boundary with no module
+ * gathered by the model (ZERO_ERR_STATE otherwise); zero_eval_end needs every module released.
+ * Local (the gathers inside are collective as always). */
+ZERO_API zero_status zero_eval_begin(zero_ctx *ctx);
+ZERO_API zero_status zero_eval_end(zero_ctx *ctx);
+
 /* ---- queries and utilities --------------------------------------------------------------- */
+
+/* The tensors of a module: [*first, *first + *count) in registration order (modules are
+ * registered in order, so they are consecutive). ZERO_ERR_INVALID for a bad module. Local. */
+ZERO_API zero_status zero_module_tensors(const zero_ctx *ctx, int module, int *first, int *count);
+/* The module of tensor i, and its parameter group; -1 for a bad index. Local. */
+ZERO_API int zero_tensor_module(const zero_ctx *ctx, int i);
+ZERO_API int zero_tensor_group(const zero_ctx *ctx, int i);
+/* Modules and tensors registered. Local. */
+ZERO_API int zero_num_modules(const zero_ctx *ctx);
+ZERO_API int zero_num_tensors(const zero_ctx *ctx);
 
 ZERO_API int zero_rank(const zero_ctx *ctx);
 ZERO_API int zero_world_size(const zero_ctx *ctx);

@@ -19,6 +19,7 @@ typedef struct zo_block {
     const void *in;   /* where the block's input comes from (the device gradient) */
     void *out;        /* where its result goes (device parameters); NULL: no copy-out */
     int no_decay;     /* for the CPU work: the tensor is exempt from weight decay */
+    int group;        /* for the CPU work: the tensor's parameter group */
 } zo_block;
 
 typedef struct zo_pipe {

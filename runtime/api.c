@@ -3,6 +3,7 @@
  * the ranks, the configuration (agreed by every rank), the backends, the layout, the state, the
  * gradient path, the initial values, stage 3. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ static void destroy(zero_ctx *z)
     for (int i = 0; i < z->num_tensors && z->meta; i++)
         free(z->meta[i].name);
     free(z->meta);
+    free(z->groups);
+    free(z->gprep);
     free(z->tensor_module);
     free(z->seg);
     zp_layout_free(&z->layout);
@@ -49,6 +52,110 @@ static void destroy(zero_ctx *z)
 }
 
 /* ---- zero_init, in steps --------------------------------------------------------------------- */
+
+/* ---- parameter groups -------------------------------------------------------------------- */
+
+static zero_status check_hyper(zero_ctx *z, const char *what, double lr, double wd, double b1,
+                               double b2, double eps)
+{
+    const char *bad = !(lr > 0.0 && lr <= 3.4e38)   ? "lr"
+                      : !(wd >= 0.0 && wd <= 3.4e38) ? "weight_decay"
+                      : !(b1 >= 0.0 && b1 < 1.0)     ? "beta1"
+                      : !(b2 >= 0.0 && b2 < 1.0)     ? "beta2"
+                      : !(eps > 0.0 && eps <= 3.4e38) ? "eps"
+                                                     : NULL;
+    if (!bad)
+        return ZERO_OK;
+    double v = !strcmp(bad, "lr") ? lr : !strcmp(bad, "weight_decay") ? wd
+               : !strcmp(bad, "beta1")                                ? b1
+               : !strcmp(bad, "beta2")                                ? b2
+                                                                      : eps;
+    return zr_fail(&z->err, ZERO_ERR_INVALID,
+                   "%s: %s=%g is not allowed: lr and eps must be > 0, weight_decay >= 0 "
+                   "(finite), beta1 and beta2 in [0, 1)",
+                   what, bad, v);
+}
+
+/* The groups from zero_config.groups, or one from its lr, betas, eps and weight_decay; each
+ * tensor's group checked. */
+static zero_status set_groups(zero_ctx *z, const zero_tensor *t, int n,
+                              const zr_resolve_result *res)
+{
+    const zero_config *c = &z->set.cfg;
+    if (c->num_groups < 0 || (c->num_groups > 0) != (c->groups != NULL))
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "zero_config: groups %s with num_groups %d; give both or neither",
+                       c->groups ? "set" : "NULL", c->num_groups);
+    int G = c->num_groups ? c->num_groups : 1;
+    z->groups = calloc((size_t)G, sizeof *z->groups);
+    z->gprep = calloc((size_t)G, sizeof *z->gprep);
+    if (!z->groups || !z->gprep)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    z->num_groups = G;
+    for (int g = 0; g < G; g++) {
+        zr_group *x = &z->groups[g];
+        if (c->num_groups) {
+            const zero_group *u = &c->groups[g];
+            snprintf(x->name, sizeof x->name, "%s", u->name ? u->name : "");
+            x->h = (zr_hyper){u->lr, u->weight_decay, u->beta1, u->beta2, u->eps};
+            x->frozen = u->frozen != 0;
+        } else {
+            x->h = (zr_hyper){c->lr, c->weight_decay, c->beta1, c->beta2, c->eps};
+        }
+        char what[96];
+        snprintf(what, sizeof what, "zero_config.groups[%d]", g);
+        ZR_CHECK(check_hyper(z, c->num_groups ? what : "zero_config", x->h.lr,
+                             x->h.weight_decay, x->h.beta1, x->h.beta2, x->h.eps));
+    }
+    for (int i = 0; i < n; i++)
+        if (t[i].group < 0 || t[i].group >= G)
+            return zr_fail(&z->err, ZERO_ERR_INVALID,
+                           "tensor %d (%s): group %d; expected 0..%d (zero_config.num_groups %d)",
+                           i, t[i].name, t[i].group, G - 1, c->num_groups);
+    if (c->num_groups)
+        for (int i = 0; i < res->num_applied; i++) {
+            const char *v = res->applied[i].name;
+            if (!strcmp(v, "ZERO_LR") || !strcmp(v, "ZERO_BETA1") || !strcmp(v, "ZERO_BETA2") ||
+                !strcmp(v, "ZERO_EPS") || !strcmp(v, "ZERO_WEIGHT_DECAY"))
+                ZR_WARN(ZR_SUB_ENV, "%s=%s is ignored: the program gives parameter groups "
+                        "(zero_config.groups), which hold their own hyperparameters",
+                        v, res->applied[i].value);
+        }
+    return ZERO_OK;
+}
+
+/* For the cross-rank check at init: everything of the groups. */
+static uint64_t groups_hash(const zero_ctx *z)
+{
+    uint64_t h = (uint64_t)z->num_groups;
+    for (int g = 0; g < z->num_groups; g++) {
+        const double v[5] = {z->groups[g].h.lr, z->groups[g].h.weight_decay, z->groups[g].h.beta1,
+                             z->groups[g].h.beta2, z->groups[g].h.eps};
+        for (int k = 0; k < 5; k++) {
+            uint64_t b;
+            memcpy(&b, &v[k], sizeof b);
+            h = zr_mix64(h, b);
+        }
+        h = zr_mix64(h, (uint64_t)z->groups[g].frozen);
+    }
+    return h;
+}
+
+/* (engine.h) A context built field by field (the unit tests' rig) gets one group from its
+ * configuration the first time it steps. */
+zero_status zr_groups_default(zero_ctx *z)
+{
+    if (z->groups)
+        return ZERO_OK;
+    const zero_config *c = &z->set.cfg;
+    z->groups = calloc(1, sizeof *z->groups);
+    z->gprep = calloc(1, sizeof *z->gprep);
+    if (!z->groups || !z->gprep)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    z->groups[0].h = (zr_hyper){c->lr, c->weight_decay, c->beta1, c->beta2, c->eps};
+    z->num_groups = 1;
+    return ZERO_OK;
+}
 
 /* Local checks and the configuration, then one agreement round: every rank leaves with the same
  * verdict. */
@@ -63,19 +170,30 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     if (!s) {
         zr_log_open(z->set.log_level, z->set.log_mask, z->set.log_file, z->rank);
         z->log_open = 1;
-        for (int i = 0; i < res.num_applied; i++)
-            ZR_INFO(ZR_SUB_ENV, "%s=%s (from the environment)", res.applied[i].name,
-                    res.applied[i].value);
+        for (int i = 0; i < res.num_applied; i++) {
+            if (res.applied[i].program[0])
+                ZR_INFO(ZR_SUB_ENV, "%s=%s (from the environment) overrides the program's value "
+                        "%s", res.applied[i].name, res.applied[i].value, res.applied[i].program);
+            else
+                ZR_INFO(ZR_SUB_ENV, "%s=%s (from the environment)", res.applied[i].name,
+                        res.applied[i].value);
+        }
         if (z->rank == 0)
             for (int i = 0; i < res.num_warnings; i++)
                 ZR_WARN(ZR_SUB_ENV, "%s", res.warnings[i]);
     }
+    if (!s)
+        s = set_groups(z, t, n, &res);
     int64_t words[ZR_AGREE_WORDS];
     const char *names[ZR_AGREE_WORDS];
     int kinds[ZR_AGREE_WORDS]; /* how each word is shown (zr_config_word_text) */
     int nw = 0;
-    if (!s)
-        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 2);
+    if (!s) {
+        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 3);
+        words[nw] = (int64_t)groups_hash(z);
+        names[nw] = "the parameter groups (zero_config.groups: lr, weight_decay, betas, eps, frozen)";
+        kinds[nw++] = ZR_WORD_INT;
+    }
     /* the tensor count and registration hash are appended by zr_agree_tensors */
     return zr_agree_tensors(z, s, words, names, kinds, nw, t, n);
 }
@@ -152,6 +270,7 @@ static zero_status lay_out(zero_ctx *z, const zero_tensor *t, int n)
         z->meta[i].ndim = t[i].ndim;
         memcpy(z->meta[i].shape, t[i].shape, sizeof t[i].shape);
         z->meta[i].no_decay = t[i].no_decay;
+        z->meta[i].group = t[i].group;
     }
     ZR_INFO(ZR_SUB_PART,
             "layout: %zu parameters in %d tensors, %d modules, %d chunks (bucket %zu elements); "
@@ -222,11 +341,34 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
         return s;
     }
     zr_log_set_rank(z->rank);
-    if ((s = build(z, out, cfg, t, n))) {
+    /* the tensors as this libzero declares them: the program's array has its own stride
+     * (zero_config.tensor_size), fields it does not know are zero */
+    zero_tensor *tt = NULL;
+    size_t tsize = cfg ? cfg->tensor_size : sizeof(zero_tensor);
+    const size_t t_v3 = offsetof(zero_tensor, group);
+    if (cfg && (cfg->magic >> 32) == (ZERO_CONFIG_MAGIC >> 32) && t && n > 0 &&
+        tsize != sizeof(zero_tensor)) {
+        if (tsize < t_v3) {
+            s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                        "zero_config.tensor_size is %zu; expected sizeof(zero_tensor) (%zu, at "
+                        "least %zu): start from ZERO_CONFIG_INIT or zero_config_init",
+                        tsize, sizeof(zero_tensor), t_v3);
+        } else if (!(tt = calloc((size_t)n, sizeof *tt))) {
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
+        } else {
+            for (int i = 0; i < n; i++)
+                memcpy(&tt[i], (const char *)t + (size_t)i * tsize,
+                       tsize < sizeof *tt ? tsize : sizeof *tt);
+            t = tt;
+        }
+    }
+    if (s || (s = build(z, out, cfg, t, n))) {
+        free(tt);
         snprintf(init_error, sizeof init_error, "%s", z->err.msg);
         destroy(z);
         return s;
     }
+    free(tt);
     z->magic = ZR_CTX_MAGIC;
     *out = z;
     return ZERO_OK;
@@ -271,9 +413,19 @@ void *zero_param_ptr(zero_ctx *z, int i)
     return (char *)z->st.params + (z->layout.chunks[p->chunk].offset + p->offset) * z->wsz;
 }
 
+/* Gradients and steps are refused inside an evaluation pass. */
+static zero_status check_not_eval(zero_ctx *z, const char *call)
+{
+    if (!z->eval)
+        return ZERO_OK;
+    return zr_fail(&z->err, ZERO_ERR_STATE,
+                   "%s inside an evaluation pass (zero_eval_begin): call zero_eval_end first",
+                   call);
+}
+
 void *zero_grad_ptr(zero_ctx *z, int i)
 {
-    if (check_ctx(z) || !check_tensor(z, "zero_grad_ptr", i))
+    if (check_ctx(z) || !check_tensor(z, "zero_grad_ptr", i) || check_not_eval(z, "zero_grad_ptr"))
         return NULL;
     double t0 = zr_now();
     void *p = z->g.ops->ptr(z, i);
@@ -285,6 +437,7 @@ zero_status zero_grad_ready(zero_ctx *z, int module)
 {
     ZR_CHECK(check_ctx(z));
     ZR_CHECK(check_module(z, "zero_grad_ready", module));
+    ZR_CHECK(check_not_eval(z, "zero_grad_ready"));
     if (z->g.module_ready[module])
         return zr_fail(&z->err, ZERO_ERR_STATE,
                        "zero_grad_ready: module %d was already reported ready in this micro-step",
@@ -303,7 +456,85 @@ zero_status zero_grad_ready(zero_ctx *z, int module)
 zero_status zero_step(zero_ctx *z)
 {
     ZR_CHECK(check_ctx(z));
+    ZR_CHECK(check_not_eval(z, "zero_step"));
     return zr_step(z);
+}
+
+/* ---- hyperparameters and evaluation ------------------------------------------------------- */
+
+static zero_status check_group(zero_ctx *z, const char *call, int g)
+{
+    if (g >= 0 && g < z->num_groups)
+        return ZERO_OK;
+    return zr_fail(&z->err, ZERO_ERR_INVALID, "%s: group %d; expected 0..%d", call, g,
+                   z->num_groups - 1);
+}
+
+zero_status zero_set_lr(zero_ctx *z, int group, double lr)
+{
+    ZR_CHECK(check_ctx(z));
+    ZR_CHECK(check_group(z, "zero_set_lr", group));
+    if (!(lr > 0.0 && lr <= 3.4e38))
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "zero_set_lr: lr=%g for group %d; expected a finite number > 0", lr, group);
+    z->groups[group].h.lr = lr;
+    return ZERO_OK;
+}
+
+zero_status zero_set_weight_decay(zero_ctx *z, int group, double wd)
+{
+    ZR_CHECK(check_ctx(z));
+    ZR_CHECK(check_group(z, "zero_set_weight_decay", group));
+    if (!(wd >= 0.0 && wd <= 3.4e38))
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "zero_set_weight_decay: weight_decay=%g for group %d; expected a finite "
+                       "number >= 0", wd, group);
+    z->groups[group].h.weight_decay = wd;
+    return ZERO_OK;
+}
+
+double zero_get_lr(const zero_ctx *z, int group)
+{
+    if (!zr_ctx_live(z) || group < 0 || group >= z->num_groups)
+        return NAN;
+    return z->groups[group].h.lr;
+}
+
+zero_status zero_eval_begin(zero_ctx *z)
+{
+    ZR_CHECK(check_ctx(z));
+    if (z->eval)
+        return zr_fail(&z->err, ZERO_ERR_STATE, "zero_eval_begin: already in an evaluation pass");
+    int ready = 0;
+    for (int m = 0; m < z->layout.num_modules; m++)
+        ready += z->g.module_ready && z->g.module_ready[m];
+    int held = z->set.cfg.stage == 3 ? zr_s3_held(z) : 0;
+    if (ready || held)
+        return zr_fail(&z->err, ZERO_ERR_STATE,
+                       "zero_eval_begin: in the middle of a micro-step (%d module(s) reported "
+                       "ready, %d chunk(s) gathered by the model); call it between zero_step and "
+                       "the next backward, with every module released",
+                       ready, held);
+    if (z->set.cfg.stage == 3)
+        zr_s3_eval(z, 1);
+    z->eval = 1;
+    return ZERO_OK;
+}
+
+zero_status zero_eval_end(zero_ctx *z)
+{
+    ZR_CHECK(check_ctx(z));
+    if (!z->eval)
+        return zr_fail(&z->err, ZERO_ERR_STATE, "zero_eval_end: not in an evaluation pass");
+    int held = z->set.cfg.stage == 3 ? zr_s3_held(z) : 0;
+    if (held)
+        return zr_fail(&z->err, ZERO_ERR_STATE,
+                       "zero_eval_end: %d chunk(s) still gathered; zero_release every module "
+                       "gathered in the pass first", held);
+    if (z->set.cfg.stage == 3)
+        zr_s3_eval(z, 0);
+    z->eval = 0;
+    return ZERO_OK;
 }
 
 zero_status zero_gather(zero_ctx *z, int module)
@@ -371,6 +602,43 @@ zero_status zero_last_step(const zero_ctx *z, zero_step_info *info)
     *info = z->last;
     return ZERO_OK;
 }
+
+zero_status zero_module_tensors(const zero_ctx *z, int module, int *first, int *count)
+{
+    if (!z || !first || !count)
+        return ZERO_ERR_INVALID;
+    if (!zr_ctx_live(z))
+        return ZERO_ERR_STATE;
+    *first = -1;
+    *count = 0;
+    if (module < 0 || module >= z->layout.num_modules)
+        return ZERO_ERR_INVALID;
+    for (int i = 0; i < z->num_tensors; i++) {
+        int m = z->tensor_module ? z->tensor_module[i] : -1;
+        if (m == module && *first < 0)
+            *first = i;
+        if (m == module)
+            (*count)++;
+    }
+    return ZERO_OK;
+}
+
+int zero_tensor_module(const zero_ctx *z, int i)
+{
+    if (!zr_ctx_live(z) || i < 0 || i >= z->num_tensors || !z->tensor_module)
+        return -1;
+    return z->tensor_module[i];
+}
+
+int zero_tensor_group(const zero_ctx *z, int i)
+{
+    if (!zr_ctx_live(z) || i < 0 || i >= z->num_tensors)
+        return -1;
+    return z->meta[i].group;
+}
+
+int zero_num_modules(const zero_ctx *z) { return zr_ctx_live(z) ? z->layout.num_modules : 0; }
+int zero_num_tensors(const zero_ctx *z) { return zr_ctx_live(z) ? z->num_tensors : 0; }
 
 int zero_rank(const zero_ctx *z) { return zr_ctx_live(z) ? z->rank : -1; }
 int zero_world_size(const zero_ctx *z) { return zr_ctx_live(z) ? z->world : 0; }

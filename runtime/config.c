@@ -672,6 +672,93 @@ static void zr_scan_unknown(char *const *environ_names, zr_resolve_result *r) {
 
 /* ---- resolve ----------------------------------------------------------------------------- */
 
+/* Bytes of the field a variable writes. */
+static size_t zr_type_size(const zr_var *v) {
+    switch (v->type) {
+    case ZR_T_SIZE: return sizeof(size_t);
+    case ZR_T_FLOAT:
+    case ZR_T_SCALE: return sizeof(float);
+    case ZR_T_INT:
+    case ZR_T_ENUM:
+    case ZR_T_INTWORD: return sizeof(int);
+    case ZR_T_SUBSYS: return sizeof(unsigned);
+    case ZR_T_PATH: break;
+    }
+    return 0;
+}
+
+/* A field's value as text (the JSON form, without quotes). */
+static void zr_field_text(const zr_settings *s, const zr_var *v, char *buf, size_t n) {
+    const void *p = zr_cslot(s, v);
+    switch (v->type) {
+    case ZR_T_INT: snprintf(buf, n, "%d", *(const int *)p); return;
+    case ZR_T_ENUM: snprintf(buf, n, "%s", zr_word_name(v->words, *(const int *)p)); return;
+    case ZR_T_INTWORD: {
+        int x = *(const int *)p;
+        const zr_word *w = v->words;
+        while (w->word && w->value != x) w++;
+        if (w->word)
+            snprintf(buf, n, "%s", w->word);
+        else
+            snprintf(buf, n, "%d", x);
+        return;
+    }
+    case ZR_T_SIZE: snprintf(buf, n, "%llu bytes", (unsigned long long)*(const size_t *)p); return;
+    case ZR_T_SCALE:
+        if (*(const float *)p == 0.0f) {
+            snprintf(buf, n, "dynamic");
+            return;
+        }
+        /* fall through */
+    case ZR_T_FLOAT: zr_format_float(buf, n, *(const float *)p); return;
+    case ZR_T_SUBSYS:
+    case ZR_T_PATH: break;
+    }
+    snprintf(buf, n, "?");
+}
+
+void zero_config_init_sized(zero_config *cfg, size_t struct_size) {
+    if (!cfg || struct_size == 0) return;
+    const zero_config init = ZERO_CONFIG_INIT;
+    size_t n = struct_size < sizeof init ? struct_size : sizeof init;
+    memset(cfg, 0, struct_size);
+    memcpy(cfg, &init, n);
+    if (struct_size >= sizeof cfg->struct_size) cfg->struct_size = struct_size;
+}
+
+zero_status zr_config_from_program(zero_config *out, const zero_config *program, zr_error *e) {
+    const zero_config init = ZERO_CONFIG_INIT;
+    *out = init;
+    if (!program) return ZERO_OK;
+    const size_t v3 = offsetof(zero_config, groups); /* the first versioned layout ends here */
+    if ((program->magic >> 32) != (ZERO_CONFIG_MAGIC >> 32))
+        return zr_fail(e, ZERO_ERR_INVALID,
+                       "zero_config was not initialised (its magic is %#llx): start from "
+                       "ZERO_CONFIG_INIT or zero_config_init(&cfg), then change fields",
+                       (unsigned long long)program->magic);
+    unsigned version = (unsigned)(program->magic & 0xffffffffu);
+    size_t size = program->struct_size;
+    if (version < 3 || size < v3)
+        return zr_fail(e, ZERO_ERR_INVALID,
+                       "zero_config version %u (%zu bytes) is older than this libzero reads "
+                       "(version 3 and later, >= %zu bytes); rebuild against its zero.h",
+                       version, size, v3);
+    if (size > sizeof *out) {
+        const unsigned char *tail = (const unsigned char *)program + sizeof *out;
+        for (size_t k = 0; k < size - sizeof *out; k++)
+            if (tail[k])
+                return zr_fail(e, ZERO_ERR_UNSUPPORTED,
+                               "zero_config of %zu bytes (version %u) sets fields this libzero "
+                               "(%zu bytes, version %d) does not know: update libzero",
+                               size, version, sizeof *out, ZERO_CONFIG_VERSION);
+        size = sizeof *out;
+    }
+    memcpy(out, program, size);
+    out->struct_size = sizeof *out;
+    out->magic = ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION;
+    return ZERO_OK;
+}
+
 zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
                               const char *(*get)(const char *name), char *const *environ_names,
                               zr_resolve_result *result, zr_error *e) {
@@ -685,10 +772,13 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
     }
     if (!get) get = zr_getenv;
 
-    const zero_config init = ZERO_CONFIG_INIT;
     memset(out, 0, sizeof *out);
-    out->cfg = program ? *program : init;
+    zero_status pst = zr_config_from_program(&out->cfg, program, e);
+    if (pst != ZERO_OK) return pst;
     out->cfg.report_path = NULL;
+    zr_settings defaults;
+    memset(&defaults, 0, sizeof defaults);
+    zr_config_from_program(&defaults.cfg, NULL, NULL);
     out->log_level = ZR_LOG_WARN;
     out->log_mask = ZR_SUB_ALL;
 
@@ -728,12 +818,17 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
         }
         memcpy(text, raw, len);
         text[len] = '\0';
+        /* a value the program chose (not the default) that the environment replaces */
+        char prog[64] = "";
+        if (v->field && memcmp(zr_cslot(out, v), zr_cslot(&defaults, v), zr_type_size(v)) != 0)
+            zr_field_text(out, v, prog, sizeof prog);
         zero_status st = zr_apply(v, text, out, e);
         if (st != ZERO_OK) return st;
         if (result->num_applied < ZR_MAX_APPLIED) {
             zr_applied *a = &result->applied[result->num_applied++];
             a->name = v->name;
             snprintf(a->value, sizeof a->value, "%s", text);
+            snprintf(a->program, sizeof a->program, "%s", prog);
         }
     }
 

@@ -27,6 +27,7 @@ typedef struct zr_settings {
 typedef struct zr_applied {
     const char *name;
     char value[128];
+    char program[64]; /* the program's own value when it had changed the default, else "" */
 } zr_applied;
 
 #define ZR_MAX_APPLIED 64
@@ -49,6 +50,12 @@ typedef struct zr_resolve_result {
 zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
                               const char *(*get)(const char *name), char *const *environ_names,
                               zr_resolve_result *result, zr_error *e);
+
+/* The program's configuration over the defaults: checks magic and version, and copies the
+ * struct_size bytes the program knows (a larger struct from a newer header is accepted when the
+ * fields this libzero does not know are zero). ZERO_ERR_INVALID (not initialised, too old) or
+ * ZERO_ERR_UNSUPPORTED (newer fields set) with e naming the problem. program NULL = defaults. */
+zero_status zr_config_from_program(zero_config *out, const zero_config *program, zr_error *e);
 
 /* Parses a size: digits with an optional fraction and suffix K M G T (powers of 1024; "KB",
  * "KiB", "MiB", "GB"... accepted, case-insensitive). A bare number is multiplied by

@@ -56,7 +56,16 @@ typedef struct zr_tensor_meta {
     int ndim;
     int64_t shape[ZERO_MAX_DIMS];
     int no_decay;
+    int group;           /* index into zero_ctx.groups */
 } zr_tensor_meta;
+
+/* A parameter group as the context holds it (zero_group, with its name copied). lr and
+ * weight_decay change through zero_set_lr / zero_set_weight_decay. */
+typedef struct zr_group {
+    char name[64];
+    zr_hyper h;
+    int frozen;
+} zr_group;
 
 /* ---- state.c ---------------------------------------------------------------------------------
  * This rank's model state. Every buffer comes from the placement table of state.c (which buffer,
@@ -165,6 +174,14 @@ struct zero_ctx {
     size_t wsz;              /* bytes of one working element */
     int num_tensors;
     zr_tensor_meta *meta;    /* [num_tensors] */
+    zr_group *groups;        /* [num_groups] parameter groups (api.c; lr and weight decay change
+                                through zero_set_lr / zero_set_weight_decay) */
+    int num_groups;
+    zr_optim_prep *gprep;    /* [num_groups] the optimizer's constants of this step (step.c) */
+    int eval;                /* inside zero_eval_begin / zero_eval_end */
+    size_t init_transient_peak; /* host bytes zero_init's value loading held at once (state.c) */
+    size_t host_init_peak;   /* memory.host_init_peak_bytes: host bytes libzero held during
+                                zero_init, peak (api.c) */
     int *tensor_module;      /* [num_tensors] module id of each tensor (zero_init's lay_out; NULL
                                 in a context built by hand, which turns off grad.c's check of
                                 stale gradient pointers) */
@@ -216,6 +233,11 @@ zero_status zr_agree_tensors(zero_ctx *z, zero_status local, const int64_t *word
 /* zero_init's argument checks (local). */
 zero_status zr_check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, int n);
 uint64_t zr_hash_tensors(const zero_tensor *t, int n);
+
+/* ---- api.c --------------------------------------------------------------------------------- */
+/* One parameter group from the configuration, for a context built field by field (the unit
+ * tests' rig) that has none. */
+zero_status zr_groups_default(zero_ctx *z);
 
 /* ---- backend.c ------------------------------------------------------------------------------ */
 /* The ranks (MPI, started here when nobody has) and the host collectives (mpi): what everything
@@ -269,6 +291,10 @@ void *zr_s3_param_ptr(zero_ctx *z, int i);
 zero_status zr_s3_after_step(zero_ctx *z);   /* refresh resident chunks */
 void zr_s3_micro_step_done(zero_ctx *z);
 zero_status zr_s3_progress(zero_ctx *z);
+/* Evaluation passes: gathers inside are not recorded or followed and leave training's prefetch
+ * as it was. zr_s3_held: chunks the model holds gathered (zero_gather without zero_release). */
+void zr_s3_eval(zero_ctx *z, int on);
+int zr_s3_held(const zero_ctx *z);
 /* Counters for the report (zeros below stage 3). */
 void zr_s3_counters(const zero_ctx *z, int64_t *gathers, int64_t *prefetches, int64_t *hits,
                     int *buffers, int *trace_len);

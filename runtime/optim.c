@@ -10,17 +10,18 @@
 
 _Static_assert(sizeof(zk_adamw_params) <= ZR_OPTIM_PREP_BYTES, "zr_optim_prep too small");
 
-static void adamw_prepare(zr_optim_prep *out, const zero_config *c, int64_t step,
-                          double grad_scale)
+/* The kernels compute in fp32 (kernels/zero_math.h): the group's values rounded to float, the
+ * bias corrections from those floats in double. */
+static void adamw_prepare(zr_optim_prep *out, const zr_hyper *h, int64_t step, double grad_scale)
 {
     zk_adamw_params p;
-    p.lr = c->lr;
-    p.beta1 = c->beta1;
-    p.beta2 = c->beta2;
-    p.eps = c->eps;
-    p.weight_decay = c->weight_decay;
-    p.bias_corr1 = (float)(1.0 - pow((double)c->beta1, (double)step));
-    p.bias_corr2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, (double)step));
+    p.lr = (float)h->lr;
+    p.beta1 = (float)h->beta1;
+    p.beta2 = (float)h->beta2;
+    p.eps = (float)h->eps;
+    p.weight_decay = (float)h->weight_decay;
+    p.bias_corr1 = (float)(1.0 - pow((double)p.beta1, (double)step));
+    p.bias_corr2_sqrt = (float)sqrt(1.0 - pow((double)p.beta2, (double)step));
     p.grad_scale = (float)grad_scale;
     memcpy(out->bytes, &p, sizeof p);
 }

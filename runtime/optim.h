@@ -15,6 +15,11 @@
 
 enum { ZR_OPTIM_MAX_STATES = 2, ZR_OPTIM_PREP_BYTES = 64 };
 
+/* Hyperparameters of one parameter group (double, as the program gives them). */
+typedef struct zr_hyper {
+    double lr, weight_decay, beta1, beta2, eps;
+} zr_hyper;
+
 /* Per-step constants, opaque to the engine (the optimizer's own struct inside). */
 typedef struct zr_optim_prep {
     _Alignas(16) unsigned char bytes[ZR_OPTIM_PREP_BYTES];
@@ -36,9 +41,9 @@ typedef struct zr_optim_ops {
     const char *name;
     int num_states;
     const char *state_names[ZR_OPTIM_MAX_STATES]; /* for allocation messages */
-    /* step: 1-based optimizer step; grad_scale multiplies every gradient (the loss scale, the
-     * averaging over ranks and micro-steps and the clip factor folded in) */
-    void (*prepare)(zr_optim_prep *out, const zero_config *c, int64_t step, double grad_scale);
+    /* one group's constants: step: 1-based optimizer step; grad_scale multiplies every gradient
+     * (the loss scale, the averaging over ranks and micro-steps and the clip factor folded in) */
+    void (*prepare)(zr_optim_prep *out, const zr_hyper *h, int64_t step, double grad_scale);
     void (*update)(zr_device *dev, const zr_optim_prep *prep, const zr_optim_piece *piece);
     /* the CPU twin for offloaded state: grad is fp32 in host memory */
     void (*update_cpu)(const zr_optim_prep *prep, const zr_optim_piece *piece);

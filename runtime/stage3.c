@@ -33,6 +33,8 @@ typedef struct zr_s3 {
     int trace_recording;           /* 1: this micro-step records */
     uint64_t order_hash;           /* hash of this micro-step's gathers so far (cross-rank check) */
     int64_t gathers, prefetches, prefetch_hits;
+    int eval;                      /* inside an evaluation pass (zero_eval_begin) */
+    uint64_t eval_saved_hash;      /* order_hash when the pass began */
 } zr_s3;
 
 static size_t chunk_bytes(const zero_ctx *z, int c) { return z->layout.chunks[c].padded * z->wsz; }
@@ -86,7 +88,7 @@ static zero_status check_order(zero_ctx *z, int c, int module, zero_status local
      * rank that leaves the order comes back to this exchange while the others do not, and the
      * ranks meet in different collectives: ZERO_ERR_COMM on every rank, at once or within
      * ZERO_TIMEOUT_S. */
-    if (z->s3->trace_valid && local == ZERO_OK)
+    if (z->s3->trace_valid && local == ZERO_OK && !z->s3->eval) /* eval gathers: no trace */
         return ZERO_OK;
     int64_t *all = malloc((size_t)z->world * 3 * sizeof *all);
     if (!all)
@@ -334,12 +336,46 @@ static zero_status prefetch(zero_ctx *z)
     return ZERO_OK;
 }
 
+/* An evaluation pass's gather: every one checked across ranks, nothing recorded or followed; a
+ * chunk training prefetched is used as it is and stays prefetched for training. */
+static zero_status eval_gather(zero_ctx *z, int module, int c)
+{
+    zero_status s;
+    if (z->s3->chunk_buf[c]) {
+        if ((s = check_order(z, c, module, ZERO_OK)) || (s = wait_chunk(z, c)))
+            return s;
+    } else if ((s = issue_gather(z, c, module, 1))) {
+        return s;
+    }
+    z->s3->chunk_users[c]++;
+    return zr_s3_progress(z);
+}
+
+void zr_s3_eval(zero_ctx *z, int on)
+{
+    if (on)
+        z->s3->eval_saved_hash = z->s3->order_hash;
+    else
+        z->s3->order_hash = z->s3->eval_saved_hash; /* training's order check goes on as before */
+    z->s3->eval = on;
+}
+
+int zr_s3_held(const zero_ctx *z)
+{
+    int n = 0;
+    for (int c = 0; z->s3 && c < z->layout.num_chunks; c++)
+        n += z->s3->chunk_users[c] > 0;
+    return n;
+}
+
 zero_status zr_s3_gather(zero_ctx *z, int module)
 {
     int c = z->layout.module_chunk[module];
     if (c < 0)
         return ZERO_OK;
     zero_status s;
+    if (z->s3->eval)
+        return eval_gather(z, module, c);
     if (z->s3->trace_recording && (s = trace_append(z, module)))
         return s;
     trace_follow(z, module);
@@ -371,8 +407,11 @@ zero_status zr_s3_release(zero_ctx *z, int module)
                        module);
     if (--z->s3->chunk_users[c] > 0 || z->s3->chunk_persist[c])
         return ZERO_OK;
-    /* Keep it when the recorded order asks for the same chunk next. */
-    if (z->s3->trace_valid && z->s3->trace_pos < z->s3->trace_len &&
+    if (z->s3->eval && z->s3->chunk_prefetched[c])
+        return ZERO_OK; /* training asked for it ahead: it stays */
+    /* Keep it when the recorded order asks for the same chunk next (not for an eval gather:
+     * training then finds the chunks as it would have without the pass). */
+    if (!z->s3->eval && z->s3->trace_valid && z->s3->trace_pos < z->s3->trace_len &&
         z->layout.module_chunk[z->s3->trace[z->s3->trace_pos]] == c)
         return ZERO_OK;
     drop_chunk(z, c);

@@ -35,7 +35,57 @@ static void owned_range(const zero_ctx *z, int c, size_t *lo, size_t *hi)
  * the next collective) and the hash of the signatures of every collective since the last
  * boundary (coll.c): ranks that issued different collectives — another order of buckets, an
  * extra gather — fail here, before anything they reduced reaches the weights. */
-enum { ZR_NORM_WORDS = 5 }; /* sum, inf/nan, device status, signature hash (2 x 32 bits) */
+enum { ZR_NORM_WORDS = 7 }; /* sum, inf/nan, device status, signature hash (2 x 32 bits),
+                               hash of the groups' lr and weight decay (2 x 32 bits) */
+
+/* The hyperparameters every rank uses this step (zero_set_lr / zero_set_weight_decay), hashed. */
+static uint64_t hyper_hash(const zero_ctx *z)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (int g = 0; g < z->num_groups; g++) {
+        uint64_t a, b;
+        memcpy(&a, &z->groups[g].h.lr, sizeof a);
+        memcpy(&b, &z->groups[g].h.weight_decay, sizeof b);
+        h = zr_mix64(zr_mix64(h, a), b);
+    }
+    return h;
+}
+
+/* The ranks set different hyperparameters: every rank learns each one's, for the message. */
+static zero_status hyper_mismatch(zero_ctx *z)
+{
+    const int G = z->num_groups;
+    double *all = calloc((size_t)z->world * (size_t)G * 2, sizeof *all);
+    zero_status s = ZERO_OK;
+    if (all) {
+        for (int g = 0; g < G; g++) {
+            all[((size_t)z->rank * G + g) * 2] = z->groups[g].h.lr;
+            all[((size_t)z->rank * G + g) * 2 + 1] = z->groups[g].h.weight_decay;
+        }
+        s = zr_coll_all_gather(&z->hcoll, all, (size_t)G * 2, ZR_ELEM_F64, ZR_TRAFFIC_OTHER, NULL);
+    }
+    char what[256] = "the hyperparameters";
+    for (int r = 1; all && !s && r < z->world && !strcmp(what, "the hyperparameters"); r++)
+        for (int g = 0; g < G; g++) {
+            const double *a = all + (size_t)g * 2, *b = all + ((size_t)r * G + g) * 2;
+            int f = a[0] != b[0] ? 0 : a[1] != b[1] ? 1 : -1;
+            if (f < 0)
+                continue;
+            snprintf(what, sizeof what, "the %s of group %d%s%s%s: %.9g on rank 0, %.9g on rank %d",
+                     f ? "weight decay" : "learning rate", g, z->groups[g].name[0] ? " (" : "",
+                     z->groups[g].name, z->groups[g].name[0] ? ")" : "", a[f], b[f], r);
+            break;
+        }
+    zr_comm_release(&z->comm, all);
+    zero_status e = zr_fail(&z->err, ZERO_ERR_COMM,
+                            "%s differs across ranks at step %lld (zero_set_lr / "
+                            "zero_set_weight_decay must give every rank the same values); "
+                            "nothing was applied; only zero_finalize is possible now",
+                            what, (long long)z->prog.boundaries + 1);
+    zr_comm_mark_broken(&z->comm);
+    snprintf(z->comm.broken_why, sizeof z->comm.broken_why, "hyperparameters differ");
+    return e;
+}
 
 /* The ranks' collectives differ: every rank learns what each was doing, for the message. */
 static zero_status sequence_mismatch(zero_ctx *z, const double *all)
@@ -86,8 +136,9 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
         zp_slice_range(L, c, z->rank, &lo, &hi);
         int k = zr_segments(z, c, lo, hi);
         for (int j = 0; j < k; j++)
-            local += zr_dev_sq_norm(&z->dev, z->g.ops->at(z, c, z->seg[j].chunk_offset),
-                                    z->dtype, z->seg[j].numel, &bad);
+            if (!z->groups[z->meta[z->seg[j].tensor].group].frozen) /* not trained: not counted */
+                local += zr_dev_sq_norm(&z->dev, z->g.ops->at(z, c, z->seg[j].chunk_offset),
+                                        z->dtype, z->seg[j].numel, &bad);
     }
     zero_status dev_err = zr_device_error(z, "gradient reduction");
     const uint64_t h = z->comm.sig_hash;
@@ -100,6 +151,9 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     mine[2] = dev_err;
     mine[3] = (double)(h >> 32); /* exact: 32 bits each */
     mine[4] = (double)(h & 0xffffffffu);
+    const uint64_t hh = hyper_hash(z);
+    mine[5] = (double)(hh >> 32);
+    mine[6] = (double)(hh & 0xffffffffu);
     zr_coll_tag(&z->hcoll, "gradient norm and sequence check", -1);
     zero_status s = zr_coll_all_gather(&z->hcoll, all, ZR_NORM_WORDS, ZR_ELEM_F64,
                                        ZR_TRAFFIC_TRAIN, NULL);
@@ -110,6 +164,9 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
     for (int r = 1; r < z->world && !s; r++)
         if (all[ZR_NORM_WORDS * r + 3] != all[3] || all[ZR_NORM_WORDS * r + 4] != all[4])
             s = sequence_mismatch(z, all);
+    for (int r = 1; r < z->world && !s; r++)
+        if (all[ZR_NORM_WORDS * r + 5] != all[5] || all[ZR_NORM_WORDS * r + 6] != all[6])
+            s = hyper_mismatch(z);
     if (s) {
         zr_comm_release(&z->comm, all);
         return s;
@@ -137,7 +194,7 @@ static zero_status global_norm(zero_ctx *z, double *sumsq, int *nonfinite)
 /* ---- the optimizer on the device ------------------------------------------------------------- */
 
 /* Over the elements this rank owns, tensor piece by tensor piece. */
-static void optimize_owned(zero_ctx *z, const zr_optim_prep *prep)
+static void optimize_owned(zero_ctx *z)
 {
     const zp_layout *L = &z->layout;
     const int stage = z->set.cfg.stage;
@@ -148,6 +205,9 @@ static void optimize_owned(zero_ctx *z, const zr_optim_prep *prep)
         owned_range(z, c, &lo, &hi);
         int k = zr_segments(z, c, lo, hi);
         for (int j = 0; j < k; j++) {
+            const zr_tensor_meta *m = &z->meta[z->seg[j].tensor];
+            if (z->groups[m->group].frozen)
+                continue;
             size_t off = z->seg[j].chunk_offset;
             /* index into master and states: full layout at stage 0, shard layout above */
             size_t idx = stage == 0 ? ch->offset + off : ch->shard_offset + (off - lo);
@@ -159,10 +219,10 @@ static void optimize_owned(zero_ctx *z, const zr_optim_prep *prep)
                                  .work = st->master ? work : NULL,
                                  .work_type = z->dtype,
                                  .n = z->seg[j].numel,
-                                 .no_decay = z->meta[z->seg[j].tensor].no_decay};
+                                 .no_decay = m->no_decay};
             for (int q = 0; q < z->optim->num_states; q++)
                 pc.state[q] = st->ostate[q] + idx;
-            z->optim->update(&z->dev, prep, &pc);
+            z->optim->update(&z->dev, &z->gprep[m->group], &pc);
         }
     }
 }
@@ -176,7 +236,6 @@ static void optimize_owned(zero_ctx *z, const zr_optim_prep *prep)
 
 typedef struct off_ctx {
     zero_ctx *z;
-    const zr_optim_prep *prep;
     int c, j, k;          /* chunk, segment, segments in z->seg for chunk c */
     size_t b;             /* elements of segment j already handed out */
     size_t lo;            /* chunk c's slice start */
@@ -192,6 +251,12 @@ static int off_next(void *ctx, zo_block *out)
         if (o->j < o->k) {
             const zp_chunk *ch = &L->chunks[o->c];
             const zp_segment *sg = &z->seg[o->j];
+            const zr_tensor_meta *m = &z->meta[sg->tensor];
+            if (z->groups[m->group].frozen) { /* nothing in, nothing computed, nothing out */
+                o->j++;
+                o->b = 0;
+                continue;
+            }
             size_t off = sg->chunk_offset + o->b, left = sg->numel - o->b;
             size_t idx = ch->shard_offset + (off - o->lo);
             out->idx = idx;
@@ -200,7 +265,8 @@ static int off_next(void *ctx, zo_block *out)
             out->out = z->offload_param        ? NULL
                        : z->set.cfg.stage == 3 ? (char *)z->st.params + idx * z->wsz
                                                : (char *)z->st.params + (ch->offset + off) * z->wsz;
-            out->no_decay = z->meta[sg->tensor].no_decay;
+            out->no_decay = m->no_decay;
+            out->group = m->group;
             o->b += out->n;
             if (o->b == sg->numel) {
                 o->j++;
@@ -286,13 +352,13 @@ static void off_compute(void *ctx, const zo_block *b, void *half)
                          .no_decay = b->no_decay};
     for (int q = 0; q < z->optim->num_states; q++)
         pc.state[q] = st->ostate[q] + b->idx;
-    z->optim->update_cpu(o->prep, &pc);
+    z->optim->update_cpu(&z->gprep[b->group], &pc);
     z->times.cpu_adam_s += zr_now() - t0;
 }
 
-static void optimize_offloaded(zero_ctx *z, const zr_optim_prep *prep)
+static void optimize_offloaded(zero_ctx *z)
 {
-    off_ctx o = {.z = z, .prep = prep, .c = -1};
+    off_ctx o = {.z = z, .c = -1};
     /* the copies read gradients the compute stream produced */
     zr_dev_order(&z->dev, ZR_STREAM_COPY, ZR_STREAM_COMPUTE);
     zo_pipe p = {.ctx = &o,
@@ -368,12 +434,12 @@ static zero_status apply_update(zero_ctx *z, double norm, double denom)
     double t = zr_now(), clip = 1.0;
     if (c->clip > 0.0f && norm > (double)c->clip)
         clip = (double)c->clip / (norm + 1e-6);
-    zr_optim_prep prep;
-    z->optim->prepare(&prep, c, z->prog.steps, clip / denom);
+    for (int g = 0; g < z->num_groups; g++)
+        z->optim->prepare(&z->gprep[g], &z->groups[g].h, z->prog.steps, clip / denom);
     if (z->offload_opt)
-        optimize_offloaded(z, &prep);
+        optimize_offloaded(z);
     else
-        optimize_owned(z, &prep);
+        optimize_owned(z);
     double t2 = zr_now();
     z->times.optimizer_s += t2 - t;
     zero_status s = ZERO_OK;
@@ -401,8 +467,11 @@ static zero_status boundary(zero_ctx *z, double t0)
     z->prog.micro_steps++;
     z->prog.boundaries++;
     z->comm.step = z->prog.boundaries;
-    /* The reduced gradient is the sum over ranks and micro-steps of loss-scaled means. */
-    double denom = (double)z->scaler.scale * (double)z->world * (double)c->grad_accum;
+    /* The reduced gradient is the sum over ranks and micro-steps of loss-scaled gradients: the
+     * mean divides by the ranks and micro-steps too (zero_config.grad_reduce). */
+    double denom = (double)z->scaler.scale;
+    if (c->grad_reduce == ZERO_GRAD_MEAN)
+        denom *= (double)z->world * (double)c->grad_accum;
     double norm = sqrt(sumsq) / denom;
     z->times.norm_s += zr_now() - t;
     z->last.boundary = 1;
@@ -434,6 +503,7 @@ zero_status zr_step(zero_ctx *z)
     const zero_config *c = &z->set.cfg;
     double t0 = zr_now();
     zero_status s;
+    ZR_CHECK(zr_groups_default(z));
     if ((s = z->g.ops->micro_end(z)))
         return s;
     zr_grads_reset_micro(z);

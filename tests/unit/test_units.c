@@ -824,8 +824,8 @@ static void test_buckets(void)
     /* the boundary: the norm's all-gather on the host collectives, then one group of blocking
      * all-gathers of every chunk's updated slice into the replica */
     CHECK(fk_count(&r.host, F_AG, hmark) == 1 && fk_nth(&r.host, F_AG, hmark, 0)->e == ZR_ELEM_F64 &&
-              fk_nth(&r.host, F_AG, hmark, 0)->count == 5,
-          "one norm and sequence-check all-gather (f64, 5 words per rank): %d", fk_count(&r.host, F_AG, hmark));
+              fk_nth(&r.host, F_AG, hmark, 0)->count == 7,
+          "one norm, sequence and hyperparameter check all-gather (f64, 7 words per rank): %d", fk_count(&r.host, F_AG, hmark));
     int gs = -1, ge = -1;
     for (int i = mark; i < f->nlog; i++) {
         if (f->log[i].op == F_GSTART)
