@@ -455,8 +455,12 @@ ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user,
  * larger than user_cap (*user_len says how large), or (fp16) a master value beyond fp16's range;
  * ZERO_ERR_IO for a missing, truncated or corrupt file, a checksum that differs or a garbled
  * manifest, naming the file (and the tensor and block where it applies); ZERO_ERR_STATE inside an
- * accumulation window. Host memory for three fp32 arrays of this rank's shard is used while
- * loading (staging: the state is replaced only once every rank has read and verified its part). */
+ * accumulation window. Two passes: each rank first reads and verifies every block it needs,
+ * the ranks agree, and only then does each read the same blocks again (from the page cache, as a
+ * rule), verified again, straight into its state — no staging copy of the model. The one failure
+ * that can leave the state partly replaced is a file that changes between the two passes
+ * (another process writing into the checkpoint while it loads): ZERO_ERR_IO saying so, on every
+ * rank; loading a checkpoint again repairs it. */
 ZERO_API zero_status zero_load(zero_ctx *ctx, const char *path, void *user, size_t user_cap,
                                size_t *user_len);
 

@@ -11,9 +11,12 @@
  * point leaves the previous checkpoint whole and `latest` naming a complete one.
  *
  * Load: rank 0 reads the manifest and every rank parses the same bytes; each rank reads exactly
- * the blocks holding the elements it owns in its own layout (zc_read) into host staging, verifying
- * each block; the ranks agree; only then is the state replaced (working copies converted from the
- * master, replicas all-gathered), so a failure leaves the context as it was. */
+ * the blocks holding the elements it owns in its own layout (zc_read), verifying each (pass 1);
+ * the ranks agree; only then does each read the same blocks again, verified again, straight into
+ * the state (pass 2: from the page cache as a rule; working copies converted from the master),
+ * and the replicas are all-gathered. A corrupt, short or missing file fails pass 1, leaving the
+ * context as it was; only a file that changes between the passes can leave it partly replaced
+ * (said in the message; loading a checkpoint again repairs it). */
 #define _GNU_SOURCE /* renameat2 (RENAME_EXCHANGE) */
 #include <dirent.h>
 #include <errno.h>
@@ -286,7 +289,7 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
     XXH3_64bits_reset(fh);
     XXH3_64bits_update(fh, h, sizeof h);
     int ok = write_all(fd, h, sizeof h) == 0;
-    uint64_t at = ZC_HEADER_BYTES, q = 0;
+    uint64_t at = ZC_HEADER_BYTES, q = 0, flushed = 0;
     for (int i = 0; ok && i < npc; i++) {
         for (uint64_t e0 = 0; ok && e0 < pc[i].numel; e0 += B) {
             uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
@@ -303,6 +306,12 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
             q++;
             ok = write_all(fd, buf, bytes) == 0;
             at += bytes;
+            /* start the disk on what is written so far, so it works while the next blocks are
+             * copied and hashed (the fsync at the end then has little left to wait for) */
+            if (ok && at - flushed >= ((uint64_t)32 << 20)) {
+                sync_file_range(fd, (off_t)flushed, (off_t)(at - flushed), SYNC_FILE_RANGE_WRITE);
+                flushed = at;
+            }
         }
     }
     int err = errno;
@@ -770,72 +779,90 @@ static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *
     return s;
 }
 
-/* Reads this rank's elements into staging (A arrays of shard_numel, indexed like the shard). */
-static zero_status read_mine(zero_ctx *z, const zc_manifest *m, const char *where,
-                             const int *map, float *staging, int A)
-{
+/* Whether a device's memory is host memory the reader may write directly. */
+static int host_memory(const zr_device *d) { return !strncmp(d->ops->name, "host", 4); }
+
+enum { ZR_LOAD_PIECE = 1 << 22 }; /* elements per read through the bounce buffers */
+
+typedef struct load_pass {
     zc_reader rd;
+    const int *map;
+    int A;
+    int install;   /* 0: read and verify only (pass 1); 1: into the state (pass 2) */
+    int direct;    /* every destination is host memory: read straight into it */
+    float *tmp;    /* [A][ZR_LOAD_PIECE] fp32, host */
+    void *wtmp;    /* [ZR_LOAD_PIECE] working, host */
+} load_pass;
+
+/* One piece of one segment: n elements at element `off` of chunk c (slice start lo), tensor
+ * elements from `first`. */
+static zero_status load_piece(zero_ctx *z, load_pass *lp, int c, size_t lo, size_t off, int t,
+                              size_t first, size_t n)
+{
+    float *out[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
+    const int fp16 = z->dtype == ZERO_DTYPE_FP16;
+    if (!lp->install)
+        out[0] = fp16 ? lp->tmp : NULL; /* the values matter only for fp16's range check */
+    for (int a = 0; lp->install && a < lp->A; a++)
+        out[a] = lp->direct ? array_at(z, a, c, off, lo) : lp->tmp + (size_t)a * ZR_LOAD_PIECE;
     zr_error e;
     zr_error_clear(&e);
-    if (zc_reader_open(&rd, m, where, &e))
-        return zr_fail(&z->err, e.status, "zero_load: %s", e.msg);
+    if (zc_read(&lp->rd, lp->map[t], first, n, out, &e))
+        return zr_fail(&z->err, e.status, "zero_load: %s%s", e.msg,
+                       lp->install ? " (the file changed while it was being loaded: the state is "
+                                     "partly replaced; load a checkpoint again)"
+                                   : "");
+    if (!lp->install) {
+        for (size_t x = 0; fp16 && x < n; x++) /* a master value that is inf in fp16 */
+            if (!(fabsf(out[0][x]) < 65520.0f))
+                return zr_fail(&z->err, ZERO_ERR_INVALID,
+                               "zero_load: tensor \"%s\", element %zu: %g is beyond fp16's "
+                               "range (ZERO_DTYPE=fp16; largest finite value 65504)",
+                               z->meta[t].name, first + x, (double)out[0][x]);
+        return ZERO_OK;
+    }
+    if (!lp->direct) /* the bounce buffers into the state */
+        for (int a = 0; a < lp->A; a++)
+            zr_dev_copy(&z->dev, array_at(z, a, c, off, lo), out[a], n * sizeof(float));
+    if (z->st.master) { /* the working copy: the master rounded (with no master, it is read) */
+        zk_cast(lp->wtmp, z->dtype, out[0], ZERO_DTYPE_FP32, n);
+        zr_dev_copy(&z->dev, work_at(z, c, off, lo), lp->wtmp, n * z->wsz);
+    }
+    return ZERO_OK;
+}
+
+/* This rank's elements, segment by segment of its slice of every chunk in the context's layout:
+ * read and verified (pass 1), or read into the state (pass 2). */
+static zero_status run_pass(zero_ctx *z, load_pass *lp)
+{
     const zp_layout *L = &z->layout;
-    const size_t S = L->shard_numel;
-    zero_status s = ZERO_OK;
-    for (int c = 0; c < L->num_chunks && !s; c++) {
-        const zp_chunk *ch = &L->chunks[c];
+    for (int c = 0; c < L->num_chunks; c++) {
         size_t lo, hi;
         zp_slice_range(L, c, z->rank, &lo, &hi);
         int k = zr_segments(z, c, lo, hi);
-        for (int j = 0; j < k && !s; j++) {
-            const zp_segment *sg = &z->seg[j];
-            size_t idx = ch->shard_offset + (sg->chunk_offset - lo);
-            float *out[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
-            for (int a = 0; a < A; a++)
-                out[a] = staging + (size_t)a * S + idx;
-            if (zc_read(&rd, map[sg->tensor], sg->tensor_offset, sg->numel, out, &e)) {
-                s = zr_fail(&z->err, e.status, "zero_load: %s", e.msg);
-                break;
+        for (int j = 0; j < k; j++) {
+            const zp_segment sg = z->seg[j];
+            /* whole segments where nothing bounces (a verify-only pass without values, or
+             * direct reads); else in pieces of the bounce buffers */
+            int whole = (!lp->install && z->dtype != ZERO_DTYPE_FP16) ||
+                        (lp->install && lp->direct);
+            size_t step = whole ? sg.numel : ZR_LOAD_PIECE;
+            for (size_t x = 0; x < sg.numel; x += step) {
+                size_t n = sg.numel - x < step ? sg.numel - x : step;
+                ZR_CHECK(load_piece(z, lp, c, lo, sg.chunk_offset + x, sg.tensor,
+                                    sg.tensor_offset + x, n));
             }
-            if (z->dtype == ZERO_DTYPE_FP16) /* a master value that is inf in fp16 */
-                for (size_t x = 0; x < sg->numel && !s; x++)
-                    if (!(fabsf(out[0][x]) < 65520.0f))
-                        s = zr_fail(&z->err, ZERO_ERR_INVALID,
-                                    "zero_load: tensor \"%s\", element %zu: %g is beyond fp16's "
-                                    "range (ZERO_DTYPE=fp16; largest finite value 65504)",
-                                    z->meta[sg->tensor].name, sg->tensor_offset + x,
-                                    (double)out[0][x]);
         }
     }
-    zc_reader_close(&rd);
-    return s;
+    return ZERO_OK;
 }
 
-/* The staged state becomes the context's: master, states and working copy of this rank's slices,
- * then the replicas all-gathered (stage 0: everything; stages 1-2: the working parameters). */
-static zero_status install(zero_ctx *z, const float *staging, int A)
+/* The replicas after pass 2: stages 0-2 all-gather the working parameters, stage 0 also the
+ * master and the states. */
+static zero_status gather_loaded(zero_ctx *z, int A)
 {
     const zp_layout *L = &z->layout;
-    const size_t S = L->shard_numel;
     const int stage = z->set.cfg.stage;
-    void *work = malloc(L->max_slice * z->wsz + 1);
-    if (!work)
-        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
-    for (int c = 0; c < L->num_chunks; c++) {
-        const zp_chunk *ch = &L->chunks[c];
-        size_t lo, hi;
-        zp_slice_range(L, c, z->rank, &lo, &hi);
-        const float *src = staging + ch->shard_offset;
-        for (int a = 0; a < A; a++) {
-            if (a == 0 && !z->st.master)
-                continue; /* the working copy is the master: written below */
-            zr_dev_copy(&z->dev, array_at(z, a, c, lo, lo), src + (size_t)a * S,
-                        (hi - lo) * sizeof(float));
-        }
-        zk_cast(work, z->dtype, src, ZERO_DTYPE_FP32, hi - lo);
-        zr_dev_copy(&z->dev, work_at(z, c, lo, lo), work, (hi - lo) * z->wsz);
-    }
-    free(work);
     zero_status s = zr_coll_group_start(&z->dcoll);
     for (int c = 0; c < L->num_chunks && !s && stage < 3; c++) {
         const zp_chunk *ch = &L->chunks[c];
@@ -921,8 +948,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
     zr_error_clear(&e);
     const int A = 1 + z->optim->num_states;
     int *map = NULL;
-    float *staging = NULL;
     void *blob = NULL;
+    load_pass lp;
+    memset(&lp, 0, sizeof lp);
     s = zc_manifest_parse(&m, json, hdr.len, hdr.where, &e);
     free(json);
     if (s)
@@ -941,19 +969,29 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
                     m.user_bytes, user_cap);
     if (!s) {
         map = malloc((size_t)z->num_tensors * sizeof *map);
-        size_t sb = z->layout.shard_numel * (size_t)A;
-        staging = calloc(sb ? sb : 1, sizeof *staging);
         blob = malloc(m.user_bytes ? (size_t)m.user_bytes : 1);
-        if (!map || !staging || !blob)
-            s = zr_fail(&z->err, ZERO_ERR_SYSTEM,
-                        "zero_load: out of host memory for the staging of %zu bytes and the "
-                        "user blob of %" PRIu64,
-                        z->layout.shard_numel * (size_t)A * sizeof(float), m.user_bytes);
+        lp.tmp = malloc((size_t)A * ZR_LOAD_PIECE * sizeof(float));
+        lp.wtmp = malloc((size_t)ZR_LOAD_PIECE * z->wsz);
+        if (!map || !blob || !lp.tmp || !lp.wtmp)
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
     }
     if (!s)
         s = match_tensors(z, &m, hdr.where, map);
-    if (!s)
-        s = read_mine(z, &m, hdr.where, map, staging, A);
+    if (!s) {
+        zr_error e2;
+        zr_error_clear(&e2);
+        if ((s = zc_reader_open(&lp.rd, &m, hdr.where, &e2)))
+            s = zr_fail(&z->err, s, "zero_load: %s", e2.msg);
+        lp.map = map;
+        lp.A = A;
+        lp.direct = host_memory(&z->dev) &&
+                    host_memory(z->offload_opt ? &z->host : &z->dev) &&
+                    host_memory(z->offload_param ? &z->host : &z->dev);
+    }
+    double t1 = zr_now();
+    if (!s) /* pass 1: every block this rank needs, read and verified; nothing changes */
+        s = run_pass(z, &lp);
+    double t2 = zr_now();
     if (!s && z->rank == 0) { /* the user blob, rank 0's to read and check */
         char up[ZR_PATH + 32];
         snprintf(up, sizeof up, "%s/" ZC_USER_FILE, hdr.where);
@@ -973,7 +1011,15 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
     /* every rank's verdict before anything changes */
     s = zr_agree(z, s, NULL, NULL, 0);
     if (!s) {
-        s = install(z, staging, A);
+        /* pass 2: the same blocks again (from the page cache, as a rule), verified again, into
+         * the state; then the replicas */
+        lp.install = 1;
+        t2 = zr_now();
+        s = zr_agree(z, run_pass(z, &lp), NULL, NULL, 0);
+        ZR_INFO(ZR_SUB_INIT, "zero_load: pass 1 (read, verify) %.3f s, pass 2 (into the state) "
+                "%.3f s, %.1f MB read", t2 - t1, zr_now() - t2, lp.rd.bytes_read / 1e6);
+        if (!s)
+            s = gather_loaded(z, A);
         if (!s && m.user_bytes) {
             b = zr_coll_broadcast(&z->hcoll, blob, (size_t)m.user_bytes, ZR_ELEM_BYTE, 0,
                                   ZR_TRAFFIC_OTHER, NULL);
@@ -1010,8 +1056,10 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
         ZR_INFO(ZR_SUB_INIT, "zero_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",
                 hdr.where, (long long)m.prog.steps, m.world, m.stage, zr_now() - t0);
     zc_manifest_free(&m);
+    zc_reader_close(&lp.rd);
+    free(lp.tmp);
+    free(lp.wtmp);
     free(map);
-    free(staging);
     free(blob);
     return s;
 }
