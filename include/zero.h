@@ -244,6 +244,10 @@ typedef struct zero_memory_stats {
     size_t host_current_total;           /* offloaded state in host memory, bytes now */
     size_t host_peak_total;              /* its peak */
     size_t host_model_state_formula;     /* the offload formula's host bytes (0 without) */
+    size_t host_init_peak;               /* host bytes libzero held during zero_init, peak: the
+                                            offloaded state, the device's state when the device
+                                            is host memory, and the initial values' buffers (a
+                                            chunk with rank-0 init arrays, a slice with init_fn) */
 } zero_memory_stats;
 
 /* What the last zero_step did. */
@@ -371,8 +375,10 @@ ZERO_API double zero_get_lr(const zero_ctx *ctx, int group);
  * Stage 3 gathers inside are not recorded into the order that prefetch follows, and do not
  * disturb it (chunks prefetched for training stay for training; prefetch hits are unchanged), and
  * every eval gather is checked across ranks. zero_grad_ptr, zero_grad_ready and zero_step are
- * refused (ZERO_ERR_STATE) inside. zero_eval_begin needs a micro-step boundary with no module
- * gathered by the model (ZERO_ERR_STATE otherwise); zero_eval_end needs every module released.
+ * refused (ZERO_ERR_STATE) inside. zero_eval_begin is allowed wherever no module is gathered
+ * by the model and none has been reported ready in the current micro-step (between zero_step
+ * and the next backward, or between two modules of a forward: chunks prefetched for training
+ * stay for it); otherwise ZERO_ERR_STATE. zero_eval_end needs every module released.
  * Local (the gathers inside are collective as always). */
 ZERO_API zero_status zero_eval_begin(zero_ctx *ctx);
 ZERO_API zero_status zero_eval_end(zero_ctx *ctx);

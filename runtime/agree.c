@@ -156,6 +156,8 @@ static uint64_t hash_tensor(uint64_t h, const zero_tensor *x)
     h = zr_mix64(h, x->numel);
     h = zr_mix64(h, (uint64_t)x->module);
     h = zr_mix64(h, (uint64_t)x->no_decay);
+    h = zr_mix64(h, (uint64_t)x->group);
+    h = zr_mix64(h, (uint64_t)(x->init_fn != NULL)); /* sharded init or rank 0's values */
     h = zr_mix64(h, (uint64_t)x->ndim);
     for (int d = 0; d < x->ndim && d < ZERO_MAX_DIMS; d++)
         h = zr_mix64(h, (uint64_t)x->shape[d]);
@@ -273,7 +275,7 @@ zero_status zr_agree(zero_ctx *z, zero_status local, const int64_t *words,
  * tensor whose registration differs from rank 0's. */
 enum { ZR_REC_NAME = 128 };
 typedef struct tensor_rec {
-    int64_t numel, module, no_decay, ndim;
+    int64_t numel, module, no_decay, ndim, group, init_fn;
     int64_t shape[ZERO_MAX_DIMS];
     uint64_t name_hash;          /* the whole name */
     uint64_t name_len;
@@ -286,6 +288,8 @@ static void make_rec(tensor_rec *r, const zero_tensor *x)
     r->numel = (int64_t)x->numel;
     r->module = x->module;
     r->no_decay = x->no_decay;
+    r->group = x->group;
+    r->init_fn = x->init_fn != NULL;
     r->ndim = x->ndim;
     memcpy(r->shape, x->shape, (size_t)x->ndim * sizeof *r->shape);
     r->name_hash = 0x6a09e667f3bcc909ull;
@@ -322,11 +326,13 @@ static void differing_fields(const tensor_rec *a, const tensor_rec *b, char *buf
     int shape = a->ndim != b->ndim ||
                 memcmp(a->shape, b->shape, (size_t)(a->ndim > 0 ? a->ndim : 0) *
                                                sizeof *a->shape) != 0;
-    const char *f[5] = {name ? "name" : NULL, shape ? "shape" : NULL,
+    const char *f[7] = {name ? "name" : NULL, shape ? "shape" : NULL,
                         a->numel != b->numel ? "numel" : NULL,
                         a->module != b->module ? "module" : NULL,
-                        a->no_decay != b->no_decay ? "no_decay" : NULL};
-    for (int k = 0; k < 5; k++)
+                        a->no_decay != b->no_decay ? "no_decay" : NULL,
+                        a->group != b->group ? "group" : NULL,
+                        a->init_fn != b->init_fn ? "init_fn (set on one rank only)" : NULL};
+    for (int k = 0; k < 7; k++)
         if (f[k])
             snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? ", " : "", f[k]);
 }
@@ -404,7 +410,8 @@ zero_status zr_agree_tensors(zero_ctx *z, zero_status local, const int64_t *word
             nm[nw++] = "the number of registered tensors";
             w[nw] = (int64_t)zr_hash_tensors(t, n);
             kd[nw] = ZR_WORD_INT;
-            nm[nw++] = "the tensor registration (names, shapes, sizes, modules, no_decay)";
+            nm[nw++] = "the tensor registration (names, shapes, sizes, modules, no_decay, groups, "
+                       "init_fn)";
         }
     }
     int differs, quiet;

@@ -39,6 +39,7 @@ static void destroy(zero_ctx *z)
         free(z->meta[i].name);
     free(z->meta);
     free(z->groups);
+    free(z->ugroups);
     free(z->gprep);
     free(z->tensor_module);
     free(z->seg);
@@ -86,12 +87,18 @@ static zero_status set_groups(zero_ctx *z, const zero_tensor *t, int n,
         return zr_fail(&z->err, ZERO_ERR_INVALID,
                        "zero_config: groups %s with num_groups %d; give both or neither",
                        c->groups ? "set" : "NULL", c->num_groups);
+    if (c->grad_reduce != ZERO_GRAD_MEAN && c->grad_reduce != ZERO_GRAD_SUM)
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "zero_config.grad_reduce=%d is not allowed: expected ZERO_GRAD_MEAN (0) or "
+                       "ZERO_GRAD_SUM (1)", (int)c->grad_reduce);
     int G = c->num_groups ? c->num_groups : 1;
     z->groups = calloc((size_t)G, sizeof *z->groups);
     z->gprep = calloc((size_t)G, sizeof *z->gprep);
     if (!z->groups || !z->gprep)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
     z->num_groups = G;
+    if (c->num_groups && !(z->ugroups = calloc((size_t)G, sizeof *z->ugroups)))
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
     for (int g = 0; g < G; g++) {
         zr_group *x = &z->groups[g];
         if (c->num_groups) {
@@ -106,7 +113,13 @@ static zero_status set_groups(zero_ctx *z, const zero_tensor *t, int n,
         snprintf(what, sizeof what, "zero_config.groups[%d]", g);
         ZR_CHECK(check_hyper(z, c->num_groups ? what : "zero_config", x->h.lr,
                              x->h.weight_decay, x->h.beta1, x->h.beta2, x->h.eps));
+        if (c->num_groups) { /* the resolved configuration points at libzero's own copy */
+            z->ugroups[g] = c->groups[g];
+            z->ugroups[g].name = x->name;
+        }
     }
+    if (c->num_groups)
+        z->set.cfg.groups = z->ugroups;
     for (int i = 0; i < n; i++)
         if (t[i].group < 0 || t[i].group >= G)
             return zr_fail(&z->err, ZERO_ERR_INVALID,
@@ -164,9 +177,10 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
 {
     zr_resolve_result res;
     memset(&res, 0, sizeof res);
-    zero_status s = zr_check_tensors(z, out, t, n);
+    /* the configuration first: its magic and version say whether the tensors can be read */
+    zero_status s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, &z->err);
     if (!s)
-        s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, &z->err);
+        s = zr_check_tensors(z, out, t, n);
     if (!s) {
         zr_log_open(z->set.log_level, z->set.log_mask, z->set.log_file, z->rank);
         z->log_open = 1;
@@ -189,9 +203,12 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     int kinds[ZR_AGREE_WORDS]; /* how each word is shown (zr_config_word_text) */
     int nw = 0;
     if (!s) {
-        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 3);
+        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 4);
         words[nw] = (int64_t)groups_hash(z);
         names[nw] = "the parameter groups (zero_config.groups: lr, weight_decay, betas, eps, frozen)";
+        kinds[nw++] = ZR_WORD_INT;
+        words[nw] = z->set.cfg.grad_reduce;
+        names[nw] = "zero_config.grad_reduce (0 = mean, 1 = sum)";
         kinds[nw++] = ZR_WORD_INT;
     }
     /* the tensor count and registration hash are appended by zr_agree_tensors */
@@ -317,6 +334,10 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     if (z->set.cfg.stage == 3)
         ZR_CHECK(zr_s3_setup(z));
     log_memory(z);
+    /* host bytes libzero held during zero_init, peak: the offloaded state, the device's when the
+     * device is host memory, and the initial values' buffers (allocated after the state) */
+    z->host_init_peak = z->init_transient_peak + z->host.peak_total +
+                        (!strncmp(z->dev.ops->name, "host", 4) ? z->dev.peak_total : 0);
     zr_scaler_init(&z->scaler, &z->set.cfg, z->dtype);
     z->last.loss_scale = z->scaler.scale;
     z->t_init_done = zr_now();
@@ -346,8 +367,13 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     zero_tensor *tt = NULL;
     size_t tsize = cfg ? cfg->tensor_size : sizeof(zero_tensor);
     const size_t t_v3 = offsetof(zero_tensor, group);
-    if (cfg && (cfg->magic >> 32) == (ZERO_CONFIG_MAGIC >> 32) && t && n > 0 &&
-        tsize != sizeof(zero_tensor)) {
+    zero_config checked;
+    /* the configuration's magic and version before anything reads the tensor array with its
+     * stride (a program built against an older zero.h is refused, not read out of bounds) */
+    if (zr_config_from_program(&checked, cfg, NULL) != ZERO_OK) {
+        t = NULL; /* not read; configure refuses the configuration on every rank, agreed */
+        n = 0;
+    } else if (t && n > 0 && tsize != sizeof(zero_tensor)) {
         if (tsize < t_v3) {
             s = zr_fail(&z->err, ZERO_ERR_INVALID,
                         "zero_config.tensor_size is %zu; expected sizeof(zero_tensor) (%zu, at "
@@ -356,9 +382,16 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
         } else if (!(tt = calloc((size_t)n, sizeof *tt))) {
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
         } else {
-            for (int i = 0; i < n; i++)
-                memcpy(&tt[i], (const char *)t + (size_t)i * tsize,
-                       tsize < sizeof *tt ? tsize : sizeof *tt);
+            for (int i = 0; i < n && !s; i++) {
+                const unsigned char *src = (const unsigned char *)t + (size_t)i * tsize;
+                memcpy(&tt[i], src, tsize < sizeof *tt ? tsize : sizeof *tt);
+                for (size_t k = sizeof *tt; k < tsize && !s; k++) /* fields this libzero lacks */
+                    if (src[k])
+                        s = zr_fail(&z->err, ZERO_ERR_UNSUPPORTED,
+                                    "tensor %d sets fields this libzero does not know "
+                                    "(zero_config.tensor_size %zu, this libzero's %zu): update "
+                                    "libzero", i, tsize, sizeof *tt);
+            }
             t = tt;
         }
     }
@@ -669,6 +702,7 @@ zero_status zero_memory_report(const zero_ctx *z, zero_memory_stats *st)
     st->host_current_total = z->host.current_total;
     st->host_peak_total = z->host.peak_total;
     st->host_model_state_formula = (size_t)host;
+    st->host_init_peak = z->host_init_peak;
     st->capacity = z->dev.capacity;
     st->num_params = z->layout.num_params;
     return ZERO_OK;

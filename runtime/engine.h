@@ -177,6 +177,7 @@ struct zero_ctx {
     zr_group *groups;        /* [num_groups] parameter groups (api.c; lr and weight decay change
                                 through zero_set_lr / zero_set_weight_decay) */
     int num_groups;
+    zero_group *ugroups;     /* [num_groups] zero_get_config's groups (names point into groups) */
     zr_optim_prep *gprep;    /* [num_groups] the optimizer's constants of this step (step.c) */
     int eval;                /* inside zero_eval_begin / zero_eval_end */
     size_t init_transient_peak; /* host bytes zero_init's value loading held at once (state.c) */

@@ -16,7 +16,7 @@
 
 /* per rank: device params grads optimizer buffers total model_state current_total, then host
  * peak total and host model state peak */
-enum { ZR_RANK_WORDS = 9 };
+enum { ZR_RANK_WORDS = 10 };
 
 /* Every rank's peaks, all-gathered (every rank takes part); *out (world x ZR_RANK_WORDS) is
  * rank 0's to free. */
@@ -34,6 +34,7 @@ static zero_status gather_peaks(zero_ctx *z, int64_t **out)
     mine[6] = (int64_t)z->dev.current_total;
     mine[7] = (int64_t)z->host.peak_total;
     mine[8] = (int64_t)z->host.model_state_peak;
+    mine[9] = (int64_t)z->host_init_peak;
     zero_status s =
         zr_coll_all_gather(&z->hcoll, peaks, ZR_RANK_WORDS, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
@@ -61,6 +62,7 @@ static void write_memory(zero_ctx *z, FILE *f, const int64_t *peaks)
     fprintf(f, "    \"host_model_state_peak_bytes\": %" PRId64 ",\n", max[8]);
     fprintf(f, "    \"host_model_state_formula_bytes\": %" PRIu64 ",\n", fhost);
     fprintf(f, "    \"host_peak_bytes\": %" PRId64 ",\n", max[7]);
+    fprintf(f, "    \"host_init_peak_bytes\": %" PRId64 ",\n", max[9]);
     fprintf(f, "    \"device_peak_bytes\": %" PRId64 ",\n", max[4]);
     fprintf(f, "    \"max_chunk_bytes\": %zu,\n    \"max_slice_bytes\": %zu,\n",
             L->max_padded * z->wsz, L->max_slice * z->wsz);
@@ -72,8 +74,8 @@ static void write_memory(zero_ctx *z, FILE *f, const int64_t *peaks)
         const int64_t *p = peaks + (size_t)r * ZR_RANK_WORDS;
         fprintf(f, "%s\n      {\"rank\": %d, \"params\": %" PRId64 ", \"grads\": %" PRId64
                    ", \"optimizer\": %" PRId64 ", \"buffers\": %" PRId64 ", \"total\": %" PRId64
-                   ", \"model_state\": %" PRId64 "}",
-                r ? "," : "", r, p[0], p[1], p[2], p[3], p[4], p[5]);
+                   ", \"model_state\": %" PRId64 ", \"host_init_peak\": %" PRId64 "}",
+                r ? "," : "", r, p[0], p[1], p[2], p[3], p[4], p[5], p[9]);
     }
     fprintf(f, "\n    ]\n  },\n");
 }

@@ -264,29 +264,122 @@ static zero_status check_initial_values(zero_ctx *z, int c, const float *buf, co
     return ZERO_OK;
 }
 
+/* Checks n values of one tensor piece (fp32 `x`, working `w`) as check_initial_values does. */
+static zero_status check_piece(zero_ctx *z, int i, size_t first, const float *x, const void *w,
+                               size_t n)
+{
+    const uint16_t *h = z->dtype == ZERO_DTYPE_FP32 ? NULL : w;
+    const uint16_t inf = z->dtype == ZERO_DTYPE_FP16 ? 0x7c00u : 0x7f80u;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, &x[k], sizeof u);
+        int finite = (u & 0x7f800000u) != 0x7f800000u;
+        if (finite && !(h && (h[k] & inf) == inf))
+            continue;
+        if (!finite)
+            return zr_fail(&z->err, ZERO_ERR_INVALID,
+                           "zero_init: tensor %d (%s): initial value %zu (from its init_fn) is %s; "
+                           "initial values must be finite",
+                           i, z->meta[i].name, first + k,
+                           (u & 0x7fffffu) ? "nan" : (u >> 31) ? "-inf" : "inf");
+        return zr_fail(&z->err, ZERO_ERR_INVALID,
+                       "zero_init: tensor %d (%s): initial value %zu (from its init_fn) is %g, "
+                       "which is inf in %s, the working precision (ZERO_DTYPE)",
+                       i, z->meta[i].name, first + k, (double)x[k], zr_dtype_name(z->dtype));
+    }
+    return ZERO_OK;
+}
+
+/* Whether every tensor of chunk c has an init_fn: then each rank fills only its own slice. */
+static int chunk_sharded(const zero_ctx *z, const zero_tensor *t, int c)
+{
+    const zp_chunk *ch = &z->layout.chunks[c];
+    for (int i = ch->first_tensor; i < ch->first_tensor + ch->num_tensors; i++)
+        if (!t[i].init_fn)
+            return 0;
+    return 1;
+}
+
+/* A chunk whose tensors all have an init_fn: this rank calls them for the pieces of its own slice
+ * only (no rank ever holds more than one slice of values at once), writes its slice of the master
+ * and the working copy, and stages 0-2 all-gather the working chunk (stage 0 the master too).
+ * A bad value is remembered in *bad; the collectives run anyway, so the ranks stay in step. */
+static zero_status shard_chunk(zero_ctx *z, const zero_tensor *t, int c, float *buf, void *work,
+                               zero_status *bad)
+{
+    const zp_layout *L = &z->layout;
+    const zp_chunk *ch = &L->chunks[c];
+    const int stage = z->set.cfg.stage;
+    size_t lo, hi;
+    zp_slice_range(L, c, z->rank, &lo, &hi);
+    memset(buf, 0, (hi - lo) * sizeof *buf);
+    int k = zr_segments(z, c, lo, hi);
+    for (int j = 0; j < k; j++) {
+        const zp_segment *sg = &z->seg[j];
+        t[sg->tensor].init_fn(t[sg->tensor].init_user, sg->tensor, sg->tensor_offset, sg->numel,
+                              buf + (sg->chunk_offset - lo));
+    }
+    zk_cast(work, z->dtype, buf, ZERO_DTYPE_FP32, hi - lo);
+    for (int j = 0; j < k && !*bad; j++) {
+        const zp_segment *sg = &z->seg[j];
+        size_t at = sg->chunk_offset - lo;
+        *bad = check_piece(z, sg->tensor, sg->tensor_offset, buf + at,
+                           (char *)work + at * z->wsz, sg->numel);
+    }
+    size_t widx = stage == 3 ? ch->shard_offset : ch->offset + lo;
+    zr_dev_copy(&z->dev, (char *)z->st.params + widx * z->wsz, work, (hi - lo) * z->wsz);
+    if (z->st.master && z->st.master_owned)
+        zr_dev_copy(&z->dev, stage > 0 ? z->st.master + ch->shard_offset : z->st.master + ch->offset + lo,
+                    buf, (hi - lo) * sizeof *buf);
+    zero_status s = ZERO_OK;
+    if (stage < 3)
+        s = zr_coll_all_gather(&z->dcoll, (char *)z->st.params + ch->offset * z->wsz, ch->slice,
+                               zr_elem_of(z->dtype), ZR_TRAFFIC_OTHER, NULL);
+    if (!s && stage == 0 && z->st.master && z->st.master_owned)
+        s = zr_coll_all_gather(&z->dcoll, z->st.master + ch->offset, ch->slice, ZR_ELEM_F32,
+                               ZR_TRAFFIC_OTHER, NULL);
+    return s ? zr_fail(&z->err, s, "initial values of chunk %d: %s", c, z->comm.err.msg)
+             : ZERO_OK;
+}
+
 /* Rank 0's initial values, broadcast chunk by chunk: every rank starts from the same numbers,
  * and refuses the same inf or nan among them (check_initial_values). The working copy is
  * converted on the host and copied to the device; the fp32 master slice is copied as is (to the
- * device, or to the host when the optimizer is offloaded). */
+ * device, or to the host when the optimizer is offloaded). Chunks whose tensors all have an
+ * init_fn are filled slice by slice on every rank instead (shard_chunk); a tensor with an init_fn
+ * in a chunk that also holds rank-0 values is filled by rank 0's init_fn, then broadcast.
+ * z->init_transient_peak: the host bytes held here at once. */
 zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
 {
     const zp_layout *L = &z->layout;
-    size_t maxp = L->max_padded;
-    float *buf = malloc(maxp * sizeof *buf); /* (chunk padded) fp32, host */
-    void *work = malloc(maxp * z->wsz);      /* (chunk padded) working, host */
+    int all_sharded = 1;
+    for (int c = 0; c < L->num_chunks; c++)
+        all_sharded &= chunk_sharded(z, t, c);
+    /* one chunk of fp32 values and its working copy; a slice of each when every chunk is sharded */
+    size_t maxp = all_sharded ? L->max_slice : L->max_padded;
+    float *buf = malloc((maxp ? maxp : 1) * sizeof *buf); /* fp32, host */
+    void *work = malloc((maxp ? maxp : 1) * z->wsz);      /* working, host */
     if (!buf || !work) {
         free(buf);
         free(work);
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory for the initial values");
     }
-    zero_status s = ZERO_OK;
+    z->init_transient_peak = maxp * (sizeof *buf + z->wsz);
+    zero_status s = ZERO_OK, bad = ZERO_OK;
     for (int c = 0; c < L->num_chunks && !s; c++) {
         const zp_chunk *ch = &L->chunks[c];
+        if (chunk_sharded(z, t, c)) {
+            s = shard_chunk(z, t, c, buf, work, &bad);
+            continue;
+        }
         memset(buf, 0, ch->padded * sizeof *buf);
         if (z->rank == 0)
-            for (int i = ch->first_tensor; i < ch->first_tensor + ch->num_tensors; i++)
+            for (int i = ch->first_tensor; i < ch->first_tensor + ch->num_tensors; i++) {
                 if (t[i].init)
                     memcpy(buf + L->place[i].offset, t[i].init, t[i].numel * sizeof *buf);
+                else if (t[i].init_fn)
+                    t[i].init_fn(t[i].init_user, i, 0, t[i].numel, buf + L->place[i].offset);
+            }
         /* in pieces: a chunk holding one huge tensor may exceed MPI's int count */
         for (size_t at = 0; at < ch->padded && !s; at += (size_t)1 << 30) {
             size_t n = ch->padded - at < (size_t)1 << 30 ? ch->padded - at : (size_t)1 << 30;
@@ -300,8 +393,8 @@ zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
         if (z->set.cfg.stage > 0)
             zp_slice_range(L, c, z->rank, &lo, &hi);
         zk_cast(work, z->dtype, buf, ZERO_DTYPE_FP32, ch->padded);
-        if ((s = check_initial_values(z, c, buf, work)))
-            break;
+        if (!bad)
+            bad = check_initial_values(z, c, buf, work);
         if (z->set.cfg.stage == 3) /* parameters exist only as this rank's slices */
             zr_dev_copy(&z->dev, (char *)z->st.params + ch->shard_offset * z->wsz,
                         (char *)work + lo * z->wsz, (hi - lo) * z->wsz);
@@ -316,7 +409,10 @@ zero_status zr_load_initial_values(zero_ctx *z, const zero_tensor *t)
     }
     free(buf);
     free(work);
-    return s;
+    if (s)
+        return s;
+    /* a bad value found by one rank's init_fn is every rank's failure */
+    return zr_agree(z, bad, NULL, NULL, 0);
 }
 
 /* ---- deferred device errors ----------------------------------------------------------------- */

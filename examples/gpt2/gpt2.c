@@ -66,6 +66,9 @@ typedef struct options {
     uint64_t seed;           /* parameters and data */
     float lr;                /* AdamW learning rate */
     float wd;                /* AdamW weight decay (not on biases and LayerNorm) */
+    float eps;               /* AdamW epsilon, added to the root of the second moment */
+    int warmup;              /* learning-rate warmup steps; 0 = none */
+    float lr_min;            /* cosine decay's final lr; < 0 = not given (no decay) */
     const char *export_path; /* safetensors file written after training; NULL = none */
     const char *data_path;   /* training text */
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
@@ -78,7 +81,8 @@ typedef struct options {
 
 static const options default_options = {
     .layers = 2, .heads = 4, .dim = 64, .seq = 64, .batch = 16, .steps = 100, .seed = 1337,
-    .lr = 2e-3f, .wd = 0.01f, .export_path = NULL, .data_path = ZERO_GPT2_CORPUS, .quiet = 0,
+    .lr = 2e-3f, .wd = 0.01f, .eps = 1e-8f, .warmup = 0, .lr_min = -1.0f, .export_path = NULL,
+    .data_path = ZERO_GPT2_CORPUS, .quiet = 0,
     .gradcheck = 0,
 };
 
@@ -98,6 +102,12 @@ static void usage(FILE *f) {
             "  --seed S       seed of parameters and data                 (default %" PRIu64 ")\n"
             "  --lr X         AdamW learning rate                         (default %g)\n"
             "  --wd X         AdamW weight decay, not on biases and norms (default %g)\n"
+            "  --eps X        AdamW epsilon, > 0                          (default %g)\n"
+            "  --warmup N     linear warmup: lr x (step + 1) / N for the  (default %d)\n"
+            "                 first N steps, then cosine decay from --lr to --lr-min at\n"
+            "                 the run's last step (resumed step + --steps); without\n"
+            "                 --warmup and --lr-min the lr is constant\n"
+            "  --lr-min X     final lr of the cosine decay                (default: --lr)\n"
             "  --data PATH    training text, read as bytes\n"
             "                 (default %s)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
@@ -116,7 +126,7 @@ static void usage(FILE *f) {
             "Gradients are clipped to a global norm of %g (ZERO_CLIP overrides; 0 = off).\n"
             "Exit status: 0 success, 1 failure, 2 bad command line.\n",
             d->layers, d->heads, d->dim, d->seq, d->batch, d->steps, d->seed, (double)d->lr,
-            (double)d->wd, d->data_path, (double)GPT2_CLIP);
+            (double)d->wd, (double)d->eps, d->warmup, d->data_path, (double)GPT2_CLIP);
 }
 
 /* Returns 0 to go on, 1 after --help, 2 on a bad command line (message on stderr). Accepts both
@@ -142,6 +152,11 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(name, "--seed")) bad = !val || cli_parse_u64(val, &o->seed);
         else if (!strcmp(name, "--lr")) bad = !val || cli_parse_float(val, 0.0f, &o->lr);
         else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
+        else if (!strcmp(name, "--eps"))
+            bad = !val || cli_parse_float(val, 0.0f, &o->eps) || !(o->eps > 0.0f);
+        else if (!strcmp(name, "--warmup"))
+            bad = !val || cli_parse_int(val, 0, 1 << 30, &o->warmup);
+        else if (!strcmp(name, "--lr-min")) bad = !val || cli_parse_float(val, 0.0f, &o->lr_min);
         else if (!strcmp(name, "--data")) { bad = !val || !*val; o->data_path = val; }
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
         else if (!strcmp(name, "--save")) { bad = !val || !*val; o->save_dir = val; }
@@ -162,11 +177,39 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "zero-gpt2: --save-every needs --save DIR\n");
         return 2;
     }
+    if (o->lr_min > o->lr) {
+        fprintf(stderr, "zero-gpt2: --lr-min %g is above --lr %g\n", (double)o->lr_min,
+                (double)o->lr);
+        return 2;
+    }
     if (o->dim % o->heads != 0) {
         fprintf(stderr, "zero-gpt2: --heads %d does not divide --dim %d\n", o->heads, o->dim);
         return 2;
     }
     return 0;
+}
+
+/* ---- learning-rate schedule ---------------------------------------------------------------- */
+
+/* Linear warmup over `warmup` steps (lr x (step + 1) / warmup), then cosine decay from lr to
+ * lr_min over the steps left before last_step, as GPT-2 style training does (llm.c). A function
+ * of the optimizer step alone, so a run resumed from a checkpoint with --steps set to the steps it
+ * had left follows the schedule of the run it continues. */
+typedef struct lr_schedule {
+    int on;            /* 0: the lr stays as zero_init resolved it */
+    double lr, lr_min; /* peak and final learning rate */
+    int warmup;        /* steps */
+    int64_t last_step; /* the decay ends here (the resumed step + --steps) */
+} lr_schedule;
+
+static double schedule_lr(const lr_schedule *s, int64_t step) {
+    if (step < s->warmup) return s->lr * (double)(step + 1) / (double)s->warmup;
+    double span = (double)(s->last_step - s->warmup);
+    double ratio = span > 0.0 ? (double)(step - s->warmup) / span : 0.0;
+    /* 0.5 (1 + cos(pi r)) written as cos^2(pi r / 2): no cancellation near r = 1, so the lr
+     * stays > 0 (zero_set_lr's contract) with lr_min 0 */
+    double c = cos(1.5707963267948966 * ratio);
+    return s->lr_min + (s->lr - s->lr_min) * c * c;
 }
 
 static double now_ms(void) {
@@ -604,6 +647,7 @@ static int train(const options *o) {
     zero_config cfg = ZERO_CONFIG_INIT; /* ZERO_* environment variables override these */
     cfg.lr = o->lr;
     cfg.weight_decay = o->wd;
+    cfg.eps = o->eps;
     cfg.clip = GPT2_CLIP;
     zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
     /* libzero: the engine holds the parameters now; the model's own copy goes */
@@ -720,6 +764,17 @@ static int train(const options *o) {
             printf("zero-gpt2: resumed from %s at step %" PRId64 "\n", o->resume, first_step);
     }
     const int64_t last_step = first_step + o->steps;
+    /* libzero: the learning-rate schedule is the program's; its peak is the lr libzero resolved
+     * (--lr, or ZERO_LR where the environment overrides it) */
+    const lr_schedule sched = {.on = o->warmup > 0 || o->lr_min >= 0.0f,
+                               .lr = zero_get_lr(z, 0),
+                               .lr_min = o->lr_min >= 0.0f ? (double)o->lr_min : zero_get_lr(z, 0),
+                               .warmup = o->warmup,
+                               .last_step = last_step};
+    if (sched.on && rank == 0 && !o->quiet)
+        printf("zero-gpt2: lr schedule: warmup %d step%s, then cosine from %g to %g at step "
+               "%" PRId64 "\n", sched.warmup, sched.warmup == 1 ? "" : "s", sched.lr,
+               sched.lr_min, last_step);
 
     const double tokens_per_step = (double)o->batch * (double)o->seq * (double)accum;
     for (int64_t step = first_step; step < last_step; step++) {
@@ -801,6 +856,11 @@ static int train(const options *o) {
 #endif
             ZCHECK(zero_grad_ready(z, 0));
 
+            /* libzero: the schedule's lr for this optimizer step (the step count is the
+             * schedule's position, so a resumed run goes on where the checkpoint left it),
+             * set before the zero_step that ends the window; every rank sets the same value */
+            if (sched.on && micro == accum - 1)
+                ZCHECK(zero_set_lr(z, 0, schedule_lr(&sched, step)));
             /* libzero: replaces the optimizer; updates only at the accumulation boundary */
             ZCHECK(zero_step(z));
             zero_step_info info;
@@ -831,9 +891,9 @@ static int train(const options *o) {
                     snprintf(extra, sizeof(extra), " | loss scale %g | skipped %" PRId64 "%s",
                              (double)info.loss_scale, info.skipped,
                              info.overflow ? " (this step)" : "");
-                printf("step %4" PRId64 "/%" PRId64 " | loss %.4f | grad norm %.4f%s | %.0f tok/s | "
-                       "%.1f ms | mem %.2f MiB (peak %.2f MiB)\n",
-                       step + 1, last_step, loss, (double)info.grad_norm, extra,
+                printf("step %4" PRId64 "/%" PRId64 " | loss %.4f | lr %.2e | grad norm %.4f%s | "
+                       "%.0f tok/s | %.1f ms | mem %.2f MiB (peak %.2f MiB)\n",
+                       step + 1, last_step, loss, zero_get_lr(z, 0), (double)info.grad_norm, extra,
                        tokens_per_step / (ms * 1e-3), ms, (double)mem.current_total / 1048576.0,
                        (double)mem.peak_total / 1048576.0);
                 fflush(stdout);

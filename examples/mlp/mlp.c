@@ -37,6 +37,7 @@ typedef struct options {
     uint64_t seed;           /* parameters, teacher and data */
     float lr;                /* AdamW learning rate */
     float wd;                /* AdamW weight decay (not applied to biases) */
+    float eps;               /* AdamW epsilon, added to the root of the second moment */
     const char *export_path; /* safetensors file written after training; NULL = none */
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
     int save_every;          /* also every N optimizer steps; 0 = only at the end */
@@ -47,8 +48,8 @@ typedef struct options {
 
 static const options default_options = {
     .layers = 4, .width = 128, .batch = 48, .steps = 50, .seed = 42,
-    .lr = 3e-3f, .wd = 0.01f, .export_path = NULL, .save_dir = NULL, .save_every = 0,
-    .resume = NULL, .quiet = 0, .gradcheck = 0,
+    .lr = 3e-3f, .wd = 0.01f, .eps = 1e-8f, .export_path = NULL, .save_dir = NULL,
+    .save_every = 0, .resume = NULL, .quiet = 0, .gradcheck = 0,
 };
 
 static void usage(FILE *f) {
@@ -65,6 +66,7 @@ static void usage(FILE *f) {
             "  --seed S       seed of parameters, teacher and data        (default %" PRIu64 ")\n"
             "  --lr X         AdamW learning rate                         (default %g)\n"
             "  --wd X         AdamW weight decay, not on biases           (default %g)\n"
+            "  --eps X        AdamW epsilon, > 0                          (default %g)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
             "  --save DIR     write a checkpoint into DIR at the end (zero_save)\n"
             "  --save-every N also every N steps (with --save)\n"
@@ -75,7 +77,8 @@ static void usage(FILE *f) {
             "  --gradcheck    check backward against finite differences (no libzero) and exit\n"
             "  --help         this text\n"
             "Exit status: 0 success, 1 failure, 2 bad command line.\n",
-            d->layers, d->width, d->batch, d->steps, d->seed, (double)d->lr, (double)d->wd);
+            d->layers, d->width, d->batch, d->steps, d->seed, (double)d->lr, (double)d->wd,
+            (double)d->eps);
 }
 
 /* Returns 0 to go on, 1 after --help, 2 on a bad command line (message on stderr). Accepts both
@@ -99,6 +102,8 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(name, "--seed")) bad = !val || cli_parse_u64(val, &o->seed);
         else if (!strcmp(name, "--lr")) bad = !val || cli_parse_float(val, 0.0f, &o->lr);
         else if (!strcmp(name, "--wd")) bad = !val || cli_parse_float(val, 0.0f, &o->wd);
+        else if (!strcmp(name, "--eps"))
+            bad = !val || cli_parse_float(val, 0.0f, &o->eps) || !(o->eps > 0.0f);
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
         else if (!strcmp(name, "--save")) { bad = !val || !*val; o->save_dir = val; }
         else if (!strcmp(name, "--save-every"))
@@ -325,6 +330,7 @@ static int train(const options *o) {
     zero_config cfg = ZERO_CONFIG_INIT; /* ZERO_* environment variables override these */
     cfg.lr = o->lr;
     cfg.weight_decay = o->wd;
+    cfg.eps = o->eps;
     zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
     /* libzero: the engine holds the parameters now; the model's own copy goes */
     mlp_params_free(&model);

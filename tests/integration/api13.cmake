@@ -1,0 +1,32 @@
+# The API of issue 13 (test_api13.c): learning-rate schedules through zero_set_lr at every stage
+# and offload, an lr that differs across ranks, parameter groups (frozen, weight decay 0, per-group
+# lr against a scalar AdamW), zero_grad_reduce, evaluation passes at stage 3, the versioned
+# zero_config, the queries, bad groups at zero_init, environment overrides. Included from
+# tests/integration/CMakeLists.txt (which defines ZERO_MPIRUN and PkgConfig::JANSSON).
+if(NOT DEFINED ZERO_MPIRUN)
+  set(ZERO_MPIRUN ${CMAKE_CURRENT_LIST_DIR}/../../scripts/zero-mpirun)
+endif()
+if(NOT TARGET PkgConfig::JANSSON)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+endif()
+if(NOT TARGET MPI::MPI_C)
+  find_package(MPI REQUIRED COMPONENTS C)
+endif()
+add_executable(test_api13 ${CMAKE_CURRENT_LIST_DIR}/test_api13.c)
+target_link_libraries(test_api13 zero_static PkgConfig::JANSSON MPI::MPI_C m)
+# the scalar AdamW reference is compared bit for bit: no fused multiply-adds (kernels/zero_math.h)
+target_compile_options(test_api13 PRIVATE -ffp-contract=off)
+foreach(np 1 2 4)
+  add_test(NAME api13_np${np} COMMAND ${ZERO_MPIRUN} -np ${np} $<TARGET_FILE:test_api13>)
+  set_tests_properties(api13_np${np} PROPERTIES TIMEOUT 180 LABELS "mpi"
+                       PASS_REGULAR_EXPRESSION "test_api13: np ${np}, [0-9]+ checks, 0 failures"
+                       FAIL_REGULAR_EXPRESSION "FAIL")
+endforeach()
+# zero-gpt2 --warmup / --lr-min / --eps (api13_gpt2.sh says what it checks)
+if(TARGET zero-gpt2)
+  add_test(NAME api13_gpt2_schedule COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/api13_gpt2.sh)
+  set_tests_properties(api13_gpt2_schedule PROPERTIES
+    ENVIRONMENT "BIN=${CMAKE_BINARY_DIR}/bin;OUT=${CMAKE_BINARY_DIR}/test-out;MPIRUN=${ZERO_MPIRUN}"
+    TIMEOUT 120 LABELS "mpi" PASS_REGULAR_EXPRESSION "api13 gpt2: PASS")
+endif()
