@@ -297,7 +297,28 @@ ZERO_API zero_status zero_finalize(zero_ctx *ctx);
 /* ---- training -------------------------------------------------------------------------- */
 
 /* Pointers from zero_param_ptr and zero_grad_ptr are device memory: host memory on the host
- * backend, GPU memory on the cuda backend (zero_get_config(ctx)->device says which). */
+ * backend, GPU memory on the cuda backend (zero_get_config(ctx)->device says which).
+ *
+ * How gradients are combined (what the loss must assume). The update of an optimizer step sees
+ *   g = (1 / (world x grad_accum)) x sum over ranks r and micro-steps k of G[r][k] / loss_scale
+ * with the default zero_config.grad_reduce = ZERO_GRAD_MEAN, where G[r][k] is what rank r added
+ * into zero_grad_ptr in micro-step k (summed in fp32 for the reduction, rounded to the working
+ * precision where it is stored). So a loss that is the MEAN over the rank's micro-batch gives the
+ * gradient of the mean over the global batch (world x grad_accum micro-batches of equal size):
+ * what PyTorch DDP with gradient accumulation computes. With ZERO_GRAD_SUM the factor is 1: the
+ * model scales its own loss. fp16 with a loss scale: the model multiplies its loss (or the loss
+ * gradient) by zero_loss_scale(ctx); libzero divides it out. Clipping (ZERO_CLIP) applies to the
+ * norm of g. Tensors of a frozen group are left out of the norm and never updated.
+ *
+ * How long pointers are valid:
+ *   zero_param_ptr  stages 0–2: the context's lifetime (values change at each zero_step that
+ *                   ends a window, and at zero_load); stage 3: from zero_gather of the tensor's
+ *                   module to its zero_release (ask again after every gather).
+ *   zero_grad_ptr   stages 0–1: the context's lifetime; stages 2–3: from the call to the
+ *                   module's zero_grad_ready, one micro-step (ask again every micro-step).
+ *   zero_compute_stream, zero_get_config: the context's lifetime.
+ *   zero_last_error: until the next call on the context. zero_init_error: until the next
+ *   zero_init or zero_finalize on the thread. Every pointer dies with zero_finalize. */
 
 /* Working-precision parameters of tensor i (dtype of zero_config.dtype), numel elements.
  * Stages 0–2: valid for the context's lifetime. Stage 3: valid between zero_gather and
@@ -305,9 +326,9 @@ ZERO_API zero_status zero_finalize(zero_ctx *ctx);
 ZERO_API void *zero_param_ptr(zero_ctx *ctx, int i);
 
 /* Working-precision gradient of tensor i, numel elements. The model ADDS its gradient into it
- * during backward, then calls zero_grad_ready for the module. Stages 0–1: one buffer for the
- * context's lifetime, holding the sum over the micro-steps of an accumulation window and zeroed
- * after each optimizer step. Stages 2–3: a zeroed reduce bucket each micro-step, valid from this
+ * during backward, then calls zero_grad_ready for the module (how the ranks' and micro-steps'
+ * gradients are combined: above). Stages 0–1: one buffer for the context's lifetime, holding the
+ * sum over the micro-steps of an accumulation window and zeroed after each optimizer step. Stages 2–3: a zeroed reduce bucket each micro-step, valid from this
  * call until the module's zero_grad_ready; ask again every micro-step, before writing (a pointer
  * kept from an earlier micro-step, as llm.c keeps its tensor pointers, points into a bucket that
  * has been zeroed or given to another chunk since; zero_grad_ready refuses such a module, see

@@ -9,6 +9,8 @@
 #   - the report names the cuda device and the nccl collectives;
 #   - fp32 with ZERO_GRAD_ACCUM=2: stage 2 within 1e-5 of stage 0;
 #   - zero-gpt2 --gemm tf32 (fp32 case) / bf16 (bf16 case): final loss within 2% of exact GEMMs;
+#   - checkpoints: cuda stage 3 (with and without optimizer offload) resumed == straight, byte for
+#     byte; a cuda checkpoint loaded on the host backend and saved again is identical;
 #   - stage 0 under a ZERO_DEVICE_MEMORY cap it does not fit: ZERO_ERR_OOM, no hang.
 # Usage: train_gpu.sh CASE (mlp_fp32 | mlp_bf16 | gpt2_fp32 | gpt2_bf16); BIN, OUT, MPIRUN from ctest. Exit 77 without a
 # usable GPU (ctest: skipped).
@@ -85,6 +87,31 @@ if [ $prog = zero-gpt2 ]; then
         fail "--gemm $mode: final loss $got vs $ref with exact fp32 GEMMs"
     echo "ok: --gemm $mode final loss $got vs $ref"
 fi
+
+# checkpoints on the cuda backend (device buffers staged through host memory): 20 steps straight
+# == 10 + save + a new process + load + 10 (stage 3 with optimizer offload: device and host
+# state), and a cuda checkpoint loads on the host backend at another stage with the same master
+# (zero-ckpt diff of a re-save: 0)
+n1=$(( $(printf '%s\n' "${args[@]}" | sed -n '/^--steps$/{n;p}') / 2 ))
+for v in "3 none" "3 cpu"; do
+    set -- $v
+    ck=$out/ck_s$1_$2
+    rm -rf "$ck"
+    env ZERO_DEVICE=cuda ZERO_STAGE=$1 ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=$2 \
+        "$BIN/$prog" "${args[@]}" --steps $n1 --save "$ck" > "$out/ck_a.log" 2>&1 ||
+        { cat "$out/ck_a.log"; fail "cuda --save"; }
+    env ZERO_DEVICE=cuda ZERO_STAGE=$1 ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=$2 \
+        "$BIN/$prog" "${args[@]}" --steps $n1 --resume "$ck" --export "$out/ck_s$1_$2.st" \
+        > "$out/ck_b.log" 2>&1 || { cat "$out/ck_b.log"; fail "cuda --resume"; }
+    run "straight_s$1_$2" ZERO_DEVICE=cuda ZERO_STAGE=$1 ZERO_DTYPE=$dtype ZERO_OFFLOAD_OPTIMIZER=$2
+    cmp -s "$out/ck_s$1_$2.st" "$out/straight_s$1_$2.st" ||
+        fail "cuda stage $1 offload $2: $n1 + save + load + $n1 steps != straight"
+    echo "ok: cuda stage $1 offload $2: resumed == straight"
+done
+env ZERO_DEVICE=host ZERO_STAGE=1 ZERO_DTYPE=$dtype "$BIN/$prog" "${args[@]}" --steps 0 \
+    --resume "$out/ck_s3_none" --save "$out/ck_host" > "$out/ck_c.log" 2>&1 ||
+    { cat "$out/ck_c.log"; fail "cuda checkpoint on the host backend"; }
+"$BIN/zero-ckpt" diff "$out/ck_s3_none" "$out/ck_host" || fail "cuda checkpoint re-saved on host differs"
 
 # a cap that stage 0 does not fit in: ZERO_ERR_OOM with the engine's message, and no hang
 cap=$(( $("$CHECK" get "$out/cuda_s0.json" model_state_formula_bytes) / 2 ))
