@@ -160,6 +160,22 @@ static void remove_stale_dirs(const char *root)
             unlink(p);
             continue;
         }
+        if (!strncmp(n, ".zero-old.", 10)) {
+            /* ".zero-old.<step dir>.<host>.<pid>": a checkpoint moved away to be replaced. When
+             * the process died before its replacement took the name, it is put back. */
+            char step[256], back[ZR_PATH + 300];
+            size_t sl = (size_t)(host_at - (n + 10));
+            if (sl > 0 && sl < sizeof step) {
+                memcpy(step, n + 10, sl);
+                step[sl] = 0;
+                snprintf(back, sizeof back, "%s/%s", root, step);
+                if (lstat(back, &st) != 0 && errno == ENOENT && rename(p, back) == 0) {
+                    ZR_WARN(ZR_SUB_INIT, "put %s back: the save that was replacing it did not "
+                            "finish", back);
+                    continue;
+                }
+            }
+        }
         if (remove_flat_dir(p) == 0)
             ZR_INFO(ZR_SUB_INIT, "removed %s, left by process %ld, which is gone", p, pid);
     }
@@ -624,6 +640,10 @@ static uint64_t new_id(void)
 
 static zero_status check_boundary(zero_ctx *z, const char *what)
 {
+    if (z->eval)
+        return zr_fail(&z->err, ZERO_ERR_STATE,
+                       "%s inside an evaluation pass (zero_eval_begin): call zero_eval_end first",
+                       what);
     if (z->prog.micro != 0)
         return zr_fail(&z->err, ZERO_ERR_STATE,
                        "%s: in the middle of a gradient-accumulation window (micro-step %d of "
@@ -888,9 +908,12 @@ static zero_status load_piece(zero_ctx *z, load_pass *lp, int c, size_t lo, size
     if (!lp->direct) /* the bounce buffers into the state */
         for (int a = 0; a < lp->A; a++)
             zr_dev_copy(&z->dev, array_at(z, a, c, off, lo), out[a], n * sizeof(float));
-    if (z->st.master) { /* the working copy: the master rounded (with no master, it is read) */
-        zk_cast(lp->wtmp, z->dtype, out[0], ZERO_DTYPE_FP32, n);
-        zr_dev_copy(&z->dev, work_at(z, c, off, lo), lp->wtmp, n * z->wsz);
+    /* the working copy: the master rounded (with no master, it was read), through the bounce
+     * buffer in pieces (a direct read takes whole segments, larger than the buffer) */
+    for (size_t x = 0; z->st.master && x < n; x += ZR_LOAD_PIECE) {
+        size_t m = n - x < ZR_LOAD_PIECE ? n - x : ZR_LOAD_PIECE;
+        zk_cast(lp->wtmp, z->dtype, out[0] + x, ZERO_DTYPE_FP32, m);
+        zr_dev_copy(&z->dev, work_at(z, c, off + x, lo), lp->wtmp, m * z->wsz);
     }
     return ZERO_OK;
 }
@@ -999,7 +1022,10 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
     }
     if (z->rank != 0 && !(json = malloc(hdr.len + 1)))
         s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
-    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
+    if ((s = zr_agree(z, s, NULL, NULL, 0))) {
+        free(json);
+        return s;
+    }
     b = zr_coll_broadcast(&z->hcoll, json, hdr.len, ZR_ELEM_BYTE, 0, ZR_TRAFFIC_OTHER, NULL);
     if (b) {
         free(json);
@@ -1112,9 +1138,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
             if (z->set.cfg.stage == 3)
                 s = zr_s3_after_step(z);
         }
-        /* a device that failed while taking the state fails the load on every rank */
-        if (!s)
-            s = zr_agree(z, zr_device_error(z, "loading a checkpoint"), NULL, NULL, 0);
+        /* a device that failed while taking the state, or a stage-3 refresh that failed on one
+         * rank, fails the load on every rank */
+        s = zr_agree(z, s ? s : zr_device_error(z, "loading a checkpoint"), NULL, NULL, 0);
     }
     if (!s)
         ZR_INFO(ZR_SUB_INIT, "zero_load: %s (step %lld, saved by %d ranks at stage %d) in %.3f s",

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <float.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -477,7 +478,7 @@ zero_status zc_manifest_parse(zc_manifest *m, const char *json, size_t len, cons
         m->prog.skipped = get_int(&p, pr, "skipped", 0, INT64_MAX);
         json_t *ls = field(&p, pr, "loss_scale", JSON_REAL);
         m->prog.loss_scale = ls ? json_number_value(ls) : 1.0;
-        if (!p.s && !(m->prog.loss_scale > 0.0 && m->prog.loss_scale <= 3.4e38))
+        if (!p.s && !(m->prog.loss_scale > 0.0 && m->prog.loss_scale <= (double)FLT_MAX))
             bad(&p, "the field \"%s\" is out of range%s", "loss_scale", NULL);
         json_t *dy = field(&p, pr, "scale_dynamic", JSON_TRUE);
         m->prog.scale_dynamic = dy && json_is_true(dy);
@@ -631,6 +632,8 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
     r->m = m;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->fd = malloc((size_t)m->num_files * sizeof *r->fd);
+    for (int f = 0; r->fd && f < m->num_files; f++)
+        r->fd[f] = -1;
     uint64_t block = zc_slice_bytes(m->block_elems, m->num_arrays);
     /* one block per read (3 MiB with the default block size): a destination that stays in the
      * last-level cache while it is hashed; larger reads measured slower */
@@ -991,10 +994,11 @@ zero_status zc_resolve(const char *path, char *out, size_t cap, zr_error *e)
         if (!plain)
             return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: its %s file does not name a "
                                 "checkpoint directory", path, ZC_LATEST);
-        if (!has_manifest(out))
-            return zr_error_set(e, ZERO_ERR_IO, "checkpoint %s: %s names %s, which has no %s",
-                                path, ZC_LATEST, out, ZC_MANIFEST);
-        return ZERO_OK;
+        if (has_manifest(out))
+            return ZERO_OK;
+        /* latest names a checkpoint that is not there (a save that replaced a checkpoint of the
+         * same step without an atomic exchange was stopped between its renames): the newest
+         * complete one below */
     }
     /* no latest: the newest step-* directory with a manifest */
     DIR *d = opendir(path);
