@@ -169,6 +169,14 @@ typedef struct zero_config {
                                   lr, beta1, beta2, eps, weight_decay above. Program only. */
     int num_groups;            /* entries of groups; 0 with groups NULL */
     zero_grad_reduce grad_reduce; /* how gradients are combined (default the mean). Program only. */
+    int fp32_views;            /* non-zero, at bf16/fp16: zero_param_ptr gives fp32 values and
+                                  zero_grad_ptr an fp32 gradient the model adds into; libzero
+                                  converts (each module's gradient rounded once into the working
+                                  precision at zero_grad_ready), so fp32 kernels run unchanged.
+                                  Costs device memory under "buffers": stages 0-2 an fp32 copy of
+                                  the parameters (4 bytes per parameter), stages 0-1 an fp32
+                                  gradient (4 more); stage 3 one fp32 chunk per gathered chunk and
+                                  per chunk in backward. No effect at fp32. Program only. */
 } zero_config;
 
 #define ZERO_CONFIG_INIT                                                                       \
@@ -183,7 +191,8 @@ typedef struct zero_config {
         /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
         /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f,                 \
         /*offload_block_bytes*/ (size_t)8 << 20, /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL,    \
-        /*groups*/ NULL, /*num_groups*/ 0, /*grad_reduce*/ ZERO_GRAD_MEAN                        \
+        /*groups*/ NULL, /*num_groups*/ 0, /*grad_reduce*/ ZERO_GRAD_MEAN,                      \
+        /*fp32_views*/ 0                                                                       \
     }
 
 /* Fills *cfg with the defaults of ZERO_CONFIG_INIT (struct_size bytes of it: use the macro, which

@@ -31,6 +31,7 @@ static void destroy(zero_ctx *z)
      * then left allocated rather than handed back to the allocator under MPI's feet. The
      * process is expected to end soon after. */
     if (!z->comm.broken) {
+        zr_views_free(z);
         zr_s3_free(z);
         zr_grads_free(z);
         zr_state_free(z);
@@ -203,12 +204,15 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     int kinds[ZR_AGREE_WORDS]; /* how each word is shown (zr_config_word_text) */
     int nw = 0;
     if (!s) {
-        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 4);
+        nw = zr_config_fingerprint(&z->set, words, names, kinds, ZR_AGREE_WORDS - 5);
         words[nw] = (int64_t)groups_hash(z);
         names[nw] = "the parameter groups (zero_config.groups: lr, weight_decay, betas, eps, frozen)";
         kinds[nw++] = ZR_WORD_INT;
         words[nw] = z->set.cfg.grad_reduce;
         names[nw] = "zero_config.grad_reduce (0 = mean, 1 = sum)";
+        kinds[nw++] = ZR_WORD_INT;
+        words[nw] = z->set.cfg.fp32_views != 0;
+        names[nw] = "zero_config.fp32_views";
         kinds[nw++] = ZR_WORD_INT;
     }
     /* the tensor count and registration hash are appended by zr_agree_tensors */
@@ -333,6 +337,8 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     ZR_CHECK(zr_agree(z, zr_device_error(z, "loading the initial values"), NULL, NULL, 0));
     if (z->set.cfg.stage == 3)
         ZR_CHECK(zr_s3_setup(z));
+    ZR_CHECK(zr_agree(z, zr_views_init(z), NULL, NULL, 0));
+    zr_views_refresh(z);
     log_memory(z);
     /* host bytes libzero held during zero_init, peak: the offloaded state, the device's when the
      * device is host memory, and the initial values' buffers (allocated after the state) */
@@ -440,10 +446,14 @@ void *zero_param_ptr(zero_ctx *z, int i)
 {
     if (check_ctx(z) || !check_tensor(z, "zero_param_ptr", i))
         return NULL;
-    if (z->set.cfg.stage == 3)
-        return zr_s3_param_ptr(z, i);
-    const zp_place *p = &z->layout.place[i];
-    return (char *)z->st.params + (z->layout.chunks[p->chunk].offset + p->offset) * z->wsz;
+    void *w;
+    if (z->set.cfg.stage == 3) {
+        w = zr_s3_param_ptr(z, i);
+    } else {
+        const zp_place *p = &z->layout.place[i];
+        w = (char *)z->st.params + (z->layout.chunks[p->chunk].offset + p->offset) * z->wsz;
+    }
+    return w && z->views.on ? zr_views_param(z, i, w) : w;
 }
 
 /* Gradients and steps are refused inside an evaluation pass. */
@@ -461,7 +471,9 @@ void *zero_grad_ptr(zero_ctx *z, int i)
     if (check_ctx(z) || !check_tensor(z, "zero_grad_ptr", i) || check_not_eval(z, "zero_grad_ptr"))
         return NULL;
     double t0 = zr_now();
-    void *p = z->g.ops->ptr(z, i);
+    void *p = z->g.ops->ptr(z, i); /* the bucket taken, the module marked as asked for */
+    if (p && z->views.on)
+        p = zr_views_grad(z, i);
     z->times.in_backward_s += zr_now() - t0;
     return p;
 }
@@ -481,7 +493,13 @@ zero_status zero_grad_ready(zero_ctx *z, int module)
         return ZERO_OK;
     }
     double t0 = zr_now();
-    zero_status s = z->g.ops->ready(z, module, c);
+    zero_status s = ZERO_OK;
+    /* fp32 views: the module's gradients into the working ones first (not for a module whose
+     * pointers are stale: the gradient path refuses it below) */
+    if (z->views.on && !(z->g.module_asked && z->g.module_asked[module] == ZR_ASKED_BEFORE))
+        s = zr_views_ready(z, module);
+    if (!s)
+        s = z->g.ops->ready(z, module, c);
     z->times.in_backward_s += zr_now() - t0;
     return s;
 }

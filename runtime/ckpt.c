@@ -1137,6 +1137,7 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
                 memcpy(user, blob, (size_t)m.user_bytes);
             if (z->set.cfg.stage == 3)
                 s = zr_s3_after_step(z);
+            zr_views_refresh(z);
         }
         /* a device that failed while taking the state, or a stage-3 refresh that failed on one
          * rank, fails the load on every rank */

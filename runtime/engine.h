@@ -16,6 +16,8 @@
  *               (offload/pipeline.h), then the parameters back to every rank
  *   io.c        the parameters out of the engine: zero_export (safetensors), zero_param_digest
  *   report.c    the JSON report of zero_finalize
+ *   views.c     fp32 views of parameters and gradients at bf16/fp16 (zero_config.fp32_views)
+ *   ckpt.c      zero_save / zero_load (checkpoint files: ckpt_format.c)
  * Below them: the device interface (device.h), the collective interface (coll.h), the layout
  * arithmetic (partition/), the element-wise kernels (kernels/), offload placement and pipeline
  * (offload/), error, log, clock, hash (util/). */
@@ -152,6 +154,28 @@ typedef struct zr_progress {
 
 struct zr_s3;
 
+/* ---- views.c: fp32 views at bf16/fp16 (zero_config.fp32_views) -------------------------------- */
+typedef struct zr_views {
+    int on;
+    float *pfull;           /* stages 0-2: fp32 copy of the working replica [total_padded] */
+    float *gfull;           /* stages 0-1: fp32 gradient view [total_padded] */
+    float **gchunk;         /* stages 2-3: [num_chunks] a chunk's fp32 gradient view, or NULL */
+    int *gready;            /* stages 2-3: [num_chunks] its modules folded this micro-step */
+    float **pchunk;         /* stage 3: [num_chunks] fp32 copy of a gathered chunk, or NULL */
+    unsigned char *pvalid;  /* stage 3: [num_chunks] pchunk holds the current gather */
+    float **pool;           /* free chunk-size fp32 buffers */
+    int pool_len, pool_total;
+} zr_views;
+
+zero_status zr_views_init(zero_ctx *z);          /* after the state and the layout */
+void zr_views_free(zero_ctx *z);
+void zr_views_refresh(zero_ctx *z);              /* the working parameters changed */
+void zr_views_chunk_changed(zero_ctx *z, int c, int gone); /* stage 3: regathered or dropped */
+void *zr_views_param(zero_ctx *z, int i, void *work);      /* work: the working pointer */
+void *zr_views_grad(zero_ctx *z, int i);
+zero_status zr_views_ready(zero_ctx *z, int module);       /* before the gradient path's ready */
+void zr_views_micro_done(zero_ctx *z);
+
 struct zero_ctx {
     zr_settings set;
     zr_error err;            /* the last failure: zero_last_error */
@@ -193,6 +217,7 @@ struct zero_ctx {
     zr_state st;
     zr_grads g;
     struct zr_s3 *s3;        /* stage 3 only */
+    zr_views views;          /* fp32 views (views.c) */
     zr_scaler scaler;
     zr_progress prog;
     zero_step_info last;

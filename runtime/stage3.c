@@ -64,6 +64,7 @@ static zero_status pool_get(zero_ctx *z, void **buf)
 /* Gives a pooled chunk's buffer back (resident chunks keep their own). */
 static void drop_chunk(zero_ctx *z, int c)
 {
+    zr_views_chunk_changed(z, c, 1);
     z->s3->chunk_prefetched[c] = 0;
     z->s3->pool[z->s3->pool_len++] = z->s3->chunk_buf[c];
     z->s3->chunk_buf[c] = NULL;
@@ -147,6 +148,7 @@ static zero_status issue_gather(zero_ctx *z, int c, int module, int blocking)
         return s;
     }
     const zp_chunk *ch = &z->layout.chunks[c];
+    zr_views_chunk_changed(z, c, 0); /* its fp32 view, if any, is converted again when asked */
     zr_dev_copy(&z->dev, (char *)buf + (size_t)z->rank * ch->slice * z->wsz,
                 (char *)z->st.params + ch->shard_offset * z->wsz, ch->slice * z->wsz);
     zr_coll_tag(&z->dcoll, "gather of chunk", c); /* prefetched or not: the same on every rank */

@@ -494,6 +494,8 @@ static zero_status boundary(zero_ctx *z, double t0)
             return s;
         z->times.param_gather_s += zr_now() - t3;
     }
+    if (!overflow)
+        zr_views_refresh(z); /* the fp32 views follow the updated parameters */
     zr_scaler_update(&z->scaler, z->prog.boundaries - 1, overflow);
     return ZERO_OK;
 }
@@ -507,6 +509,7 @@ zero_status zr_step(zero_ctx *z)
     if ((s = z->g.ops->micro_end(z)))
         return s;
     zr_grads_reset_micro(z);
+    zr_views_micro_done(z);
     if (c->stage == 3)
         zr_s3_micro_step_done(z);
     memset(&z->last, 0, sizeof z->last);

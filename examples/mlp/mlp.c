@@ -42,6 +42,7 @@ typedef struct options {
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
     int save_every;          /* also every N optimizer steps; 0 = only at the end */
     const char *resume;      /* checkpoint (or checkpoint directory) to continue from */
+    int fp32_views;          /* bf16/fp16: libzero hands out fp32 views (zero_config.fp32_views) */
     int quiet;               /* no per-step lines */
     int gradcheck;           /* run the gradient check instead of training */
 } options;
@@ -73,6 +74,8 @@ static void usage(FILE *f) {
             "  --resume DIR   continue from a checkpoint (DIR, or a directory --save wrote):\n"
             "                 parameters, Adam state, step and the data position; --steps\n"
             "                 counts the steps of this run\n"
+            "  --fp32-views   at bf16/fp16, let libzero convert: the model reads fp32 parameters\n"
+            "                 and adds fp32 gradients (zero_config.fp32_views)\n"
             "  --quiet        no per-step lines, only the final loss\n"
             "  --gradcheck    check backward against finite differences (no libzero) and exit\n"
             "  --help         this text\n"
@@ -89,6 +92,7 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
         if (!strcmp(arg, "--quiet")) { o->quiet = 1; continue; }
+        if (!strcmp(arg, "--fp32-views")) { o->fp32_views = 1; continue; }
         if (!strcmp(arg, "--gradcheck")) { o->gradcheck = 1; continue; }
 
         /* every other flag takes a value */
@@ -331,6 +335,7 @@ static int train(const options *o) {
     cfg.lr = o->lr;
     cfg.weight_decay = o->wd;
     cfg.eps = o->eps;
+    cfg.fp32_views = o->fp32_views; /* libzero: fp32 in and out of the model at bf16/fp16 */
     zero_status st = zero_init(&z, &cfg, tensors, num_tensors);
     /* libzero: the engine holds the parameters now; the model's own copy goes */
     mlp_params_free(&model);
@@ -442,11 +447,11 @@ static int train(const options *o) {
                 ZCHECK_PTR(zw, zero_param_ptr(z, 2 * l));
                 ZCHECK_PTR(zb, zero_param_ptr(z, 2 * l + 1));
                 if (gpu) {
-                    GPU(mlp_gpu_forward(gpu, l, zw, zb, dtype));
+                    GPU(mlp_gpu_forward(gpu, l, zw, zb, o->fp32_views ? ZERO_DTYPE_FP32 : dtype));
                     ZCHECK(zero_release(z, l));
                     continue;
                 }
-                if (dtype == ZERO_DTYPE_FP32) {
+                if (dtype == ZERO_DTYPE_FP32 || o->fp32_views) {
                     w = zw;
                     b = zb;
                 } else { /* libzero: bf16/fp16 parameters, computed with in fp32 */
@@ -480,12 +485,12 @@ static int train(const options *o) {
                 if (gpu) { /* the kernels are enqueued on libzero's stream: release at once */
                     ZCHECK_PTR(gw, zero_grad_ptr(z, 2 * l));
                     ZCHECK_PTR(gb, zero_grad_ptr(z, 2 * l + 1));
-                    GPU(mlp_gpu_backward(gpu, l, zw, gw, gb, dtype));
+                    GPU(mlp_gpu_backward(gpu, l, zw, gw, gb, o->fp32_views ? ZERO_DTYPE_FP32 : dtype));
                     ZCHECK(zero_release(z, l));
                     ZCHECK(zero_grad_ready(z, l));
                     continue;
                 }
-                if (dtype == ZERO_DTYPE_FP32) {
+                if (dtype == ZERO_DTYPE_FP32 || o->fp32_views) {
                     w = zw;
                 } else {
                     zero_convert(pw, ZERO_DTYPE_FP32, zw, dtype, nw);
@@ -498,7 +503,7 @@ static int train(const options *o) {
                  * for now (at stage 2-3 they live in a bucket until zero_grad_ready) */
                 ZCHECK_PTR(gw, zero_grad_ptr(z, 2 * l));
                 ZCHECK_PTR(gb, zero_grad_ptr(z, 2 * l + 1));
-                if (dtype == ZERO_DTYPE_FP32) {
+                if (dtype == ZERO_DTYPE_FP32 || o->fp32_views) {
                     float *fw = gw, *fb = gb;
                     for (size_t k = 0; k < nw; k++) fw[k] += dw[k];
                     for (int k = 0; k < out; k++) fb[k] += db[k];

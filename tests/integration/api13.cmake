@@ -30,3 +30,8 @@ if(TARGET zero-gpt2)
     ENVIRONMENT "BIN=${CMAKE_BINARY_DIR}/bin;OUT=${CMAKE_BINARY_DIR}/test-out;MPIRUN=${ZERO_MPIRUN}"
     TIMEOUT 120 LABELS "mpi" PASS_REGULAR_EXPRESSION "api13 gpt2: PASS")
 endif()
+
+# fp32 views at bf16/fp16 (views.sh): the same bits as the model that converts by hand.
+add_test(NAME views COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/views.sh)
+set_tests_properties(views PROPERTIES ENVIRONMENT "${ZERO_TEST_ENV}" TIMEOUT 180 LABELS "mpi"
+                     PASS_REGULAR_EXPRESSION "views: PASS" FAIL_REGULAR_EXPRESSION "FAIL")
