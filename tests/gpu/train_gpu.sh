@@ -20,9 +20,9 @@ case_name=$1
 out=$OUT/gpu-$case_name
 mkdir -p "$out"
 CHECK="$BIN/zero-check"
-MLP=(--layers 4 --width 256 --batch 64 --steps 20 --seed 7 --quiet)
-GPT2=(--layers 2 --heads 4 --dim 128 --seq 64 --batch 8 --steps 20 --seed 5 --quiet)
-export ZERO_BUCKET_MB=256K ZERO_EPS=1e-5 ZERO_PERSIST_KB=0
+MLP=(--layers 4 --width 256 --batch 64 --steps 20 --seed 7 --quiet --eps 1e-5)
+GPT2=(--layers 2 --heads 4 --dim 128 --seq 64 --batch 8 --steps 20 --seed 5 --quiet --eps 1e-5)
+export ZERO_BUCKET_MB=256K ZERO_PERSIST_KB=0
 
 fail() { echo "FAIL: $*"; exit 1; }
 
