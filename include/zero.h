@@ -227,6 +227,13 @@ typedef struct zero_tensor {
     int group;              /* parameter group (zero_config.groups), default 0 */
     zero_init_fn init_fn;   /* with init NULL: the initial values, per rank and per piece */
     void *init_user;        /* passed to init_fn */
+    int slices;             /* 0 or 1: the tensor is in `module`. L >= 2: a stacked (L, ...)
+                               tensor of L equal slices along its first dimension (numel and
+                               shape[0] divisible by L), slice l in module `module + l`, so stage
+                               3 gathers, and stages 2-3 reduce, it layer by layer; its slices
+                               are reached with zero_param_slice / zero_grad_slice (they are not
+                               contiguous in memory). Export and checkpoints see the whole
+                               tensor; init and init_fn are in the whole tensor's elements. */
 } zero_tensor;
 
 typedef struct zero_ctx zero_ctx;
@@ -344,6 +351,14 @@ ZERO_API void *zero_param_ptr(zero_ctx *ctx, int i);
  * there). Local (it may wait for an earlier bucket's reduction to free a bucket). NULL on error. */
 ZERO_API void *zero_grad_ptr(zero_ctx *ctx, int i);
 
+/* Slice l (0 <= l < slices) of a tensor registered with slices >= 2: its numel / slices elements,
+ * the slice in module `module + l`; valid as zero_param_ptr / zero_grad_ptr are for that module
+ * (stage 3: between zero_gather(module + l) and its release; gradients: ask every micro-step).
+ * zero_param_ptr / zero_grad_ptr of such a tensor are NULL (ZERO_ERR_INVALID). For a tensor
+ * without slices, slice 0 is the tensor. Local. NULL on error (see last error). */
+ZERO_API void *zero_param_slice(zero_ctx *ctx, int i, int slice);
+ZERO_API void *zero_grad_slice(zero_ctx *ctx, int i, int slice);
+
 /* Tells the engine that the gradients of `module` are complete for this micro-step. At stages
  * 2–3 a bucket whose modules are all ready is reduce-scattered asynchronously. Collective in
  * effect: all ranks must report modules in the same order. Does not wait for the reduction it
@@ -416,10 +431,14 @@ ZERO_API zero_status zero_eval_end(zero_ctx *ctx);
 /* ---- queries and utilities --------------------------------------------------------------- */
 
 /* The tensors of a module: [*first, *first + *count) in registration order (modules are
- * registered in order, so they are consecutive). ZERO_ERR_INVALID for a bad module. Local. */
+ * registered in order, so they are consecutive); a tensor with slices counts in the module of its
+ * slice 0. ZERO_ERR_INVALID for a bad module. Local. */
 ZERO_API zero_status zero_module_tensors(const zero_ctx *ctx, int module, int *first, int *count);
-/* The module of tensor i, and its parameter group; -1 for a bad index. Local. */
+/* The module of tensor i (of its slice 0), its number of slices (1 unless registered with
+ * slices >= 2: then in modules module..module + slices - 1), and its parameter group; -1 for a
+ * bad index. Local. */
 ZERO_API int zero_tensor_module(const zero_ctx *ctx, int i);
+ZERO_API int zero_tensor_slices(const zero_ctx *ctx, int i);
 ZERO_API int zero_tensor_group(const zero_ctx *ctx, int i);
 /* Modules and tensors registered. Local. */
 ZERO_API int zero_num_modules(const zero_ctx *ctx);

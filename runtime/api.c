@@ -2,6 +2,7 @@
  * unit (engine.h lists them). zero_init builds a context in the order its parts depend on:
  * the ranks, the configuration (agreed by every rank), the backends, the layout, the state, the
  * gradient path, the initial values, stage 3. */
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -39,6 +40,13 @@ static void destroy(zero_ctx *z)
     for (int i = 0; i < z->num_tensors && z->meta; i++)
         free(z->meta[i].name);
     free(z->meta);
+    for (int i = 0; i < z->num_pub && z->pub; i++) {
+        free(z->pub[i].meta.name);
+        free(z->pub[i].internal);
+    }
+    free(z->pub);
+    free(z->int_pub);
+    free(z->int_slice);
     free(z->groups);
     free(z->ugroups);
     free(z->gprep);
@@ -54,6 +62,169 @@ static void destroy(zero_ctx *z)
 }
 
 /* ---- zero_init, in steps --------------------------------------------------------------------- */
+
+/* ---- tensors that span modules (zero_tensor.slices) --------------------------------------- */
+
+static int slices_ok(const zero_tensor *x)
+{
+    int L = x->slices;
+    if (L <= 1)
+        return L >= 0;
+    return x->numel % (size_t)L == 0 && (x->ndim <= 0 || x->shape[0] % L == 0) &&
+           x->module <= INT_MAX - L;
+}
+
+/* init_fn of one slice: the program's callback in the whole tensor's index and elements. */
+typedef struct slice_init {
+    zero_init_fn fn;
+    void *user;
+    int pub;
+    size_t base;
+} slice_init;
+
+static void slice_init_call(void *u, int tensor, size_t first, size_t count, float *dst)
+{
+    const slice_init *x = u;
+    (void)tensor;
+    x->fn(x->user, x->pub, x->base + first, count, dst);
+}
+
+/* The program's tensors with their slices split into internal tensors, in module order. */
+typedef struct expansion {
+    zero_tensor *t;
+    int n;
+    char **names;        /* [n] "<name>[l]" for slices, else NULL */
+    slice_init *tramp;   /* [n] */
+    int *pub, *slice;    /* [n] */
+} expansion;
+
+typedef struct slice_key {
+    int module, pub, slice;
+} slice_key;
+
+static int slice_key_cmp(const void *a, const void *b)
+{
+    const slice_key *x = a, *y = b;
+    if (x->module != y->module)
+        return x->module < y->module ? -1 : 1;
+    if (x->pub != y->pub)
+        return x->pub < y->pub ? -1 : 1;
+    return x->slice - y->slice;
+}
+
+static void expansion_free(expansion *e)
+{
+    for (int j = 0; e->names && j < e->n; j++)
+        free(e->names[j]);
+    free(e->names);
+    free(e->t);
+    free(e->tramp);
+    free(e->pub);
+    free(e->slice);
+    memset(e, 0, sizeof *e);
+}
+
+/* 1 when some tensor has slices (then e holds the internal tensors), 0 when none does (e
+ * untouched: the program's array is used as it is), -1 without memory. Invalid slices count as
+ * one (configure refuses them). */
+static int expand(const zero_tensor *t, int n, expansion *e)
+{
+    memset(e, 0, sizeof *e);
+    int total = 0, any = 0;
+    for (int i = 0; i < n; i++) {
+        int L = slices_ok(&t[i]) && t[i].slices > 1 ? t[i].slices : 1;
+        any |= L > 1;
+        if (total > INT_MAX - L)
+            return -1;
+        total += L;
+    }
+    if (!any)
+        return 0;
+    slice_key *k = malloc((size_t)total * sizeof *k);
+    e->n = total;
+    e->t = calloc((size_t)total, sizeof *e->t);
+    e->names = calloc((size_t)total, sizeof *e->names);
+    e->tramp = calloc((size_t)total, sizeof *e->tramp);
+    e->pub = malloc((size_t)total * sizeof *e->pub);
+    e->slice = malloc((size_t)total * sizeof *e->slice);
+    if (!k || !e->t || !e->names || !e->tramp || !e->pub || !e->slice) {
+        free(k);
+        expansion_free(e);
+        return -1;
+    }
+    int j = 0;
+    for (int i = 0; i < n; i++) {
+        int L = slices_ok(&t[i]) && t[i].slices > 1 ? t[i].slices : 1;
+        for (int l = 0; l < L; l++)
+            k[j++] = (slice_key){t[i].module + l, i, l};
+    }
+    qsort(k, (size_t)total, sizeof *k, slice_key_cmp);
+    for (j = 0; j < total; j++) {
+        const zero_tensor *x = &t[k[j].pub];
+        int L = slices_ok(x) && x->slices > 1 ? x->slices : 1;
+        zero_tensor *y = &e->t[j];
+        *y = *x;
+        y->slices = 1;
+        e->pub[j] = k[j].pub;
+        e->slice[j] = k[j].slice;
+        if (L == 1)
+            continue;
+        size_t S = x->numel / (size_t)L, base = (size_t)k[j].slice * S;
+        size_t len = (x->name ? strlen(x->name) : 0) + 16;
+        if (!(e->names[j] = malloc(len))) {
+            free(k);
+            expansion_free(e);
+            return -1;
+        }
+        snprintf(e->names[j], len, "%s[%d]", x->name ? x->name : "", k[j].slice);
+        y->name = e->names[j];
+        y->numel = S;
+        y->module = x->module + k[j].slice;
+        if (x->ndim > 0)
+            y->shape[0] = x->shape[0] / L;
+        y->init = x->init ? x->init + base : NULL;
+        if (x->init_fn) {
+            e->tramp[j] = (slice_init){x->init_fn, x->init_user, k[j].pub, base};
+            y->init_fn = slice_init_call;
+            y->init_user = &e->tramp[j];
+        }
+    }
+    free(k);
+    return 1;
+}
+
+/* The registered tensors after a successful build: names, shapes and which internal tensor holds
+ * each slice. */
+static zero_status set_public(zero_ctx *z, const zero_tensor *t, int n, const expansion *e)
+{
+    z->pub = calloc((size_t)(n ? n : 1), sizeof *z->pub);
+    z->int_pub = malloc((size_t)z->num_tensors * sizeof *z->int_pub);
+    z->int_slice = malloc((size_t)z->num_tensors * sizeof *z->int_slice);
+    if (!z->pub || !z->int_pub || !z->int_slice)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    z->num_pub = n;
+    for (int i = 0; i < n; i++) {
+        zr_pub *p = &z->pub[i];
+        p->meta.name = strdup(t[i].name);
+        p->meta.ndim = t[i].ndim;
+        memcpy(p->meta.shape, t[i].shape, sizeof p->meta.shape);
+        p->meta.no_decay = t[i].no_decay;
+        p->meta.group = t[i].group;
+        p->numel = t[i].numel;
+        p->module = t[i].module;
+        p->slices = e->t && t[i].slices > 1 ? t[i].slices : 1;
+        p->internal = malloc((size_t)p->slices * sizeof *p->internal);
+        if (!p->meta.name || !p->internal)
+            return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    }
+    for (int j = 0; j < z->num_tensors; j++) {
+        int i = e->t ? e->pub[j] : j, l = e->t ? e->slice[j] : 0;
+        z->int_pub[j] = i;
+        z->int_slice[j] = l;
+        z->pub[i].internal[l] = j;
+    }
+    return ZERO_OK;
+}
 
 /* ---- parameter groups -------------------------------------------------------------------- */
 
@@ -180,6 +351,13 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     memset(&res, 0, sizeof res);
     /* the configuration first: its magic and version say whether the tensors can be read */
     zero_status s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, &z->err);
+    for (int i = 0; !s && z->src_t && i < z->src_n; i++)
+        if (!slices_ok(&z->src_t[i]))
+            s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                        "tensor %d (%s): slices %d; expected 0 or 1 (one module), or L >= 2 "
+                        "dividing numel (%zu)%s and module + L within int",
+                        i, z->src_t[i].name ? z->src_t[i].name : "?", z->src_t[i].slices,
+                        z->src_t[i].numel, z->src_t[i].ndim > 0 ? " and shape[0]" : "");
     if (!s)
         s = zr_check_tensors(z, out, t, n);
     if (!s) {
@@ -401,12 +579,30 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
             t = tt;
         }
     }
-    if (s || (s = build(z, out, cfg, t, n))) {
+    expansion ex;
+    memset(&ex, 0, sizeof ex);
+    const zero_tensor *te = t;
+    int ne = n;
+    if (!s && t && n > 0) {
+        int r = expand(t, n, &ex);
+        if (r < 0)
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
+        else if (r > 0) {
+            te = ex.t;
+            ne = ex.n;
+        }
+    }
+    z->src_t = t;
+    z->src_n = n;
+    if (s || (s = build(z, out, cfg, te, ne)) || (s = set_public(z, t, n, &ex))) {
+        expansion_free(&ex);
         free(tt);
         snprintf(init_error, sizeof init_error, "%s", z->err.msg);
         destroy(z);
         return s;
     }
+    z->src_t = NULL;
+    expansion_free(&ex);
     free(tt);
     z->magic = ZR_CTX_MAGIC;
     *out = z;
@@ -433,19 +629,86 @@ static zero_status check_module(zero_ctx *z, const char *call, int module)
     return ZERO_OK;
 }
 
+/* Registered tensors: z->pub, or (a context built field by field, the unit tests' rig) the
+ * internal tensors themselves. */
 static int check_tensor(zero_ctx *z, const char *call, int i)
 {
-    if (i >= 0 && i < z->num_tensors)
+    int n = z->pub ? z->num_pub : z->num_tensors;
+    if (i >= 0 && i < n)
         return 1;
-    zr_fail(&z->err, ZERO_ERR_INVALID, "%s: tensor index %d; expected 0..%d", call, i,
-            z->num_tensors - 1);
+    zr_fail(&z->err, ZERO_ERR_INVALID, "%s: tensor index %d; expected 0..%d", call, i, n - 1);
     return 0;
 }
 
+/* The internal tensor of tensor i's slice l, or -1 (the error in z->err). slice -1: the whole
+ * tensor, which must have no slices. */
+static int internal_of(zero_ctx *z, const char *call, int i, int slice)
+{
+    if (!check_tensor(z, call, i))
+        return -1;
+    if (!z->pub) {
+        if (slice <= 0)
+            return i;
+        zr_fail(&z->err, ZERO_ERR_INVALID, "%s: slice %d of tensor %d, which has none", call,
+                slice, i);
+        return -1;
+    }
+    const zr_pub *p = &z->pub[i];
+    if (slice < 0) {
+        if (p->slices == 1)
+            return p->internal[0];
+        zr_fail(&z->err, ZERO_ERR_INVALID,
+                "%s: tensor %d (%s) has %d slices in modules %d..%d: use %s(ctx, %d, slice)",
+                call, i, p->meta.name, p->slices, p->module, p->module + p->slices - 1,
+                strstr(call, "grad") ? "zero_grad_slice" : "zero_param_slice", i);
+        return -1;
+    }
+    if (slice >= p->slices) {
+        zr_fail(&z->err, ZERO_ERR_INVALID, "%s: slice %d of tensor %d (%s); expected 0..%d", call,
+                slice, i, p->meta.name, p->slices - 1);
+        return -1;
+    }
+    return p->internal[slice];
+}
+
+static void *param_ptr(zero_ctx *z, int i);
+static void *grad_ptr(zero_ctx *z, int i);
+
 void *zero_param_ptr(zero_ctx *z, int i)
 {
-    if (check_ctx(z) || !check_tensor(z, "zero_param_ptr", i))
+    if (check_ctx(z))
         return NULL;
+    int j = internal_of(z, "zero_param_ptr", i, -1);
+    return j < 0 ? NULL : param_ptr(z, j);
+}
+
+void *zero_param_slice(zero_ctx *z, int i, int slice)
+{
+    if (check_ctx(z))
+        return NULL;
+    int j = internal_of(z, "zero_param_slice", i, slice);
+    return j < 0 ? NULL : param_ptr(z, j);
+}
+
+void *zero_grad_ptr(zero_ctx *z, int i)
+{
+    if (check_ctx(z))
+        return NULL;
+    int j = internal_of(z, "zero_grad_ptr", i, -1);
+    return j < 0 ? NULL : grad_ptr(z, j);
+}
+
+void *zero_grad_slice(zero_ctx *z, int i, int slice)
+{
+    if (check_ctx(z))
+        return NULL;
+    int j = internal_of(z, "zero_grad_slice", i, slice);
+    return j < 0 ? NULL : grad_ptr(z, j);
+}
+
+/* Internal tensor i's working (or fp32 view) parameters. */
+static void *param_ptr(zero_ctx *z, int i)
+{
     void *w;
     if (z->set.cfg.stage == 3) {
         w = zr_s3_param_ptr(z, i);
@@ -466,9 +729,9 @@ static zero_status check_not_eval(zero_ctx *z, const char *call)
                    call);
 }
 
-void *zero_grad_ptr(zero_ctx *z, int i)
+static void *grad_ptr(zero_ctx *z, int i)
 {
-    if (check_ctx(z) || !check_tensor(z, "zero_grad_ptr", i) || check_not_eval(z, "zero_grad_ptr"))
+    if (check_not_eval(z, "zero_grad_ptr"))
         return NULL;
     double t0 = zr_now();
     void *p = z->g.ops->ptr(z, i); /* the bucket taken, the module marked as asked for */
@@ -664,8 +927,8 @@ zero_status zero_module_tensors(const zero_ctx *z, int module, int *first, int *
     *count = 0;
     if (module < 0 || module >= z->layout.num_modules)
         return ZERO_ERR_INVALID;
-    for (int i = 0; i < z->num_tensors; i++) {
-        int m = z->tensor_module ? z->tensor_module[i] : -1;
+    for (int i = 0; i < z->num_pub; i++) {
+        int m = z->pub[i].module;
         if (m == module && *first < 0)
             *first = i;
         if (m == module)
@@ -676,20 +939,27 @@ zero_status zero_module_tensors(const zero_ctx *z, int module, int *first, int *
 
 int zero_tensor_module(const zero_ctx *z, int i)
 {
-    if (!zr_ctx_live(z) || i < 0 || i >= z->num_tensors || !z->tensor_module)
+    if (!zr_ctx_live(z) || i < 0 || i >= z->num_pub)
         return -1;
-    return z->tensor_module[i];
+    return z->pub[i].module;
+}
+
+int zero_tensor_slices(const zero_ctx *z, int i)
+{
+    if (!zr_ctx_live(z) || i < 0 || i >= z->num_pub)
+        return -1;
+    return z->pub[i].slices;
 }
 
 int zero_tensor_group(const zero_ctx *z, int i)
 {
-    if (!zr_ctx_live(z) || i < 0 || i >= z->num_tensors)
+    if (!zr_ctx_live(z) || i < 0 || i >= z->num_pub)
         return -1;
-    return z->meta[i].group;
+    return z->pub[i].meta.group;
 }
 
 int zero_num_modules(const zero_ctx *z) { return zr_ctx_live(z) ? z->layout.num_modules : 0; }
-int zero_num_tensors(const zero_ctx *z) { return zr_ctx_live(z) ? z->num_tensors : 0; }
+int zero_num_tensors(const zero_ctx *z) { return zr_ctx_live(z) ? z->num_pub : 0; }
 
 int zero_rank(const zero_ctx *z) { return zr_ctx_live(z) ? z->rank : -1; }
 int zero_world_size(const zero_ctx *z) { return zr_ctx_live(z) ? z->world : 0; }

@@ -235,6 +235,27 @@ static void *work_at(zero_ctx *z, int c, size_t off, size_t lo)
     return (char *)z->st.params + idx * z->wsz;
 }
 
+/* Registered tensors and the engine's internal ones (engine.h zr_pub: a tensor with slices is
+ * one internal tensor per slice): checkpoints name and index the registered ones. */
+static int pub_count(const zero_ctx *z) { return z->pub ? z->num_pub : z->num_tensors; }
+static int pub_of(const zero_ctx *z, int j) { return z->pub ? z->int_pub[j] : j; }
+static const zr_tensor_meta *pub_meta(const zero_ctx *z, int i)
+{
+    return z->pub ? &z->pub[i].meta : &z->meta[i];
+}
+static uint64_t pub_numel(const zero_ctx *z, int i)
+{
+    return z->pub ? (uint64_t)z->pub[i].numel : (uint64_t)z->layout.place[i].numel;
+}
+/* The first element of internal tensor j within its registered tensor. */
+static uint64_t pub_base(const zero_ctx *z, int j)
+{
+    if (!z->pub)
+        return 0;
+    const zr_pub *p = &z->pub[z->int_pub[j]];
+    return (uint64_t)z->int_slice[j] * (uint64_t)(p->numel / (size_t)p->slices);
+}
+
 /* What each rank writes: its slice of every chunk, tensor piece by piece, in layout order. */
 typedef struct piece {
     int tensor;
@@ -445,8 +466,8 @@ static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, cons
         fclose(cf);
     }
     m->config_json = cfg;
-    m->num_tensors = z->num_tensors;
-    m->tensors = calloc((size_t)z->num_tensors, sizeof *m->tensors);
+    m->num_tensors = pub_count(z);
+    m->tensors = calloc((size_t)m->num_tensors, sizeof *m->tensors);
     m->num_files = z->world;
     m->files = calloc((size_t)z->world, sizeof *m->files);
     int total = 0;
@@ -456,14 +477,15 @@ static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, cons
     m->slices = calloc((size_t)(total ? total : 1), sizeof *m->slices);
     if (!m->tensors || !m->files || !m->slices)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
-    for (int i = 0; i < z->num_tensors; i++) {
+    for (int i = 0; i < m->num_tensors; i++) {
         zc_tensor *t = &m->tensors[i];
-        t->name = z->meta[i].name; /* borrowed: not freed by zc_manifest_free (see save) */
-        t->ndim = z->meta[i].ndim;
-        memcpy(t->shape, z->meta[i].shape, sizeof t->shape);
-        t->numel = z->layout.place[i].numel;
-        t->module = z->tensor_module ? z->tensor_module[i] : 0;
-        t->no_decay = z->meta[i].no_decay;
+        const zr_tensor_meta *pm = pub_meta(z, i);
+        t->name = pm->name; /* borrowed: not freed by zc_manifest_free (see save) */
+        t->ndim = pm->ndim;
+        memcpy(t->shape, pm->shape, sizeof t->shape);
+        t->numel = pub_numel(z, i);
+        t->module = z->pub ? z->pub[i].module : z->tensor_module ? z->tensor_module[i] : 0;
+        t->no_decay = pm->no_decay;
     }
     int k = 0;
     for (int r = 0; r < z->world; r++) {
@@ -477,8 +499,8 @@ static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, cons
         uint64_t at = ZC_HEADER_BYTES, q = 0;
         for (int i = 0; i < n; i++, k++) {
             zc_slice *s = &m->slices[k];
-            s->tensor = pc[i].tensor;
-            s->offset = pc[i].offset;
+            s->tensor = pub_of(z, pc[i].tensor);
+            s->offset = pub_base(z, pc[i].tensor) + pc[i].offset;
             s->numel = pc[i].numel;
             s->file = r;
             s->at = at;
@@ -812,19 +834,19 @@ static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *
     qsort(ix, (size_t)n, sizeof *ix, name_cmp);
     zero_status s = ZERO_OK;
     int found = 0;
-    for (int i = 0; i < z->num_tensors && !s; i++) {
-        name_ix key = {z->meta[i].name, 0};
+    for (int i = 0; i < pub_count(z) && !s; i++) {
+        name_ix key = {pub_meta(z, i)->name, 0};
         name_ix *hit = bsearch(&key, ix, (size_t)n, sizeof *ix, name_cmp);
         if (!hit) {
             s = zr_fail(&z->err, ZERO_ERR_INVALID,
                         "zero_load: checkpoint %s has no tensor \"%s\" (registered as tensor %d); "
                         "it holds %d tensors of another model or version",
-                        where, z->meta[i].name, i, n);
+                        where, pub_meta(z, i)->name, i, n);
             break;
         }
         const zc_tensor *t = &m->tensors[hit->i];
-        const zr_tensor_meta *r = &z->meta[i];
-        uint64_t numel = z->layout.place[i].numel;
+        const zr_tensor_meta *r = pub_meta(z, i);
+        uint64_t numel = pub_numel(z, i);
         int same = t->numel == numel &&
                    (t->ndim == 0 || r->ndim == 0 ||
                     (t->ndim == r->ndim &&
@@ -842,20 +864,20 @@ static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *
     }
     if (!s && found != n) {
         /* an extra tensor: the first of the checkpoint's that no registered name matched */
-        name_ix *reg = malloc((size_t)z->num_tensors * sizeof *reg);
+        name_ix *reg = malloc((size_t)pub_count(z) * sizeof *reg);
         if (!reg)
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
-        for (int i = 0; reg && i < z->num_tensors; i++)
-            reg[i] = (name_ix){z->meta[i].name, i};
+        for (int i = 0; reg && i < pub_count(z); i++)
+            reg[i] = (name_ix){pub_meta(z, i)->name, i};
         if (reg)
-            qsort(reg, (size_t)z->num_tensors, sizeof *reg, name_cmp);
+            qsort(reg, (size_t)pub_count(z), sizeof *reg, name_cmp);
         for (int j = 0; reg && j < n && !s; j++) {
             name_ix key = {m->tensors[j].name, 0};
-            if (!bsearch(&key, reg, (size_t)z->num_tensors, sizeof *reg, name_cmp))
+            if (!bsearch(&key, reg, (size_t)pub_count(z), sizeof *reg, name_cmp))
                 s = zr_fail(&z->err, ZERO_ERR_INVALID,
                             "zero_load: checkpoint %s has tensor \"%s\", which is not "
                             "registered (%d tensors there, %d registered)",
-                            where, m->tensors[j].name, n, z->num_tensors);
+                            where, m->tensors[j].name, n, pub_count(z));
         }
         free(reg);
     }
@@ -891,7 +913,7 @@ static zero_status load_piece(zero_ctx *z, load_pass *lp, int c, size_t lo, size
         out[a] = lp->direct ? array_at(z, a, c, off, lo) : lp->tmp + (size_t)a * ZR_LOAD_PIECE;
     zr_error e;
     zr_error_clear(&e);
-    if (zc_read(&lp->rd, lp->map[t], first, n, out, &e))
+    if (zc_read(&lp->rd, lp->map[pub_of(z, t)], pub_base(z, t) + first, n, out, &e))
         return zr_fail(&z->err, e.status, "zero_load: %s%s", e.msg,
                        lp->install ? " (the file changed while it was being loaded: the state is "
                                      "partly replaced; load a checkpoint again)"
@@ -1058,7 +1080,7 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
                     "(nothing was loaded; *user_len says how many bytes it needs)",
                     m.user_bytes, user_cap);
     if (!s) {
-        map = malloc((size_t)z->num_tensors * sizeof *map);
+        map = malloc((size_t)pub_count(z) * sizeof *map);
         blob = malloc(m.user_bytes ? (size_t)m.user_bytes : 1);
         lp.tmp = malloc((size_t)A * ZR_LOAD_PIECE * sizeof(float));
         lp.wtmp = malloc((size_t)ZR_LOAD_PIECE * z->wsz);

@@ -61,6 +61,18 @@ typedef struct zr_tensor_meta {
     int group;           /* index into zero_ctx.groups */
 } zr_tensor_meta;
 
+/* A tensor as the program registered it. A tensor with slices >= 2 is split into one internal
+ * tensor per slice (named "<name>[l]", in module module + l); everything inside the engine works
+ * on the internal tensors (z->meta, z->layout, z->num_tensors), and the public calls, the export
+ * and checkpoints map through this. Without slices the two are the same. */
+typedef struct zr_pub {
+    zr_tensor_meta meta;     /* name, ndim, shape (the whole tensor), no_decay, group */
+    size_t numel;            /* the whole tensor */
+    int module;              /* of slice 0 */
+    int slices;              /* >= 1 */
+    int *internal;           /* [slices] the internal tensor of each slice */
+} zr_pub;
+
 /* A parameter group as the context holds it (zero_group, with its name copied). lr and
  * weight_decay change through zero_set_lr / zero_set_weight_decay. */
 typedef struct zr_group {
@@ -198,6 +210,12 @@ struct zero_ctx {
     size_t wsz;              /* bytes of one working element */
     int num_tensors;
     zr_tensor_meta *meta;    /* [num_tensors] */
+    int num_pub;             /* tensors as registered (zero_init's n) */
+    zr_pub *pub;             /* [num_pub] */
+    int *int_pub;            /* [num_tensors] the registered tensor of an internal one */
+    int *int_slice;          /* [num_tensors] its slice */
+    const zero_tensor *src_t;  /* during zero_init: the registered array (configure checks it) */
+    int src_n;
     zr_group *groups;        /* [num_groups] parameter groups (api.c; lr and weight decay change
                                 through zero_set_lr / zero_set_weight_decay) */
     int num_groups;

@@ -418,7 +418,13 @@ zero_status zero_param_digest(zero_ctx *z, uint64_t *digest)
 typedef struct export_state {
     FILE *f;
     const char *path;
+    uint64_t *at;   /* with tensors split into slices: each internal tensor's file offset */
 } export_state;
+
+/* A registered tensor split into slices (zero_tensor.slices) is several internal tensors in
+ * several chunks: each is written at its place in the whole tensor. Without slices the internal
+ * tensors are the registered ones, in order, and the file is written front to back. */
+static int has_slices(const zero_ctx *z) { return z->pub && z->num_pub != z->num_tensors; }
 
 static zero_status export_chunk(zero_ctx *z, int c, const float *full, void *arg)
 {
@@ -426,26 +432,55 @@ static zero_status export_chunk(zero_ctx *z, int c, const float *full, void *arg
     const zp_chunk *ch = &z->layout.chunks[c];
     for (int i = ch->first_tensor; i < ch->first_tensor + ch->num_tensors; i++) {
         size_t n = z->layout.place[i].numel;
-        if (fwrite(full + z->layout.place[i].offset, sizeof(float), n, e->f) != n)
+        if ((e->at && fseeko(e->f, (off_t)e->at[i], SEEK_SET) != 0) ||
+            fwrite(full + z->layout.place[i].offset, sizeof(float), n, e->f) != n)
             return zr_fail(&z->err, ZERO_ERR_IO, "zero_export: writing %s: %s", e->path,
                            strerror(errno));
     }
     return ZERO_OK;
 }
 
+/* The file offset of every internal tensor, after a header of hlen bytes. */
+static uint64_t *slice_offsets(const zero_ctx *z, size_t hlen)
+{
+    uint64_t *at = malloc((size_t)z->num_tensors * sizeof *at);
+    uint64_t *start = malloc((size_t)z->num_pub * sizeof *start);
+    if (at && start) {
+        uint64_t off = hlen;
+        for (int i = 0; i < z->num_pub; i++) {
+            start[i] = off;
+            off += (uint64_t)z->pub[i].numel * 4;
+        }
+        for (int j = 0; j < z->num_tensors; j++) {
+            const zr_pub *p = &z->pub[z->int_pub[j]];
+            at[j] = start[z->int_pub[j]] +
+                    (uint64_t)z->int_slice[j] * (p->numel / (size_t)p->slices) * 4;
+        }
+    } else {
+        free(at);
+        at = NULL;
+    }
+    free(start);
+    return at;
+}
+
 /* safetensors: u64 little-endian header size, a JSON header (padded with spaces to 8 bytes),
  * then the tensors' bytes in header order (runtime/ckpt_format.c writes the header, for
  * zero-ckpt export too). */
-static zero_status write_header(zero_ctx *z, FILE *f, const char *path)
+static zero_status write_header(zero_ctx *z, FILE *f, const char *path, size_t *hlen)
 {
-    zc_st_entry *t = malloc((size_t)z->num_tensors * sizeof *t);
+    const int n = z->pub ? z->num_pub : z->num_tensors; /* the registered tensors */
+    zc_st_entry *t = malloc((size_t)(n ? n : 1) * sizeof *t);
     if (!t)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_export: out of host memory");
-    for (int i = 0; i < z->num_tensors; i++)
-        t[i] = (zc_st_entry){z->meta[i].name, z->meta[i].ndim, z->meta[i].shape,
-                             z->layout.place[i].numel};
+    for (int i = 0; i < n; i++)
+        t[i] = z->pub ? (zc_st_entry){z->pub[i].meta.name, z->pub[i].meta.ndim,
+                                      z->pub[i].meta.shape, z->pub[i].numel}
+                      : (zc_st_entry){z->meta[i].name, z->meta[i].ndim, z->meta[i].shape,
+                                      z->layout.place[i].numel};
     size_t len = 0;
-    unsigned char *buf = zc_safetensors_header(t, z->num_tensors, &len);
+    unsigned char *buf = zc_safetensors_header(t, n, &len);
+    *hlen = len;
     free(t);
     if (!buf)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_export: out of host memory");
@@ -467,14 +502,17 @@ zero_status zero_export(zero_ctx *z, const char *path)
                        path ? "empty" : "NULL");
     zr_out o;
     memset(&o, 0, sizeof o);
-    export_state e = {NULL, path};
+    export_state e = {NULL, path, NULL};
     zero_status s = ZERO_OK;
     if (z->rank == 0) {
         s = out_open(&z->err, "zero_export", path, &o);
+        size_t hlen = 0;
         if (!s) {
             e.f = o.f;
-            s = write_header(z, e.f, path);
+            s = write_header(z, e.f, path, &hlen);
         }
+        if (!s && has_slices(z) && !(e.at = slice_offsets(z, hlen)))
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_export: out of host memory");
     }
     /* Everyone gathers even if rank 0 already failed, so no rank waits alone. */
     zero_status g = for_each_master_chunk(z, s ? NULL : export_chunk, &e);
@@ -486,8 +524,10 @@ zero_status zero_export(zero_ctx *z, const char *path)
         else
             out_abort(&o);
     }
+    free(e.at);
     s = zr_rank0_verdict(z, s, "zero_export"); /* every rank returns rank 0's verdict */
     if (!s && z->rank == 0)
-        ZR_INFO(ZR_SUB_INIT, "exported %d tensors to %s", z->num_tensors, path);
+        ZR_INFO(ZR_SUB_INIT, "exported %d tensors to %s", z->pub ? z->num_pub : z->num_tensors,
+                path);
     return s;
 }

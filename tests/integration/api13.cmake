@@ -35,3 +35,16 @@ endif()
 add_test(NAME views COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/views.sh)
 set_tests_properties(views PROPERTIES ENVIRONMENT "${ZERO_TEST_ENV}" TIMEOUT 180 LABELS "mpi"
                      PASS_REGULAR_EXPRESSION "views: PASS" FAIL_REGULAR_EXPRESSION "FAIL")
+
+# Tensors that span modules (zero_tensor.slices, test_slices.c): the same training as per-layer
+# tensors and as one module per tensor, the per-layer device peak at stage 3, checkpoints and
+# exports of the whole tensor.
+add_executable(test_slices test_slices.c)
+target_link_libraries(test_slices zero_static MPI::MPI_C)
+foreach(np 1 2 3)
+  add_test(NAME slices_np${np}
+           COMMAND ${ZERO_MPIRUN} -np ${np} $<TARGET_FILE:test_slices>
+                   ${CMAKE_BINARY_DIR}/test-out/slices_np${np})
+  set_tests_properties(slices_np${np} PROPERTIES TIMEOUT 120 LABELS "mpi"
+                       PASS_REGULAR_EXPRESSION "test_slices: np ${np}, 0 failures")
+endforeach()
