@@ -351,6 +351,8 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     memset(&res, 0, sizeof res);
     /* the configuration first: its magic and version say whether the tensors can be read */
     zero_status s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, &z->err);
+    if (!s && z->init_pre) /* found while reading the tensor array: every rank hears of it */
+        s = zr_fail(&z->err, z->init_pre, "%s", z->init_pre_msg);
     for (int i = 0; !s && z->src_t && i < z->src_n; i++)
         if (!slices_ok(&z->src_t[i]))
             s = zr_fail(&z->err, ZERO_ERR_INVALID,
@@ -559,23 +561,32 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
         n = 0;
     } else if (t && n > 0 && tsize != sizeof(zero_tensor)) {
         if (tsize < t_v3) {
-            s = zr_fail(&z->err, ZERO_ERR_INVALID,
-                        "zero_config.tensor_size is %zu; expected sizeof(zero_tensor) (%zu, at "
-                        "least %zu): start from ZERO_CONFIG_INIT or zero_config_init",
-                        tsize, sizeof(zero_tensor), t_v3);
+            z->init_pre = ZERO_ERR_INVALID;
+            snprintf(z->init_pre_msg, sizeof z->init_pre_msg,
+                     "zero_config.tensor_size is %zu; expected sizeof(zero_tensor) (%zu, at "
+                     "least %zu): start from ZERO_CONFIG_INIT or zero_config_init",
+                     tsize, sizeof(zero_tensor), t_v3);
         } else if (!(tt = calloc((size_t)n, sizeof *tt))) {
-            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
+            z->init_pre = ZERO_ERR_SYSTEM;
+            snprintf(z->init_pre_msg, sizeof z->init_pre_msg, "zero_init: out of host memory");
         } else {
-            for (int i = 0; i < n && !s; i++) {
+            for (int i = 0; i < n && !z->init_pre; i++) {
                 const unsigned char *src = (const unsigned char *)t + (size_t)i * tsize;
                 memcpy(&tt[i], src, tsize < sizeof *tt ? tsize : sizeof *tt);
-                for (size_t k = sizeof *tt; k < tsize && !s; k++) /* fields this libzero lacks */
-                    if (src[k])
-                        s = zr_fail(&z->err, ZERO_ERR_UNSUPPORTED,
-                                    "tensor %d sets fields this libzero does not know "
-                                    "(zero_config.tensor_size %zu, this libzero's %zu): update "
-                                    "libzero", i, tsize, sizeof *tt);
+                for (size_t k = sizeof *tt; k < tsize && !z->init_pre; k++) /* unknown fields */
+                    if (src[k]) {
+                        z->init_pre = ZERO_ERR_UNSUPPORTED;
+                        snprintf(z->init_pre_msg, sizeof z->init_pre_msg,
+                                 "tensor %d sets fields this libzero does not know "
+                                 "(zero_config.tensor_size %zu, this libzero's %zu): update "
+                                 "libzero", i, tsize, sizeof *tt);
+                    }
             }
+        }
+        if (z->init_pre) { /* not read further; configure refuses it on every rank, agreed */
+            t = NULL;
+            n = 0;
+        } else {
             t = tt;
         }
     }
@@ -585,9 +596,10 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     int ne = n;
     if (!s && t && n > 0) {
         int r = expand(t, n, &ex);
-        if (r < 0)
-            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
-        else if (r > 0) {
+        if (r < 0) {
+            z->init_pre = ZERO_ERR_SYSTEM;
+            snprintf(z->init_pre_msg, sizeof z->init_pre_msg, "zero_init: out of host memory");
+        } else if (r > 0) {
             te = ex.t;
             ne = ex.n;
         }

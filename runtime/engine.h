@@ -216,6 +216,9 @@ struct zero_ctx {
     int *int_slice;          /* [num_tensors] its slice */
     const zero_tensor *src_t;  /* during zero_init: the registered array (configure checks it) */
     int src_n;
+    zero_status init_pre;    /* during zero_init: a failure found before the ranks could agree
+                                (reading the tensor array); configure reports it, agreed */
+    char init_pre_msg[256];
     zr_group *groups;        /* [num_groups] parameter groups (api.c; lr and weight decay change
                                 through zero_set_lr / zero_set_weight_decay) */
     int num_groups;
