@@ -99,6 +99,42 @@ static zero_status check_shape(zero_ctx *z, int i, const zero_tensor *x)
     return ZERO_OK;
 }
 
+/* (engine.h) The array as the program registered it, before tensors with slices are split into
+ * one internal tensor per slice (zr_check_tensors then checks those): names, uniqueness, module
+ * order by each tensor's first module, and init and init_fn not both set. */
+zero_status zr_check_registered(zero_ctx *z, const zero_tensor *t, int n)
+{
+    for (int i = 0; t && i < n; i++) {
+        ZR_CHECK(check_name(z, i, t[i].name));
+        if (t[i].init && t[i].init_fn)
+            return zr_fail(&z->err, ZERO_ERR_INVALID,
+                           "tensor %d (%s): both init and init_fn are set; give one (init_fn is "
+                           "called by every rank for its own elements, init is rank 0's array)",
+                           i, t[i].name);
+        if (i > 0 && t[i].module < t[i - 1].module)
+            return zr_fail(&z->err, ZERO_ERR_INVALID,
+                           "tensor %d (%s): module %d after module %d; register tensors in "
+                           "module order (non-decreasing module ids; a tensor with slices by "
+                           "the module of its slice 0)",
+                           i, t[i].name, t[i].module, t[i - 1].module);
+    }
+    const zero_tensor **sorted = t && n > 0 ? malloc((size_t)n * sizeof *sorted) : NULL;
+    if (t && n > 0 && !sorted)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_init: out of host memory");
+    for (int i = 0; sorted && i < n; i++)
+        sorted[i] = &t[i];
+    if (sorted)
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
+    zero_status s = ZERO_OK;
+    for (int i = 1; sorted && i < n && !s; i++)
+        if (strcmp(sorted[i]->name, sorted[i - 1]->name) == 0)
+            s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                        "tensor name \"%s\" is registered twice; names must be unique",
+                        sorted[i]->name);
+    free(sorted);
+    return s;
+}
+
 zero_status zr_check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, int n)
 {
     if (!out)

@@ -353,6 +353,8 @@ static zero_status configure(zero_ctx *z, zero_ctx **out, const zero_config *cfg
     zero_status s = zr_config_resolve(&z->set, cfg, NULL, environ, &res, &z->err);
     if (!s && z->init_pre) /* found while reading the tensor array: every rank hears of it */
         s = zr_fail(&z->err, z->init_pre, "%s", z->init_pre_msg);
+    if (!s && z->src_t)
+        s = zr_check_registered(z, z->src_t, z->src_n);
     for (int i = 0; !s && z->src_t && i < z->src_n; i++)
         if (!slices_ok(&z->src_t[i]))
             s = zr_fail(&z->err, ZERO_ERR_INVALID,
@@ -517,7 +519,10 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     ZR_CHECK(zr_agree(z, zr_device_error(z, "loading the initial values"), NULL, NULL, 0));
     if (z->set.cfg.stage == 3)
         ZR_CHECK(zr_s3_setup(z));
-    ZR_CHECK(zr_agree(z, zr_views_init(z), NULL, NULL, 0));
+    zero_status v = set_public(z, z->src_t, z->src_n, z->src_ex);
+    if (!v)
+        v = zr_views_init(z);
+    ZR_CHECK(zr_agree(z, v, NULL, NULL, 0));
     zr_views_refresh(z);
     log_memory(z);
     /* host bytes libzero held during zero_init, peak: the offloaded state, the device's when the
@@ -606,7 +611,8 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
     }
     z->src_t = t;
     z->src_n = n;
-    if (s || (s = build(z, out, cfg, te, ne)) || (s = set_public(z, t, n, &ex))) {
+    z->src_ex = &ex;
+    if (s || (s = build(z, out, cfg, te, ne))) {
         expansion_free(&ex);
         free(tt);
         snprintf(init_error, sizeof init_error, "%s", z->err.msg);
@@ -614,6 +620,7 @@ zero_status zero_init(zero_ctx **out, const zero_config *cfg, const zero_tensor 
         return s;
     }
     z->src_t = NULL;
+    z->src_ex = NULL;
     expansion_free(&ex);
     free(tt);
     z->magic = ZR_CTX_MAGIC;
@@ -698,7 +705,9 @@ void *zero_param_slice(zero_ctx *z, int i, int slice)
 {
     if (check_ctx(z))
         return NULL;
-    int j = internal_of(z, "zero_param_slice", i, slice);
+    int j = slice < 0 ? -1 : internal_of(z, "zero_param_slice", i, slice);
+    if (slice < 0)
+        zr_fail(&z->err, ZERO_ERR_INVALID, "zero_param_slice: slice %d; expected >= 0", slice);
     return j < 0 ? NULL : param_ptr(z, j);
 }
 
@@ -714,7 +723,9 @@ void *zero_grad_slice(zero_ctx *z, int i, int slice)
 {
     if (check_ctx(z))
         return NULL;
-    int j = internal_of(z, "zero_grad_slice", i, slice);
+    int j = slice < 0 ? -1 : internal_of(z, "zero_grad_slice", i, slice);
+    if (slice < 0)
+        zr_fail(&z->err, ZERO_ERR_INVALID, "zero_grad_slice: slice %d; expected >= 0", slice);
     return j < 0 ? NULL : grad_ptr(z, j);
 }
 
@@ -775,6 +786,8 @@ zero_status zero_grad_ready(zero_ctx *z, int module)
         s = zr_views_ready(z, module);
     if (!s)
         s = z->g.ops->ready(z, module, c);
+    if (!s && z->views.on)
+        zr_views_after_ready(z, module);
     z->times.in_backward_s += zr_now() - t0;
     return s;
 }

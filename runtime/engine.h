@@ -186,6 +186,7 @@ void zr_views_chunk_changed(zero_ctx *z, int c, int gone); /* stage 3: regathere
 void *zr_views_param(zero_ctx *z, int i, void *work);      /* work: the working pointer */
 void *zr_views_grad(zero_ctx *z, int i);
 zero_status zr_views_ready(zero_ctx *z, int module);       /* before the gradient path's ready */
+void zr_views_after_ready(zero_ctx *z, int module);        /* after it succeeded */
 void zr_views_micro_done(zero_ctx *z);
 
 struct zero_ctx {
@@ -216,6 +217,7 @@ struct zero_ctx {
     int *int_slice;          /* [num_tensors] its slice */
     const zero_tensor *src_t;  /* during zero_init: the registered array (configure checks it) */
     int src_n;
+    const struct expansion *src_ex; /* during zero_init: how its slices were split (api.c) */
     zero_status init_pre;    /* during zero_init: a failure found before the ranks could agree
                                 (reading the tensor array); configure reports it, agreed */
     char init_pre_msg[256];
@@ -277,6 +279,8 @@ zero_status zr_agree(zero_ctx *z, zero_status local, const int64_t *words,
 zero_status zr_agree_tensors(zero_ctx *z, zero_status local, const int64_t *words,
                              const char *const *names, const int *kinds, int nwords,
                              const zero_tensor *t, int n);
+/* The registered array's checks before tensors with slices are split (local). */
+zero_status zr_check_registered(zero_ctx *z, const zero_tensor *t, int n);
 /* zero_init's argument checks (local). */
 zero_status zr_check_tensors(zero_ctx *z, zero_ctx **out, const zero_tensor *t, int n);
 uint64_t zr_hash_tensors(const zero_tensor *t, int n);

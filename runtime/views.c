@@ -163,6 +163,11 @@ zero_status zr_views_ready(zero_ctx *z, int module)
 {
     zr_views *v = &z->views;
     int c = z->layout.module_chunk[module];
+    /* stages 2-3: only a module whose pointers were asked for in this micro-step has written a
+     * view (asking for a bucket pointer of another would mark it as asked, and the stale-pointer
+     * check would then refuse it next time) */
+    if (!v->gfull && z->g.module_asked && z->g.module_asked[module] != ZR_ASKED_NOW)
+        return ZERO_OK;
     for (int i = 0; i < z->num_tensors; i++) {
         if (z->tensor_module[i] != module)
             continue;
@@ -178,9 +183,15 @@ zero_status zr_views_ready(zero_ctx *z, int module)
         zr_dev_add(&z->dev, work, z->dtype, view, ZERO_DTYPE_FP32, p->numel);
         zr_dev_zero(&z->dev, view, p->numel * sizeof(float));
     }
+    return ZERO_OK;
+}
+
+void zr_views_after_ready(zero_ctx *z, int module)
+{
+    zr_views *v = &z->views;
+    int c = z->layout.module_chunk[module];
     if (!v->gfull && c >= 0 && ++v->gready[c] == z->g.chunk_modules[c])
         pool_put(z, &v->gchunk[c]); /* the chunk's backward is done */
-    return ZERO_OK;
 }
 
 void zr_views_micro_done(zero_ctx *z)

@@ -306,6 +306,67 @@ int main(int argc, char **argv)
         if (z)
             zero_finalize(z);
     }
+    /* registrations refused on the registered array, before slices are split */
+    for (int c = 0; c < 3; c++) {
+        reg g;
+        make_reg(&g, REG_S, 0);
+        const char *want = c == 0 ? "name is NULL" : c == 1 ? "registered twice" : "init_fn";
+        if (c == 0)
+            g.t[1].name = NULL;
+        if (c == 1)
+            g.t[3].name = "A"; /* the head named like the sliced tensor */
+        if (c == 2) {
+            g.t[1].init_fn = init_keyed; /* and init_a */
+            g.t[1].init_user = &which_a;
+        }
+        zero_config cfg;
+        zero_config_init(&cfg);
+        cfg.device = ZERO_DEVICE_HOST;
+        zero_ctx *z = NULL;
+        zero_status s = zero_init(&z, &cfg, g.t, g.n);
+        EXPECT(s == ZERO_ERR_INVALID && strstr(zero_init_error(), want),
+               "case %d: %s: %s (expected \"%s\")", c, zero_status_string(s), zero_init_error(),
+               want);
+        if (z)
+            zero_finalize(z);
+    }
+    /* slice -1 is not a slice; fp32 views with a module whose gradient is never asked for */
+    {
+        reg g;
+        make_reg(&g, REG_S, 0);
+        zero_config cfg;
+        zero_config_init(&cfg);
+        cfg.device = ZERO_DEVICE_HOST;
+        cfg.stage = 2;
+        cfg.dtype = ZERO_DTYPE_BF16;
+        cfg.fp32_views = 1; /* one chunk for the whole model: modules share a view */
+        zero_ctx *z = NULL;
+        EXPECT(zero_init(&z, &cfg, g.t, g.n) == ZERO_OK, "zero_init: %s", zero_init_error());
+        if (z) {
+            EXPECT(zero_param_slice(z, 0, -1) == NULL, "zero_param_slice(0, -1) is not NULL");
+            int ok = 1;
+            for (int step = 0; step < 3 && ok; step++) {
+                for (int m = zero_num_modules(z) - 1; m >= 0 && ok; m--) {
+                    if (m == 0) { /* the embedding: never asked for (zeros) */
+                        ok &= zero_grad_ready(z, 0) == ZERO_OK;
+                        continue;
+                    }
+                    piece pc[4];
+                    int np = module_pieces(z, REG_S, m, 1, pc);
+                    for (int q = 0; q < np && ok; q++) {
+                        float *gp = pc[q].p;
+                        ok &= gp != NULL;
+                        for (size_t e = 0; ok && e < pc[q].n; e++)
+                            gp[e] += 0.01f;
+                    }
+                    ok &= zero_grad_ready(z, m) == ZERO_OK;
+                }
+                ok &= zero_step(z) == ZERO_OK;
+            }
+            EXPECT(ok, "fp32 views with a module never asked for: %s", zero_last_error(z));
+            zero_finalize(z);
+        }
+    }
     int all = 0;
     MPI_Allreduce(&failures, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0)
