@@ -176,7 +176,10 @@ typedef struct zero_config {
                                   Costs device memory under "buffers": stages 0-2 an fp32 copy of
                                   the parameters (4 bytes per parameter), stages 0-1 an fp32
                                   gradient (4 more); stage 3 one fp32 chunk per gathered chunk and
-                                  per chunk in backward. No effect at fp32. Program only. */
+                                  per chunk in backward. No effect at fp32. A module's fp32
+                                  gradient reaches libzero only through its zero_grad_ready (a
+                                  module never reported ready contributes nothing; without views
+                                  its buffer would still be reduced). Program only. */
 } zero_config;
 
 #define ZERO_CONFIG_INIT                                                                       \
@@ -225,7 +228,8 @@ typedef struct zero_tensor {
     int no_decay;           /* non-zero: weight decay is not applied (biases, norms) */
     /* ---- config version 3 ---- */
     int group;              /* parameter group (zero_config.groups), default 0 */
-    zero_init_fn init_fn;   /* with init NULL: the initial values, per rank and per piece */
+    zero_init_fn init_fn;   /* instead of init (not both: ZERO_ERR_INVALID): the initial
+                               values, per rank and per piece */
     void *init_user;        /* passed to init_fn */
     int slices;             /* 0 or 1: the tensor is in `module`. L >= 2: a stacked (L, ...)
                                tensor of L equal slices along its first dimension (numel and
