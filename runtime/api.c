@@ -528,7 +528,7 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     /* host bytes libzero held during zero_init, peak: the offloaded state, the device's when the
      * device is host memory, and the initial values' buffers (allocated after the state) */
     z->host_init_peak = z->init_transient_peak + z->host.peak_total +
-                        (!strncmp(z->dev.ops->name, "host", 4) ? z->dev.peak_total : 0);
+                        (zr_dev_is_host(&z->dev) ? z->dev.peak_total : 0);
     zr_scaler_init(&z->scaler, &z->set.cfg, z->dtype);
     z->last.loss_scale = z->scaler.scale;
     z->t_init_done = zr_now();

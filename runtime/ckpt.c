@@ -41,8 +41,6 @@
 
 enum { ZR_PATH = 4096 };
 
-static int sync_unsupported(int err) { return err == EINVAL || err == ENOTSUP || err == ENOSYS; }
-
 static int fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -51,7 +49,7 @@ static int fsync_dir(const char *dir)
     int r = fsync(fd);
     int err = errno;
     close(fd);
-    if (r != 0 && !sync_unsupported(err)) {
+    if (r != 0 && !zr_sync_unsupported(err)) {
         errno = err;
         return -1;
     }
@@ -78,7 +76,7 @@ static int write_new_file(const char *path, const void *p, size_t n)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    int ok = write_all(fd, p, n) == 0 && (fsync(fd) == 0 || sync_unsupported(errno));
+    int ok = write_all(fd, p, n) == 0 && (fsync(fd) == 0 || zr_sync_unsupported(errno));
     int err = errno;
     if (close(fd) != 0 && ok) {
         ok = 0;
@@ -414,7 +412,7 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
         ok = 0;
         err = errno;
     }
-    if (ok && fsync(w.fd) != 0 && !sync_unsupported(errno)) {
+    if (ok && fsync(w.fd) != 0 && !zr_sync_unsupported(errno)) {
         ok = 0;
         err = errno;
     }
@@ -604,7 +602,7 @@ static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const 
     int exists = lstat(p, &st) == 0;
     if (exists) {
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_EXCHANGE) != 0) {
-            if (!sync_unsupported(errno))
+            if (!zr_sync_unsupported(errno))
                 return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
                                strerror(errno));
             /* no atomic exchange on this file system: the old one is moved away first */
@@ -797,16 +795,6 @@ zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t use
 
 /* ---- load ------------------------------------------------------------------------------------ */
 
-typedef struct name_ix {
-    const char *name;
-    int i;
-} name_ix;
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
-}
-
 static void shape_text(int ndim, const int64_t *shape, uint64_t numel, char *buf, size_t n)
 {
     if (ndim == 0) {
@@ -826,17 +814,17 @@ static void shape_text(int ndim, const int64_t *shape, uint64_t numel, char *buf
 static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *where, int *map)
 {
     int n = m->num_tensors;
-    name_ix *ix = malloc((size_t)n * sizeof *ix);
+    zc_name_ix *ix = malloc((size_t)n * sizeof *ix);
     if (!ix)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
     for (int j = 0; j < n; j++)
-        ix[j] = (name_ix){m->tensors[j].name, j};
-    qsort(ix, (size_t)n, sizeof *ix, name_cmp);
+        ix[j] = (zc_name_ix){m->tensors[j].name, j};
+    qsort(ix, (size_t)n, sizeof *ix, zc_name_cmp);
     zero_status s = ZERO_OK;
     int found = 0;
     for (int i = 0; i < pub_count(z) && !s; i++) {
-        name_ix key = {pub_meta(z, i)->name, 0};
-        name_ix *hit = bsearch(&key, ix, (size_t)n, sizeof *ix, name_cmp);
+        zc_name_ix key = {pub_meta(z, i)->name, 0};
+        zc_name_ix *hit = bsearch(&key, ix, (size_t)n, sizeof *ix, zc_name_cmp);
         if (!hit) {
             s = zr_fail(&z->err, ZERO_ERR_INVALID,
                         "zero_load: checkpoint %s has no tensor \"%s\" (registered as tensor %d); "
@@ -864,16 +852,16 @@ static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *
     }
     if (!s && found != n) {
         /* an extra tensor: the first of the checkpoint's that no registered name matched */
-        name_ix *reg = malloc((size_t)pub_count(z) * sizeof *reg);
+        zc_name_ix *reg = malloc((size_t)pub_count(z) * sizeof *reg);
         if (!reg)
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_load: out of host memory");
         for (int i = 0; reg && i < pub_count(z); i++)
-            reg[i] = (name_ix){pub_meta(z, i)->name, i};
+            reg[i] = (zc_name_ix){pub_meta(z, i)->name, i};
         if (reg)
-            qsort(reg, (size_t)pub_count(z), sizeof *reg, name_cmp);
+            qsort(reg, (size_t)pub_count(z), sizeof *reg, zc_name_cmp);
         for (int j = 0; reg && j < n && !s; j++) {
-            name_ix key = {m->tensors[j].name, 0};
-            if (!bsearch(&key, reg, (size_t)pub_count(z), sizeof *reg, name_cmp))
+            zc_name_ix key = {m->tensors[j].name, 0};
+            if (!bsearch(&key, reg, (size_t)pub_count(z), sizeof *reg, zc_name_cmp))
                 s = zr_fail(&z->err, ZERO_ERR_INVALID,
                             "zero_load: checkpoint %s has tensor \"%s\", which is not "
                             "registered (%d tensors there, %d registered)",
@@ -884,9 +872,6 @@ static zero_status match_tensors(zero_ctx *z, const zc_manifest *m, const char *
     free(ix);
     return s;
 }
-
-/* Whether a device's memory is host memory the reader may write directly. */
-static int host_memory(const zr_device *d) { return !strncmp(d->ops->name, "host", 4); }
 
 enum { ZR_LOAD_PIECE = 1 << 22 }; /* elements per read through the bounce buffers */
 
@@ -1096,9 +1081,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
             s = zr_fail(&z->err, s, "zero_load: %s", e2.msg);
         lp.map = map;
         lp.A = A;
-        lp.direct = host_memory(&z->dev) &&
-                    host_memory(z->offload_opt ? &z->host : &z->dev) &&
-                    host_memory(z->offload_param ? &z->host : &z->dev);
+        lp.direct = zr_dev_is_host(&z->dev) &&
+                    zr_dev_is_host(z->offload_opt ? &z->host : &z->dev) &&
+                    zr_dev_is_host(z->offload_param ? &z->host : &z->dev);
     }
     double t1 = zr_now();
     if (!s) /* pass 1: every block this rank needs, read and verified; nothing changes */

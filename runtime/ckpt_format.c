@@ -264,14 +264,9 @@ static int slice_cmp(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-typedef struct name_ix {
-    const char *name;
-    int i;
-} name_ix;
-
-static int name_cmp(const void *a, const void *b)
+int zc_name_cmp(const void *a, const void *b)
 {
-    return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
+    return strcmp(((const zc_name_ix *)a)->name, ((const zc_name_ix *)b)->name);
 }
 
 static void parse_tensors(parse_ctx *p, zc_manifest *m, json_t *arr)
@@ -327,14 +322,14 @@ static void parse_tensors(parse_ctx *p, zc_manifest *m, json_t *arr)
     }
     if (p->s)
         return;
-    name_ix *ix = malloc(n * sizeof *ix);
+    zc_name_ix *ix = malloc(n * sizeof *ix);
     if (!ix) {
         p->s = zr_error_set(p->e, ZERO_ERR_SYSTEM, "out of host memory reading a manifest");
         return;
     }
     for (size_t i = 0; i < n; i++)
-        ix[i] = (name_ix){m->tensors[i].name, (int)i};
-    qsort(ix, n, sizeof *ix, name_cmp);
+        ix[i] = (zc_name_ix){m->tensors[i].name, (int)i};
+    qsort(ix, n, sizeof *ix, zc_name_cmp);
     for (size_t i = 1; i < n && !p->s; i++)
         if (!strcmp(ix[i].name, ix[i - 1].name))
             bad(p, "the tensor name \"%s\" appears twice%s", ix[i].name, NULL);

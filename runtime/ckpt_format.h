@@ -111,6 +111,14 @@ zero_status zc_manifest_parse(zc_manifest *m, const char *json, size_t len, cons
  * slices need not be sorted. config_json, when not NULL, must be a JSON object. */
 char *zc_manifest_dump(const zc_manifest *m, size_t *len);
 void zc_manifest_free(zc_manifest *m);
+/* A name and its index, ordered by name (qsort / bsearch with zc_name_cmp): the manifest's
+ * duplicate check and zero_load's matching of tensors by name. */
+typedef struct zc_name_ix {
+    const char *name;
+    int i;
+} zc_name_ix;
+int zc_name_cmp(const void *a, const void *b);
+
 /* Index of the tensor named `name`, or -1. */
 int zc_find_tensor(const zc_manifest *m, const char *name);
 

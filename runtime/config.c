@@ -687,26 +687,32 @@ static size_t zr_type_size(const zr_var *v) {
     return 0;
 }
 
-/* A field's value as text (the JSON form, without quotes). */
-static void zr_field_text(const zr_settings *s, const zr_var *v, char *buf, size_t n) {
+/* A field's value as text: for a log line (words bare, sizes "N bytes") or, json, as a JSON value
+ * (words quoted, sizes bare, no value for paths and subsystem masks: null). */
+static void zr_field_text(const zr_settings *s, const zr_var *v, char *buf, size_t n, int json) {
     const void *p = zr_cslot(s, v);
+    const char *q = json ? "\"" : "";
     switch (v->type) {
     case ZR_T_INT: snprintf(buf, n, "%d", *(const int *)p); return;
-    case ZR_T_ENUM: snprintf(buf, n, "%s", zr_word_name(v->words, *(const int *)p)); return;
+    case ZR_T_ENUM:
+        snprintf(buf, n, "%s%s%s", q, zr_word_name(v->words, *(const int *)p), q);
+        return;
     case ZR_T_INTWORD: {
         int x = *(const int *)p;
         const zr_word *w = v->words;
         while (w->word && w->value != x) w++;
         if (w->word)
-            snprintf(buf, n, "%s", w->word);
+            snprintf(buf, n, "%s%s%s", q, w->word, q);
         else
             snprintf(buf, n, "%d", x);
         return;
     }
-    case ZR_T_SIZE: snprintf(buf, n, "%llu bytes", (unsigned long long)*(const size_t *)p); return;
+    case ZR_T_SIZE:
+        snprintf(buf, n, "%llu%s", (unsigned long long)*(const size_t *)p, json ? "" : " bytes");
+        return;
     case ZR_T_SCALE:
         if (*(const float *)p == 0.0f) {
-            snprintf(buf, n, "dynamic");
+            snprintf(buf, n, "%sdynamic%s", q, q);
             return;
         }
         /* fall through */
@@ -714,7 +720,7 @@ static void zr_field_text(const zr_settings *s, const zr_var *v, char *buf, size
     case ZR_T_SUBSYS:
     case ZR_T_PATH: break;
     }
-    snprintf(buf, n, "?");
+    snprintf(buf, n, "%s", json ? "null" : "?");
 }
 
 void zero_config_init_sized(zero_config *cfg, size_t struct_size) {
@@ -821,7 +827,7 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
         /* a value the program chose (not the default) that the environment replaces */
         char prog[64] = "";
         if (v->field && memcmp(zr_cslot(out, v), zr_cslot(&defaults, v), zr_type_size(v)) != 0)
-            zr_field_text(out, v, prog, sizeof prog);
+            zr_field_text(out, v, prog, sizeof prog, 0);
         zero_status st = zr_apply(v, text, out, e);
         if (st != ZERO_OK) return st;
         if (result->num_applied < ZR_MAX_APPLIED) {
@@ -980,37 +986,10 @@ void zr_config_write_json(const zr_settings *s, FILE *f) {
     for (int i = 0; i < ZR_NUM_VARS; i++) {
         const zr_var *v = &zr_vars[i];
         if (!v->field) continue;
-        const void *p = zr_cslot(s, v);
-        char num[64];
-        fprintf(f, "%s\"%s\": ", first ? "" : ", ", v->field);
+        char value[128];
+        zr_field_text(s, v, value, sizeof value, 1);
+        fprintf(f, "%s\"%s\": %s", first ? "" : ", ", v->field, value);
         first = 0;
-        switch (v->type) {
-        case ZR_T_INT: fprintf(f, "%d", *(const int *)p); break;
-        case ZR_T_ENUM: fprintf(f, "\"%s\"", zr_word_name(v->words, *(const int *)p)); break;
-        case ZR_T_INTWORD: {
-            int x = *(const int *)p;
-            const zr_word *w = v->words;
-            while (w->word && w->value != x) w++;
-            if (w->word)
-                fprintf(f, "\"%s\"", w->word);
-            else
-                fprintf(f, "%d", x);
-            break;
-        }
-        case ZR_T_SIZE: fprintf(f, "%llu", (unsigned long long)*(const size_t *)p); break;
-        case ZR_T_SCALE:
-            if (*(const float *)p == 0.0f) {
-                fputs("\"dynamic\"", f);
-                break;
-            }
-            /* fall through */
-        case ZR_T_FLOAT:
-            zr_format_float(num, sizeof num, *(const float *)p);
-            fputs(num, f);
-            break;
-        case ZR_T_SUBSYS:
-        case ZR_T_PATH: fputs("null", f); break;
-        }
     }
     fputc('}', f);
 }

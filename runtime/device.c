@@ -13,6 +13,11 @@
 static const char *const label_names[ZERO_MEM_NUM_LABELS] = {"params", "grads", "optimizer",
                                                              "buffers"};
 
+int zr_dev_is_host(const zr_device *dev)
+{
+    return dev->ops && !strncmp(dev->ops->name, "host", 4);
+}
+
 const char *zr_mem_label_name(zero_mem_label label)
 {
     return (unsigned)label < ZERO_MEM_NUM_LABELS ? label_names[label] : "?";

@@ -113,6 +113,10 @@ void zr_device_destroy(zr_device *dev);
 
 const char *zr_mem_label_name(zero_mem_label label);
 
+/* Whether the device's memory is host memory the CPU may read and write directly (the host and
+ * host-numa backends). */
+int zr_dev_is_host(const zr_device *dev);
+
 /* The engine's element-wise work on device memory, through the backend. */
 void zr_dev_copy(zr_device *dev, void *dst, const void *src, size_t bytes);
 void zr_dev_zero(zr_device *dev, void *dst, size_t bytes);

@@ -369,6 +369,10 @@ typedef zero_status (*zr_fill_fn)(zero_ctx *z, FILE *f, void *arg);
 zero_status zr_write_rank0_file(zero_ctx *z, const char *what, const char *path,
                                 zr_fill_fn fill, void *arg);
 
+/* An fsync errno that means "this file system cannot sync" (EINVAL, ENOTSUP, ENOSYS): not an
+ * error for the writers of io.c and ckpt.c. */
+int zr_sync_unsupported(int err);
+
 /* Rank 0's status and message, for every rank (rank 0 returns its own). Collective. */
 zero_status zr_rank0_verdict(zero_ctx *z, zero_status s, const char *what);
 

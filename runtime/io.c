@@ -232,8 +232,8 @@ static void out_abort(zr_out *o)
     unlink(o->tmp);
 }
 
-/* A file system that cannot sync (some FUSE and network ones) is not a write error. */
-static int sync_unsupported(int err) { return err == EINVAL || err == ENOTSUP || err == ENOSYS; }
+/* (engine.h) A file system that cannot sync (some FUSE and network ones) is not a write error. */
+int zr_sync_unsupported(int err) { return err == EINVAL || err == ENOTSUP || err == ENOSYS; }
 
 /* Flushes, syncs and closes the temporary file and renames it over the target; the directory is
  * synced so the rename lasts. On failure the temporary file is removed and the target is as it
@@ -250,7 +250,7 @@ static zero_status out_commit(zr_error *e, const char *what, zr_out *o)
     } else if (fflush(f) != 0) {
         step = "writing";
         err = errno;
-    } else if (fsync(fileno(f)) != 0 && !sync_unsupported(errno)) {
+    } else if (fsync(fileno(f)) != 0 && !zr_sync_unsupported(errno)) {
         step = "syncing";
         err = errno;
     }
@@ -270,7 +270,7 @@ static zero_status out_commit(zr_error *e, const char *what, zr_out *o)
     }
     int dfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
-        if (fsync(dfd) != 0 && !sync_unsupported(errno))
+        if (fsync(dfd) != 0 && !zr_sync_unsupported(errno))
             ZR_WARN(ZR_SUB_INIT, "%s: %s is written but syncing its directory %s failed: %s",
                     what, o->target, o->dir, strerror(errno));
         close(dfd);

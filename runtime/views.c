@@ -14,12 +14,10 @@
 #include "runtime/engine.h"
 #include "util/log.h"
 
-static int host_memory(const zr_device *d) { return d->ops && !strncmp(d->ops->name, "host", 4); }
-
 /* fp32 dst = src (working), n elements, on the device. */
 static void to_fp32(zero_ctx *z, float *dst, const void *src, size_t n)
 {
-    if (host_memory(&z->dev)) {
+    if (zr_dev_is_host(&z->dev)) {
         zk_cast(dst, ZERO_DTYPE_FP32, src, z->dtype, n);
         return;
     }
