@@ -523,6 +523,129 @@ ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user,
 ZERO_API zero_status zero_load(zero_ctx *ctx, const char *path, void *user, size_t user_cap,
                                size_t *user_len);
 
+/* ---- data: a distributed, prefetching token loader (docs/DATA.md) -----------------------------
+ * An optional part of libzero (a model may feed itself): it streams (B, T+1) token windows out of
+ * token files to every rank. Files: llm.c's token files (a 256 x int32 header: magic 20240520,
+ * version 1, token count; then uint16 tokens), the 32-bit version (version 2: uint32 tokens, for
+ * vocabularies above 65,535; llm.c's magic 20240801 version 7 is read as the same), or any other
+ * file as bytes (each byte one token, 0..255; see zero_data_format).
+ * Windows: a file of N tokens holds (N - 1) / T windows, window w being tokens [w T, w T + T]
+ * (consecutive windows share one token, as llm.c reads). An epoch is every window of every file
+ * once; with shuffle the file order and the window order inside each file are permuted per epoch
+ * (seeded by seed and epoch; the same at every world size); without it, both are in order.
+ * Batches: call k takes the global windows [k G, (k+1) G) of the endless epoch-after-epoch
+ * stream, G = B x world size; rank r gets rows [r B, (r+1) B) of them. So the union over the ranks
+ * of one global batch does not depend on the world size, only on G: np 4 with B sees what np 1
+ * with 4 B sees. A background thread prepares the next ZERO_DATA_PREFETCH batches (default 2)
+ * into a ring of buffers while the model trains on the current one. */
+
+typedef struct zero_data zero_data;
+
+/* How a file's bytes are read. */
+typedef enum zero_data_format {
+    ZERO_DATA_AUTO = 0,   /* a token file where its header has the magic; any other file is
+                             bytes, except one whose name ends in ".bin", which must be a token
+                             file (so a damaged header is an error, not text) */
+    ZERO_DATA_TOKENS = 1, /* every file must be a token file */
+    ZERO_DATA_BYTES = 2   /* every file is bytes, header or not */
+} zero_data_format;
+
+typedef struct zero_data_config {
+    size_t struct_size;       /* sizeof(zero_data_config): ZERO_DATA_CONFIG_INIT sets it */
+    const char *files;        /* the files: a glob pattern (sorted by name), or several patterns
+                                 or paths separated by ',' (in that order); each must match */
+    int batch;                /* B: sequences per rank per call, >= 1 */
+    int seq;                  /* T: tokens per sequence (a window holds T + 1), >= 1 */
+    uint64_t seed;            /* of the shuffle */
+    int shuffle;              /* 1 (default): permute files and windows per epoch; 0: in order */
+    int64_t vocab;            /* every token must be < vocab (0 = only the format's range) */
+    zero_data_format format;
+    int prefetch;             /* batches prepared ahead: -1 (default) = ZERO_DATA_PREFETCH;
+                                 0 = each call reads its batch itself */
+    int verify;               /* -1 (default) = ZERO_DATA_VERIFY; 1 = every token is checked
+                                 against vocab at open (the ranks split the work); 0 = tokens are
+                                 checked as they are read */
+    double delay_ms;          /* an artificial delay per batch in the loader (benchmarks);
+                                 < 0 (default) = ZERO_DATA_DELAY_MS */
+    const char *name;         /* this loader's name in messages and the report ("train",
+                                 "val"); NULL = "data" */
+} zero_data_config;
+
+#define ZERO_DATA_CONFIG_INIT                                                                     \
+    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL}
+
+/* One batch of this rank: row b (b < batch) of inputs is window b's tokens 0..T-1, of targets its
+ * tokens 1..T. The pointers stay valid until the next zero_data_next or zero_data_seek on the
+ * loader, or its zero_data_close. */
+typedef struct zero_batch {
+    const int32_t *inputs;      /* [batch x seq], host memory */
+    const int32_t *targets;     /* [batch x seq], host memory */
+    const int32_t *dev_inputs;  /* the same in device memory: on the cuda backend copied on
+                                   libzero's copy stream, ordered before its compute stream
+                                   (zero_compute_stream); on the host backend = inputs */
+    const int32_t *dev_targets;
+    int batch, seq;
+    int64_t index;              /* which global batch (0 = the first since position 0) */
+    int64_t epoch;              /* epoch of this rank's first row */
+    uint64_t first_window;      /* global window index of this rank's first row */
+} zero_batch;
+
+/* Where a loader stands, for a checkpoint's user blob: the windows that every rank together has
+ * consumed, and a fingerprint of what they were counted in (the files' names and token counts,
+ * seq, seed, shuffle, format). */
+typedef struct zero_data_pos {
+    uint64_t windows;
+    uint64_t fingerprint;
+} zero_data_pos;
+
+typedef struct zero_data_info {
+    int files;
+    int token_bytes;            /* widest token of the files: 1 (bytes), 2 or 4 */
+    int64_t tokens;             /* in all files */
+    int64_t windows;            /* per epoch */
+    int64_t max_token;          /* largest token seen by a verify scan (all ranks), else -1 */
+    int prefetch;               /* batches prepared ahead */
+    const char *io;             /* "mmap" or "pread" (ZERO_DATA_IO) */
+    int64_t batches;            /* zero_data_next calls served on this rank */
+    uint64_t bytes_read;        /* token bytes this rank read */
+    double wait_s;              /* seconds zero_data_next waited for a batch on this rank */
+    double busy_s;              /* seconds the loader spent preparing batches on this rank */
+} zero_data_info;
+
+/* Opens a loader on the context's ranks: finds and checks every file (magic, version, a token
+ * count that matches the file size, at least one window of seq + 1 tokens), checks the ranks
+ * agree on the files and the settings and, when verify is on, that every token is < vocab.
+ * Collective, blocking. On any failure every rank returns the same status and nothing stays open:
+ * ZERO_ERR_INVALID for bad settings, an empty file list, a pattern that matches nothing, a file
+ * of the wrong format or too short, a token >= vocab (the message names the file, the token and
+ * its offset), or ranks that see different files; ZERO_ERR_IO for a file that cannot be read;
+ * ZERO_ERR_STATE after zero_finalize. Several loaders may be open at once (training and
+ * validation). The message is zero_last_error(ctx). */
+ZERO_API zero_status zero_data_open(zero_ctx *ctx, const zero_data_config *cfg, zero_data **data);
+
+/* This rank's next batch into *batch. Collective (the ranks agree that every rank's batch is
+ * good), blocking until the batch is ready. ZERO_ERR_INVALID (a token >= vocab, naming the file
+ * and offset) or ZERO_ERR_IO (a read failed, or a file changed size) on every rank when any rank
+ * failed; the loader is then still positioned at the failed batch. */
+ZERO_API zero_status zero_data_next(zero_data *data, zero_batch *batch);
+
+/* Where the loader stands: the position after the last batch zero_data_next returned. Local. */
+ZERO_API zero_status zero_data_tell(const zero_data *data, zero_data_pos *pos);
+
+/* Goes to a position (from zero_data_tell, possibly of a run at another world size or batch
+ * size); the next batch starts at its window. Collective. ZERO_ERR_INVALID when the position's
+ * fingerprint is not this loader's (other files, seq, seed, shuffle or format) or ranks ask for
+ * different positions; nothing changes then. */
+ZERO_API zero_status zero_data_seek(zero_data *data, const zero_data_pos *pos);
+
+/* What the loader serves and its counters on this rank. Local. */
+ZERO_API zero_status zero_data_get_info(const zero_data *data, zero_data_info *info);
+
+/* Stops the loader's thread and frees it; its counters go into the report (docs/REPORT.md,
+ * "data"). Local. NULL is a no-op. zero_finalize closes the loaders still open (their handles
+ * then only accept zero_data_close). */
+ZERO_API zero_status zero_data_close(zero_data *data);
+
 /* Hash of the full fp32 master parameters in registration order: equal whenever the values are
  * equal, whatever the stage or world size. Collective, blocking. */
 ZERO_API zero_status zero_param_digest(zero_ctx *ctx, uint64_t *digest);

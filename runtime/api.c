@@ -27,6 +27,7 @@ static void destroy(zero_ctx *z)
 {
     if (!z)
         return;
+    zr_data_detach_all(z);
     /* After a collective failed or timed out, MPI may still write into the buffers it was
      * given (a collective cannot be cancelled): the model state, buckets and gather buffers are
      * then left allocated rather than handed back to the allocator under MPI's feet. The
@@ -915,6 +916,7 @@ zero_status zero_finalize(zero_ctx *z)
                  "zero_finalize: not a live context (finalized already?); nothing done");
         return ZERO_ERR_STATE;
     }
+    zr_data_detach_all(z); /* the loaders' threads stop; their counters go to the report */
     z->t_end = zr_now();
     z->round_trips = z->comm.round_trips;
     /* every rank finalizes at the same point, after the same steps and collectives */

@@ -68,6 +68,12 @@ static const zr_word zr_offload_words[] = {
     {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {NULL, 0}};
 static const zr_word zr_numa_words[] = {
     {"auto", ZERO_NUMA_AUTO}, {"off", ZERO_NUMA_OFF}, {NULL, 0}};
+static const zr_word zr_data_verify_words[] = {{"auto", ZR_DATA_VERIFY_AUTO},
+                                               {"off", ZR_DATA_VERIFY_OFF},
+                                               {"on", ZR_DATA_VERIFY_ON},
+                                               {NULL, 0}};
+static const zr_word zr_data_io_words[] = {
+    {"mmap", ZR_DATA_IO_MMAP}, {"pread", ZR_DATA_IO_PREAD}, {NULL, 0}};
 static const zr_word zr_level_words[] = {{"NONE", ZR_LOG_NONE},
                                          {"WARN", ZR_LOG_WARN},
                                          {"INFO", ZR_LOG_INFO},
@@ -166,6 +172,23 @@ static const zr_var zr_vars[] = {
      "zero_save keeps the newest K checkpoints (step-* directories) of its directory and removes "
      "older ones after a save has committed; 0 = keep all",
      .ilo = 0, .ihi = 1000000},
+    {"ZERO_DATA_PREFETCH", ZR_T_INT, ENV_ONLY(data_prefetch), "2", "an integer from 0 to 64",
+     "per rank: batches a data loader (zero_data_open) prepares ahead on its thread while the "
+     "model trains; 0 = each zero_data_next reads its batch itself",
+     .ilo = 0, .ihi = 64, .per_rank = 1},
+    {"ZERO_DATA_VERIFY", ZR_T_ENUM, ENV_ONLY(data_verify), "auto", "one of auto off on",
+     "whether zero_data_open checks every token against the vocabulary before training (the "
+     "ranks split the files): on, off (tokens are checked as they are read), auto (on when the "
+     "files hold at most 1 GiB)",
+     .words = zr_data_verify_words},
+    {"ZERO_DATA_IO", ZR_T_ENUM, ENV_ONLY(data_io), "mmap", "one of mmap pread",
+     "per rank: how a data loader reads token files: a read-only memory map, or pread into a "
+     "buffer (zero-bench-data measures both)",
+     .words = zr_data_io_words, .per_rank = 1},
+    {"ZERO_DATA_DELAY_MS", ZR_T_FLOAT, ENV_ONLY(data_delay_ms), "0", "a number from 0 to 60000",
+     "per rank: an artificial delay in milliseconds per batch in the data loader, to show "
+     "prefetching hide a slow input pipeline (zero-bench-data); 0 = none",
+     .flo = 0, .fhi = 60000, .per_rank = 1},
     {"ZERO_DEBUG", ZR_T_ENUM, ENV_ONLY(log_level), "WARN", "one of NONE WARN INFO TRACE",
      "log level; INFO also logs every value taken from the environment", .words = zr_level_words},
     {"ZERO_DEBUG_SUBSYS", ZR_T_SUBSYS, ENV_ONLY(log_mask), "ALL",
@@ -787,6 +810,10 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
     zr_config_from_program(&defaults.cfg, NULL, NULL);
     out->log_level = ZR_LOG_WARN;
     out->log_mask = ZR_SUB_ALL;
+    out->data_prefetch = 2; /* the ZERO_DATA_* defaults of the table */
+    out->data_verify = ZR_DATA_VERIFY_AUTO;
+    out->data_io = ZR_DATA_IO_MMAP;
+    out->data_delay_ms = 0.0f;
 
     zr_scan_unknown(environ_names, result);
 

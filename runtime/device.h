@@ -28,8 +28,9 @@ enum {
     ZR_DEV_CAP_PINNING = 1u << 1,    /* host_register page-locks host memory for such copies */
 };
 
-/* Timed copy slots of copy_timed (the offload pipeline's double-buffered staging). */
-enum { ZR_COPY_SLOTS = 4 };
+/* Timed copy slots of copy_timed: 0..ZR_COPY_SLOTS_OFFLOAD-1 the offload pipeline's
+ * double-buffered staging, the others the data loaders' batches (data.c, two per loader). */
+enum { ZR_COPY_SLOTS_OFFLOAD = 4, ZR_COPY_SLOTS = 12 };
 
 /* Everything the engine asks of a device, as one table (a backend fills every member; the
  * zr_dev_* functions below are the only callers). Members that return void cannot fail in a way

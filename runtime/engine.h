@@ -189,6 +189,27 @@ zero_status zr_views_ready(zero_ctx *z, int module);       /* before the gradien
 void zr_views_after_ready(zero_ctx *z, int module);        /* after it succeeded */
 void zr_views_micro_done(zero_ctx *z);
 
+/* ---- data.c: the token loaders (zero_data_*) ----------------------------------------------- */
+/* What the loaders of a context did on this rank, summed over the loaders closed so far (the
+ * report's "data" section). */
+typedef struct zr_data_totals {
+    int loaders;             /* opened */
+    int prefetch;            /* the largest prefetch depth among them */
+    int io;                  /* enum zr_data_io of the last one opened */
+    int64_t batches;         /* zero_data_next calls served */
+    uint64_t bytes;          /* token bytes read */
+    uint64_t tokens;         /* tokens handed out (inputs) */
+    double wait_s;           /* time zero_data_next waited for its batch */
+    double busy_s;           /* time the loaders spent preparing batches */
+} zr_data_totals;
+
+struct zero_data;
+/* Stops every loader still open on z (its thread, device buffers), adds its counters to
+ * z->data and leaves its handle for zero_data_close only. Local; zero_finalize calls it. */
+void zr_data_detach_all(zero_ctx *z);
+/* z->data with the counters of the loaders still open added. Local. */
+void zr_data_totals_now(const zero_ctx *z, zr_data_totals *out);
+
 struct zero_ctx {
     zr_settings set;
     zr_error err;            /* the last failure: zero_last_error */
@@ -249,6 +270,9 @@ struct zero_ctx {
     double t_end;
     int report_on;           /* rank 0 writes a report at zero_finalize (all ranks take part) */
     int64_t round_trips;     /* host round trips between zero_init and zero_finalize */
+    struct zero_data *data_open; /* the loaders open on this context (data.c), a list */
+    zr_data_totals data;     /* counters of the loaders closed (data.c) */
+    unsigned data_copy_slots; /* copy slots (ZR_COPY_SLOTS) the loaders hold, a bit each */
 };
 
 /* zero_ctx.magic: a live context, and one that was finalized (seen while its memory is not yet

@@ -15,8 +15,9 @@
 /* ---- JSON report ----------------------------------------------------------------------------- */
 
 /* per rank: device params grads optimizer buffers total model_state current_total, then host
- * peak total and host model state peak */
-enum { ZR_RANK_WORDS = 10 };
+ * peak total, host model state peak, host init peak, then the data loaders' wait and busy
+ * times (nanoseconds) */
+enum { ZR_RANK_WORDS = 12 };
 
 /* Every rank's peaks, all-gathered (every rank takes part); *out (world x ZR_RANK_WORDS) is
  * rank 0's to free. */
@@ -35,6 +36,10 @@ static zero_status gather_peaks(zero_ctx *z, int64_t **out)
     mine[7] = (int64_t)z->host.peak_total;
     mine[8] = (int64_t)z->host.model_state_peak;
     mine[9] = (int64_t)z->host_init_peak;
+    zr_data_totals dt;
+    zr_data_totals_now(z, &dt);
+    mine[10] = (int64_t)(dt.wait_s * 1e9);
+    mine[11] = (int64_t)(dt.busy_s * 1e9);
     zero_status s =
         zr_coll_all_gather(&z->hcoll, peaks, ZR_RANK_WORDS, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
     if (s) {
@@ -156,6 +161,26 @@ static void write_header(zero_ctx *z, FILE *f)
             z->prog.skipped, (double)z->scaler.scale);
 }
 
+/* The data loaders (docs/REPORT.md "data"): rank 0's counters; wait and busy times also as
+ * the largest over the ranks (the step waits for the slowest rank). */
+static void write_data(zero_ctx *z, FILE *f, const int64_t *peaks)
+{
+    zr_data_totals dt;
+    zr_data_totals_now(z, &dt);
+    int64_t wmax = 0, bmax = 0;
+    for (int r = 0; r < z->world; r++) {
+        if (peaks[r * ZR_RANK_WORDS + 10] > wmax)
+            wmax = peaks[r * ZR_RANK_WORDS + 10];
+        if (peaks[r * ZR_RANK_WORDS + 11] > bmax)
+            bmax = peaks[r * ZR_RANK_WORDS + 11];
+    }
+    fprintf(f, "  \"data\": {\"loaders\": %d, \"batches\": %" PRId64 ", \"tokens\": %" PRIu64
+               ", \"bytes_read\": %" PRIu64 ", \"wait_s\": %.6f, \"busy_s\": %.6f, "
+               "\"wait_s_max\": %.6f, \"busy_s_max\": %.6f, \"prefetch\": %d, \"io\": \"%s\"},\n",
+            dt.loaders, dt.batches, dt.tokens, dt.bytes, dt.wait_s, dt.busy_s, (double)wmax * 1e-9,
+            (double)bmax * 1e-9, dt.prefetch, dt.io == ZR_DATA_IO_PREAD ? "pread" : "mmap");
+}
+
 typedef struct report_args {
     const int64_t *peaks;
     uint64_t digest;
@@ -168,6 +193,7 @@ static zero_status write_report_body(zero_ctx *z, FILE *f, void *arg)
     write_memory(z, f, a->peaks);
     write_comm(z, f);
     write_times(z, f);
+    write_data(z, f, a->peaks);
     fprintf(f, "  \"param_digest\": \"%016" PRIx64 "\"\n}\n", a->digest);
     return ZERO_OK; /* a write error is found when io.c flushes the file */
 }

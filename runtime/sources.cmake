@@ -19,6 +19,8 @@ list(APPEND ZERO_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/io.c
   ${CMAKE_CURRENT_LIST_DIR}/ckpt_format.c
   ${CMAKE_CURRENT_LIST_DIR}/ckpt.c
+  ${CMAKE_CURRENT_LIST_DIR}/tokfile.c
+  ${CMAKE_CURRENT_LIST_DIR}/data.c
   ${CMAKE_CURRENT_LIST_DIR}/report.c)
 
 # The cuda device backend and the nccl collective backend: CUDA builds only (top CMakeLists.txt

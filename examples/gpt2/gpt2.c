@@ -46,14 +46,15 @@
 
 /* ---- command line ------------------------------------------------------------------------- */
 
-/* The checkpoint's user blob: where the data stream stands (batches are a function of seed,
- * step, micro-step and row), so a resumed run trains on the batches the original would have. */
+/* The checkpoint's user blob: where the data stream stands (the training loader's position), so
+ * a resumed run trains on the batches the original would have, at any world size. */
 typedef struct resume_blob {
     char magic[8];     /* "zerogpt2" */
-    uint32_t version;  /* 1 */
+    uint32_t version;  /* 2 */
     uint32_t layers, heads, dim, seq, batch;
     uint64_t seed;
     int64_t step;      /* optimizer-loop steps completed */
+    uint64_t data_windows, data_fingerprint; /* zero_data_tell of the training loader */
 } resume_blob;
 
 typedef struct options {
@@ -70,7 +71,11 @@ typedef struct options {
     int warmup;              /* learning-rate warmup steps; 0 = none */
     float lr_min;            /* cosine decay's final lr; < 0 = not given (no decay) */
     const char *export_path; /* safetensors file written after training; NULL = none */
-    const char *data_path;   /* training text */
+    const char *data_path;   /* training data: token files or text (a pattern or list) */
+    const char *val_path;    /* validation data; NULL = none */
+    int val_every;           /* validation loss every N steps (and at the end) */
+    int val_batches;         /* batches per validation pass */
+    float data_delay_ms;     /* artificial loader delay per batch; < 0 = ZERO_DATA_DELAY_MS */
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
     int save_every;          /* also every N optimizer steps; 0 = only at the end */
     const char *resume;      /* checkpoint (or checkpoint directory) to continue from */
@@ -82,7 +87,8 @@ typedef struct options {
 static const options default_options = {
     .layers = 2, .heads = 4, .dim = 64, .seq = 64, .batch = 16, .steps = 100, .seed = 1337,
     .lr = 2e-3f, .wd = 0.01f, .eps = 1e-8f, .warmup = 0, .lr_min = -1.0f, .export_path = NULL,
-    .data_path = ZERO_GPT2_CORPUS, .quiet = 0,
+    .data_path = ZERO_GPT2_CORPUS, .val_path = NULL, .val_every = 25, .val_batches = 4,
+    .data_delay_ms = -1.0f, .quiet = 0,
     .gradcheck = 0,
 };
 
@@ -108,8 +114,16 @@ static void usage(FILE *f) {
             "                 the run's last step (resumed step + --steps); without\n"
             "                 --warmup and --lr-min the lr is constant\n"
             "  --lr-min X     final lr of the cosine decay                (default: --lr)\n"
-            "  --data PATH    training text, read as bytes\n"
-            "                 (default %s)\n"
+            "  --data PATTERN training data: token files (zero-tokens; a glob or a comma\n"
+            "                 list; tokens must be < 256) or text files read as bytes,\n"
+            "                 streamed by libzero's loader (default %s)\n"
+            "  --val PATTERN  validation data; its loss is printed every --val-every steps\n"
+            "                 and at the end (evaluation pass, no training)\n"
+            "  --val-every N  steps between validation passes             (default %d)\n"
+            "  --val-batches N batches (of --batch sequences) per pass    (default %d)\n"
+            "  --data-delay-ms D  an artificial delay per batch in the loader (benchmarks;\n"
+            "                 default ZERO_DATA_DELAY_MS); ZERO_DATA_PREFETCH sets how many\n"
+            "                 batches the loader prepares ahead (0: none)\n"
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
             "  --save DIR     write a checkpoint into DIR at the end (zero_save)\n"
             "  --save-every N also every N steps (with --save)\n"
@@ -126,7 +140,8 @@ static void usage(FILE *f) {
             "Gradients are clipped to a global norm of %g (ZERO_CLIP overrides; 0 = off).\n"
             "Exit status: 0 success, 1 failure, 2 bad command line.\n",
             d->layers, d->heads, d->dim, d->seq, d->batch, d->steps, d->seed, (double)d->lr,
-            (double)d->wd, (double)d->eps, d->warmup, d->data_path, (double)GPT2_CLIP);
+            (double)d->wd, (double)d->eps, d->warmup, d->data_path, d->val_every, d->val_batches,
+            (double)GPT2_CLIP);
 }
 
 /* Returns 0 to go on, 1 after --help, 2 on a bad command line (message on stderr). Accepts both
@@ -158,6 +173,14 @@ static int parse_args(int argc, char **argv, options *o) {
             bad = !val || cli_parse_int(val, 0, 1 << 30, &o->warmup);
         else if (!strcmp(name, "--lr-min")) bad = !val || cli_parse_float(val, 0.0f, &o->lr_min);
         else if (!strcmp(name, "--data")) { bad = !val || !*val; o->data_path = val; }
+        else if (!strcmp(name, "--val")) { bad = !val || !*val; o->val_path = val; }
+        else if (!strcmp(name, "--val-every"))
+            bad = !val || cli_parse_int(val, 1, 1 << 30, &o->val_every);
+        else if (!strcmp(name, "--val-batches"))
+            bad = !val || cli_parse_int(val, 1, 1 << 20, &o->val_batches);
+        else if (!strcmp(name, "--data-delay-ms"))
+            bad = !val || cli_parse_float(val, 0.0f, &o->data_delay_ms) ||
+                  !(o->data_delay_ms <= 60000.0f);
         else if (!strcmp(name, "--export")) { bad = !val || !*val; o->export_path = val; }
         else if (!strcmp(name, "--save")) { bad = !val || !*val; o->save_dir = val; }
         else if (!strcmp(name, "--save-every"))
@@ -586,6 +609,109 @@ static int grad_commit(module_map *mm, int m, int count, float *const *g) {
     return 0;
 }
 
+/* Milliseconds the loader's zero_data_next calls have waited so far on this rank. */
+static double data_wait_ms(const zero_data *d) {
+    zero_data_info di;
+    return zero_data_get_info(d, &di) == ZERO_OK ? di.wait_s * 1e3 : 0.0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* libzero: this rank's rows of the next global batch into the activations' token arrays. */
+_Static_assert(sizeof(int) == sizeof(int32_t), "token arrays are int32");
+static zero_status take_batch(zero_data *d, gpt2_acts *acts) {
+    zero_batch b;
+    zero_status s = zero_data_next(d, &b);
+    if (s != ZERO_OK) return s;
+    const size_t n = (size_t)b.batch * (size_t)b.seq;
+    memcpy(acts->tokens, b.inputs, n * sizeof(int32_t));
+    memcpy(acts->targets, b.targets, n * sizeof(int32_t));
+    return ZERO_OK;
+}
+
+static zero_status make_blob(resume_blob *rb, const options *o, const gpt2_config *gc,
+                             const zero_data *train_data, int64_t step) {
+    zero_data_pos pos;
+    zero_status s = zero_data_tell(train_data, &pos);
+    memset(rb, 0, sizeof(*rb));
+    memcpy(rb->magic, "zerogpt2", 8);
+    rb->version = 2;
+    rb->layers = (uint32_t)gc->layers;
+    rb->heads = (uint32_t)gc->heads;
+    rb->dim = (uint32_t)gc->dim;
+    rb->seq = (uint32_t)gc->seq;
+    rb->batch = (uint32_t)o->batch;
+    rb->seed = o->seed;
+    rb->step = step;
+    rb->data_windows = pos.windows;
+    rb->data_fingerprint = pos.fingerprint;
+    return s;
+}
+
+/* The mean loss over `batches` batches of the validation loader, from its start, in an evaluation
+ * pass (libzero: no gradients, stage 3 gathers as in training). Collective. */
+static zero_status validate(zero_ctx *z, zero_data *val, module_map *mm, const model_fns *fns,
+                            gpt2_acts *acts, int batches, double *loss) {
+    const int L = mm->layers, lnf_module = L + 1;
+    zero_data_pos p;
+    double sum = 0.0;
+    zero_status s = zero_data_tell(val, &p);
+    if (s == ZERO_OK && p.windows != 0) { /* every pass from the first validation batch */
+        p.windows = 0;
+        s = zero_data_seek(val, &p);
+    }
+    if (s != ZERO_OK) return s;
+    if ((s = zero_eval_begin(z)) != ZERO_OK) return s;
+#define ECHECK(call)                                                                              \
+    do {                                                                                          \
+        if ((s = (call)) != ZERO_OK) goto out;                                                    \
+    } while (0)
+#define EVIEW(call)                                                                               \
+    do {                                                                                          \
+        if ((call) != 0) {                                                                        \
+            s = ZERO_ERR_STATE;                                                                   \
+            goto out;                                                                             \
+        }                                                                                         \
+    } while (0)
+    for (int k = 0; k < batches; k++) {
+        gpt2_embed emb;
+        gpt2_block blk;
+        gpt2_lnf lnf;
+        ECHECK(take_batch(val, acts));
+        if (mm->gpu) GPU_ONLY(gpt2_cuda_load(acts, acts->tokens, acts->targets));
+        ECHECK(zero_gather(z, 0));
+        EVIEW(param_view(mm, 0, GPT2_EMBED_TENSORS, emb.t));
+        fns->embed_forward(acts, &emb);
+        ECHECK(zero_release(z, 0));
+        for (int l = 0; l < L; l++) {
+            ECHECK(zero_gather(z, l + 1));
+            EVIEW(param_view(mm, l + 1, GPT2_BLOCK_TENSORS, blk.t));
+            fns->block_forward(acts, l, &blk);
+            ECHECK(zero_release(z, l + 1));
+        }
+        ECHECK(zero_gather(z, lnf_module));
+        EVIEW(param_view(mm, lnf_module, GPT2_LNF_TENSORS, lnf.t));
+        fns->lnf_forward(acts, &lnf);
+        ECHECK(zero_release(z, lnf_module));
+        ECHECK(zero_gather(z, 0));
+        EVIEW(param_view(mm, 0, 1, emb.t));
+        sum += fns->head_forward(acts, emb.wte, 1.0f);
+        ECHECK(zero_release(z, 0));
+    }
+#undef ECHECK
+#undef EVIEW
+out:;
+    zero_status e = zero_eval_end(z);
+    if (s == ZERO_OK) s = e;
+    double v = sum;
+    if (s == ZERO_OK) s = zero_allreduce_sum(z, &v, 1);
+    *loss = v / ((double)zero_world_size(z) * (double)batches);
+    return s;
+}
+
 static int train(const options *o) {
     const gpt2_config gc = {.layers = o->layers, .heads = o->heads, .dim = o->dim, .seq = o->seq};
     const int L = gc.layers, num_tensors = gpt2_num_tensors(&gc), lnf_module = L + 1;
@@ -599,29 +725,17 @@ static int train(const options *o) {
     module_map mm;
     const model_fns *fns = &cpu_fns; /* the GPU's on the cuda backend */
     int gpu_failed = 0;              /* a GPU call failed on this rank */
-    unsigned char *text = NULL;
-    size_t text_len = 0;
+    zero_data *train_data = NULL, *val_data = NULL;
+    double *step_ms = NULL; /* [steps] each optimizer step's time, for the summary */
     memset(&model, 0, sizeof(model));
     memset(&acts, 0, sizeof(acts));
     memset(&mm, 0, sizeof(mm));
 
-    /* The data: the whole text, as bytes. Every rank reads it (it is small). */
-    if (!(text = gpt2_read_file(o->data_path, &text_len))) {
-        fprintf(stderr, "zero-gpt2: cannot read %s: %s\n", o->data_path, strerror(errno));
-        return 1;
-    }
-    if (text_len < (size_t)o->seq + 1) {
-        fprintf(stderr, "zero-gpt2: %s has %zu bytes; --seq %d needs at least %d\n", o->data_path,
-                text_len, o->seq, o->seq + 1);
-        free(text);
-        return 2;
-    }
     blas_info_single_threaded_calls();
 
     /* The model as it would be standalone: one flat fp32 array, seeded init. */
     if (gpt2_params_alloc(&model, &gc)) {
         fprintf(stderr, "zero-gpt2: out of memory for %zu parameters\n", gpt2_num_params(&gc));
-        free(text);
         return 1;
     }
     gpt2_params_init(&model, &gc, o->seed);
@@ -674,7 +788,34 @@ static int train(const options *o) {
     }
     /* data parallel: this rank's sequences of the global batch */
     const int rows = o->batch / world;
-    const int64_t row0 = (int64_t)rank * rows;
+
+    /* libzero's loader: each micro-step's global batch of --batch windows of seq + 1 tokens,
+     * rows [rank x rows, (rank + 1) x rows) of it on this rank, prepared ahead on a thread; the
+     * same global batches at every world size. Every file is checked before training starts. */
+    {
+        zero_data_config dc = ZERO_DATA_CONFIG_INIT;
+        dc.files = o->data_path;
+        dc.batch = rows;
+        dc.seq = gc.seq;
+        dc.seed = o->seed;
+        dc.vocab = GPT2_VOCAB;
+        dc.delay_ms = o->data_delay_ms;
+        dc.name = "train";
+        ZCHECK(zero_data_open(z, &dc, &train_data));
+        if (o->val_path) {
+            dc.files = o->val_path;
+            dc.shuffle = 0; /* the same batches at every validation pass */
+            dc.name = "val";
+            dc.delay_ms = 0.0;
+            ZCHECK(zero_data_open(z, &dc, &val_data));
+        }
+    }
+    zero_data_info tinfo;
+    ZCHECK(zero_data_get_info(train_data, &tinfo));
+    if (o->steps > 0 && !(step_ms = calloc((size_t)o->steps, sizeof(*step_ms)))) {
+        fprintf(stderr, "zero-gpt2: out of memory\n");
+        goto fail;
+    }
 
     mm = (module_map){.z = z, .desc = desc, .layers = L, .dtype = rc->dtype};
     int setup_failed = 0; /* on this rank; agreed below */
@@ -737,10 +878,14 @@ static int train(const options *o) {
         char blas[256];
         printf("BLAS: %s; OpenMP: %d thread%s per rank\n", blas_info_describe(blas, sizeof blas),
                omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
-        printf("zero-gpt2: %d layers, %d heads, dim %d, seq %d, %zu parameters | %s: %zu bytes | "
+        printf("zero-gpt2: %d layers, %d heads, dim %d, seq %d, %zu parameters | %s: %d file%s, "
+               "%" PRId64 " tokens (%s), %" PRId64 " windows per epoch, prefetch %d | "
                "%d rank(s), stage %d, %s, grad accum %d | batch %d (%d per rank), lr %g, wd %g, "
                "clip %g\n",
-               L, gc.heads, gc.dim, gc.seq, gpt2_num_params(&gc), o->data_path, text_len, world,
+               L, gc.heads, gc.dim, gc.seq, gpt2_num_params(&gc), o->data_path, tinfo.files,
+               tinfo.files == 1 ? "" : "s", tinfo.tokens,
+               tinfo.token_bytes == 1 ? "bytes" : tinfo.token_bytes == 2 ? "uint16" : "uint32",
+               tinfo.windows, tinfo.prefetch, world,
                rc->stage, (unsigned)mm.dtype < 3 ? dtype_names[mm.dtype] : "?", accum, o->batch,
                rows, (double)rc->lr, (double)rc->weight_decay, (double)rc->clip);
         fflush(stdout);
@@ -752,7 +897,7 @@ static int train(const options *o) {
         resume_blob rb;
         size_t rb_len = 0;
         ZCHECK(zero_load(z, o->resume, &rb, sizeof(rb), &rb_len));
-        if (rb_len != sizeof(rb) || memcmp(rb.magic, "zerogpt2", 8) != 0 || rb.version != 1 ||
+        if (rb_len != sizeof(rb) || memcmp(rb.magic, "zerogpt2", 8) != 0 || rb.version != 2 ||
             rb.layers != (uint32_t)L || rb.heads != (uint32_t)gc.heads ||
             rb.dim != (uint32_t)gc.dim || rb.seq != (uint32_t)gc.seq || rb.seed != o->seed) {
             fprintf(stderr, "zero-gpt2: rank %d: %s was not saved by zero-gpt2 with these "
@@ -760,6 +905,9 @@ static int train(const options *o) {
             goto fail;
         }
         first_step = rb.step;
+        /* libzero: the loader goes on at the window the original run had reached */
+        const zero_data_pos pos = {rb.data_windows, rb.data_fingerprint};
+        ZCHECK(zero_data_seek(train_data, &pos));
         if (rank == 0 && !o->quiet)
             printf("zero-gpt2: resumed from %s at step %" PRId64 "\n", o->resume, first_step);
     }
@@ -780,10 +928,10 @@ static int train(const options *o) {
     for (int64_t step = first_step; step < last_step; step++) {
         double t0 = now_ms();
         double loss_sum = 0.0; /* this rank's micro-batch losses */
+        double wait0 = data_wait_ms(train_data);
         for (int micro = 0; micro < accum; micro++) {
-            /* each micro-step trains on its own global batch */
-            gpt2_batch(text, text_len, gc.seq, o->seed, step, micro, row0, rows, acts.tokens,
-                       acts.targets);
+            /* each micro-step trains on its own global batch; libzero's loader has it ready */
+            ZCHECK(take_batch(train_data, &acts));
             if (mm.gpu) GPU_ONLY(gpt2_cuda_load(&acts, acts.tokens, acts.targets));
             gpt2_embed emb, demb;
             gpt2_block blk, dblk;
@@ -883,6 +1031,8 @@ static int train(const options *o) {
             double loss = sums[0] / ((double)world * (double)accum);
             final_loss = loss;
             double ms = now_ms() - t0;
+            step_ms[step - first_step] = ms;
+            double wait_ms = data_wait_ms(train_data) - wait0;
             if (rank == 0 && !o->quiet) {
                 zero_memory_stats mem;
                 ZCHECK(zero_memory_report(z, &mem));
@@ -892,20 +1042,27 @@ static int train(const options *o) {
                              (double)info.loss_scale, info.skipped,
                              info.overflow ? " (this step)" : "");
                 printf("step %4" PRId64 "/%" PRId64 " | loss %.4f | lr %.2e | grad norm %.4f%s | "
-                       "%.0f tok/s | %.1f ms | mem %.2f MiB (peak %.2f MiB)\n",
+                       "%.0f tok/s | %.1f ms (data wait %.2f) | mem %.2f MiB (peak %.2f MiB)\n",
                        step + 1, last_step, loss, zero_get_lr(z, 0), (double)info.grad_norm, extra,
-                       tokens_per_step / (ms * 1e-3), ms, (double)mem.current_total / 1048576.0,
+                       tokens_per_step / (ms * 1e-3), ms, wait_ms,
+                       (double)mem.current_total / 1048576.0,
                        (double)mem.peak_total / 1048576.0);
                 fflush(stdout);
+            }
+            /* validation: an evaluation pass every --val-every steps and at the end */
+            if (val_data && ((step + 1) % o->val_every == 0 || step + 1 == last_step)) {
+                double vloss;
+                ZCHECK(validate(z, val_data, &mm, fns, &acts, o->val_batches, &vloss));
+                if (rank == 0 && !o->quiet)
+                    printf("step %4" PRId64 "/%" PRId64 " | val loss %.4f (%d batch%s of %d)\n",
+                           step + 1, last_step, vloss, o->val_batches,
+                           o->val_batches == 1 ? "" : "es", o->batch);
             }
             /* libzero: a checkpoint every --save-every steps and at the end */
             if (o->save_dir && ((o->save_every && (step + 1) % o->save_every == 0) ||
                                 step + 1 == last_step)) {
-                resume_blob rb = {.version = 1, .layers = (uint32_t)L,
-                                  .heads = (uint32_t)gc.heads, .dim = (uint32_t)gc.dim,
-                                  .seq = (uint32_t)gc.seq, .batch = (uint32_t)o->batch,
-                                  .seed = o->seed, .step = step + 1};
-                memcpy(rb.magic, "zerogpt2", 8);
+                resume_blob rb;
+                ZCHECK(make_blob(&rb, o, &gc, train_data, step + 1));
                 ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
                 if (rank == 0 && !o->quiet)
                     printf("zero-gpt2: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
@@ -915,16 +1072,32 @@ static int train(const options *o) {
 
     /* --steps 0 --save: the loaded (or initial) state saved as it is */
     if (o->save_dir && o->steps == 0) {
-        resume_blob rb = {.version = 1, .layers = (uint32_t)L, .heads = (uint32_t)gc.heads,
-                          .dim = (uint32_t)gc.dim, .seq = (uint32_t)gc.seq,
-                          .batch = (uint32_t)o->batch, .seed = o->seed, .step = last_step};
-        memcpy(rb.magic, "zerogpt2", 8);
+        resume_blob rb;
+        ZCHECK(make_blob(&rb, o, &gc, train_data, last_step));
         ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+    }
+    if (rank == 0 && o->steps > 2) {
+        /* the first two steps (warm-up: page faults, first gathers) are left out */
+        const int n = o->steps - 2;
+        double mean = 0.0;
+        for (int i = 0; i < n; i++) mean += step_ms[2 + i];
+        mean /= n;
+        qsort(step_ms + 2, (size_t)n, sizeof(*step_ms), cmp_double);
+        const double median = n % 2 ? step_ms[2 + n / 2]
+                                    : 0.5 * (step_ms[2 + n / 2 - 1] + step_ms[2 + n / 2]);
+        zero_data_info di;
+        ZCHECK(zero_data_get_info(train_data, &di));
+        printf("step time: median %.3f ms, mean %.3f ms over %d steps | data: waited %.3f s, "
+               "loader busy %.3f s, %" PRId64 " batches, prefetch %d\n",
+               median, mean, n, di.wait_s, di.busy_s, di.batches, di.prefetch);
     }
     if (o->export_path) ZCHECK(zero_export(z, o->export_path));
     exit_code = 0;
 
 fail:
+    zero_data_close(val_data);
+    zero_data_close(train_data);
+    free(step_ms);
     if (mm.gpu) {
         GPU_ONLY(gpt2_cuda_free(mm.gbuf));
         GPU_ONLY(gpt2_cuda_free(mm.pbuf));
@@ -944,7 +1117,6 @@ fail:
     }
     free(desc);
     free(tensors);
-    free(text);
     if (exit_code == 0 && rank == 0 && o->steps > 0) printf("final loss %.6f\n", final_loss);
     return exit_code;
 }

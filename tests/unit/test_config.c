@@ -89,6 +89,10 @@ static void expect_defaults(const zr_settings *s, const char *what) {
     CHECK(s->log_mask == ZR_SUB_ALL, "%s: log_mask %#x", what, s->log_mask);
     CHECK(s->log_file[0] == '\0', "%s: log_file '%s'", what, s->log_file);
     CHECK(s->report_path[0] == '\0', "%s: report_path '%s'", what, s->report_path);
+    CHECK(s->data_prefetch == 2, "%s: data_prefetch %d", what, s->data_prefetch);
+    CHECK(s->data_verify == ZR_DATA_VERIFY_AUTO, "%s: data_verify %d", what, s->data_verify);
+    CHECK(s->data_io == ZR_DATA_IO_MMAP, "%s: data_io %d", what, s->data_io);
+    CHECK(s->data_delay_ms == 0.0f, "%s: data_delay_ms %g", what, (double)s->data_delay_ms);
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -134,7 +138,7 @@ static void test_table_defaults(void) {
             set++;
         }
     }
-    CHECK(n == 28, "table has %d variables", n);
+    CHECK(n == 32, "table has %d variables", n);
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "defaults as text: %s", err);
     expect_defaults(&s, "defaults as text");
