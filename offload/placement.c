@@ -559,3 +559,40 @@ int zo_bind_threads(const zo_topology *t, const zo_plan *p) {
     }
     return 0;
 }
+
+int zo_bind_helper_thread(const zo_topology *t, const zo_plan *p, char *desc, size_t len) {
+    snprintf(desc, len, "not bound");
+    if (!t || !p) return -1;
+    if (p->num_cpus <= 0) {
+        snprintf(desc, len, "not bound: the plan has no cpus");
+        return 0;
+    }
+    if (!t->this_system || !t->cpubind) {
+        snprintf(desc, len, "not bound: %s",
+                 t->this_system ? "hwloc cannot bind threads on this system"
+                                : "the topology is a description, not this machine");
+        return -1;
+    }
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (!set) return -1;
+    int cores = p->num_cores > 0 ? p->num_cores : 1;
+    size_t at = (size_t)snprintf(desc, len, "cpus");
+    for (int i = 0; i < p->num_cpus; i++) {
+        /* cpus[] lists the first PU of every core, then the second...: entry i is on core
+         * i % cores; core 0 is the step thread's unless it is the only one */
+        if (cores > 1 && i % cores == 0) continue;
+        hwloc_bitmap_set(set, (unsigned)p->cpus[i]);
+        if (at < len) at += (size_t)snprintf(desc + at, len - at, "%s%d", at > 4 ? "," : " ",
+                                             p->cpus[i]);
+    }
+    if (cores == 1 && at < len) snprintf(desc + at, len - at, " (shared with the step thread: "
+                                         "the rank has one core)");
+    int rc = hwloc_set_cpubind(t->topo, set, HWLOC_CPUBIND_THREAD);
+    int e = errno;
+    hwloc_bitmap_free(set);
+    if (rc != 0) {
+        snprintf(desc, len, "not bound: %s", strerror(e));
+        return -1;
+    }
+    return 0;
+}

@@ -131,6 +131,13 @@ void zo_free(const zo_topology *t, void *ptr, size_t bytes);
  */
 int zo_bind_threads(const zo_topology *t, const zo_plan *p);
 
+/* Binds the calling thread — a helper such as a data loader's, which must not take the core of
+ * the thread that drives the step (thread 0, on cpus[0]) — to the plan's PUs of every core but
+ * cpus[0]'s; with one core, to that core (shared, there is no other). Writes what it did into
+ * desc ("cpus 1,2,3" or why nothing was bound). Returns 0 (bound, or a plan without cpus:
+ * nothing to do) or -1 when this topology or machine cannot bind; never fails otherwise. */
+int zo_bind_helper_thread(const zo_topology *t, const zo_plan *p, char *desc, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -235,6 +235,16 @@ static void prepare(zero_data *d, data_reader *rd, int64_t b, data_slot *s, uint
 static void *loader_main(void *arg)
 {
     zero_data *d = arg;
+    /* with a placement plan (offload), the thread keeps off the step thread's core; otherwise
+     * it runs where the process may (the launcher's binding) */
+    if (d->z->topo) {
+        char desc[160];
+        int rc = zo_bind_helper_thread(d->z->topo, &d->z->plan, desc, sizeof desc);
+        if (rc != 0)
+            ZR_WARN(ZR_SUB_OFFLOAD, "data loader '%s': thread %s", d->name, desc);
+        else
+            ZR_INFO(ZR_SUB_OFFLOAD, "data loader '%s': thread bound to %s", d->name, desc);
+    }
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!d->stop && d->fill >= d->take + d->prefetch)

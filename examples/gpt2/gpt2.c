@@ -620,15 +620,17 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* libzero: this rank's rows of the next global batch into the activations' token arrays. */
+/* libzero: this rank's rows of the next global batch into the activations' token arrays (on the
+ * GPU from the loader's device copy, already queued on the copy stream). */
 _Static_assert(sizeof(int) == sizeof(int32_t), "token arrays are int32");
-static zero_status take_batch(zero_data *d, gpt2_acts *acts) {
+static zero_status take_batch(zero_data *d, gpt2_acts *acts, int gpu) {
     zero_batch b;
     zero_status s = zero_data_next(d, &b);
     if (s != ZERO_OK) return s;
     const size_t n = (size_t)b.batch * (size_t)b.seq;
     memcpy(acts->tokens, b.inputs, n * sizeof(int32_t));
     memcpy(acts->targets, b.targets, n * sizeof(int32_t));
+    if (gpu) GPU_ONLY(gpt2_cuda_load_device(acts, b.dev_inputs, b.dev_targets));
     return ZERO_OK;
 }
 
@@ -680,8 +682,7 @@ static zero_status validate(zero_ctx *z, zero_data *val, module_map *mm, const m
         gpt2_embed emb;
         gpt2_block blk;
         gpt2_lnf lnf;
-        ECHECK(take_batch(val, acts));
-        if (mm->gpu) GPU_ONLY(gpt2_cuda_load(acts, acts->tokens, acts->targets));
+        ECHECK(take_batch(val, acts, mm->gpu != NULL));
         ECHECK(zero_gather(z, 0));
         EVIEW(param_view(mm, 0, GPT2_EMBED_TENSORS, emb.t));
         fns->embed_forward(acts, &emb);
@@ -897,6 +898,13 @@ static int train(const options *o) {
         resume_blob rb;
         size_t rb_len = 0;
         ZCHECK(zero_load(z, o->resume, &rb, sizeof(rb), &rb_len));
+        if (rb_len >= offsetof(resume_blob, layers) && !memcmp(rb.magic, "zerogpt2", 8) &&
+            rb.version == 1) {
+            fprintf(stderr, "zero-gpt2: rank %d: %s was saved by an older zero-gpt2, without the "
+                    "data loader's position; it cannot resume on the same batches\n", rank,
+                    o->resume);
+            goto fail;
+        }
         if (rb_len != sizeof(rb) || memcmp(rb.magic, "zerogpt2", 8) != 0 || rb.version != 2 ||
             rb.layers != (uint32_t)L || rb.heads != (uint32_t)gc.heads ||
             rb.dim != (uint32_t)gc.dim || rb.seq != (uint32_t)gc.seq || rb.seed != o->seed) {
@@ -931,8 +939,7 @@ static int train(const options *o) {
         double wait0 = data_wait_ms(train_data);
         for (int micro = 0; micro < accum; micro++) {
             /* each micro-step trains on its own global batch; libzero's loader has it ready */
-            ZCHECK(take_batch(train_data, &acts));
-            if (mm.gpu) GPU_ONLY(gpt2_cuda_load(&acts, acts.tokens, acts.targets));
+            ZCHECK(take_batch(train_data, &acts, mm.gpu != NULL));
             gpt2_embed emb, demb;
             gpt2_block blk, dblk;
             gpt2_lnf lnf, dlnf;

@@ -624,6 +624,16 @@ void gpt2_cuda_load(gpt2_acts *a, const int *tokens, const int *targets)
     CU(a, cudaStreamSynchronize(g->stream)); /* the host arrays are rewritten next micro-step */
 }
 
+void gpt2_cuda_load_device(gpt2_acts *a, const int *tokens, const int *targets)
+{
+    /* on the compute stream, which libzero's loader ordered after its host-to-device copy of
+     * the batch: no host wait */
+    gpu_state *g = st(a);
+    size_t n = (size_t)a->B * a->T * sizeof(int);
+    CU(a, cudaMemcpyAsync(g->tokens_dev, tokens, n, cudaMemcpyDeviceToDevice, g->stream));
+    CU(a, cudaMemcpyAsync(g->targets_dev, targets, n, cudaMemcpyDeviceToDevice, g->stream));
+}
+
 void *gpt2_cuda_malloc(gpt2_acts *a, size_t bytes)
 {
     void *p = NULL;

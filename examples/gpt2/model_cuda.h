@@ -32,6 +32,9 @@ const char *gpt2_cuda_error(const gpt2_acts *a);
 
 /* Copies a batch in: tokens and targets (B, T), host memory. */
 void gpt2_cuda_load(gpt2_acts *a, const int *tokens, const int *targets);
+/* The same from device memory (zero_batch's dev_inputs / dev_targets), queued on the compute
+ * stream without waiting. */
+void gpt2_cuda_load_device(gpt2_acts *a, const int *tokens, const int *targets);
 
 /* GPU memory helpers on the model's stream, for the views of libzero's parameters and
  * gradients: fp32 <- working dtype; zero fill; working dtype += fp32 (rounded once). */
