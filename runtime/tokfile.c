@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,6 +51,11 @@ int zt_header_parse(const unsigned char hdr[ZT_HEADER_BYTES], uint64_t file_size
     *version = v;
     if (m != ZT_MAGIC && m != ZT_MAGIC_LLAMA)
         return 1;
+    if (file_size < ZT_HEADER_BYTES) {
+        snprintf(err, len, "%s: truncated: %llu bytes, shorter than the %d-byte header of a token "
+                 "file (magic %d)", name, (unsigned long long)file_size, ZT_HEADER_BYTES, m);
+        return -1;
+    }
     int64_t n;
     if (m == ZT_MAGIC && v == ZT_VERSION_U16) {
         *width = 2;
@@ -150,10 +156,17 @@ int zt_expand(const char *files, char ***paths, int *n, char *err, size_t len)
             globfree(&g);
             goto fail;
         }
+        int literal = !strpbrk(pat, "*?[");
         for (size_t i = 0; i < g.gl_pathc; i++) {
             struct stat sb;
-            if (stat(g.gl_pathv[i], &sb) == 0 && S_ISDIR(sb.st_mode))
+            if (stat(g.gl_pathv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                if (literal) {
+                    snprintf(err, len, "data file %s is a directory, not a file", pat);
+                    globfree(&g);
+                    goto fail;
+                }
                 continue; /* a pattern like data/ * also matches folders: not files */
+            }
             if (push_path(paths, n, &cap, g.gl_pathv[i])) {
                 snprintf(err, len, "out of host memory");
                 globfree(&g);
@@ -181,7 +194,7 @@ fail:
 static int ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
+    return a >= b && !strcasecmp(s + a - b, suffix);
 }
 
 /* pread of exactly len bytes at off; 0, or -1 (errno; EIO-like 0 for a short read: the file
@@ -349,13 +362,13 @@ void zt_bad_token(const zt_file *f, int64_t at, uint32_t tok, int64_t vocab, cha
 const unsigned char *zt_source(const zt_file *f, int64_t first, int64_t n, void *raw, char *err,
                                size_t len)
 {
-    uint64_t off = (f->has_header ? ZT_HEADER_BYTES : 0) + (uint64_t)first * (uint64_t)f->width;
-    size_t bytes = (size_t)n * (size_t)f->width;
     if (first < 0 || n < 0 || first + n > f->ntok) {
         snprintf(err, len, "%s: tokens [%lld, %lld) are outside the file's %lld", f->path,
                  (long long)first, (long long)(first + n), (long long)f->ntok);
         return NULL;
     }
+    uint64_t off = (f->has_header ? ZT_HEADER_BYTES : 0) + (uint64_t)first * (uint64_t)f->width;
+    size_t bytes = (size_t)n * (size_t)f->width;
     if (f->map)
         return f->map + off;
     if (pread_full(f->fd, raw, bytes, off) != 0) {
@@ -386,7 +399,7 @@ zero_status zt_scan(const zt_file *f, int64_t first, int64_t n, int64_t vocab, v
 {
     int64_t mx = -1;
     int32_t buf[4096];
-    if (chunk > 4096)
+    if (chunk > 4096 || chunk <= 0)
         chunk = 4096;
     for (int64_t at = first; at < first + n;) {
         int64_t k = first + n - at < chunk ? first + n - at : chunk;
