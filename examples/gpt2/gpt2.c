@@ -74,7 +74,7 @@ typedef struct options {
     const char *data_path;   /* training data: token files or text (a pattern or list) */
     const char *val_path;    /* validation data; NULL = none */
     int val_every;           /* validation loss every N steps (and at the end) */
-    int val_batches;         /* batches per validation pass */
+    int val_batches;         /* batches per validation pass; 0 = its windows once */
     float data_delay_ms;     /* artificial loader delay per batch; < 0 = ZERO_DATA_DELAY_MS */
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
     int save_every;          /* also every N optimizer steps; 0 = only at the end */
@@ -87,7 +87,7 @@ typedef struct options {
 static const options default_options = {
     .layers = 2, .heads = 4, .dim = 64, .seq = 64, .batch = 16, .steps = 100, .seed = 1337,
     .lr = 2e-3f, .wd = 0.01f, .eps = 1e-8f, .warmup = 0, .lr_min = -1.0f, .export_path = NULL,
-    .data_path = ZERO_GPT2_CORPUS, .val_path = NULL, .val_every = 25, .val_batches = 4,
+    .data_path = ZERO_GPT2_CORPUS, .val_path = NULL, .val_every = 25, .val_batches = 0,
     .data_delay_ms = -1.0f, .quiet = 0,
     .gradcheck = 0,
 };
@@ -120,7 +120,8 @@ static void usage(FILE *f) {
             "  --val PATTERN  validation data; its loss is printed every --val-every steps\n"
             "                 and at the end (evaluation pass, no training)\n"
             "  --val-every N  steps between validation passes             (default %d)\n"
-            "  --val-batches N batches (of --batch sequences) per pass    (default %d)\n"
+            "  --val-batches N batches (of --batch sequences) per pass    (default: the\n"
+            "                 validation windows once, at least one batch)\n"
             "  --data-delay-ms D  an artificial delay per batch in the loader (benchmarks;\n"
             "                 default ZERO_DATA_DELAY_MS); ZERO_DATA_PREFETCH sets how many\n"
             "                 batches the loader prepares ahead (0: none)\n"
@@ -140,7 +141,7 @@ static void usage(FILE *f) {
             "Gradients are clipped to a global norm of %g (ZERO_CLIP overrides; 0 = off).\n"
             "Exit status: 0 success, 1 failure, 2 bad command line.\n",
             d->layers, d->heads, d->dim, d->seq, d->batch, d->steps, d->seed, (double)d->lr,
-            (double)d->wd, (double)d->eps, d->warmup, d->data_path, d->val_every, d->val_batches,
+            (double)d->wd, (double)d->eps, d->warmup, d->data_path, d->val_every,
             (double)GPT2_CLIP);
 }
 
@@ -177,7 +178,7 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(name, "--val-every"))
             bad = !val || cli_parse_int(val, 1, 1 << 30, &o->val_every);
         else if (!strcmp(name, "--val-batches"))
-            bad = !val || cli_parse_int(val, 1, 1 << 20, &o->val_batches);
+            bad = !val || cli_parse_int(val, 0, 1 << 20, &o->val_batches);
         else if (!strcmp(name, "--data-delay-ms"))
             bad = !val || cli_parse_float(val, 0.0f, &o->data_delay_ms) ||
                   !(o->data_delay_ms <= 60000.0f);
@@ -813,6 +814,12 @@ static int train(const options *o) {
     }
     zero_data_info tinfo;
     ZCHECK(zero_data_get_info(train_data, &tinfo));
+    int val_batches = o->val_batches;
+    if (val_data && val_batches == 0) {
+        zero_data_info vinfo;
+        ZCHECK(zero_data_get_info(val_data, &vinfo));
+        val_batches = vinfo.windows / o->batch > 0 ? (int)(vinfo.windows / o->batch) : 1;
+    }
     if (o->steps > 0 && !(step_ms = calloc((size_t)o->steps, sizeof(*step_ms)))) {
         fprintf(stderr, "zero-gpt2: out of memory\n");
         goto fail;
@@ -1059,11 +1066,11 @@ static int train(const options *o) {
             /* validation: an evaluation pass every --val-every steps and at the end */
             if (val_data && ((step + 1) % o->val_every == 0 || step + 1 == last_step)) {
                 double vloss;
-                ZCHECK(validate(z, val_data, &mm, fns, &acts, o->val_batches, &vloss));
+                ZCHECK(validate(z, val_data, &mm, fns, &acts, val_batches, &vloss));
                 if (rank == 0 && !o->quiet)
                     printf("step %4" PRId64 "/%" PRId64 " | val loss %.4f (%d batch%s of %d)\n",
-                           step + 1, last_step, vloss, o->val_batches,
-                           o->val_batches == 1 ? "" : "es", o->batch);
+                           step + 1, last_step, vloss, val_batches,
+                           val_batches == 1 ? "" : "es", o->batch);
             }
             /* libzero: a checkpoint every --save-every steps and at the end */
             if (o->save_dir && ((o->save_every && (step + 1) % o->save_every == 0) ||

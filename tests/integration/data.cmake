@@ -32,3 +32,14 @@ add_test(NAME data_fuzz
 set_tests_properties(data_fuzz PROPERTIES TIMEOUT 120 LABELS "mpi"
                      ENVIRONMENT "${data_sanitizer_env}"
                      PASS_REGULAR_EXPRESSION "test_data fuzz: rank 0, 200 iterations .*, 0 failures")
+
+# zero-gpt2 through the loader (data_gpt2.sh): a token file trains like the text it came from, a
+# resumed run like an uninterrupted one, --val, the report's data section, a token >= 256 refused.
+if(TARGET zero-gpt2)
+  add_test(NAME data_gpt2
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/data_gpt2.sh ${CMAKE_BINARY_DIR}/bin
+                   ${ZERO_MPIRUN} ${CMAKE_BINARY_DIR}/test-out/data_gpt2
+                   ${CMAKE_SOURCE_DIR}/examples/gpt2/data/corpus.txt)
+  set_tests_properties(data_gpt2 PROPERTIES TIMEOUT 240 LABELS "mpi"
+                       PASS_REGULAR_EXPRESSION "data_gpt2.sh: [0-9]+ checks, 0 failures")
+endif()
