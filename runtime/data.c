@@ -746,7 +746,9 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
     const int64_t b = d->take;
     data_slot *slot = &d->slots[b % d->nslots];
     double t0 = zr_now();
-    if (d->prefetch == 0) {
+    /* no thread (prefetch 0, or a restart after a seek that failed): the call reads itself */
+    const int sync = !d->thread_on;
+    if (sync) {
         if (!slot->ready || slot->batch != b) {
             prepare(d, &d->rd, b, slot, &d->rd.bytes, &d->rd.busy_s);
             slot->ready = 1;
@@ -763,8 +765,8 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
         zr_error_set(&z->err, local, "data loader '%s': %s", d->name, slot->msg);
     s = zr_agree(z, local, NULL, NULL, 0);
     if (s) {
-        /* a failed batch stays the next one (prefetch 0: it is read again) */
-        if (d->prefetch == 0)
+        /* a failed batch stays the next one (without a thread: it is read again) */
+        if (sync)
             slot->ready = 0;
         return s;
     }
@@ -801,7 +803,7 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
     pthread_cond_broadcast(&d->cv_space);
     /* the next batch's copy, when it is ready, goes on the copy stream now */
     data_slot *nx = &d->slots[(b + 1) % d->nslots];
-    int next_ready = d->prefetch > 0 && nx->ready && nx->batch == b + 1 && nx->status == ZERO_OK;
+    int next_ready = !sync && nx->ready && nx->batch == b + 1 && nx->status == ZERO_OK;
     pthread_mutex_unlock(&d->mu);
     if (d->dev[0] && next_ready)
         dev_queue(d, b + 1, nx);

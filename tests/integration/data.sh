@@ -23,6 +23,15 @@ for np in 2 3 4; do
     cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/union$np.txt")
     check "np $np sees the global batches of np 1" $?
 done
+# the same batches without the thread, through pread, and with a deep ring
+ZERO_DATA_PREFETCH=0 ZERO_DATA_IO=pread "$MPIRUN" -np 2 "$T" union "$OUT/p0" 12 9 >"$OUT/p0.txt" 2>&1
+check "np 2, prefetch 0, pread" $?
+cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/p0.txt")
+check "prefetch 0 + pread: the batches of np 1" $?
+ZERO_DATA_PREFETCH=7 "$MPIRUN" -np 3 "$T" union "$OUT/p7" 12 9 >"$OUT/p7.txt" 2>&1
+check "np 3, prefetch 7" $?
+cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/p7.txt")
+check "prefetch 7: the batches of np 1" $?
 [ "$(batches "$OUT/union1.txt" | wc -l)" -eq 9 ]
 check "9 batch lines" $?
 [ "$(batches "$OUT/union1.txt" | awk '{print $4}' | sort -u | wc -l)" -ge 4 ]
