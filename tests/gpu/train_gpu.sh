@@ -9,6 +9,8 @@
 #   - the report names the cuda device and the nccl collectives;
 #   - fp32 with ZERO_GRAD_ACCUM=2: stage 2 within 1e-5 of stage 0;
 #   - zero-gpt2 --gemm tf32 (fp32 case) / bf16 (bf16 case): final loss within 2% of exact GEMMs;
+#   - zero-gpt2's batches through the loader's device copies (prefetch 2) == read in the call
+#     (prefetch 0), bit for bit;
 #   - checkpoints: cuda stage 3 (with and without optimizer offload) resumed == straight, byte for
 #     byte; a cuda checkpoint loaded on the host backend and saved again is identical;
 #   - stage 0 under a ZERO_DEVICE_MEMORY cap it does not fit: ZERO_ERR_OOM, no hang.
@@ -86,6 +88,15 @@ if [ $prog = zero-gpt2 ]; then
     awk -v a="$got" -v b="$ref" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 0.02 * b) }' ||
         fail "--gemm $mode: final loss $got vs $ref with exact fp32 GEMMs"
     echo "ok: --gemm $mode final loss $got vs $ref"
+fi
+
+# the token loader on the GPU: batches copied on the copy stream a step ahead (prefetch 2, the
+# default, as in cuda_s0) train exactly like batches read in the call (prefetch 0)
+if [ $prog = zero-gpt2 ]; then
+    run cuda_p0 ZERO_DEVICE=cuda ZERO_STAGE=0 ZERO_DTYPE=$dtype ZERO_DATA_PREFETCH=0
+    cmp -s "$out/cuda_p0.st" "$out/cuda_s0.st" ||
+        fail "zero-gpt2 on cuda: ZERO_DATA_PREFETCH=0 trains other bits than prefetch 2"
+    echo "ok: cuda loader: prefetch 0 == prefetch 2, bit for bit"
 fi
 
 # checkpoints on the cuda backend (device buffers staged through host memory): 20 steps straight
