@@ -117,6 +117,10 @@ typedef struct zero_group {
  * knobs may be overridden by the ZERO_* variable named beside them (environment wins;
  * docs/ENV.md); an override of a value the program changed from the default is logged at INFO. */
 #define ZERO_CONFIG_MAGIC 0x5a43464700000000ull /* "ZCFG" */
+/* A size libzero chooses at zero_init (bucket_bytes, prefetch_bytes, max_live_bytes: the
+ * defaults) from the device capacity, the model and the world size; zero_get_config then reports
+ * the size chosen, and ZERO_DEBUG=INFO logs why. */
+#define ZERO_SIZE_AUTO ((size_t)-1)
 #define ZERO_CONFIG_VERSION 3                  /* 3: libzero 0.3 */
 typedef struct zero_config {
     size_t struct_size;        /* sizeof(zero_config) as the program was compiled */
@@ -125,7 +129,7 @@ typedef struct zero_config {
                                   of the array zero_init reads */
     int stage;                 /* ZERO_STAGE: 0 (data parallel), 1, 2, 3 */
     zero_dtype dtype;          /* ZERO_DTYPE: working precision */
-    size_t bucket_bytes;       /* ZERO_BUCKET_MB: reduce bucket / chunk size */
+    size_t bucket_bytes;       /* ZERO_BUCKET_MB: reduce bucket / chunk size (ZERO_SIZE_AUTO) */
     int grad_accum;            /* ZERO_GRAD_ACCUM: micro-steps per optimizer step, >= 1 */
     float clip;                /* ZERO_CLIP: max global gradient L2 norm; 0 = no clipping */
     float loss_scale;          /* ZERO_LOSS_SCALE: 0 = dynamic (fp16 only; 1 otherwise), > 0 = static */
@@ -136,9 +140,10 @@ typedef struct zero_config {
                                        and an fp32 gradient shard in host memory (stages 1–3) */
     zero_offload offload_param;     /* ZERO_OFFLOAD_PARAM: cpu keeps the parameter shard in host
                                        memory (stage 3, with optimizer offload) */
-    size_t prefetch_bytes;     /* ZERO_PREFETCH_MB: stage 3 prefetch window */
+    size_t prefetch_bytes;     /* ZERO_PREFETCH_MB: stage 3 prefetch window (ZERO_SIZE_AUTO) */
     size_t max_live_bytes;     /* ZERO_MAX_LIVE_MB: stage 3: prefetch stops when gathered
-                                  chunks would exceed it (chunks the model holds always count) */
+                                  chunks would exceed it (chunks the model holds always count)
+                                  (ZERO_SIZE_AUTO) */
     size_t persist_bytes;      /* ZERO_PERSIST_KB: stage 3 chunks below this stay resident */
     const char *report_path;   /* ZERO_REPORT: JSON report written at zero_finalize; NULL = none */
     int cpu_threads;           /* ZERO_CPU_THREADS: CPU optimizer threads per rank; 0 = the
@@ -186,11 +191,11 @@ typedef struct zero_config {
     {                                                                                          \
         /*struct_size*/ sizeof(zero_config),                                                   \
         /*magic*/ ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION, /*tensor_size*/ sizeof(zero_tensor),  \
-        /*stage*/ 2, /*dtype*/ ZERO_DTYPE_FP32, /*bucket_bytes*/ (size_t)32 << 20,             \
+        /*stage*/ 2, /*dtype*/ ZERO_DTYPE_FP32, /*bucket_bytes*/ ZERO_SIZE_AUTO,             \
         /*grad_accum*/ 1, /*clip*/ 0.0f, /*loss_scale*/ 0.0f, /*device*/ ZERO_DEVICE_AUTO,      \
         /*device_memory*/ 0, /*offload_optimizer*/ ZERO_OFFLOAD_NONE,                          \
-        /*offload_param*/ ZERO_OFFLOAD_NONE, /*prefetch_bytes*/ (size_t)64 << 20,              \
-        /*max_live_bytes*/ (size_t)1 << 30, /*persist_bytes*/ (size_t)64 << 10,                \
+        /*offload_param*/ ZERO_OFFLOAD_NONE, /*prefetch_bytes*/ ZERO_SIZE_AUTO,                 \
+        /*max_live_bytes*/ ZERO_SIZE_AUTO, /*persist_bytes*/ (size_t)64 << 10,                \
         /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
         /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f,                 \
         /*offload_block_bytes*/ (size_t)8 << 20, /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL,    \

@@ -1,6 +1,7 @@
 /* estimate.c — per-rank model-state bytes on the device and on the host for every ZeRO stage,
  * with and without CPU offload; the largest model a device holds; the GPT-2 parameter count.
  * Pure arithmetic, no I/O. Without offload the numbers are zp_model_state_bytes (docs/DESIGN.md). */
+#include <stdio.h>
 #include "partition/partition.h"
 
 /* Bytes per parameter of model state, split into what a rank holds in full (×Ψ) and what is
@@ -144,3 +145,62 @@ uint64_t zp_gpt2_params(int layers, int dim, int vocab, int seq)
     total = mul_add((uint64_t)vocab, d, total, &overflow);
     return overflow ? 0 : total;
 }
+
+static uint64_t pow2_floor(uint64_t x)
+{
+    uint64_t p = 1;
+    while (p <= x / 2)
+        p *= 2;
+    return p;
+}
+
+size_t zp_auto_bucket(uint64_t capacity, uint64_t knee, char *why, size_t len)
+{
+    uint64_t b = knee ? knee : ZP_KNEE_MPI;
+    const char *by = "the collectives' full-bandwidth size";
+    if (capacity && capacity / ZP_AUTO_CAPACITY_SHARE < b) {
+        b = capacity / ZP_AUTO_CAPACITY_SHARE;
+        by = "1/64 of the device capacity";
+    }
+    if (b < ZP_AUTO_BUCKET_MIN) {
+        b = ZP_AUTO_BUCKET_MIN;
+        by = "the 64 KiB floor (smaller messages are latency)";
+    }
+    b = pow2_floor(b);
+    if (why && len)
+        snprintf(why, len, "%llu bytes: %s (full-bandwidth size %llu, capacity %s%llu)",
+                 (unsigned long long)b, by, (unsigned long long)(knee ? knee : ZP_KNEE_MPI),
+                 capacity ? "" : "unknown, ", (unsigned long long)capacity);
+    return (size_t)b;
+}
+
+void zp_auto_stage3(uint64_t capacity, uint64_t state, uint64_t reserve, uint64_t chunk,
+                    size_t *prefetch, size_t *max_live, char *why, size_t len)
+{
+    const uint64_t cap_live = (uint64_t)1 << 30;
+    uint64_t live = cap_live, left = 0;
+    if (capacity) {
+        left = capacity > state + reserve ? capacity - state - reserve : 0;
+        live = left / 2 < cap_live ? left / 2 : cap_live;
+    }
+    if (live == 0)
+        live = 1; /* 0 would mean "no cap" */
+    uint64_t pf = 2 * chunk;
+    if (pf > live)
+        pf = live >= chunk ? live / chunk * chunk : 0;
+    *prefetch = (size_t)pf;
+    *max_live = (size_t)live;
+    if (why && len) {
+        if (capacity)
+            snprintf(why, len,
+                     "prefetch %llu, max live %llu: %llu bytes left of %llu after the model "
+                     "state (%llu) and the reduce buffers (%llu); largest chunk %llu",
+                     (unsigned long long)pf, (unsigned long long)live, (unsigned long long)left,
+                     (unsigned long long)capacity, (unsigned long long)state,
+                     (unsigned long long)reserve, (unsigned long long)chunk);
+        else
+            snprintf(why, len, "prefetch %llu (2 largest chunks), max live %llu: capacity unknown",
+                     (unsigned long long)pf, (unsigned long long)live);
+    }
+}
+

@@ -117,6 +117,35 @@ int zp_state_bytes(int stage, size_t work_bytes, uint64_t psi, int world, int of
 int zp_max_psi(int stage, size_t work_bytes, int world, int offload_optimizer, int offload_param,
                uint64_t capacity, uint64_t *psi);
 
+/* ---- automatic buffer sizes (ZERO_SIZE_AUTO; docs/DESIGN.md §7) -------------------------------
+ * Pure functions of what every rank agrees on, so every rank chooses the same sizes.
+ *
+ * The bucket (and so the chunk layout) depends only on the device capacity and the backend, not
+ * on the stage or offload: stages 0-3 keep one layout and give the same bits.
+ *   bucket = knee                     the message size from which the backend's reduce-scatter
+ *                                     and all-gather run at full bandwidth (ZP_KNEE_*)
+ *            min capacity / 64        buffers stay a small part of what sharding saves
+ *            max 64 KiB               below it every collective is latency
+ *   rounded down to a power of two.  capacity 0 (unknown, no cap): the knee alone. */
+#define ZP_AUTO_BUCKET_MIN ((uint64_t)64 << 10)
+#define ZP_AUTO_CAPACITY_SHARE 64
+size_t zp_auto_bucket(uint64_t capacity, uint64_t knee, char *why, size_t len);
+
+/* Stage 3's prefetch window and its cap on live gathered bytes, from what the device has left:
+ * left = capacity - state (model state and resident chunks, bytes per rank) - reserve (the
+ * reduce buckets and output slices the step needs at once). max_live = left / 2 (at most 1 GiB;
+ * 1 GiB when the capacity is unknown); prefetch = 2 x the largest chunk (`chunk` bytes), at most
+ * max_live, and 0 when not even one chunk fits in max_live (then nothing is gathered ahead: the
+ * buffers the model asks for still are). max_live is never 0 (0 means "no cap"). */
+void zp_auto_stage3(uint64_t capacity, uint64_t state, uint64_t reserve, uint64_t chunk,
+                    size_t *prefetch, size_t *max_live, char *why, size_t len);
+
+/* Collective bandwidth knees (bytes of the whole buffer) measured by zero-bench-coll
+ * (docs/BENCHMARKS.md): MPI over shared memory on the host backend; NCCL on a GPU (not yet
+ * measured here: NCCL's documented ring bandwidth is flat from tens of MiB). */
+#define ZP_KNEE_MPI ((uint64_t)4 << 20)
+#define ZP_KNEE_NCCL ((uint64_t)32 << 20)
+
 /* Parameters of a GPT-2 model with `layers` blocks of width `dim`, vocabulary `vocab` and
  * context `seq`; the LM head is tied to the token embedding: V·D + T·D + L·(12D² + 13D) + 2D.
  * Returns 0 for layers < 0, dim, vocab or seq < 1, or a count that overflows uint64. */

@@ -502,6 +502,88 @@ static void log_memory(zero_ctx *z)
                 mib(z->host.current[ZERO_MEM_OPTIMIZER]), mib(z->host.current[ZERO_MEM_BUFFERS]));
 }
 
+/* The largest of every rank's value (an agreement on a size every rank then uses alike).
+ * Collective. */
+static zero_status max_over_ranks(zero_ctx *z, uint64_t mine, uint64_t *out)
+{
+    int64_t *all = calloc((size_t)z->world, sizeof *all);
+    if (!all)
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+    all[z->rank] = (int64_t)mine;
+    zero_status s = zr_coll_all_gather(&z->hcoll, all, 1, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
+    if (s) {
+        free(all);
+        return zr_fail(&z->err, s, "agreeing on a buffer size: %s", z->comm.err.msg);
+    }
+    uint64_t m = 0;
+    for (int r = 0; r < z->world; r++)
+        if ((uint64_t)all[r] > m)
+            m = (uint64_t)all[r];
+    free(all);
+    *out = m;
+    return ZERO_OK;
+}
+
+/* The device capacity the automatic sizes plan for: the cap, else (cuda) the free memory, else
+ * unknown (0: the host backend without ZERO_DEVICE_MEMORY). The smallest over the ranks, so every
+ * rank chooses the same sizes. Collective. */
+static zero_status agreed_capacity(zero_ctx *z, uint64_t *cap)
+{
+    uint64_t mine = z->dev.capacity ? z->dev.capacity : zr_dev_free_memory(&z->dev);
+    /* the smallest known capacity: max over ranks of (UINT64_MAX - cap), unknown as 0 */
+    uint64_t inv;
+    zero_status s = max_over_ranks(z, mine ? UINT64_MAX - mine : 0, &inv);
+    *cap = inv ? UINT64_MAX - inv : 0;
+    return s;
+}
+
+/* ZERO_BUCKET_MB=auto (the default): the size from the agreed capacity and the backend's
+ * full-bandwidth message size (partition/estimate.c zp_auto_bucket), before the layout. */
+static zero_status resolve_bucket(zero_ctx *z)
+{
+    if (z->set.cfg.bucket_bytes != ZERO_SIZE_AUTO)
+        return ZERO_OK;
+    uint64_t cap;
+    ZR_CHECK(agreed_capacity(z, &cap));
+    uint64_t knee = !strcmp(z->dcoll.ops->name, "nccl") ? ZP_KNEE_NCCL : ZP_KNEE_MPI;
+    z->set.cfg.bucket_bytes = zp_auto_bucket(cap, knee, z->auto_bucket_why,
+                                             sizeof z->auto_bucket_why);
+    z->auto_sizes |= 1;
+    if (z->rank == 0)
+        ZR_INFO(ZR_SUB_ALLOC, "ZERO_BUCKET_MB=auto: %s", z->auto_bucket_why);
+    return ZERO_OK;
+}
+
+/* ZERO_PREFETCH_MB / ZERO_MAX_LIVE_MB = auto: from what the device has left once the model
+ * state, the reduce buckets and (stage 3) the resident chunks are allocated — the most any rank
+ * holds — and the largest chunk (zp_auto_stage3). Collective. */
+static zero_status resolve_stage3_sizes(zero_ctx *z)
+{
+    zero_config *c = &z->set.cfg;
+    if (c->prefetch_bytes != ZERO_SIZE_AUTO && c->max_live_bytes != ZERO_SIZE_AUTO)
+        return ZERO_OK;
+    uint64_t cap, held;
+    ZR_CHECK(agreed_capacity(z, &cap));
+    ZR_CHECK(max_over_ranks(z, z->dev.current_total, &held));
+    size_t pf, live;
+    /* buckets beyond the one zero_init made (grad.c): two more of the largest chunk */
+    const zp_layout *L = &z->layout;
+    uint64_t reserve = c->stage >= 2 ? 2 * (uint64_t)(L->max_padded + L->max_slice) * z->wsz : 0;
+    zp_auto_stage3(cap, held, reserve, (uint64_t)L->max_padded * z->wsz, &pf, &live,
+                   z->auto_s3_why, sizeof z->auto_s3_why);
+    if (c->prefetch_bytes == ZERO_SIZE_AUTO) {
+        c->prefetch_bytes = pf;
+        z->auto_sizes |= 2;
+    }
+    if (c->max_live_bytes == ZERO_SIZE_AUTO) {
+        c->max_live_bytes = live;
+        z->auto_sizes |= 4;
+    }
+    if (z->rank == 0 && c->stage == 3)
+        ZR_INFO(ZR_SUB_ALLOC, "ZERO_PREFETCH_MB / ZERO_MAX_LIVE_MB=auto: %s", z->auto_s3_why);
+    return ZERO_OK;
+}
+
 /* Everything after the ranks exist; on failure z->err says why. */
 static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
                          const zero_tensor *t, int n)
@@ -510,6 +592,7 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     ZR_CHECK(configure(z, out, cfg, t, n));
     ZR_CHECK(settle(z));
     ZR_CHECK(zr_backend_open(z));
+    ZR_CHECK(resolve_bucket(z));
     ZR_CHECK(zr_agree(z, lay_out(z, t, n), NULL, NULL, 0));
     /* Allocation may fail on one rank only: agree before the next collective. */
     s = zr_state_alloc(z);
@@ -520,6 +603,7 @@ static zero_status build(zero_ctx *z, zero_ctx **out, const zero_config *cfg,
     ZR_CHECK(zr_agree(z, zr_device_error(z, "loading the initial values"), NULL, NULL, 0));
     if (z->set.cfg.stage == 3)
         ZR_CHECK(zr_s3_setup(z));
+    ZR_CHECK(resolve_stage3_sizes(z));
     zero_status v = set_public(z, z->src_t, z->src_n, z->src_ex);
     if (!v)
         v = zr_views_init(z);

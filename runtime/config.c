@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/log.h"
 
@@ -58,6 +59,8 @@ typedef struct zr_var {
     int flo_open, fhi_open;
     int per_rank;         /* may differ between ranks (where work runs, not what it computes):
                              left out of the cross-rank fingerprint */
+    int size_auto;        /* ZR_T_SIZE: "auto" is allowed (stored as ZERO_SIZE_AUTO; zero_init
+                             chooses the size, runtime/api.c resolve_auto_sizes) */
 } zr_var;
 
 static const zr_word zr_dtype_words[] = {
@@ -98,11 +101,13 @@ static const zr_var zr_vars[] = {
      "working precision of parameters and gradients on the device (master weights and Adam "
      "moments are always fp32)",
      .words = zr_dtype_words},
-    {"ZERO_BUCKET_MB", ZR_T_SIZE, CFG(bucket_bytes), "32",
-     "a size from 4K to 64G, a bare number is MiB",
+    {"ZERO_BUCKET_MB", ZR_T_SIZE, CFG(bucket_bytes), "auto",
+     "auto, or a size from 4K to 64G, a bare number is MiB",
      "reduce bucket and chunk size: gradients are reduce-scattered and parameters all-gathered "
-     "in chunks of about this size",
-     .unit = ZR_MiB, .slo = 4 * ZR_KiB, .shi = 64 * ZR_GiB},
+     "in chunks of about this size; auto = the size where the collectives reach full bandwidth, "
+     "at most 1/64 of the device capacity and 1/8 of the model (docs/DESIGN.md §7; logged at "
+     "INFO)",
+     .unit = ZR_MiB, .slo = 4 * ZR_KiB, .shi = 64 * ZR_GiB, .size_auto = 1},
     {"ZERO_GRAD_ACCUM", ZR_T_INT, CFG(grad_accum), "1", "an integer from 1 to 1000000",
      "micro-steps (zero_step calls) per optimizer step", .ilo = 1, .ihi = 1000000},
     {"ZERO_CLIP", ZR_T_FLOAT, CFG(clip), "0", "a number >= 0",
@@ -140,12 +145,17 @@ static const zr_var zr_vars[] = {
      "ranks), off = no binding, N = node N (numbered as numactl and lscpu show it) for every local "
      "rank; `zero-info` prints the plan",
      .ilo = 0, .ihi = 4095, .words = zr_numa_words, .per_rank = 1},
-    {"ZERO_PREFETCH_MB", ZR_T_SIZE, CFG(prefetch_bytes), "64", "a size, a bare number is MiB",
-     "stage 3: parameter bytes gathered ahead of their use; 0 = no prefetch",
-     .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX},
-    {"ZERO_MAX_LIVE_MB", ZR_T_SIZE, CFG(max_live_bytes), "1024", "a size, a bare number is MiB",
-     "stage 3: cap on the bytes of gathered parameters; 0 = no cap",
-     .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX},
+    {"ZERO_PREFETCH_MB", ZR_T_SIZE, CFG(prefetch_bytes), "auto",
+     "auto, or a size, a bare number is MiB",
+     "stage 3: parameter bytes gathered ahead of their use; 0 = no prefetch; auto = two "
+     "buckets, within what the device has left after the model state and the reduce buckets",
+     .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX - 1, .size_auto = 1},
+    {"ZERO_MAX_LIVE_MB", ZR_T_SIZE, CFG(max_live_bytes), "auto",
+     "auto, or a size, a bare number is MiB",
+     "stage 3: cap on the bytes of gathered parameters (prefetch stops at it; gathers the model "
+     "asks for always proceed); 0 = no cap; auto = half of what the device has left after the "
+     "model state and the reduce buckets, at most 1 GiB",
+     .unit = ZR_MiB, .slo = 0, .shi = UINT64_MAX - 1, .size_auto = 1},
     {"ZERO_PERSIST_KB", ZR_T_SIZE, CFG(persist_bytes), "64", "a size, a bare number is KiB",
      "stage 3: chunks with fewer parameter bytes than this stay gathered",
      .unit = ZR_KiB, .slo = 0, .shi = UINT64_MAX},
@@ -469,6 +479,10 @@ static zero_status apply_enum(const zr_var *v, const char *text, void *p, zr_err
 
 static zero_status apply_size(const zr_var *v, const char *text, void *p, zr_error *e) {
     uint64_t bytes;
+    if (v->size_auto && !strcasecmp(text, "auto")) {
+        *(size_t *)p = ZERO_SIZE_AUTO;
+        return ZERO_OK;
+    }
     if (zr_parse_size(text, v->unit, &bytes) != 0) {
         zr_fail(e, ZERO_ERR_INVALID,
                 "%s=%.*s is not a size: expected a number with an optional K/M/G/T suffix "
@@ -585,7 +599,7 @@ static zero_status zr_check_field(const zr_var *v, const zr_settings *s, zr_erro
     }
     case ZR_T_SIZE: {
         uint64_t x = (uint64_t)*(const size_t *)p;
-        ok = x >= v->slo && x <= v->shi;
+        ok = (x >= v->slo && x <= v->shi) || (v->size_auto && x == (uint64_t)ZERO_SIZE_AUTO);
         snprintf(shown, sizeof shown, "%llu", (unsigned long long)x);
         break;
     }
@@ -731,7 +745,10 @@ static void zr_field_text(const zr_settings *s, const zr_var *v, char *buf, size
         return;
     }
     case ZR_T_SIZE:
-        snprintf(buf, n, "%llu%s", (unsigned long long)*(const size_t *)p, json ? "" : " bytes");
+        if (v->size_auto && *(const size_t *)p == ZERO_SIZE_AUTO)
+            snprintf(buf, n, "%sauto%s", q, q);
+        else
+            snprintf(buf, n, "%llu%s", (unsigned long long)*(const size_t *)p, json ? "" : " bytes");
         return;
     case ZR_T_SCALE:
         if (*(const float *)p == 0.0f) {
@@ -988,7 +1005,12 @@ void zr_config_word_text(int kind, int64_t w, char *buf, size_t n) {
             snprintf(buf, n, "%lld", (long long)w);
         return;
     }
-    case ZR_T_SIZE: snprintf(buf, n, "%llu bytes", (unsigned long long)(uint64_t)w); return;
+    case ZR_T_SIZE:
+        if (v->size_auto && (uint64_t)w == (uint64_t)ZERO_SIZE_AUTO)
+            snprintf(buf, n, "auto");
+        else
+            snprintf(buf, n, "%llu bytes", (unsigned long long)(uint64_t)w);
+        return;
     case ZR_T_FLOAT:
     case ZR_T_SCALE: {
         uint32_t bits = (uint32_t)w;

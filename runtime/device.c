@@ -25,6 +25,11 @@ const char *zr_mem_label_name(zero_mem_label label)
 
 static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
+int zr_device_fits(const zr_device *dev, size_t bytes)
+{
+    return !dev->capacity || (bytes <= dev->capacity && dev->current_total <= dev->capacity - bytes);
+}
+
 zero_status zr_device_alloc(zr_device *dev, zero_mem_label label, size_t bytes, const char *what,
                             void **out, zr_error *e)
 {

@@ -100,6 +100,8 @@ void zr_device_host_init(zr_device *dev, size_t capacity);
 zero_status zr_device_alloc(zr_device *dev, zero_mem_label label, size_t bytes, const char *what,
                             void **out, zr_error *e);
 void zr_device_free(zr_device *dev, zero_mem_label label, void *ptr, size_t bytes);
+/* Whether `bytes` more fit under the capacity (always 1 without one). */
+int zr_device_fits(const zr_device *dev, size_t bytes);
 
 /* Host memory for offloaded state, bound to a NUMA node by an hwloc plan (offload/placement.h);
  * no capacity. topo and plan must outlive the device. Returns ZERO_OK, or ZERO_ERR_SYSTEM (no

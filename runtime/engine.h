@@ -270,6 +270,10 @@ struct zero_ctx {
     double t_end;
     int report_on;           /* rank 0 writes a report at zero_finalize (all ranks take part) */
     int64_t round_trips;     /* host round trips between zero_init and zero_finalize */
+    unsigned auto_sizes;     /* sizes zero_init chose (ZERO_SIZE_AUTO): 1 bucket, 2 prefetch,
+                                4 max live (api.c) */
+    char auto_bucket_why[200]; /* how the bucket was chosen, for the log and the report */
+    char auto_s3_why[320];   /* how the prefetch window and max live were chosen */
     struct zero_data *data_open; /* the loaders open on this context (data.c), a list */
     zr_data_totals data;     /* counters of the loaders closed (data.c) */
     unsigned data_copy_slots; /* copy slots (ZR_COPY_SLOTS) the loaders hold, a bit each */

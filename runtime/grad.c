@@ -110,26 +110,45 @@ static const zr_grad_ops full_ops = {"full buffer", full_ptr,  full_ready,     f
 
 /* ---- buckets (stages 2-3) -------------------------------------------------------------------- */
 
-static zero_status new_bucket(zero_ctx *z)
+/* A bucket is made for one chunk size (grad: the chunk padded, slice: its slice) and serves the
+ * chunks of that size, so a model with one large module (an embedding) and many small ones pays
+ * the large size once, not for every bucket. A slot whose buffers were given back has grad NULL. */
+static void bucket_release(zero_ctx *z, zr_bucket *b)
 {
-    zr_bucket *nb = realloc(z->g.buckets, (size_t)(z->g.num_buckets + 1) * sizeof *nb);
-    if (!nb)
-        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    z->g.buckets = nb;
-    zr_bucket *b = &nb[z->g.num_buckets];
-    memset(b, 0, sizeof *b);
-    b->chunk = -1;
-    b->grad_bytes = z->layout.max_padded * z->wsz;
-    b->slice_bytes = z->layout.max_slice * z->wsz;
+    zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->grad_bytes);
+    zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->slice, b->slice_bytes);
+    b->grad = b->slice = NULL;
+    b->grad_bytes = b->slice_bytes = 0;
+}
+
+/* A new bucket sized for chunk c, in an empty slot or a new one; its index in *out. */
+static zero_status new_bucket(zero_ctx *z, int c, int *out)
+{
+    int i = 0;
+    while (i < z->g.num_buckets && z->g.buckets[i].grad)
+        i++;
+    if (i == z->g.num_buckets) {
+        zr_bucket *nb = realloc(z->g.buckets, (size_t)(z->g.num_buckets + 1) * sizeof *nb);
+        if (!nb)
+            return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+        z->g.buckets = nb;
+        memset(&nb[i], 0, sizeof nb[i]);
+        nb[i].chunk = -1;
+        z->g.num_buckets++;
+    }
+    zr_bucket *b = &z->g.buckets[i];
+    const zp_chunk *ch = &z->layout.chunks[c];
+    b->grad_bytes = ch->padded * z->wsz;
+    b->slice_bytes = ch->slice * z->wsz;
     zero_status s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->grad_bytes, "gradient reduce bucket",
                                  &b->grad);
     if (!s)
         s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->slice_bytes, "reduce-scatter output", &b->slice);
     if (s) {
-        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->grad_bytes);
+        bucket_release(z, b);
         return s;
     }
-    z->g.num_buckets++;
+    *out = i;
     return ZERO_OK;
 }
 
@@ -154,7 +173,7 @@ static zero_status progress(zero_ctx *z)
 {
     for (int b = 0; b < z->g.num_buckets; b++) {
         zr_bucket *bk = &z->g.buckets[b];
-        if (bk->chunk < 0 || z->g.chunk_state[bk->chunk] != ZR_CHUNK_REDUCING)
+        if (!bk->grad || bk->chunk < 0 || z->g.chunk_state[bk->chunk] != ZR_CHUNK_REDUCING)
             continue;
         int done = 0;
         zero_status s = zr_coll_test(&z->dcoll, &bk->req, &done);
@@ -174,32 +193,69 @@ static zero_status wait_bucket(zero_ctx *z, int b)
     return complete_bucket(z, b);
 }
 
+/* Gives back the idle buckets not of `bytes` (to make room for one that is); how many bytes. */
+static size_t release_other_sizes(zero_ctx *z, size_t bytes)
+{
+    size_t freed = 0;
+    for (int i = 0; i < z->g.num_buckets; i++) {
+        zr_bucket *b = &z->g.buckets[i];
+        if (b->grad && b->chunk < 0 && b->grad_bytes != bytes) {
+            freed += b->grad_bytes + b->slice_bytes;
+            bucket_release(z, b);
+        }
+    }
+    return freed;
+}
+
+/* A bucket for chunk c, among those of a compatible size (its own up to twice it): an idle one
+ * (the smallest); else a new one of its size while there are fewer than two compatible ones
+ * (one filling while the other reduces) and the device has room; else, waiting, a reducing one;
+ * else a new one after giving back idle buckets of other sizes. */
 static zero_status acquire_bucket(zero_ctx *z, int c)
 {
     zero_status s = progress(z);
     if (s)
         return s;
-    int b = -1;
-    for (int i = 0; i < z->g.num_buckets && b < 0; i++)
-        if (z->g.buckets[i].chunk < 0)
+    const size_t need = z->layout.chunks[c].padded * z->wsz;
+    const size_t need_all = need + z->layout.chunks[c].slice * z->wsz;
+    int b = -1, same = 0, reducing = -1, oomed = 0;
+    for (int i = 0; i < z->g.num_buckets; i++) {
+        const zr_bucket *bk = &z->g.buckets[i];
+        if (!bk->grad || bk->grad_bytes < need || bk->grad_bytes / 2 > need ||
+            bk->slice_bytes < z->layout.chunks[c].slice * z->wsz)
+            continue;
+        same++;
+        if (bk->chunk < 0 && (b < 0 || bk->grad_bytes < z->g.buckets[b].grad_bytes))
             b = i;
-    if (b < 0) { /* wait for a reducing bucket, else grow the pool */
-        for (int i = 0; i < z->g.num_buckets && b < 0; i++)
-            if (z->g.chunk_state[z->g.buckets[i].chunk] == ZR_CHUNK_REDUCING) {
-                if ((s = wait_bucket(z, i)))
-                    return s;
-                b = i;
-            }
+        else if (bk->chunk >= 0 && z->g.chunk_state[bk->chunk] == ZR_CHUNK_REDUCING &&
+                 reducing < 0)
+            reducing = i;
+    }
+    if (b < 0 && (same < 2 || reducing < 0) && zr_device_fits(&z->dev, need_all)) {
+        s = new_bucket(z, c, &b);
+        if (s && s != ZERO_ERR_OOM)
+            return s;
+        if (s) {
+            b = -1; /* a device without a known capacity said no: wait or make room below */
+            oomed = 1;
+        } else if (z->g.num_buckets > 2) {
+            ZR_INFO(ZR_SUB_ALLOC, "gradient buckets: %d (the model holds gradients of that many "
+                    "chunks at once, or chunks of several sizes)", z->g.num_buckets);
+        }
+    }
+    if (b < 0 && reducing >= 0) {
+        if ((s = wait_bucket(z, reducing)))
+            return s;
+        b = reducing;
     }
     if (b < 0) {
-        if ((s = new_bucket(z)))
+        release_other_sizes(z, need);
+        if ((s = new_bucket(z, c, &b)))
             return s;
-        b = z->g.num_buckets - 1;
-        ZR_INFO(ZR_SUB_ALLOC, "gradient buckets: grew to %d (the model holds gradients of that "
-                "many chunks at once)", z->g.num_buckets);
     }
-    const zp_chunk *ch = &z->layout.chunks[c];
-    zr_dev_zero(&z->dev, z->g.buckets[b].grad, ch->padded * z->wsz);
+    if (oomed)
+        zr_error_clear(&z->err); /* an OOM on the way that a wait or a release made good */
+    zr_dev_zero(&z->dev, z->g.buckets[b].grad, need);
     z->g.buckets[b].chunk = c;
     z->g.chunk_bucket[c] = b;
     z->g.chunk_state[c] = ZR_CHUNK_FILLING;
@@ -345,12 +401,13 @@ zero_status zr_grads_init(zero_ctx *z)
     g->ops = z->set.cfg.stage < 2 ? &full_ops : &bucket_ops;
     if (z->set.cfg.stage < 2)
         return ZERO_OK;
-    for (int i = 0; i < 2; i++) {
-        zero_status s = new_bucket(z);
-        if (s)
-            return s;
-    }
-    return ZERO_OK;
+    /* one bucket for the largest chunk now, so a device that cannot hold even that fails at
+     * zero_init; the others are made on first need, each for the size that needs it */
+    int big = 0, b;
+    for (int c = 1; c < L->num_chunks; c++)
+        if (L->chunks[c].padded > L->chunks[big].padded)
+            big = c;
+    return L->num_chunks ? new_bucket(z, big, &b) : ZERO_OK;
 }
 
 void zr_grads_free(zero_ctx *z)
@@ -362,8 +419,7 @@ void zr_grads_free(zero_ctx *z)
             zr_coll_wait(&z->dcoll, &b->req); /* finalize in the middle of a micro-step */
             zr_coll_request_free(&z->dcoll, &b->req);
         }
-        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->grad, b->grad_bytes);
-        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, b->slice, b->slice_bytes);
+        bucket_release(z, b);
     }
     for (int c = 0; g->chunk_req && c < z->layout.num_chunks; c++)
         zr_coll_request_free(&z->dcoll, &g->chunk_req[c]);

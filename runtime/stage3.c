@@ -22,10 +22,12 @@ typedef struct zr_s3 {
     unsigned char *chunk_persist;  /* [num_chunks] 1: below ZERO_PERSIST_KB, always resident */
     unsigned char *chunk_prefetched; /* [num_chunks] 1: gathered ahead, not yet asked for */
     zr_creq *gather_req;           /* [num_chunks] */
-    void **pool;                   /* free gather buffers, each (max chunk padded) working */
-    int pool_len;
-    int pool_total;                /* buffers allocated */
-    size_t pool_elems;             /* elements of one gather buffer */
+    void **pool;                   /* free gather buffers */
+    size_t *pool_elems;            /* [pool_cap] elements of each free buffer: a buffer is
+                                      made for one chunk size and reused by chunks of that size,
+                                      so one large module does not size every buffer */
+    int pool_len, pool_cap;
+    int pool_total;                /* gather buffers allocated and not freed */
     size_t live_bytes;             /* bytes of chunks gathered or in flight */
     int *trace;                    /* modules in the order zero_gather asked for them */
     int trace_len, trace_cap, trace_pos;
@@ -38,26 +40,75 @@ typedef struct zr_s3 {
 } zr_s3;
 
 static size_t chunk_bytes(const zero_ctx *z, int c) { return z->layout.chunks[c].padded * z->wsz; }
+static size_t ch_elems(const zero_ctx *z, int c) { return z->layout.chunks[c].padded; }
 
-/* Device bytes a gathered chunk holds: a whole pool buffer (sized for the largest chunk). */
-static size_t held_bytes(const zero_ctx *z) { return z->s3->pool_elems * z->wsz; }
+/* Device bytes a gathered chunk holds: a buffer of exactly its size. */
+static size_t held_bytes(const zero_ctx *z, int c) { return chunk_bytes(z, c); }
 
-static zero_status pool_get(zero_ctx *z, void **buf)
+static void pool_put(zero_ctx *z, void *buf, size_t elems)
 {
-    if (z->s3->pool_len > 0) {
-        *buf = z->s3->pool[--z->s3->pool_len];
-        return ZERO_OK;
+    /* pool_cap >= pool_total >= pool_len + 1 here: room was made when buf was allocated */
+    z->s3->pool[z->s3->pool_len] = buf;
+    z->s3->pool_elems[z->s3->pool_len++] = elems;
+}
+
+/* Frees the free buffers that are not of `elems` elements (to make room for one that is). */
+static size_t pool_trim(zero_ctx *z, size_t elems)
+{
+    size_t freed = 0;
+    int k = 0;
+    for (int i = 0; i < z->s3->pool_len; i++) {
+        if (z->s3->pool_elems[i] == elems) {
+            z->s3->pool[k] = z->s3->pool[i];
+            z->s3->pool_elems[k++] = z->s3->pool_elems[i];
+            continue;
+        }
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, z->s3->pool[i], z->s3->pool_elems[i] * z->wsz);
+        freed += z->s3->pool_elems[i] * z->wsz;
+        z->s3->pool_total--;
     }
-    void **np = realloc(z->s3->pool, (size_t)(z->s3->pool_total + 1) * sizeof *np);
-    if (!np)
-        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    z->s3->pool = np;
-    zero_status s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, z->s3->pool_elems * z->wsz,
-                                 "stage-3 gathered parameters", buf);
+    z->s3->pool_len = k;
+    return freed;
+}
+
+/* A free buffer for chunk c: one of its size, else a new one (when the device is full, after
+ * giving back the free buffers of other sizes). */
+static zero_status pool_get(zero_ctx *z, int c, void **buf)
+{
+    const size_t elems = z->layout.chunks[c].padded;
+    for (int i = z->s3->pool_len - 1; i >= 0; i--)
+        if (z->s3->pool_elems[i] == elems) {
+            *buf = z->s3->pool[i];
+            z->s3->pool[i] = z->s3->pool[z->s3->pool_len - 1];
+            z->s3->pool_elems[i] = z->s3->pool_elems[z->s3->pool_len - 1];
+            z->s3->pool_len--;
+            return ZERO_OK;
+        }
+    if (z->s3->pool_total + 1 > z->s3->pool_cap) {
+        int cap = z->s3->pool_cap ? 2 * z->s3->pool_cap : 8;
+        void **np = realloc(z->s3->pool, (size_t)cap * sizeof *np);
+        if (np)
+            z->s3->pool = np;
+        size_t *ne = np ? realloc(z->s3->pool_elems, (size_t)cap * sizeof *ne) : NULL;
+        if (!ne)
+            return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
+        z->s3->pool_elems = ne;
+        z->s3->pool_cap = cap;
+    }
+    if (z->s3->pool_len > 0 && !zr_device_fits(&z->dev, elems * z->wsz))
+        pool_trim(z, elems);
+    zero_status s =
+        zr_dev_alloc(z, ZERO_MEM_BUFFERS, elems * z->wsz, "stage-3 gathered parameters", buf);
+    if (s == ZERO_ERR_OOM && pool_trim(z, elems) > 0) { /* a device without a known capacity */
+        s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, elems * z->wsz, "stage-3 gathered parameters", buf);
+        if (!s)
+            zr_error_clear(&z->err);
+    }
     if (s)
         return s;
     z->s3->pool_total++;
-    ZR_TRACE(ZR_SUB_ALLOC, "stage 3: %d gather buffers", z->s3->pool_total);
+    ZR_TRACE(ZR_SUB_ALLOC, "stage 3: %d gather buffers (new one of %zu elements)",
+             z->s3->pool_total, elems);
     return ZERO_OK;
 }
 
@@ -66,9 +117,9 @@ static void drop_chunk(zero_ctx *z, int c)
 {
     zr_views_chunk_changed(z, c, 1);
     z->s3->chunk_prefetched[c] = 0;
-    z->s3->pool[z->s3->pool_len++] = z->s3->chunk_buf[c];
+    pool_put(z, z->s3->chunk_buf[c], z->layout.chunks[c].padded);
     z->s3->chunk_buf[c] = NULL;
-    z->s3->live_bytes -= held_bytes(z);
+    z->s3->live_bytes -= held_bytes(z, c);
 }
 
 /* The slow path, while the order is being recorded (the first micro-step, or again after a rank
@@ -135,7 +186,7 @@ static zero_status issue_gather(zero_ctx *z, int c, int module, int blocking)
             local = zr_dev_alloc(z, ZERO_MEM_BUFFERS, chunk_bytes(z, c),
                                  "stage-3 resident parameters", &buf);
         else
-            local = pool_get(z, &buf);
+            local = pool_get(z, c, &buf);
     }
     zero_status s = check_order(z, c, module, local);
     if (s) {
@@ -143,7 +194,7 @@ static zero_status issue_gather(zero_ctx *z, int c, int module, int blocking)
             if (z->s3->chunk_persist[c])
                 zr_device_free(&z->dev, ZERO_MEM_BUFFERS, buf, chunk_bytes(z, c));
             else
-                z->s3->pool[z->s3->pool_len++] = buf;
+                pool_put(z, buf, ch_elems(z, c));
         }
         return s;
     }
@@ -156,13 +207,13 @@ static zero_status issue_gather(zero_ctx *z, int c, int module, int blocking)
                            blocking ? NULL : &z->s3->gather_req[c]);
     if (s) {
         if (!z->s3->chunk_buf[c] && !z->s3->chunk_persist[c])
-            z->s3->pool[z->s3->pool_len++] = buf;
+            pool_put(z, buf, ch_elems(z, c));
         else if (!z->s3->chunk_buf[c])
             zr_device_free(&z->dev, ZERO_MEM_BUFFERS, buf, chunk_bytes(z, c));
         return zr_fail(&z->err, s, "stage 3 all-gather of chunk %d: %s", c, z->comm.err.msg);
     }
     if (!z->s3->chunk_buf[c] && !z->s3->chunk_persist[c])
-        z->s3->live_bytes += held_bytes(z);
+        z->s3->live_bytes += held_bytes(z, c);
     z->s3->chunk_buf[c] = buf;
     z->s3->chunk_flight[c] = !blocking;
     z->s3->gathers++;
@@ -209,7 +260,6 @@ zero_status zr_s3_setup(zero_ctx *z)
     if (!z->s3->chunk_buf || !z->s3->chunk_users || !z->s3->chunk_flight || !z->s3->chunk_persist ||
         !z->s3->chunk_prefetched || !z->s3->gather_req)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    z->s3->pool_elems = L->max_padded;
     z->s3->trace_recording = 1;
     /* Chunks below ZERO_PERSIST_KB are gathered once and stay resident. */
     int persistent = 0;
@@ -225,10 +275,8 @@ zero_status zr_s3_setup(zero_ctx *z)
         pbytes += chunk_bytes(z, c);
     }
     z->s3->order_hash = 0;
-    ZR_INFO(ZR_SUB_PART, "stage 3: %d of %d chunks resident (%zu bytes, ZERO_PERSIST_KB), "
-            "prefetch %zu bytes, live cap %zu bytes",
-            persistent, L->num_chunks, pbytes, z->set.cfg.prefetch_bytes,
-            z->set.cfg.max_live_bytes);
+    ZR_INFO(ZR_SUB_PART, "stage 3: %d of %d chunks resident (%zu bytes, ZERO_PERSIST_KB)",
+            persistent, L->num_chunks, pbytes);
     return ZERO_OK;
 }
 
@@ -251,8 +299,9 @@ void zr_s3_free(zero_ctx *z)
         }
     }
     for (int i = 0; i < s3->pool_len; i++)
-        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, s3->pool[i], s3->pool_elems * z->wsz);
+        zr_device_free(&z->dev, ZERO_MEM_BUFFERS, s3->pool[i], s3->pool_elems[i] * z->wsz);
     free(s3->pool);
+    free(s3->pool_elems);
     free(s3->chunk_buf);
     free(s3->chunk_users);
     free(s3->chunk_flight);
@@ -327,7 +376,7 @@ static zero_status prefetch(zero_ctx *z)
         ahead += b;
         if (z->s3->chunk_buf[c])
             continue;
-        if (z->s3->live_bytes + held_bytes(z) > cap)
+        if (z->s3->live_bytes + held_bytes(z, c) > cap)
             break;
         zero_status s = issue_gather(z, c, z->s3->trace[j], 0);
         if (s)

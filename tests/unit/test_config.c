@@ -229,6 +229,24 @@ static void test_overrides(void) {
     env_set("ZERO_BUCKET_MB", "25");
     resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(s.cfg.bucket_bytes == (size_t)25 << 20, "ZERO_BUCKET_MB=25 -> %zu", s.cfg.bucket_bytes);
+    /* "auto" (any case) where the table allows it, back from a number; not elsewhere */
+    {
+        zero_config prog = ZERO_CONFIG_INIT;
+        prog.bucket_bytes = (size_t)8 << 20;
+        env_set("ZERO_BUCKET_MB", "AUTO");
+        env_set("ZERO_PREFETCH_MB", "auto");
+        st = resolve(&s, &prog, NULL, &r, err, sizeof err);
+        CHECK(st == ZERO_OK && s.cfg.bucket_bytes == ZERO_SIZE_AUTO &&
+                  s.cfg.prefetch_bytes == ZERO_SIZE_AUTO,
+              "ZERO_BUCKET_MB=AUTO -> %zu, ZERO_PREFETCH_MB=auto -> %zu: %s", s.cfg.bucket_bytes,
+              s.cfg.prefetch_bytes, err);
+        env_set("ZERO_PERSIST_KB", "auto");
+        st = resolve(&s, NULL, NULL, &r, err, sizeof err);
+        CHECK(st == ZERO_ERR_INVALID && strstr(err, "ZERO_PERSIST_KB=auto"),
+              "ZERO_PERSIST_KB=auto is not allowed: %d %s", st, err);
+        env_clear();
+        env_set("ZERO_BUCKET_MB", "25");
+    }
     env_set("ZERO_DEBUG", "TRACE");
     env_set("ZERO_DEBUG_SUBSYS", "init, part");
     resolve(&s, NULL, NULL, &r, err, sizeof err);
@@ -643,7 +661,7 @@ static void test_json(void) {
     CHECK(n > 2 && j[0] == '{' && j[n - 1] == '}', "not one object without newline: %s", j);
     const char *want[] = {"\"stage\": 2",
                           "\"dtype\": \"bf16\"",
-                          "\"bucket_bytes\": 33554432",
+                          "\"bucket_bytes\": \"auto\"",
                           "\"grad_accum\": 1",
                           "\"clip\": 0",
                           "\"loss_scale\": \"dynamic\"",
@@ -651,8 +669,8 @@ static void test_json(void) {
                           "\"device_memory\": 0",
                           "\"offload_optimizer\": \"none\"",
                           "\"offload_param\": \"none\"",
-                          "\"prefetch_bytes\": 67108864",
-                          "\"max_live_bytes\": 1073741824",
+                          "\"prefetch_bytes\": \"auto\"",
+                          "\"max_live_bytes\": \"auto\"",
                           "\"persist_bytes\": 65536",
                           "\"cpu_threads\": 0,",
                           "\"numa\": \"auto\",",
