@@ -443,6 +443,18 @@ static zero_status lay_out(zero_ctx *z, const zero_tensor *t, int n)
         pt[i].numel = t[i].numel;
         pt[i].module = t[i].module;
     }
+    /* the largest module, aligned and padded as a chunk of its own would be: the smallest
+     * chunk any bucket size can give (the OOM advisor's floor) */
+    size_t mod = 0, best = 0;
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && t[i].module != t[i - 1].module)
+            mod = 0;
+        mod += (t[i].numel + ZR_ALIGN_ELEMS - 1) / ZR_ALIGN_ELEMS * ZR_ALIGN_ELEMS;
+        if (mod > best)
+            best = mod;
+    }
+    const size_t unit = (size_t)z->world * ZR_ALIGN_ELEMS;
+    z->max_module_elems = (best + unit - 1) / unit * unit;
     size_t chunk_elems = z->set.cfg.bucket_bytes / z->wsz;
     zr_error le = {0};
     zero_status s = zp_layout_build(&z->layout, pt, n, z->world, chunk_elems ? chunk_elems : 1,

@@ -270,6 +270,7 @@ struct zero_ctx {
     double t_end;
     int report_on;           /* rank 0 writes a report at zero_finalize (all ranks take part) */
     int64_t round_trips;     /* host round trips between zero_init and zero_finalize */
+    size_t max_module_elems; /* the largest module, padded as a chunk of its own (api.c) */
     unsigned auto_sizes;     /* sizes zero_init chose (ZERO_SIZE_AUTO): 1 bucket, 2 prefetch,
                                 4 max live (api.c) */
     char auto_bucket_why[200]; /* how the bucket was chosen, for the log and the report */

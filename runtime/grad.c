@@ -139,10 +139,12 @@ static zero_status new_bucket(zero_ctx *z, int c, int *out)
     zr_bucket *b = &z->g.buckets[i];
     const zp_chunk *ch = &z->layout.chunks[c];
     b->grad_bytes = ch->padded * z->wsz;
-    b->slice_bytes = ch->slice * z->wsz;
+    /* without accumulation the reduce-scatter writes straight into the gradient shard
+     * (issue_reduce): no output slice */
+    b->slice_bytes = z->set.cfg.grad_accum > 1 ? ch->slice * z->wsz : 0;
     zero_status s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->grad_bytes, "gradient reduce bucket",
                                  &b->grad);
-    if (!s)
+    if (!s && b->slice_bytes)
         s = zr_dev_alloc(z, ZERO_MEM_BUFFERS, b->slice_bytes, "reduce-scatter output", &b->slice);
     if (s) {
         bucket_release(z, b);
@@ -158,7 +160,9 @@ static zero_status complete_bucket(zero_ctx *z, int b)
     int c = bk->chunk;
     const zp_chunk *ch = &z->layout.chunks[c];
     void *dst = (char *)z->st.grads + ch->shard_offset * z->wsz;
-    if (z->prog.micro == 0)
+    if (!bk->slice_bytes)
+        ; /* reduced into the shard itself */
+    else if (z->prog.micro == 0)
         zr_dev_copy(&z->dev, dst, bk->slice, ch->slice * z->wsz);
     else
         zr_dev_add(&z->dev, dst, z->dtype, bk->slice, z->dtype, ch->slice);
@@ -222,7 +226,7 @@ static zero_status acquire_bucket(zero_ctx *z, int c)
     for (int i = 0; i < z->g.num_buckets; i++) {
         const zr_bucket *bk = &z->g.buckets[i];
         if (!bk->grad || bk->grad_bytes < need || bk->grad_bytes / 2 > need ||
-            bk->slice_bytes < z->layout.chunks[c].slice * z->wsz)
+            (bk->slice_bytes && bk->slice_bytes < z->layout.chunks[c].slice * z->wsz))
             continue;
         same++;
         if (bk->chunk < 0 && (b < 0 || bk->grad_bytes < z->g.buckets[b].grad_bytes))
@@ -265,8 +269,10 @@ static zero_status acquire_bucket(zero_ctx *z, int c)
 static zero_status issue_reduce(zero_ctx *z, int c)
 {
     zr_bucket *bk = &z->g.buckets[z->g.chunk_bucket[c]];
+    void *out = bk->slice_bytes ? bk->slice
+                                : (char *)z->st.grads + z->layout.chunks[c].shard_offset * z->wsz;
     zr_coll_tag(&z->dcoll, "reduce-scatter of chunk", c);
-    zero_status s = zr_coll_reduce_scatter(&z->dcoll, bk->grad, bk->slice,
+    zero_status s = zr_coll_reduce_scatter(&z->dcoll, bk->grad, out,
                                            z->layout.chunks[c].slice, zr_elem_of(z->dtype),
                                            ZR_TRAFFIC_TRAIN, &bk->req);
     if (s)

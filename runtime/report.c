@@ -71,6 +71,17 @@ static void write_memory(zero_ctx *z, FILE *f, const int64_t *peaks)
     fprintf(f, "    \"device_peak_bytes\": %" PRId64 ",\n", max[4]);
     fprintf(f, "    \"max_chunk_bytes\": %zu,\n    \"max_slice_bytes\": %zu,\n",
             L->max_padded * z->wsz, L->max_slice * z->wsz);
+    /* device bytes that are not model state (buckets, gather buffers, resident chunks, the
+     * reduce-scatter output, fp32 views, the loaders' device batches), peak, max over ranks */
+    fprintf(f, "    \"buffer_peak_bytes\": %" PRId64 ",\n", max[3]);
+    const zero_config *c = &z->set.cfg;
+    fprintf(f, "    \"buffers\": {\"bucket_bytes\": %zu, \"bucket_auto\": %s, \"prefetch_bytes\": %zu, "
+               "\"prefetch_auto\": %s, \"max_live_bytes\": %zu, \"max_live_auto\": %s, "
+               "\"num_chunks\": %d, \"bucket_why\": \"%s\", \"stage3_why\": \"%s\"},\n",
+            c->bucket_bytes, z->auto_sizes & 1 ? "true" : "false", c->prefetch_bytes,
+            z->auto_sizes & 2 ? "true" : "false", c->max_live_bytes,
+            z->auto_sizes & 4 ? "true" : "false", L->num_chunks, z->auto_bucket_why,
+            z->auto_s3_why);
     fprintf(f, "    \"peak_bytes\": {\"params\": %" PRId64 ", \"grads\": %" PRId64
                ", \"optimizer\": %" PRId64 ", \"buffers\": %" PRId64 ", \"total\": %" PRId64 "},\n",
             max[0], max[1], max[2], max[3], max[4]);

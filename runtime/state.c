@@ -16,15 +16,22 @@ static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 /* ---- the OOM advisor ------------------------------------------------------------------------- */
 
-/* Device bytes of buffers (outside model state) a stage needs, estimated from the layout. */
+/* Buffers (outside model state) a stage needs, in chunks of the largest size: stage 3 two
+ * gathered chunks and two reduce buckets with their output slices, stage 2 the two buckets,
+ * stages 0-1 one slice (the reduce-scatter output). */
+static double buffer_chunks(int stage, int world)
+{
+    if (stage == 3)
+        return 4.0 + 2.0 / world;
+    if (stage == 2)
+        return 2.0 + 2.0 / world;
+    return 1.0 / world;
+}
+
+/* Device bytes of buffers a stage needs with the layout's largest chunk. */
 static double buffer_bytes(const zero_ctx *z, int stage)
 {
-    double padded = (double)z->layout.max_padded, slice = (double)z->layout.max_slice;
-    if (stage == 3) /* two reduce buckets, two gathered chunks */
-        return (4.0 * padded + 2.0 * slice) * (double)z->wsz;
-    if (stage == 2)
-        return 2.0 * (padded + slice) * (double)z->wsz;
-    return slice * (double)z->wsz;
+    return buffer_chunks(stage, z->world) * (double)z->layout.max_padded * (double)z->wsz;
 }
 
 void zr_formula_bytes(const zero_ctx *z, uint64_t *device, uint64_t *host)
@@ -76,14 +83,41 @@ static zero_status oom(zero_ctx *z, const char *detail)
                                      ways[w][1] ? " ZERO_OFFLOAD_OPTIMIZER=cpu" : "",
                                      ways[w][2] ? " ZERO_OFFLOAD_PARAM=cpu" : "");
     }
+    /* the buffers are what does not fit: the state does, the state and buffers do not. The
+     * largest bucket at which they would (chunks cannot be smaller than the largest module) */
+    char bufs[320] = "";
+    {
+        uint64_t dev = 0, host = 0;
+        const int st = z->set.cfg.stage;
+        if (cap && !zp_state_bytes(st, z->wsz, L->num_params, z->world, z->offload_opt,
+                                   z->offload_param, &dev, &host)) {
+            double chunk_fit = ((double)cap - (double)dev) / buffer_chunks(st, z->world);
+            double floor_b = (double)z->max_module_elems * (double)z->wsz;
+            double bucket = 4096.0;
+            while (bucket * 2.0 <= chunk_fit)
+                bucket *= 2.0;
+            if ((double)dev < (double)cap && need_now > (double)cap && chunk_fit >= floor_b &&
+                bucket < (double)z->set.cfg.bucket_bytes)
+                snprintf(bufs, sizeof bufs,
+                         " The model state fits; the buffers (about %.2f MiB with chunks of up "
+                         "to %.2f MiB) do not: ZERO_BUCKET_MB=%.0fK%s would fit.",
+                         mib(buffer_bytes(z, st)), mib((double)L->max_padded * (double)z->wsz),
+                         bucket / 1024.0, st == 3 ? " ZERO_PREFETCH_MB=0" : "");
+            else if ((double)dev < (double)cap && need_now > (double)cap)
+                snprintf(bufs, sizeof bufs,
+                         " The model state fits; the buffers (about %.2f MiB: the largest module "
+                         "alone is a %.2f MiB chunk) do not, at any bucket size.",
+                         mib(buffer_bytes(z, st)), mib(floor_b));
+        }
+    }
     return zr_fail(&z->err, ZERO_ERR_OOM,
                    "out of device memory on rank %d at ZERO_STAGE=%d%s: %s. Device model state "
-                   "per rank for %zu parameters (%s) on %d ranks: %s (plus buffers). %s%s",
+                   "per rank for %zu parameters (%s) on %d ranks: %s (plus buffers).%s %s%s",
                    z->rank, z->set.cfg.stage,
                    z->offload_param ? " with optimizer and parameter offload"
                    : z->offload_opt ? " with optimizer offload"
                                     : "",
-                   detail, L->num_params, zr_dtype_name(z->dtype), z->world, table,
+                   detail, L->num_params, zr_dtype_name(z->dtype), z->world, table, bufs,
                    flen   ? "Would fit: "
                    : !cap ? "No device capacity is known to measure the other placements against"
                    : z->dev.capacity
