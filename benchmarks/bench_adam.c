@@ -110,7 +110,7 @@ static void pass_scalar(const bench_data *d)
 {
     const zm_adamw_coef c =
         zm_adamw_coefs(g_hp.lr, g_hp.beta1, g_hp.beta2, g_hp.eps, g_hp.weight_decay,
-                       g_hp.bias_corr1, g_hp.bias_corr2_sqrt, g_hp.grad_scale);
+                       g_hp.bias_corr1, g_hp.bias_corr2_sqrt, g_hp.grad_scale, g_hp.l2);
     float *p = d->p, *m = d->m, *v = d->v;
     const float *g = d->g;
     uint16_t *w = d->work;
@@ -145,7 +145,7 @@ static size_t sample_check(const bench_sample *s, const bench_data *d)
 {
     const zm_adamw_coef c =
         zm_adamw_coefs(g_hp.lr, g_hp.beta1, g_hp.beta2, g_hp.eps, g_hp.weight_decay,
-                       g_hp.bias_corr1, g_hp.bias_corr2_sqrt, g_hp.grad_scale);
+                       g_hp.bias_corr1, g_hp.bias_corr2_sqrt, g_hp.grad_scale, g_hp.l2);
     size_t wrong = 0;
     for (size_t k = 0; k < BENCH_SAMPLE; k++) {
         const size_t i = s->idx[k]; /* a repeated index is checked against the same values */

@@ -165,7 +165,7 @@ static size_t sample_check(const sample *s, const gpu_data *d)
 {
     const zm_adamw_coef c =
         zm_adamw_coefs(g_hp.lr, g_hp.beta1, g_hp.beta2, g_hp.eps, g_hp.weight_decay,
-                       g_hp.bias_corr1, g_hp.bias_corr2_sqrt, g_hp.grad_scale);
+                       g_hp.bias_corr1, g_hp.bias_corr2_sqrt, g_hp.grad_scale, g_hp.l2);
     size_t wrong = 0;
     for (size_t k = 0; k < BENCH_SAMPLE; k++) {
         const size_t i = s->idx[k];

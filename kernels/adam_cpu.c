@@ -5,13 +5,13 @@
  * portable: no -march), beside a scalar fallback. OpenMP over fixed blocks.
  *
  * Every path returns the bits of zk_adamw (kernels.c) and of the CUDA kernel: the vector code
- * performs zm_adamw's operations one by one in its order, with separate multiplies and adds (no
- * FMA: fusing skips a rounding and changes results), and vector sqrt and div are correctly
- * rounded like the scalar ones. (The one freedom left is which nan comes out where two nans
- * meet: see kernels.h.) The file is compiled with -ffp-contract=off
- * (kernels/sources.cmake) so GCC does not fuse the intrinsics' multiplies and adds either; the
- * AVX2 path is not even given the fma target. The update moves 30 bytes per element (bf16 copy)
- * and is limited by memory bandwidth, so FMA would not make it faster. */
+ * performs zm_adamw's operations one by one in its order — an fma exactly where zm_adamw has one
+ * (where PyTorch's CPU kernels fuse), separate multiplies and adds everywhere else (fusing skips
+ * a rounding and changes results) — and vector sqrt and div are correctly rounded like the
+ * scalar ones. (The one freedom left is which nan comes out where two nans meet: see kernels.h.)
+ * The file is compiled with -ffp-contract=off (kernels/sources.cmake) so GCC fuses none of the
+ * intrinsics' separate multiplies and adds. The update moves 30 bytes per element (bf16 copy)
+ * and is limited by memory bandwidth. */
 #include "kernels.h"
 
 #include <stdatomic.h>
@@ -106,26 +106,28 @@ ZK_INLINE void prefetch_inputs(const float *master, const float *m, const float 
 
 /* ---- AVX2 (+F16C): 8 lanes, 16 elements per iteration -------------------------------------- */
 
-#define ZK_AVX2 __attribute__((target("avx2,f16c")))
-#define ZK_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,f16c")))
+#define ZK_AVX2 __attribute__((target("avx2,f16c,fma")))
+#define ZK_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,f16c,fma")))
 
 typedef struct avx2_coef {
-    __m256 decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step, bias_corr2_sqrt, eps,
-        grad_scale;
+    __m256 grad_scale, decay, l2, lerp_coef, beta2, one_minus_beta2, bias_corr2_sqrt, eps, step;
+    int lerp_from_m, use_l2;
 } avx2_coef;
 
 ZK_AVX2_INLINE avx2_coef avx2_coefs(const zm_adamw_coef *c)
 {
     avx2_coef k;
+    k.grad_scale = _mm256_set1_ps(c->grad_scale);
     k.decay = _mm256_set1_ps(c->decay);
-    k.beta1 = _mm256_set1_ps(c->beta1);
-    k.one_minus_beta1 = _mm256_set1_ps(c->one_minus_beta1);
+    k.l2 = _mm256_set1_ps(c->l2);
+    k.lerp_coef = _mm256_set1_ps(c->lerp_coef);
     k.beta2 = _mm256_set1_ps(c->beta2);
     k.one_minus_beta2 = _mm256_set1_ps(c->one_minus_beta2);
-    k.step = _mm256_set1_ps(c->step);
     k.bias_corr2_sqrt = _mm256_set1_ps(c->bias_corr2_sqrt);
     k.eps = _mm256_set1_ps(c->eps);
-    k.grad_scale = _mm256_set1_ps(c->grad_scale);
+    k.step = _mm256_set1_ps(c->step);
+    k.lerp_from_m = c->lerp_from_m;
+    k.use_l2 = c->use_l2;
     return k;
 }
 
@@ -135,12 +137,14 @@ ZK_AVX2_INLINE avx2_coef avx2_coefs(const zm_adamw_coef *c)
 ZK_AVX2_INLINE __m256 avx2_update(float *master, float *m, float *v, const float *grad, size_t i,
                                   const avx2_coef *k)
 {
+    const __m256 p = _mm256_loadu_ps(master + i), mo = _mm256_loadu_ps(m + i);
     __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grad + i), k->grad_scale);
-    __m256 pn = _mm256_mul_ps(_mm256_loadu_ps(master + i), k->decay);
-    __m256 mn = _mm256_add_ps(_mm256_mul_ps(k->beta1, _mm256_loadu_ps(m + i)),
-                              _mm256_mul_ps(k->one_minus_beta1, g));
-    __m256 vn = _mm256_add_ps(_mm256_mul_ps(k->beta2, _mm256_loadu_ps(v + i)),
-                              _mm256_mul_ps(_mm256_mul_ps(k->one_minus_beta2, g), g));
+    if (k->use_l2)
+        g = _mm256_fmadd_ps(p, k->l2, g);
+    __m256 pn = _mm256_mul_ps(p, k->decay);
+    __m256 mn = _mm256_fmadd_ps(k->lerp_coef, _mm256_sub_ps(g, mo), k->lerp_from_m ? mo : g);
+    __m256 vn = _mm256_fmadd_ps(_mm256_mul_ps(k->one_minus_beta2, g), g,
+                                _mm256_mul_ps(_mm256_loadu_ps(v + i), k->beta2));
     __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vn), k->bias_corr2_sqrt), k->eps);
     pn = _mm256_sub_ps(pn, _mm256_div_ps(_mm256_mul_ps(k->step, mn), denom));
     _mm256_storeu_ps(master + i, pn);
@@ -217,28 +221,32 @@ ZK_AVX2 static void avx2_block(float *master, float *m, float *v, const float *g
 
 /* ---- AVX-512F: 16 lanes, 16 elements per iteration ----------------------------------------- */
 
-/* Only AVX-512F instructions are used (vcvtps2ph zmm, vpmovdw, compare-into-mask, blend), so
- * every AVX-512 CPU qualifies. Not AVX512-BF16's vcvtneps2bf16: it flushes subnormals. */
-#define ZK_AVX512 __attribute__((target("avx512f")))
-#define ZK_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
+/* Only AVX-512F instructions are used (vcvtps2ph zmm, vpmovdw, compare-into-mask, blend, fma),
+ * so every AVX-512 CPU qualifies. Not AVX512-BF16's vcvtneps2bf16: it flushes subnormals. The
+ * fma target is for the scalar tail (scalar_range's fmaf becomes one instruction); every
+ * AVX-512F CPU has FMA, and dispatch checks it. */
+#define ZK_AVX512 __attribute__((target("avx512f,fma")))
+#define ZK_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f,fma")))
 
 typedef struct avx512_coef {
-    __m512 decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step, bias_corr2_sqrt, eps,
-        grad_scale;
+    __m512 grad_scale, decay, l2, lerp_coef, beta2, one_minus_beta2, bias_corr2_sqrt, eps, step;
+    int lerp_from_m, use_l2;
 } avx512_coef;
 
 ZK_AVX512_INLINE avx512_coef avx512_coefs(const zm_adamw_coef *c)
 {
     avx512_coef k;
+    k.grad_scale = _mm512_set1_ps(c->grad_scale);
     k.decay = _mm512_set1_ps(c->decay);
-    k.beta1 = _mm512_set1_ps(c->beta1);
-    k.one_minus_beta1 = _mm512_set1_ps(c->one_minus_beta1);
+    k.l2 = _mm512_set1_ps(c->l2);
+    k.lerp_coef = _mm512_set1_ps(c->lerp_coef);
     k.beta2 = _mm512_set1_ps(c->beta2);
     k.one_minus_beta2 = _mm512_set1_ps(c->one_minus_beta2);
-    k.step = _mm512_set1_ps(c->step);
     k.bias_corr2_sqrt = _mm512_set1_ps(c->bias_corr2_sqrt);
     k.eps = _mm512_set1_ps(c->eps);
-    k.grad_scale = _mm512_set1_ps(c->grad_scale);
+    k.step = _mm512_set1_ps(c->step);
+    k.lerp_from_m = c->lerp_from_m;
+    k.use_l2 = c->use_l2;
     return k;
 }
 
@@ -246,12 +254,14 @@ ZK_AVX512_INLINE avx512_coef avx512_coefs(const zm_adamw_coef *c)
 ZK_AVX512_INLINE __m512 avx512_update(float *master, float *m, float *v, const float *grad,
                                       size_t i, const avx512_coef *k)
 {
+    const __m512 p = _mm512_loadu_ps(master + i), mo = _mm512_loadu_ps(m + i);
     __m512 g = _mm512_mul_ps(_mm512_loadu_ps(grad + i), k->grad_scale);
-    __m512 pn = _mm512_mul_ps(_mm512_loadu_ps(master + i), k->decay);
-    __m512 mn = _mm512_add_ps(_mm512_mul_ps(k->beta1, _mm512_loadu_ps(m + i)),
-                              _mm512_mul_ps(k->one_minus_beta1, g));
-    __m512 vn = _mm512_add_ps(_mm512_mul_ps(k->beta2, _mm512_loadu_ps(v + i)),
-                              _mm512_mul_ps(_mm512_mul_ps(k->one_minus_beta2, g), g));
+    if (k->use_l2)
+        g = _mm512_fmadd_ps(p, k->l2, g);
+    __m512 pn = _mm512_mul_ps(p, k->decay);
+    __m512 mn = _mm512_fmadd_ps(k->lerp_coef, _mm512_sub_ps(g, mo), k->lerp_from_m ? mo : g);
+    __m512 vn = _mm512_fmadd_ps(_mm512_mul_ps(k->one_minus_beta2, g), g,
+                                _mm512_mul_ps(_mm512_loadu_ps(v + i), k->beta2));
     __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vn), k->bias_corr2_sqrt), k->eps);
     pn = _mm512_sub_ps(pn, _mm512_div_ps(_mm512_mul_ps(k->step, mn), denom));
     _mm512_storeu_ps(master + i, pn);
@@ -335,9 +345,9 @@ static int isa_supported(int isa)
         return 1;
 #if ZK_X86
     case ZK_ISA_AVX2:
-        return __builtin_cpu_supports("avx2") && cpu_has_f16c();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case ZK_ISA_AVX512:
-        return __builtin_cpu_supports("avx512f");
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
 #endif
     default:
         return 0;
@@ -398,8 +408,9 @@ void zk_adamw_cpu(float *master, float *m, float *v, const float *grad, void *wo
 {
     if (n == 0)
         return;
-    const zm_adamw_coef c = zm_adamw_coefs(p->lr, p->beta1, p->beta2, p->eps, p->weight_decay,
-                                           p->bias_corr1, p->bias_corr2_sqrt, p->grad_scale);
+    const zm_adamw_coef c =
+        zm_adamw_coefs(p->lr, p->beta1, p->beta2, p->eps, p->weight_decay, p->bias_corr1,
+                       p->bias_corr2_sqrt, p->grad_scale, p->l2);
     const int isa = isa_current();
     const int wt = work ? (int)work_type : ZK_NONE;
     const size_t nblocks = (n + ZK_BLOCK - 1) / ZK_BLOCK;

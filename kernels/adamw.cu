@@ -1,5 +1,6 @@
 /* adamw.cu — fused AdamW on the GPU: reads the fp32 master, m, v and a gradient of any dtype,
- * writes master, m, v and the working copy in one pass. Math from zero_math.h (zm_adamw). */
+ * writes master, m, v and the working copy in one pass. Math from zero_math.h (zm_adamw): torch's
+ * AdamW (or Adam-L2) order, with its fmas as __fmaf_rn. */
 #include <cuda_runtime.h>
 
 #include "kernels_cuda.h"
@@ -20,9 +21,11 @@ static __global__ void adamw_kernel(float *__restrict__ master, float *__restric
                                     float *__restrict__ v, const void *__restrict__ grad,
                                     void *__restrict__ work, size_t n, zk_adamw_params p)
 {
-    /* Every thread derives the constants with the same rounded operations as the host twin. */
-    const zm_adamw_coef c = zm_adamw_coefs(p.lr, p.beta1, p.beta2, p.eps, p.weight_decay,
-                                           p.bias_corr1, p.bias_corr2_sqrt, p.grad_scale);
+    /* Every thread derives the constants with the same rounded operations as the host twin
+     * (double arithmetic through the explicitly rounded intrinsics of zero_math.h). */
+    const zm_adamw_coef c =
+        zm_adamw_coefs(p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.bias_corr1,
+                       p.bias_corr2_sqrt, p.grad_scale, p.l2);
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         float pi = master[i], mi = m[i], vi = v[i];

@@ -3,6 +3,7 @@
  * -ffp-contract=off -fno-math-errno (kernels/sources.cmake) so results match the CUDA kernels. */
 #include "kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "zero_math.h"
@@ -46,8 +47,8 @@ ZK_INLINE void adamw_range(float *restrict master, float *restrict m, float *res
         adamw_range(master, m, v, grad, (G), work, (W), lo, hi, c);                            \
         break
 
-static void adamw_block(float *master, float *m, float *v, const void *grad, int gt, void *work,
-                        int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+ZK_INLINE void adamw_cases(float *master, float *m, float *v, const void *grad, int gt,
+                           void *work, int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
 {
     switch (gt * 4 + wt) {
         ZK_ADAMW_CASE(ZERO_DTYPE_FP32, ZERO_DTYPE_FP32);
@@ -67,20 +68,64 @@ static void adamw_block(float *master, float *m, float *v, const void *grad, int
     }
 }
 
+/* zm_adamw's fmas are single instructions only where the target has FMA, which baseline x86-64
+ * lacks: there fmaf is a libm call per element and the loop stays scalar. So on x86 the loops are
+ * compiled twice, and the AVX2+FMA copy runs where the CPU has both (the same bits: every
+ * operation is IEEE-rounded either way, and -ffp-contract=off fuses nothing else). */
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) static void adamw_block_fma(float *master, float *m, float *v,
+                                                                const void *grad, int gt,
+                                                                void *work, int wt, size_t lo,
+                                                                size_t hi, const zm_adamw_coef *c)
+{
+    adamw_cases(master, m, v, grad, gt, work, wt, lo, hi, c);
+}
+
+static int have_fma(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+static void adamw_block(float *master, float *m, float *v, const void *grad, int gt, void *work,
+                        int wt, size_t lo, size_t hi, const zm_adamw_coef *c, int fma)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (fma) {
+        adamw_block_fma(master, m, v, grad, gt, work, wt, lo, hi, c);
+        return;
+    }
+#endif
+    (void)fma;
+    adamw_cases(master, m, v, grad, gt, work, wt, lo, hi, c);
+}
+
+void zk_adamw_bias(zk_adamw_params *p, int64_t t)
+{
+    p->bias_corr1 = 1.0 - pow(p->beta1, (double)t);
+    p->bias_corr2_sqrt = pow(1.0 - pow(p->beta2, (double)t), 0.5);
+}
+
 void zk_adamw(float *master, float *m, float *v, const void *grad, zero_dtype grad_type,
               void *work, zero_dtype work_type, size_t n, const zk_adamw_params *p)
 {
     if (n == 0)
         return;
-    const zm_adamw_coef c = zm_adamw_coefs(p->lr, p->beta1, p->beta2, p->eps, p->weight_decay,
-                                           p->bias_corr1, p->bias_corr2_sqrt, p->grad_scale);
+    const zm_adamw_coef c =
+        zm_adamw_coefs(p->lr, p->beta1, p->beta2, p->eps, p->weight_decay, p->bias_corr1,
+                       p->bias_corr2_sqrt, p->grad_scale, p->l2);
+#if defined(__x86_64__) || defined(__i386__)
+    const int fma = have_fma();
+#else
+    const int fma = 0;
+#endif
     const int gt = (int)grad_type;
     const int wt = work ? (int)work_type : ZK_NONE;
     const size_t nblocks = (n + ZK_BLOCK - 1) / ZK_BLOCK;
 #pragma omp parallel for schedule(static) if (n >= ZK_OMP_MIN)
     for (size_t b = 0; b < nblocks; b++) {
         size_t lo = b * ZK_BLOCK;
-        adamw_block(master, m, v, grad, gt, work, wt, lo, zk_min(lo + ZK_BLOCK, n), &c);
+        adamw_block(master, m, v, grad, gt, work, wt, lo, zk_min(lo + ZK_BLOCK, n), &c, fma);
     }
 }
 

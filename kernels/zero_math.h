@@ -11,10 +11,13 @@
  *   must match, e.g. the unit test) is compiled with -ffp-contract=off so GCC does not fuse them
  *   either (kernels/sources.cmake). -fno-math-errno and -fno-trapping-math change no result; they
  *   only let sqrtf become an instruction and the conversions' selects vectorise.
+ * - The fused multiply-adds that the formulas do have are written out (ZM_FMA: fmaf on the host,
+ *   __fmaf_rn on the device, one rounding on both) where PyTorch's CPU kernels fuse them (AdamW).
+ * - Double arithmetic (the AdamW constants) goes through ZM_D* too, so nvcc cannot fuse it.
  * - Denormals must not be flushed: do not build the .cu files with -ftz=true (or
  *   --use_fast_math) nor the host with -ffast-math; the fp16 conversions rely on subnormals.
- * - Evaluation is left to right exactly as written in the formulas of kernels.h, C precedence:
- *   (1 - beta2) * g * g is ((1 - beta2) * g) * g, and (lr / bc1) * m / d is ((lr / bc1) * m) / d.
+ * - Evaluation is exactly as written with the ZM_* macros, operation by operation; the formulas
+ *   in the comments (kernels.h, zm_adamw) name the same operations in the same order.
  */
 #ifndef ZERO_MATH_H
 #define ZERO_MATH_H
@@ -40,16 +43,24 @@
 #define ZM_MUL(a, b) __fmul_rn((a), (b))
 #define ZM_DIV(a, b) __fdiv_rn((a), (b))
 #define ZM_SQRT(a) __fsqrt_rn(a)
+#define ZM_FMA(a, b, c) __fmaf_rn((a), (b), (c))
 #define ZM_DADD(a, b) __dadd_rn((a), (b))
+#define ZM_DSUB(a, b) __dsub_rn((a), (b))
 #define ZM_DMUL(a, b) __dmul_rn((a), (b))
+#define ZM_DDIV(a, b) __ddiv_rn((a), (b))
+#define ZM_D2F(a) __double2float_rn(a)
 #else
 #define ZM_ADD(a, b) ((a) + (b))
 #define ZM_SUB(a, b) ((a) - (b))
 #define ZM_MUL(a, b) ((a) * (b))
 #define ZM_DIV(a, b) ((a) / (b))
 #define ZM_SQRT(a) sqrtf(a)
+#define ZM_FMA(a, b, c) fmaf((a), (b), (c))
 #define ZM_DADD(a, b) ((a) + (b))
+#define ZM_DSUB(a, b) ((a) - (b))
 #define ZM_DMUL(a, b) ((a) * (b))
+#define ZM_DDIV(a, b) ((a) / (b))
+#define ZM_D2F(a) ((float)(a))
 #endif
 
 /* ---- bit casts ---------------------------------------------------------------------------- */
@@ -191,50 +202,76 @@ static inline ZERO_HD void zm_store(void *p, int type, size_t i, float x)
 
 /* ---- AdamW -------------------------------------------------------------------------------- */
 
-/* Per-call constants of the update, derived once (the same operations on host and device). */
+/* Per-call constants of the update, as torch.optim.Adam/AdamW rounds them for an fp32 parameter:
+ * each is formed in double from the group's double hyperparameters (Python floats in torch) and
+ * rounded to float once, where torch hands the Python float to an fp32 tensor op. The same
+ * operations on host and device (ZM_D* and ZM_D2F). */
 typedef struct zm_adamw_coef {
-    float decay;           /* 1 - lr * weight_decay */
-    float beta1, one_minus_beta1;
-    float beta2, one_minus_beta2;
-    float step;            /* lr / bias_corr1 */
-    float bias_corr2_sqrt; /* sqrt(1 - beta2^t) */
-    float eps;
     float grad_scale;
+    float decay;           /* AdamW: (float)(1 - lr * weight_decay); 1 for Adam-L2 */
+    float l2;              /* Adam-L2: (float)weight_decay (g = fma(p, l2, g)); unused otherwise */
+    float lerp_coef;       /* w = (float)(1 - beta1): w when |w| < 0.5, else w - 1 (exact) */
+    float beta2;           /* (float)beta2 */
+    float one_minus_beta2; /* (float)(1 - beta2) */
+    float bias_corr2_sqrt; /* (float)((1 - beta2^t) ** 0.5) */
+    float eps;             /* (float)eps */
+    float step;            /* (float)(lr / (1 - beta1^t)) */
+    int lerp_from_m;       /* 1: m = fma(w, g - m, m) (|w| < 0.5); 0: m = fma(w - 1, g - m, g) */
+    int use_l2;            /* the Adam-L2 term is added (Adam-L2 with weight_decay != 0) */
 } zm_adamw_coef;
 
-static inline ZERO_HD zm_adamw_coef zm_adamw_coefs(float lr, float beta1, float beta2, float eps,
-                                                   float weight_decay, float bias_corr1,
-                                                   float bias_corr2_sqrt, float grad_scale)
+/* lr, beta1, beta2, eps, weight_decay: the group's values. bias_corr1 = 1 - beta1^t and
+ * bias_corr2_sqrt = (1 - beta2^t) ** 0.5, computed by the caller in double (zk_adamw_bias: pow
+ * is the host's libm, as Python's float ** is). l2: 0 for AdamW (decoupled decay,
+ * torch.optim.AdamW), 1 for Adam with the L2 term added to the gradient (torch.optim.Adam's
+ * weight_decay). As in torch, weight_decay 0 skips the decay or the L2 term. */
+static inline ZERO_HD zm_adamw_coef zm_adamw_coefs(double lr, double beta1, double beta2,
+                                                   double eps, double weight_decay,
+                                                   double bias_corr1, double bias_corr2_sqrt,
+                                                   float grad_scale, int l2)
 {
     zm_adamw_coef c;
-    c.decay = ZM_SUB(1.0f, ZM_MUL(lr, weight_decay));
-    c.beta1 = beta1;
-    c.one_minus_beta1 = ZM_SUB(1.0f, beta1);
-    c.beta2 = beta2;
-    c.one_minus_beta2 = ZM_SUB(1.0f, beta2);
-    c.step = ZM_DIV(lr, bias_corr1);
-    c.bias_corr2_sqrt = bias_corr2_sqrt;
-    c.eps = eps;
+    const int decays = weight_decay != 0.0;
     c.grad_scale = grad_scale;
+    c.use_l2 = l2 && decays;
+    c.l2 = c.use_l2 ? ZM_D2F(weight_decay) : 0.0f;
+    c.decay = !l2 && decays ? ZM_D2F(ZM_DSUB(1.0, ZM_DMUL(lr, weight_decay))) : 1.0f;
+    const float w = ZM_D2F(ZM_DSUB(1.0, beta1));
+    c.lerp_from_m = w > -0.5f && w < 0.5f;
+    c.lerp_coef = c.lerp_from_m ? w : ZM_SUB(w, 1.0f);
+    c.beta2 = ZM_D2F(beta2);
+    c.one_minus_beta2 = ZM_D2F(ZM_DSUB(1.0, beta2));
+    c.bias_corr2_sqrt = ZM_D2F(bias_corr2_sqrt);
+    c.eps = ZM_D2F(eps);
+    c.step = ZM_D2F(ZM_DDIV(lr, bias_corr1));
     return c;
 }
 
-/* One element of PyTorch's AdamW (kernels.h), p/m/v updated in place:
+/* One element of torch's Adam/AdamW step for an fp32 parameter on the CPU (torch/optim/adam.py,
+ * _single_tensor_adam; the ATen CPU kernels of its AVX2/AVX-512 builds, which fuse the
+ * multiply-adds of lerp, addcmul and add(alpha) into fmas), p/m/v updated in place; torch's
+ * call after each line:
  *   g = grad * grad_scale
- *   p = p * (1 - lr * wd)
- *   m = beta1 * m + (1 - beta1) * g
- *   v = beta2 * v + ((1 - beta2) * g) * g
- *   p = p - ((lr / bc1) * m) / (sqrt(v) / bc2_sqrt + eps) */
+ *   Adam-L2:  g = fma(p, wd, g)                          grad.add(param, alpha=wd)
+ *   AdamW:    p' = p * decay                             param.mul_(1 - lr*wd)
+ *   m = fma(w, g - m, m)  or  fma(w - 1, g - m, g)     exp_avg.lerp_(grad, 1 - beta1)
+ *   v = fma((1 - beta2) * g, g, v * beta2)              exp_avg_sq.mul_(beta2)
+ *                                                        .addcmul_(grad, grad, 1 - beta2)
+ *   d = sqrt(v) / bc2_sqrt + eps                        (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+ *   p = p' - (step * m) / d                             param.addcdiv_(exp_avg, d, -step)
+ * sqrt is the correctly rounded one (torch's own CPU sqrt is MKL's on x86 builds: docs/DESIGN.md
+ * section 9). */
 static inline ZERO_HD void zm_adamw(float *p, float *m, float *v, float grad,
                                     const zm_adamw_coef *c)
 {
     float g = ZM_MUL(grad, c->grad_scale);
-    float pn = ZM_MUL(*p, c->decay);
-    float mn = ZM_ADD(ZM_MUL(c->beta1, *m), ZM_MUL(c->one_minus_beta1, g));
-    float vn = ZM_ADD(ZM_MUL(c->beta2, *v), ZM_MUL(ZM_MUL(c->one_minus_beta2, g), g));
-    float denom = ZM_ADD(ZM_DIV(ZM_SQRT(vn), c->bias_corr2_sqrt), c->eps);
-    pn = ZM_SUB(pn, ZM_DIV(ZM_MUL(c->step, mn), denom));
-    *p = pn;
+    if (c->use_l2)
+        g = ZM_FMA(*p, c->l2, g);
+    const float pd = ZM_MUL(*p, c->decay);
+    const float mn = ZM_FMA(c->lerp_coef, ZM_SUB(g, *m), c->lerp_from_m ? *m : g);
+    const float vn = ZM_FMA(ZM_MUL(c->one_minus_beta2, g), g, ZM_MUL(*v, c->beta2));
+    const float den = ZM_ADD(ZM_DIV(ZM_SQRT(vn), c->bias_corr2_sqrt), c->eps);
+    *p = ZM_SUB(pd, ZM_DIV(ZM_MUL(c->step, mn), den));
     *m = mn;
     *v = vn;
 }

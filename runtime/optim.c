@@ -3,25 +3,25 @@
  * (kernels/adam_cpu.c), both zk_adamw's formula. */
 #include "runtime/optim.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 
 _Static_assert(sizeof(zk_adamw_params) <= ZR_OPTIM_PREP_BYTES, "zr_optim_prep too small");
 
-/* The kernels compute in fp32 (kernels/zero_math.h): the group's values rounded to float, the
- * bias corrections from those floats in double. */
+/* The group's values stay double up to the kernels, which round each constant to float where
+ * torch.optim.AdamW does (kernels/zero_math.h); the bias corrections are torch's, in double. */
 static void adamw_prepare(zr_optim_prep *out, const zr_hyper *h, int64_t step, double grad_scale)
 {
     zk_adamw_params p;
-    p.lr = (float)h->lr;
-    p.beta1 = (float)h->beta1;
-    p.beta2 = (float)h->beta2;
-    p.eps = (float)h->eps;
-    p.weight_decay = (float)h->weight_decay;
-    p.bias_corr1 = (float)(1.0 - pow((double)p.beta1, (double)step));
-    p.bias_corr2_sqrt = (float)sqrt(1.0 - pow((double)p.beta2, (double)step));
+    memset(&p, 0, sizeof p);
+    p.lr = h->lr;
+    p.beta1 = h->beta1;
+    p.beta2 = h->beta2;
+    p.eps = h->eps;
+    p.weight_decay = h->weight_decay;
+    p.l2 = h->l2 != 0;
+    zk_adamw_bias(&p, step);
     p.grad_scale = (float)grad_scale;
     memcpy(out->bytes, &p, sizeof p);
 }
@@ -32,7 +32,7 @@ static zk_adamw_params piece_params(const zr_optim_prep *prep, const zr_optim_pi
     zk_adamw_params p;
     memcpy(&p, prep->bytes, sizeof p);
     if (piece->no_decay)
-        p.weight_decay = 0.0f;
+        p.weight_decay = 0.0;
     return p;
 }
 

@@ -13,11 +13,14 @@
 #include "runtime/device.h"
 #include "zero.h"
 
-enum { ZR_OPTIM_MAX_STATES = 2, ZR_OPTIM_PREP_BYTES = 64 };
+enum { ZR_OPTIM_MAX_STATES = 2, ZR_OPTIM_PREP_BYTES = 128 };
 
-/* Hyperparameters of one parameter group (double, as the program gives them). */
+/* Hyperparameters of one parameter group (double, as the program gives them: the optimizer
+ * rounds them where PyTorch does). l2: weight decay as Adam's L2 term on the gradient
+ * (torch.optim.Adam) instead of AdamW's decoupled decay (torch.optim.AdamW, the default 0). */
 typedef struct zr_hyper {
     double lr, weight_decay, beta1, beta2, eps;
+    int l2;
 } zr_hyper;
 
 /* Per-step constants, opaque to the engine (the optimizer's own struct inside). */
@@ -49,7 +52,8 @@ typedef struct zr_optim_ops {
     void (*update_cpu)(const zr_optim_prep *prep, const zr_optim_piece *piece);
 } zr_optim_ops;
 
-/* AdamW with decoupled weight decay, PyTorch's formula (kernels/zero_math.h). */
+/* AdamW with decoupled weight decay (or Adam-L2: zr_hyper.l2), PyTorch's bits for fp32
+ * (kernels/zero_math.h). */
 extern const zr_optim_ops zr_optim_adamw;
 
 #endif

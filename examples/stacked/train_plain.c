@@ -489,25 +489,31 @@ static void model_backward(Model *model, const float *inp, const int *targets, i
 }
 
 // AdamW, PyTorch's formula (decoupled weight decay, bias correction) over the flat array, tensor
-// by tensor (no decay where param_decay says so). t is the 1-based step. The operations are
-// those of libzero's AdamW in its order (kernels/zero_math.h), so the two trainers agree to the
-// bit: the bias corrections in double from the fp32 betas, then everything in fp32.
+// by tensor (no decay where param_decay says so). t is the 1-based step. It computes what
+// torch.optim.AdamW computes for fp32 (and libzero, kernels/zero_math.h), so the two trainers
+// agree to the bit: the scalars in double from the hyperparameters (Python floats in torch), each
+// rounded to float once; then per element torch's operations in its order, with the fmas of its
+// CPU kernels (lerp for m, mul then addcmul for v).
 static void model_update(Model *model, float learning_rate, float beta1, float beta2, float eps,
                          float weight_decay, int t) {
-    float bias_corr1 = (float)(1.0 - pow((double)beta1, (double)t));
-    float bias_corr2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)t));
-    float step_size = learning_rate / bias_corr1;
+    double bias_corr1 = 1.0 - pow((double)beta1, (double)t);
+    float bias_corr2_sqrt = (float)pow(1.0 - pow((double)beta2, (double)t), 0.5);
+    float step_size = (float)((double)learning_rate / bias_corr1);
+    float w = (float)(1.0 - (double)beta1);        // the lerp weight
+    float one_minus_beta2 = (float)(1.0 - (double)beta2);
     size_t offset = 0;
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        float decay = 1.0f - learning_rate * (param_decay[k] ? weight_decay : 0.0f);
+        double wd = param_decay[k] ? (double)weight_decay : 0.0;
+        float decay = (float)(1.0 - (double)learning_rate * wd);
         for (size_t i = offset; i < offset + model->param_sizes[k]; i++) {
             float grad = model->grads_memory[i];
             float param = model->params_memory[i] * decay;
-            float m = beta1 * model->m_memory[i] + (1.0f - beta1) * grad;
-            float v = beta2 * model->v_memory[i] + (1.0f - beta2) * grad * grad;
+            float m0 = model->m_memory[i];
+            float m = w < 0.5f ? fmaf(w, grad - m0, m0) : fmaf(w - 1.0f, grad - m0, grad);
+            float v = fmaf(one_minus_beta2 * grad, grad, model->v_memory[i] * beta2);
             model->m_memory[i] = m;
             model->v_memory[i] = v;
-            model->params_memory[i] = param - step_size * m / (sqrtf(v) / bias_corr2_sqrt + eps);
+            model->params_memory[i] = param - (step_size * m) / (sqrtf(v) / bias_corr2_sqrt + eps);
         }
         offset += model->param_sizes[k];
     }

@@ -187,17 +187,19 @@ static void test_add(void)
 
 /* ---- AdamW -------------------------------------------------------------------------------- */
 
+/* Step t's constants; odd steps run Adam-L2, even ones AdamW. */
 static zk_adamw_params adam_params(int t)
 {
     zk_adamw_params p;
-    p.lr = 3e-4f;
-    p.beta1 = 0.9f;
-    p.beta2 = 0.95f;
-    p.eps = 1e-8f;
-    p.weight_decay = 0.1f;
-    p.bias_corr1 = (float)(1.0 - pow(0.9, t));
-    p.bias_corr2_sqrt = sqrtf((float)(1.0 - pow(0.95, t)));
+    memset(&p, 0, sizeof p);
+    p.lr = 3e-4;
+    p.beta1 = 0.9;
+    p.beta2 = 0.95;
+    p.eps = 1e-8;
+    p.weight_decay = 0.1;
     p.grad_scale = 0.5f;
+    p.l2 = t & 1;
+    zk_adamw_bias(&p, t);
     return p;
 }
 

@@ -916,7 +916,8 @@ static void test_wd0(void)
              "through zero_set_weight_decay");
 }
 
-/* The scalar reference of kernels/zero_math.h's zm_adamw (fp32 operations, -ffp-contract=off),
+/* The scalar reference of kernels/zero_math.h's zm_adamw (torch's AdamW for fp32: fp32
+ * operations with its fmas written out, -ffp-contract=off),
  * at np 1 and accumulation 1: the reduced gradient is the model's, the gradient scale 1. */
 static void reference(const job *j, float out[NT][MAXN], double norms[MAXSTEPS])
 {
@@ -948,20 +949,23 @@ static void reference(const job *j, float out[NT][MAXN], double norms[MAXSTEPS])
             const zero_group *gr = &j->cfg.groups[gi];
             if (gr->frozen)
                 continue;
-            /* optim.c adamw_prepare, then zm_adamw_coefs */
-            const float flr = (float)lr[gi], fwd = j->t[i].no_decay ? 0.0f : (float)wd[gi];
-            const float b1 = (float)gr->beta1, b2 = (float)gr->beta2, eps = (float)gr->eps;
-            const float bc1 = (float)(1.0 - pow((double)b1, t));
-            const float bc2s = (float)sqrt(1.0 - pow((double)b2, t));
+            /* optim.c adamw_prepare, then zm_adamw_coefs: torch's scalars, in double from
+             * zero_group's doubles, each rounded to float once */
+            const double dlr = lr[gi], dwd = j->t[i].no_decay ? 0.0 : wd[gi];
+            const double b1 = gr->beta1, b2 = gr->beta2;
+            const double bc1 = 1.0 - pow(b1, t), bc2s = pow(1.0 - pow(b2, t), 0.5);
             const float gscale = (float)(1.0 / 1.0);
-            const float decay = 1.0f - flr * fwd, omb1 = 1.0f - b1, omb2 = 1.0f - b2;
-            const float stepc = flr / bc1;
+            const float decay = dwd != 0.0 ? (float)(1.0 - dlr * dwd) : 1.0f;
+            const float w = (float)(1.0 - b1), fb2 = (float)b2, omb2 = (float)(1.0 - b2);
+            const float stepc = (float)(dlr / bc1), fbc2s = (float)bc2s, eps = (float)gr->eps;
             for (size_t k = 0; k < numel(i); k++) {
                 float gk = g[i][k] * gscale;
                 float pn = p[i][k] * decay;
-                float mn = b1 * m[i][k] + omb1 * gk;
-                float vn = b2 * v[i][k] + (omb2 * gk) * gk;
-                float den = sqrtf(vn) / bc2s + eps;
+                /* exp_avg.lerp_(grad, 1 - beta1), then mul_(beta2).addcmul_: fmas as torch */
+                float mn = w < 0.5f ? fmaf(w, gk - m[i][k], m[i][k])
+                                    : fmaf(w - 1.0f, gk - m[i][k], gk);
+                float vn = fmaf(omb2 * gk, gk, v[i][k] * fb2);
+                float den = sqrtf(vn) / fbc2s + eps;
                 p[i][k] = pn - (stepc * mn) / den;
                 m[i][k] = mn;
                 v[i][k] = vn;

@@ -73,6 +73,7 @@ typedef struct adam_case {
     int steps;
     float lr, wd, gscale;
     int specials; /* put inf/nan/huge values into the gradients (and so into m, v, master) */
+    int l2;       /* Adam-L2 instead of AdamW */
 } adam_case;
 
 static size_t g_configs, g_elements_compared;
@@ -142,7 +143,8 @@ static size_t run_case(const adam_case *tc, int isa, int threads)
                                     .weight_decay = tc->wd,
                                     .bias_corr1 = 1.0f - powf(beta1, (float)t),
                                     .bias_corr2_sqrt = sqrtf(1.0f - powf(beta2, (float)t)),
-                                    .grad_scale = tc->gscale};
+                                    .grad_scale = tc->gscale,
+                                    .l2 = tc->l2};
         omp_set_num_threads(threads);
         CHECK(zk_adamw_cpu_force(g_isas[isa]) == 0, "cannot force %s", g_isas[isa]);
         zk_adamw_cpu(p, m, v, g, w, wtype, n, &hp);
@@ -198,14 +200,16 @@ static void test_bitwise(void)
                                 .steps = 3,
                                 .lr = (k % 2) ? 1e-3f : 3e-2f,
                                 .wd = (k % 3) ? 0.1f : 0.0f,
-                                .gscale = (k % 5) ? 0.37f : 1.0f};
+                                .gscale = (k % 5) ? 0.37f : 1.0f,
+                                .l2 = k % 4 == 1};
                 /* Starts 1..3 elements past alignment, different for each array. */
                 for (int a = 0; a < 5; a++)
                     tc.off[a] = (size_t)(1 + (k + a) % 3);
                 run_case(&tc, isa, 1 + k % 3);
             }
         REPORT("%s: %zu configurations (lengths 1..100003 x work none/fp32/bf16/fp16, starts "
-               "offset 1..3 floats, 1-3 threads) x 3 steps bitwise equal to zk_adamw\n",
+               "offset 1..3 floats, 1-3 threads, AdamW and Adam-L2) x 3 steps bitwise equal to "
+               "zk_adamw\n",
                g_isas[isa], g_configs - configs0);
     }
 }
@@ -275,7 +279,7 @@ static void test_conversions(void)
         src[k++] = bits_to_float(rnd_u32());
     for (uint64_t u = 0; k < n; u += 4093)
         src[k++] = bits_to_float((uint32_t)u);
-    const zk_adamw_params hp = {0.0f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.1f, 0.0316227766f, 1.0f};
+    const zk_adamw_params hp = {0.0, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.0316227766, 1.0f, 0};
     for (int isa = 0; isa < N_ISAS; isa++) {
         if (!g_isa_ok[isa])
             continue;

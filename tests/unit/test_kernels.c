@@ -241,6 +241,7 @@ typedef struct adamw_case {
     size_t n, off; /* elements; start offset in elements from an aligned allocation */
     int gt, wt;    /* grad dtype; work dtype or -1 for none */
     float lr, wd, gscale;
+    int l2; /* Adam-L2 instead of AdamW */
 } adamw_case;
 
 typedef struct adamw_err {
@@ -255,6 +256,7 @@ static void run_adamw_case(const adamw_case *tc, adamw_err *worst)
     void *G = malloc((n + off) * 4), *W = malloc((n + off) * 4 + 4);
     double *rp = malloc(n * 8), *rm = malloc(n * 8), *rv = malloc(n * 8);
     double *mscale = calloc(n, 8); /* running max of |m| + |g|: the size of m's terms */
+    double *gmag = calloc(n, 8);   /* this step's |g| (+ |wd p| for Adam-L2): g's terms' size */
     float *master = P + off, *m = M + off, *v = V + off;
     void *grad = (char *)G + off * dtype_size(tc->gt);
     void *work = tc->wt < 0 ? NULL : (char *)W + off * dtype_size(tc->wt);
@@ -281,13 +283,15 @@ static void run_adamw_case(const adamw_case *tc, adamw_err *worst)
                               .weight_decay = tc->wd,
                               .bias_corr1 = 1.0f - powf(beta1, (float)t),
                               .bias_corr2_sqrt = sqrtf(1.0f - powf(beta2, (float)t)),
-                              .grad_scale = tc->gscale};
+                              .grad_scale = tc->gscale,
+                              .l2 = tc->l2};
         zk_adamw(master, m, v, grad, (zero_dtype)tc->gt, work,
                  (zero_dtype)(tc->wt < 0 ? 0 : tc->wt), n, &hp);
 
         /* Bitwise: the same per-element function in a plain scalar loop. */
         zm_adamw_coef c = zm_adamw_coefs(hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
-                                         hp.bias_corr1, hp.bias_corr2_sqrt, hp.grad_scale);
+                                         hp.bias_corr1, hp.bias_corr2_sqrt, hp.grad_scale,
+                                         hp.l2);
         for (size_t i = 0; i < n; i++)
             zm_adamw(&P2[i], &M2[i], &V2[i], zm_load(grad, tc->gt, i), &c);
         size_t bad = 0;
@@ -315,8 +319,14 @@ static void run_adamw_case(const adamw_case *tc, adamw_err *worst)
                      bc2 = hp.bias_corr2_sqrt, wd = hp.weight_decay;
         for (size_t i = 0; i < n; i++) {
             double g = (double)ref_get(grad, tc->gt, i) * (double)hp.grad_scale;
-            mscale[i] = fmax(mscale[i], fabs(rm[i]) + fabs(g));
-            rp[i] *= 1.0 - lr * wd;
+            gmag[i] = fabs(g);
+            if (tc->l2) { /* the sum may cancel: its error is relative to its terms */
+                gmag[i] += fabs(wd * rp[i]);
+                g += wd * rp[i];
+            }
+            mscale[i] = fmax(mscale[i], fabs(rm[i]) + gmag[i]);
+            if (!tc->l2)
+                rp[i] *= 1.0 - lr * wd;
             rm[i] = b1 * rm[i] + (1.0 - b1) * g;
             rv[i] = b2 * rv[i] + (1.0 - b2) * g * g;
             rp[i] -= lr / bc1 * rm[i] / (sqrt(rv[i]) / bc2 + (double)eps);
@@ -325,7 +335,8 @@ static void run_adamw_case(const adamw_case *tc, adamw_err *worst)
             double ep = fabs(master[i] - rp[i]) /
                         (ADAMW_RTOL * fabs(rp[i]) + ADAMW_P_ATOL_LR * lr);
             double em = fabs(m[i] - rm[i]) / (ADAMW_RTOL * fmax(mscale[i], fabs(rm[i])));
-            double ev = fabs(v[i] - rv[i]) / (ADAMW_RTOL * rv[i] + 1e-30);
+            double ev = fabs(v[i] - rv[i]) /
+                        (ADAMW_RTOL * (rv[i] + (1.0 - b2) * gmag[i] * gmag[i]) + 1e-30);
             worst->p = fmax(worst->p, ep);
             worst->m = fmax(worst->m, em);
             worst->v = fmax(worst->v, ev);
@@ -337,7 +348,7 @@ static void run_adamw_case(const adamw_case *tc, adamw_err *worst)
         }
     }
     free(P), free(M), free(V), free(P2), free(M2), free(V2), free(G), free(W);
-    free(rp), free(rm), free(rv), free(mscale);
+    free(rp), free(rm), free(rv), free(mscale), free(gmag);
 }
 
 static void test_adamw(void)
@@ -354,7 +365,8 @@ static void test_adamw(void)
                                  .wt = wt,
                                  .lr = (cases % 2) ? 1e-3f : 3e-2f,
                                  .wd = (cases % 3) ? 0.1f : 0.0f,
-                                 .gscale = (cases % 5) ? 0.37f : 1.0f};
+                                 .gscale = (cases % 5) ? 0.37f : 1.0f,
+                                 .l2 = cases % 7 == 3};
                 run_adamw_case(&tc, &worst);
                 cases++;
             }
@@ -374,7 +386,7 @@ static void test_adamw(void)
         for (size_t i = 0; i < n; i++)
             p[k][i] = (float)i * 1e-5f;
         omp_set_num_threads(k == 0 ? 1 : 3);
-        zk_adamw_params hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.1f, 0.0316227766f, 1.0f};
+        zk_adamw_params hp = {1e-3, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.0316227766, 1.0f, 0};
         zk_adamw(p[k], m[k], v[k], g, ZERO_DTYPE_BF16, w[k], ZERO_DTYPE_BF16, n, &hp);
     }
     CHECK(memcmp(p[0], p[1], n * 4) == 0 && memcmp(m[0], m[1], n * 4) == 0 &&
