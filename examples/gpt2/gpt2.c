@@ -1090,6 +1090,21 @@ static int train(const options *o) {
         ZCHECK(make_blob(&rb, o, &gc, train_data, last_step));
         ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
     }
+    if (rank == 0 && !o->quiet) {
+        /* libzero: this rank's device memory beside the ZeRO formula */
+        zero_memory_stats mem;
+        ZCHECK(zero_memory_report(z, &mem));
+        const double M = 1048576.0;
+        printf("memory per rank: model state %.2f MiB (formula %.2f MiB), buffers %.2f MiB, "
+               "device peak %.2f MiB%s", (double)mem.model_state_peak / M,
+               (double)mem.model_state_formula / M, (double)mem.peak[ZERO_MEM_BUFFERS] / M,
+               (double)mem.peak_total / M, mem.capacity ? " of " : "");
+        if (mem.capacity) printf("%.2f MiB", (double)mem.capacity / M);
+        if (mem.host_model_state_formula)
+            printf("; host (offload) %.2f MiB (formula %.2f MiB)", (double)mem.host_peak_total / M,
+                   (double)mem.host_model_state_formula / M);
+        printf("\n");
+    }
     if (rank == 0 && o->steps > 2) {
         /* the first two steps (warm-up: page faults, first gathers) are left out */
         const int n = o->steps - 2;

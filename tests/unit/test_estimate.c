@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Failures print "FAIL file:line: cond: message", the first CHECK_SHOWN_TOTAL of them. */
 #define CHECK_STYLE CHECK_STYLE_EXPR
@@ -220,6 +221,55 @@ static void test_gpt2(void)
     CHECK(zp_gpt2_params(1 << 30, 1 << 30, 1, 1) == 0, "overflow");
 }
 
+/* The automatic buffer sizes (zp_auto_bucket, zp_auto_stage3) as pure functions, at the sizes of
+ * the OOM benchmark and at realistic ones: the bandwidth rule, the capacity share, the floor. */
+static void test_auto_sizes(void)
+{
+    const uint64_t K = 1024, M = K * K, Gi = M * K;
+    char why[256];
+    /* a realistic GPU: 8 GiB cap; NCCL saturates by 32 MiB, 8 GiB / 64 = 128 MiB: the knee */
+    CHECK(zp_auto_bucket(8 * Gi, ZP_KNEE_NCCL, why, sizeof why) == 32 * M, "8 GiB, nccl: %s", why);
+    CHECK(strstr(why, "full-bandwidth"), "reason names the bandwidth rule: %s", why);
+    /* the host backend's MPI knee under the same cap */
+    CHECK(zp_auto_bucket(8 * Gi, ZP_KNEE_MPI, why, sizeof why) == ZP_KNEE_MPI, "8 GiB, mpi: %s",
+          why);
+    /* the capacity share: 1 GiB / 64 = 16 MiB < 32 MiB */
+    CHECK(zp_auto_bucket(Gi, ZP_KNEE_NCCL, why, sizeof why) == 16 * M, "1 GiB, nccl: %s", why);
+    CHECK(strstr(why, "1/64"), "reason names the capacity share: %s", why);
+    /* the OOM benchmark's caps: 64 MiB -> 1 MiB; 24 MiB -> 384 KiB -> 256 KiB (power of two) */
+    CHECK(zp_auto_bucket(64 * M, ZP_KNEE_MPI, NULL, 0) == M, "64 MiB");
+    CHECK(zp_auto_bucket(24 * M, ZP_KNEE_MPI, NULL, 0) == 256 * K, "24 MiB");
+    /* the floor */
+    CHECK(zp_auto_bucket(M, ZP_KNEE_MPI, why, sizeof why) == ZP_AUTO_BUCKET_MIN, "1 MiB: %s", why);
+    CHECK(strstr(why, "floor"), "reason names the floor: %s", why);
+    /* no capacity known: the knee */
+    CHECK(zp_auto_bucket(0, ZP_KNEE_MPI, NULL, 0) == ZP_KNEE_MPI, "unknown capacity");
+    /* the same at every stage: the function has no stage; a power of two for any capacity */
+    for (uint64_t cap = 3 * M; cap < 100 * Gi; cap = cap * 3 / 2 + 12345) {
+        size_t b = zp_auto_bucket(cap, ZP_KNEE_NCCL, NULL, 0);
+        CHECK(b >= ZP_AUTO_BUCKET_MIN && b <= ZP_KNEE_NCCL && (b & (b - 1)) == 0 &&
+                  (b == ZP_AUTO_BUCKET_MIN || b <= cap / 64),
+              "capacity %llu: bucket %zu", (unsigned long long)cap, b);
+    }
+
+    size_t pf, live;
+    /* 300 M parameters, bf16, 8 ranks at stage 3 on 8 GiB: 16 x 300e6 / 8 = 600 MB of state,
+     * chunks of 32 MiB, two buckets reserved: plenty left, max live at its 1 GiB cap */
+    uint64_t psi = 300000000, state = 16 * psi / 8, chunk = 32 * M, reserve = 2 * (chunk + chunk / 8);
+    zp_auto_stage3(8 * Gi, state, reserve, chunk, &pf, &live, why, sizeof why);
+    CHECK(live == Gi && pf == 2 * chunk, "8 GiB: prefetch %zu live %zu (%s)", pf, live, why);
+    /* tight: 24 MiB, 20 MiB held, 3 MiB reserved: 1 MiB left, max live 512 KiB, one 400 KiB
+     * chunk ahead */
+    zp_auto_stage3(24 * M, 20 * M, 3 * M, 400 * K, &pf, &live, why, sizeof why);
+    CHECK(live == 512 * K && pf == 400 * K, "tight: prefetch %zu live %zu (%s)", pf, live, why);
+    /* nothing left: no prefetch, and max live never 0 (0 would mean no cap) */
+    zp_auto_stage3(24 * M, 23 * M, 2 * M, 400 * K, &pf, &live, NULL, 0);
+    CHECK(pf == 0 && live == 1, "full: prefetch %zu live %zu", pf, live);
+    /* capacity unknown: two chunks ahead, 1 GiB cap */
+    zp_auto_stage3(0, 20 * M, 3 * M, 400 * K, &pf, &live, NULL, 0);
+    CHECK(pf == 800 * K && live == Gi, "unknown: prefetch %zu live %zu", pf, live);
+}
+
 int main(void)
 {
     test_hand_computed();
@@ -227,6 +277,7 @@ int main(void)
     test_properties();
     test_max_psi();
     test_gpt2();
+    test_auto_sizes();
     if (check_failures) {
         fprintf(stderr, "test_estimate: %d failure(s)\n", check_failures);
         return 1;
