@@ -121,7 +121,14 @@ typedef struct zero_group {
  * defaults) from the device capacity, the model and the world size; zero_get_config then reports
  * the size chosen, and ZERO_DEBUG=INFO logs why. */
 #define ZERO_SIZE_AUTO ((size_t)-1)
-#define ZERO_CONFIG_VERSION 3                  /* 3: libzero 0.3 */
+#define ZERO_CONFIG_VERSION 4                  /* 3: libzero 0.3; 4: 0.4 (doubles, optimizer) */
+
+/* The optimizer's formula (zero_config.optimizer, ZERO_OPTIMIZER). Both are bitwise equal to
+ * PyTorch's for fp32 parameters on the CPU (docs/DESIGN.md §9). */
+typedef enum zero_optimizer {
+    ZERO_OPT_ADAMW = 0,  /* torch.optim.AdamW: decoupled weight decay */
+    ZERO_OPT_ADAM = 1    /* torch.optim.Adam: weight decay as an L2 term added to the gradient */
+} zero_optimizer;
 typedef struct zero_config {
     size_t struct_size;        /* sizeof(zero_config) as the program was compiled */
     uint64_t magic;            /* ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION */
@@ -149,15 +156,15 @@ typedef struct zero_config {
     int cpu_threads;           /* ZERO_CPU_THREADS: CPU optimizer threads per rank; 0 = the
                                   rank's share of the node's cores */
     int numa;                  /* ZERO_NUMA: ZERO_NUMA_AUTO, ZERO_NUMA_OFF or a node index */
-    /* AdamW hyperparameters (PyTorch's AdamW formula: decoupled decay, bias correction) of the
-     * one group every tensor is in when num_groups is 0. The ZERO_LR, ZERO_BETA1, ZERO_BETA2,
-     * ZERO_EPS and ZERO_WEIGHT_DECAY variables still override them, saying so at INFO; they do
-     * not apply to explicit groups. */
-    float lr;
-    float beta1;
-    float beta2;
-    float eps;
-    float weight_decay;
+    /* Adam(W) hyperparameters of the one group every tensor is in when num_groups is 0, in
+     * double as PyTorch holds them (version 4; floats in version 3), so that lr = 1e-3 gives
+     * torch's bits. The ZERO_LR, ZERO_BETA1, ZERO_BETA2, ZERO_EPS and ZERO_WEIGHT_DECAY
+     * variables still override them, saying so at INFO; they do not apply to explicit groups. */
+    double lr;
+    double beta1;
+    double beta2;
+    double eps;
+    double weight_decay;
     size_t offload_block_bytes; /* ZERO_OFFLOAD_BLOCK_MB: optimizer offload copies and updates
                                    the shard in blocks of at most this many bytes, through two
                                    staging buffers (on cuda the copies overlap the CPU AdamW) */
@@ -185,6 +192,8 @@ typedef struct zero_config {
                                   gradient reaches libzero only through its zero_grad_ready (a
                                   module never reported ready contributes nothing; without views
                                   its buffer would still be reduced). Program only. */
+    /* ---- version 4 ---- */
+    zero_optimizer optimizer;  /* ZERO_OPTIMIZER: adamw (default) or adam (L2), every group */
 } zero_config;
 
 #define ZERO_CONFIG_INIT                                                                       \
@@ -196,11 +205,11 @@ typedef struct zero_config {
         /*device_memory*/ 0, /*offload_optimizer*/ ZERO_OFFLOAD_NONE,                          \
         /*offload_param*/ ZERO_OFFLOAD_NONE, /*prefetch_bytes*/ ZERO_SIZE_AUTO,                 \
         /*max_live_bytes*/ ZERO_SIZE_AUTO, /*persist_bytes*/ (size_t)64 << 10,                \
-        /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3f,       \
-        /*beta1*/ 0.9f, /*beta2*/ 0.999f, /*eps*/ 1e-8f, /*weight_decay*/ 0.0f,                 \
+        /*report_path*/ NULL, /*cpu_threads*/ 0, /*numa*/ ZERO_NUMA_AUTO, /*lr*/ 1e-3,        \
+        /*beta1*/ 0.9, /*beta2*/ 0.999, /*eps*/ 1e-8, /*weight_decay*/ 0.0,                     \
         /*offload_block_bytes*/ (size_t)8 << 20, /*timeout_s*/ 600.0f, /*cuda_stream*/ NULL,    \
         /*groups*/ NULL, /*num_groups*/ 0, /*grad_reduce*/ ZERO_GRAD_MEAN,                      \
-        /*fp32_views*/ 0                                                                       \
+        /*fp32_views*/ 0, /*optimizer*/ ZERO_OPT_ADAMW                                         \
     }
 
 /* Fills *cfg with the defaults of ZERO_CONFIG_INIT (struct_size bytes of it: use the macro, which

@@ -277,10 +277,12 @@ static zero_status set_groups(zero_ctx *z, const zero_tensor *t, int n,
         if (c->num_groups) {
             const zero_group *u = &c->groups[g];
             snprintf(x->name, sizeof x->name, "%s", u->name ? u->name : "");
-            x->h = (zr_hyper){u->lr, u->weight_decay, u->beta1, u->beta2, u->eps, 0};
+            x->h = (zr_hyper){u->lr, u->weight_decay, u->beta1, u->beta2, u->eps,
+                              c->optimizer == ZERO_OPT_ADAM};
             x->frozen = u->frozen != 0;
         } else {
-            x->h = (zr_hyper){c->lr, c->weight_decay, c->beta1, c->beta2, c->eps, 0};
+            x->h = (zr_hyper){c->lr, c->weight_decay, c->beta1, c->beta2, c->eps,
+                              c->optimizer == ZERO_OPT_ADAM};
         }
         char what[96];
         snprintf(what, sizeof what, "zero_config.groups[%d]", g);
@@ -338,7 +340,8 @@ zero_status zr_groups_default(zero_ctx *z)
     z->gprep = calloc(1, sizeof *z->gprep);
     if (!z->groups || !z->gprep)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    z->groups[0].h = (zr_hyper){c->lr, c->weight_decay, c->beta1, c->beta2, c->eps, 0};
+    z->groups[0].h = (zr_hyper){c->lr, c->weight_decay, c->beta1, c->beta2, c->eps,
+                              c->optimizer == ZERO_OPT_ADAM};
     z->num_groups = 1;
     return ZERO_OK;
 }

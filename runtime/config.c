@@ -19,6 +19,7 @@
 _Static_assert(sizeof(zero_dtype) == sizeof(int), "zero_dtype must be int-sized");
 _Static_assert(sizeof(zero_device_kind) == sizeof(int), "zero_device_kind must be int-sized");
 _Static_assert(sizeof(zero_offload) == sizeof(int), "zero_offload must be int-sized");
+_Static_assert(sizeof(zero_optimizer) == sizeof(int), "zero_optimizer must be int-sized");
 _Static_assert(sizeof(((zr_settings *)0)->log_file) == sizeof(((zr_settings *)0)->report_path),
                "path fields share one capacity");
 
@@ -34,6 +35,8 @@ enum zr_type {
     ZR_T_ENUM,   /* int (or int-sized C enum) named by one of words[] */
     ZR_T_SIZE,   /* size_t bytes in [slo, shi]; a bare number is in `unit` */
     ZR_T_FLOAT,  /* finite float in flo..fhi, each end open or closed */
+    ZR_T_DOUBLE, /* finite double in flo..fhi (the optimizer's hyperparameters: torch holds them
+                    as Python floats, doubles) */
     ZR_T_SCALE,  /* float: "dynamic" (stored 0) or a number in flo..fhi */
     ZR_T_SUBSYS, /* unsigned mask of the words[] bits, or ALL */
     ZR_T_PATH    /* char[ZR_PATH_CAP], at most shi characters */
@@ -77,6 +80,8 @@ static const zr_word zr_data_verify_words[] = {{"auto", ZR_DATA_VERIFY_AUTO},
                                                {NULL, 0}};
 static const zr_word zr_data_io_words[] = {
     {"mmap", ZR_DATA_IO_MMAP}, {"pread", ZR_DATA_IO_PREAD}, {NULL, 0}};
+static const zr_word zr_optimizer_words[] = {
+    {"adamw", ZERO_OPT_ADAMW}, {"adam", ZERO_OPT_ADAM}, {NULL, 0}};
 static const zr_word zr_level_words[] = {{"NONE", ZR_LOG_NONE},
                                          {"WARN", ZR_LOG_WARN},
                                          {"INFO", ZR_LOG_INFO},
@@ -159,18 +164,22 @@ static const zr_var zr_vars[] = {
     {"ZERO_PERSIST_KB", ZR_T_SIZE, CFG(persist_bytes), "64", "a size, a bare number is KiB",
      "stage 3: chunks with fewer parameter bytes than this stay gathered",
      .unit = ZR_KiB, .slo = 0, .shi = UINT64_MAX},
-    {"ZERO_LR", ZR_T_FLOAT, CFG(lr), "0.001", "a number > 0", "AdamW learning rate",
+    {"ZERO_LR", ZR_T_DOUBLE, CFG(lr), "0.001", "a number > 0", "AdamW learning rate",
      .flo = 0, .flo_open = 1, .fhi = FLT_MAX},
-    {"ZERO_BETA1", ZR_T_FLOAT, CFG(beta1), "0.9", "a number in [0, 1)",
+    {"ZERO_BETA1", ZR_T_DOUBLE, CFG(beta1), "0.9", "a number in [0, 1)",
      "AdamW decay rate of the first moment", .flo = 0, .fhi = 1, .fhi_open = 1},
-    {"ZERO_BETA2", ZR_T_FLOAT, CFG(beta2), "0.999", "a number in [0, 1)",
+    {"ZERO_BETA2", ZR_T_DOUBLE, CFG(beta2), "0.999", "a number in [0, 1)",
      "AdamW decay rate of the second moment", .flo = 0, .fhi = 1, .fhi_open = 1},
-    {"ZERO_EPS", ZR_T_FLOAT, CFG(eps), "1e-08", "a number > 0",
+    {"ZERO_EPS", ZR_T_DOUBLE, CFG(eps), "1e-08", "a number > 0",
      "AdamW epsilon, added to the root of the second moment", .flo = 0, .flo_open = 1,
      .fhi = FLT_MAX},
-    {"ZERO_WEIGHT_DECAY", ZR_T_FLOAT, CFG(weight_decay), "0", "a number >= 0",
+    {"ZERO_WEIGHT_DECAY", ZR_T_DOUBLE, CFG(weight_decay), "0", "a number >= 0",
      "AdamW decoupled weight decay (not applied to tensors marked no_decay)", .flo = 0,
      .fhi = FLT_MAX},
+    {"ZERO_OPTIMIZER", ZR_T_ENUM, CFG(optimizer), "adamw", "one of adamw adam",
+     "the optimizer's formula, bitwise PyTorch's for fp32: adamw = torch.optim.AdamW (decoupled "
+     "weight decay), adam = torch.optim.Adam (weight decay added to the gradient as an L2 term)",
+     .words = zr_optimizer_words},
     {"ZERO_TIMEOUT_S", ZR_T_FLOAT, CFG(timeout_s), "600", "a number of seconds >= 0",
      "per rank: the longest a rank waits for a collective (MPI or NCCL), counted from when it was "
      "issued: one not complete by then returns ZERO_ERR_COMM naming it, the context then accepts "
@@ -324,6 +333,24 @@ int zr_parse_size(const char *text, uint64_t default_unit, uint64_t *bytes) {
 /* The shortest %g form that reads back as the same float. */
 /* The shortest %g text that reads back as x; without an exponent where one is not needed
  * (600, not 6e+02). */
+static void zr_format_double(char *buf, size_t n, double x) {
+    int digits = 1;
+    for (; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    double a = fabs(x);
+    if (!strchr(buf, 'e') || a < 1e-4 || a >= 1e9) return;
+    char plain[64];
+    for (; digits <= 17; digits++) {
+        snprintf(plain, sizeof plain, "%.*g", digits, x);
+        if (!strchr(plain, 'e') && strtod(plain, NULL) == x) {
+            snprintf(buf, n, "%s", plain);
+            return;
+        }
+    }
+}
+
 static void zr_format_float(char *buf, size_t n, float x) {
     int digits = 1;
     for (; digits <= 9; digits++) {
@@ -513,6 +540,31 @@ static zero_status apply_float(const zr_var *v, const char *text, void *p, zr_er
     return ZERO_OK;
 }
 
+static zero_status apply_double(const zr_var *v, const char *text, void *p, zr_error *e) {
+    char *end;
+    errno = 0;
+    double x = strtod(text, &end);
+    if (end == text || *end != '\0' || !isfinite(x)) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not a number: expected %s", v->name, ZR_SHOWN,
+                text, v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    if (errno == ERANGE) { /* too small for a normal double: not 0 (0 may mean "off") */
+        zr_fail(e, ZERO_ERR_INVALID,
+                "%s=%.*s is not allowed: it is below the smallest normal double (2.2e-308), "
+                "where 0 would be taken; expected %s",
+                v->name, ZR_SHOWN, text, v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    if (!zr_float_in_range(v, x)) {
+        zr_fail(e, ZERO_ERR_INVALID, "%s=%.*s is not allowed: expected %s", v->name, ZR_SHOWN, text,
+                v->allowed);
+        return ZERO_ERR_INVALID;
+    }
+    *(double *)p = x;
+    return ZERO_OK;
+}
+
 static zero_status apply_scale(const zr_var *v, const char *text, void *p, zr_error *e) {
     float x;
     if (zr_ieq(text, "dynamic")) {
@@ -563,6 +615,7 @@ static zero_status zr_apply(const zr_var *v, const char *text, zr_settings *s, z
     case ZR_T_ENUM: return apply_enum(v, text, p, e);
     case ZR_T_SIZE: return apply_size(v, text, p, e);
     case ZR_T_FLOAT: return apply_float(v, text, p, e);
+    case ZR_T_DOUBLE: return apply_double(v, text, p, e);
     case ZR_T_SCALE: return apply_scale(v, text, p, e);
     case ZR_T_SUBSYS: return apply_subsys(v, text, p, e);
     case ZR_T_PATH: return apply_path(v, text, p, e);
@@ -607,6 +660,12 @@ static zero_status zr_check_field(const zr_var *v, const zr_settings *s, zr_erro
         float x = *(const float *)p;
         ok = zr_float_in_range(v, (double)x);
         snprintf(shown, sizeof shown, "%g", (double)x);
+        break;
+    }
+    case ZR_T_DOUBLE: {
+        double x = *(const double *)p;
+        ok = zr_float_in_range(v, x);
+        snprintf(shown, sizeof shown, "%.17g", x);
         break;
     }
     case ZR_T_SCALE: {
@@ -715,6 +774,7 @@ static size_t zr_type_size(const zr_var *v) {
     case ZR_T_SIZE: return sizeof(size_t);
     case ZR_T_FLOAT:
     case ZR_T_SCALE: return sizeof(float);
+    case ZR_T_DOUBLE: return sizeof(double);
     case ZR_T_INT:
     case ZR_T_ENUM:
     case ZR_T_INTWORD: return sizeof(int);
@@ -757,6 +817,7 @@ static void zr_field_text(const zr_settings *s, const zr_var *v, char *buf, size
         }
         /* fall through */
     case ZR_T_FLOAT: zr_format_float(buf, n, *(const float *)p); return;
+    case ZR_T_DOUBLE: zr_format_double(buf, n, *(const double *)p); return;
     case ZR_T_SUBSYS:
     case ZR_T_PATH: break;
     }
@@ -772,11 +833,60 @@ void zero_config_init_sized(zero_config *cfg, size_t struct_size) {
     if (struct_size >= sizeof cfg->struct_size) cfg->struct_size = struct_size;
 }
 
+/* zero_config as libzero 0.3 laid it out (version 3): the hyperparameters were floats and
+ * `optimizer` did not exist. A program built against 0.3's zero.h passes this layout. */
+typedef struct zr_config_v3 {
+    size_t struct_size;
+    uint64_t magic;
+    size_t tensor_size;
+    int stage;
+    zero_dtype dtype;
+    size_t bucket_bytes;
+    int grad_accum;
+    float clip, loss_scale;
+    zero_device_kind device;
+    size_t device_memory;
+    zero_offload offload_optimizer, offload_param;
+    size_t prefetch_bytes, max_live_bytes, persist_bytes;
+    const char *report_path;
+    int cpu_threads, numa;
+    float lr, beta1, beta2, eps, weight_decay;
+    size_t offload_block_bytes;
+    float timeout_s;
+    void *cuda_stream;
+    const zero_group *groups;
+    int num_groups;
+    zero_grad_reduce grad_reduce;
+    int fp32_views;
+} zr_config_v3;
+
+/* A version-3 configuration (size bytes of it known to the program) in this version's layout:
+ * the fields it has, the hyperparameters widened to double; the others stay at their defaults. */
+static void from_v3(zero_config *out, const zero_config *program, size_t size) {
+    zr_config_v3 o;
+    memset(&o, 0, sizeof o);
+    /* defaults for the fields past the program's size */
+    o.groups = NULL, o.num_groups = 0, o.grad_reduce = out->grad_reduce, o.fp32_views = 0;
+    memcpy(&o, program, size < sizeof o ? size : sizeof o);
+    out->stage = o.stage, out->dtype = o.dtype, out->bucket_bytes = o.bucket_bytes;
+    out->grad_accum = o.grad_accum, out->clip = o.clip, out->loss_scale = o.loss_scale;
+    out->device = o.device, out->device_memory = o.device_memory;
+    out->offload_optimizer = o.offload_optimizer, out->offload_param = o.offload_param;
+    out->prefetch_bytes = o.prefetch_bytes, out->max_live_bytes = o.max_live_bytes;
+    out->persist_bytes = o.persist_bytes, out->report_path = o.report_path;
+    out->cpu_threads = o.cpu_threads, out->numa = o.numa;
+    out->lr = o.lr, out->beta1 = o.beta1, out->beta2 = o.beta2, out->eps = o.eps;
+    out->weight_decay = o.weight_decay, out->offload_block_bytes = o.offload_block_bytes;
+    out->timeout_s = o.timeout_s, out->cuda_stream = o.cuda_stream, out->tensor_size = o.tensor_size;
+    out->groups = o.groups, out->num_groups = o.num_groups, out->grad_reduce = o.grad_reduce;
+    out->fp32_views = o.fp32_views;
+}
+
 zero_status zr_config_from_program(zero_config *out, const zero_config *program, zr_error *e) {
     const zero_config init = ZERO_CONFIG_INIT;
     *out = init;
     if (!program) return ZERO_OK;
-    const size_t v3 = offsetof(zero_config, groups); /* the first versioned layout ends here */
+    const size_t v3 = offsetof(zr_config_v3, groups); /* the first versioned layout ends here */
     if ((program->magic >> 32) != (ZERO_CONFIG_MAGIC >> 32))
         return zr_fail(e, ZERO_ERR_INVALID,
                        "zero_config was not initialised (its magic is %#llx): start from "
@@ -789,6 +899,23 @@ zero_status zr_config_from_program(zero_config *out, const zero_config *program,
                        "zero_config version %u (%zu bytes) is older than this libzero reads "
                        "(version 3 and later, >= %zu bytes); rebuild against its zero.h",
                        version, size, v3);
+    if (version == 3) {
+        if (size > sizeof(zr_config_v3))
+            return zr_fail(e, ZERO_ERR_INVALID,
+                           "zero_config version 3 of %zu bytes: version 3 has at most %zu",
+                           size, sizeof(zr_config_v3));
+        from_v3(out, program, size);
+        out->struct_size = sizeof *out;
+        out->magic = ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION;
+        return ZERO_OK;
+    }
+    const size_t v4 = offsetof(zero_config, groups);
+    if (size < v4)
+        return zr_fail(e, ZERO_ERR_INVALID,
+                       "zero_config version %u of %zu bytes is shorter than version 4's first "
+                       "part (%zu bytes): older than this libzero reads, or not from "
+                       "ZERO_CONFIG_INIT; rebuild against this libzero's zero.h",
+                       version, size, v4);
     if (size > sizeof *out) {
         const unsigned char *tail = (const unsigned char *)program + sizeof *out;
         for (size_t k = 0; k < size - sizeof *out; k++)
@@ -976,6 +1103,7 @@ int zr_config_fingerprint(const zr_settings *s, int64_t *words, const char **nam
             w = (int64_t)bits;
             break;
         }
+        case ZR_T_DOUBLE: memcpy(&w, p, sizeof w); break;
         case ZR_T_SUBSYS:
         case ZR_T_PATH: continue;
         }
@@ -1020,6 +1148,12 @@ void zr_config_word_text(int kind, int64_t w, char *buf, size_t n) {
             snprintf(buf, n, "dynamic");
         else
             zr_format_float(buf, n, f);
+        return;
+    }
+    case ZR_T_DOUBLE: {
+        double d;
+        memcpy(&d, &w, sizeof d);
+        zr_format_double(buf, n, d);
         return;
     }
     case ZR_T_INT:

@@ -48,3 +48,18 @@ foreach(np 1 2 3)
   set_tests_properties(slices_np${np} PROPERTIES TIMEOUT 120 LABELS "mpi"
                        PASS_REGULAR_EXPRESSION "test_slices: np ${np}, 0 failures")
 endforeach()
+
+# ZERO_OPTIMIZER=adam (torch.optim.Adam's L2 weight decay) through the engine: stages 0 and 3
+# (optimizer offload on) give the same parameters, and not AdamW's.
+add_test(NAME optimizer_adam
+         COMMAND bash -c "set -e; r=${CMAKE_BINARY_DIR}/test-out/optimizer_adam; mkdir -p $r; \
+for c in 'adam 0 none' 'adam 3 cpu' 'adamw 0 none'; do set -- $c; \
+ZERO_OPTIMIZER=$1 ZERO_STAGE=$2 ZERO_OFFLOAD_OPTIMIZER=$3 ZERO_REPORT=$r/$1_$2.json \
+${ZERO_MPIRUN} -np 2 $<TARGET_FILE:zero-mlp> --steps 8 --quiet >/dev/null; done; \
+a=$($<TARGET_FILE:zero-check> get $r/adam_0.json param_digest); \
+b=$($<TARGET_FILE:zero-check> get $r/adam_3.json param_digest); \
+w=$($<TARGET_FILE:zero-check> get $r/adamw_0.json param_digest); \
+echo \"adam stage 0 $a, stage 3 + offload $b, adamw $w\"; \
+[ \"$a\" = \"$b\" ] && [ \"$a\" != \"$w\" ] && echo optimizer_adam: PASS")
+set_tests_properties(optimizer_adam PROPERTIES TIMEOUT 120 LABELS "mpi"
+                     PASS_REGULAR_EXPRESSION "optimizer_adam: PASS")

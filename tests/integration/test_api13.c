@@ -1207,6 +1207,62 @@ static void test_versioned(void)
     run_job(&jo, &r);
     EXPECT(r.ok && r.digest == normal.digest, "older struct_size: digest %016llx, normal %016llx",
            (unsigned long long)r.digest, (unsigned long long)normal.digest);
+    /* a 0.3 program: version 3's layout, its hyperparameters as floats (an independent copy of
+     * 0.3's struct here). With the same values, widened, it trains the same bits. */
+    {
+        struct v3_config {
+            size_t struct_size;
+            uint64_t magic;
+            size_t tensor_size;
+            int stage;
+            zero_dtype dtype;
+            size_t bucket_bytes;
+            int grad_accum;
+            float clip, loss_scale;
+            zero_device_kind device;
+            size_t device_memory;
+            zero_offload offload_optimizer, offload_param;
+            size_t prefetch_bytes, max_live_bytes, persist_bytes;
+            const char *report_path;
+            int cpu_threads, numa;
+            float lr, beta1, beta2, eps, weight_decay;
+            size_t offload_block_bytes;
+            float timeout_s;
+            void *cuda_stream;
+            const zero_group *groups;
+            int num_groups;
+            zero_grad_reduce grad_reduce;
+            int fp32_views;
+        } o;
+        memset(&o, 0, sizeof o);
+        const zero_config *n = &j.cfg;
+        o.struct_size = sizeof o, o.magic = ZERO_CONFIG_MAGIC | 3u, o.tensor_size = n->tensor_size;
+        o.stage = n->stage, o.dtype = n->dtype, o.bucket_bytes = n->bucket_bytes;
+        o.grad_accum = n->grad_accum, o.clip = n->clip, o.loss_scale = n->loss_scale;
+        o.device = n->device, o.device_memory = n->device_memory;
+        o.offload_optimizer = n->offload_optimizer, o.offload_param = n->offload_param;
+        o.prefetch_bytes = n->prefetch_bytes, o.max_live_bytes = n->max_live_bytes;
+        o.persist_bytes = n->persist_bytes, o.report_path = n->report_path;
+        o.cpu_threads = n->cpu_threads, o.numa = n->numa;
+        o.lr = (float)n->lr, o.beta1 = (float)n->beta1, o.beta2 = (float)n->beta2;
+        o.eps = (float)n->eps, o.weight_decay = (float)n->weight_decay;
+        o.offload_block_bytes = n->offload_block_bytes, o.timeout_s = n->timeout_s;
+        o.groups = n->groups, o.num_groups = n->num_groups, o.grad_reduce = n->grad_reduce;
+        job j3 = j;
+        j3.cfg.lr = o.lr, j3.cfg.beta1 = o.beta1, j3.cfg.beta2 = o.beta2, j3.cfg.eps = o.eps;
+        j3.cfg.weight_decay = o.weight_decay;
+        static result r3f;
+        run_job(&j3, &r3f); /* the same values through version 4 */
+        jo = j;
+        jo.cfg_raw = &o;
+        run_job(&jo, &r);
+        EXPECT(r.ok && r.digest == r3f.digest, "a version-3 zero_config: digest %016llx, the same "
+               "values through version 4 %016llx", (unsigned long long)r.digest,
+               (unsigned long long)r3f.digest);
+        o.struct_size = sizeof o + 8;
+        expect_init(&o, j.t, ZERO_ERR_INVALID, "a version-3 struct larger than version 3",
+                    "version 3");
+    }
     /* a newer program: a larger struct; a zero tail is fine, a non-zero one unsupported */
     static unsigned char big[sizeof(zero_config) + 64] __attribute__((aligned(16)));
     memset(big, 0, sizeof big);
@@ -1261,9 +1317,10 @@ static void test_versioned(void)
     SAME(max_live_bytes); SAME(persist_bytes); SAME(report_path); SAME(cpu_threads); SAME(numa);
     SAME(lr); SAME(beta1); SAME(beta2); SAME(eps); SAME(weight_decay); SAME(offload_block_bytes);
     SAME(timeout_s); SAME(cuda_stream); SAME(groups); SAME(num_groups); SAME(grad_reduce);
+    SAME(fp32_views); SAME(optimizer);
 #undef SAME
     EXPECT(a.struct_size == sizeof(zero_config) && a.tensor_size == sizeof(zero_tensor) &&
-               a.magic == (ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION) && ZERO_CONFIG_VERSION == 3,
+               a.magic == (ZERO_CONFIG_MAGIC | ZERO_CONFIG_VERSION) && ZERO_CONFIG_VERSION == 4,
            "ZERO_CONFIG_INIT: struct_size %zu, tensor_size %zu, magic %#llx", a.struct_size,
            a.tensor_size, (unsigned long long)a.magic);
     /* an older program's zero_config_init: only its bytes written */
@@ -1416,7 +1473,7 @@ static void test_env(void)
     log_off();
     EXPECT(s == ZERO_OK, "zero_init: %s", zero_init_error());
     if (!s) {
-        EXPECT(zero_get_lr(z, 0) == (double)0.002f, "ZERO_LR=0.002: lr %.9g",
+        EXPECT(zero_get_lr(z, 0) == 0.002, "ZERO_LR=0.002: lr %.9g",
                zero_get_lr(z, 0));
         zero_finalize(z);
         EXPECT(file_contains(path, "ZERO_LR=0.002 (from the environment) overrides the "
