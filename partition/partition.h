@@ -140,10 +140,12 @@ size_t zp_auto_bucket(uint64_t capacity, uint64_t knee, char *why, size_t len);
 void zp_auto_stage3(uint64_t capacity, uint64_t state, uint64_t reserve, uint64_t chunk,
                     size_t *prefetch, size_t *max_live, char *why, size_t len);
 
-/* Collective bandwidth knees (bytes of the whole buffer) measured by zero-bench-coll
- * (docs/BENCHMARKS.md): MPI over shared memory on the host backend; NCCL on a GPU (not yet
- * measured here: NCCL's documented ring bandwidth is flat from tens of MiB). */
-#define ZP_KNEE_MPI ((uint64_t)4 << 20)
+/* Collective bandwidth knees (bytes of the whole buffer): MPI over shared memory on the host
+ * backend, measured by zero-bench-coll (docs/BENCHMARKS.md: reduce-scatter and all-gather reach
+ * 90% of their peak by 256 KiB - 2 MiB at np 2-4 and fall beyond it; 1 MiB keeps >= 76% of every
+ * curve's peak); NCCL on a GPU not yet measured here (32 MiB, the former fixed default, until
+ * zero-bench-coll runs on GPUs). */
+#define ZP_KNEE_MPI ((uint64_t)1 << 20)
 #define ZP_KNEE_NCCL ((uint64_t)32 << 20)
 
 /* Parameters of a GPT-2 model with `layers` blocks of width `dim`, vocabulary `vocab` and
