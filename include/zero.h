@@ -545,8 +545,9 @@ ZERO_API zero_status zero_load(zero_ctx *ctx, const char *path, void *user, size
  * file as bytes (each byte one token, 0..255; see zero_data_format).
  * Windows: a file of N tokens holds (N - 1) / T windows, window w being tokens [w T, w T + T]
  * (consecutive windows share one token, as llm.c reads). An epoch is every window of every file
- * once; with shuffle the file order and the window order inside each file are permuted per epoch
- * (seeded by seed and epoch; the same at every world size); without it, both are in order.
+ * once; with shuffle the file order and the order of the units of consecutive windows inside
+ * each file (shuffle_unit) are permuted per epoch (seeded by seed and epoch; the same at every
+ * world size); without it, both are in order.
  * Batches: call k takes the global windows [k G, (k+1) G) of the endless epoch-after-epoch
  * stream, G = B x world size; rank r gets rows [r B, (r+1) B) of them. So the union over the ranks
  * of one global batch does not depend on the world size, only on G: np 4 with B sees what np 1
@@ -583,10 +584,15 @@ typedef struct zero_data_config {
                                  < 0 (default) = ZERO_DATA_DELAY_MS */
     const char *name;         /* this loader's name in messages and the report ("train",
                                  "val"); NULL = "data" */
+    int shuffle_unit;         /* windows the shuffle keeps together, in file order (a unit): 1 =
+                                 every window on its own; 0 (default) = about 32 Ki tokens
+                                 (32768 / seq windows, at most 1/16 of a file's), which reads
+                                 memory in runs instead of one random place per window (llm.c
+                                 keeps a rank's whole batch together) */
 } zero_data_config;
 
 #define ZERO_DATA_CONFIG_INIT                                                                     \
-    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL}
+    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL, 0}
 
 /* One batch of this rank: row b (b < batch) of inputs is window b's tokens 0..T-1, of targets its
  * tokens 1..T. The pointers stay valid until the next zero_data_next or zero_data_seek on the

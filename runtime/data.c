@@ -59,6 +59,8 @@ struct zero_data {
     int nfiles;
     zt_file *files;              /* [nfiles] */
     int64_t *file_windows;       /* [nfiles] */
+    int64_t *file_unit;          /* [nfiles] windows kept together by the shuffle (a unit) */
+    int shuffle_unit;            /* the setting: windows per unit, 0 = auto */
     int64_t windows;             /* per epoch */
     int64_t tokens;
     int width;                   /* widest token */
@@ -170,8 +172,14 @@ static void locate(const zero_data *d, data_reader *rd, uint64_t g, int *file, i
     }
     int f = rd->perm[lo];
     uint64_t w = (uint64_t)(i - rd->cum[lo]);
-    if (d->shuffle)
-        w = permute(w, (uint64_t)d->file_windows[f], smix(epoch_key(d, epoch) ^ (uint64_t)f));
+    if (d->shuffle) {
+        /* the file's whole units in a permuted order, each unit's windows in order, the
+         * windows of a partial last unit at the end */
+        const uint64_t U = (uint64_t)d->file_unit[f];
+        const uint64_t units = (uint64_t)d->file_windows[f] / U;
+        if (w < units * U)
+            w = permute(w / U, units, smix(epoch_key(d, epoch) ^ (uint64_t)f)) * U + w % U;
+    }
     *file = f;
     *tok = (int64_t)w * d->T;
 }
@@ -203,26 +211,37 @@ static void prepare(zero_data *d, data_reader *rd, int64_t b, data_slot *s, uint
     s->batch = b;
     s->first_window = g0;
     sleep_ms(d->delay_ms);
+    int f = 0, nf = 0;
+    int64_t tok = 0, ntok = 0;
+    if (B > 0)
+        locate(d, rd, g0, &nf, &ntok);
     for (int r = 0; r < B; r++) {
-        int f;
-        int64_t tok;
-        locate(d, rd, g0 + (uint64_t)r, &f, &tok);
+        f = nf;
+        tok = ntok;
         const zt_file *zf = &d->files[f];
+        /* the next row's bytes are fetched while this one is converted (mapped files) */
+        if (r + 1 < B) {
+            locate(d, rd, g0 + (uint64_t)r + 1, &nf, &ntok);
+            const zt_file *n = &d->files[nf];
+            if (n->map) {
+                const unsigned char *p = n->map + (n->has_header ? ZT_HEADER_BYTES : 0) +
+                                         (size_t)ntok * (size_t)n->width;
+                const size_t nb = ((size_t)T + 1) * (size_t)n->width;
+                for (size_t o = 0; o < nb; o += 64)
+                    __builtin_prefetch(p + o, 0, 0);
+            }
+        }
         const unsigned char *src = zt_source(zf, tok, T + 1, rd->raw, s->msg, sizeof s->msg);
         if (!src) {
             s->status = ZERO_ERR_IO;
             break;
         }
         /* inputs are the window's tokens 0..T-1, targets 1..T: widened straight from the file */
-        int64_t bad = zt_widen(in + (size_t)r * T, src, T, zf->width, d->vocab);
-        if (bad < 0) {
-            bad = zt_widen(tg + (size_t)r * T, src + zf->width, T, zf->width, d->vocab);
-            if (bad >= 0)
-                bad += 1; /* index in the window */
-        }
+        int64_t bad = zt_widen_pair(in + (size_t)r * T, tg + (size_t)r * T, src, T, zf->width,
+                                    d->vocab);
         if (bad >= 0) {
             int32_t v;
-            zt_widen(&v, src + (size_t)bad * (size_t)zf->width, 1, zf->width, d->vocab);
+            zt_widen(&v, src + (size_t)bad * (size_t)zf->width, 1, zf->width, 0);
             zt_bad_token(zf, tok + bad, (uint32_t)v, d->vocab, s->msg, sizeof s->msg);
             s->status = ZERO_ERR_INVALID;
             break;
@@ -407,6 +426,7 @@ static void data_free(zero_data *d)
         zt_close(&d->files[i]);
     free(d->files);
     free(d->file_windows);
+    free(d->file_unit);
     reader_free(&d->rd);
     pthread_cond_destroy(&d->cv_ready);
     pthread_cond_destroy(&d->cv_space);
@@ -424,13 +444,21 @@ static const char *file_base(const char *p)
 static zero_status settle(zero_data *d, zero_ctx *z, const zero_data_config *cfg_in, zr_error *e)
 {
     zero_data_config cfg = ZERO_DATA_CONFIG_INIT;
-    if (cfg_in->struct_size < offsetof(zero_data_config, name) + sizeof(cfg.name) ||
-        cfg_in->struct_size > 4096)
+    /* the fields up to name are the first layout; later ones take their defaults when the
+     * program's struct ends before them, and a larger struct must be zero past this one */
+    const size_t first = offsetof(zero_data_config, name) + sizeof(cfg.name);
+    if (cfg_in->struct_size < first || cfg_in->struct_size > 4096)
         return zr_fail(e, ZERO_ERR_INVALID,
                        "zero_data_open: cfg.struct_size is %zu: initialise the config with "
                        "ZERO_DATA_CONFIG_INIT",
                        cfg_in->struct_size);
-    memcpy(&cfg, cfg_in, sizeof cfg);
+    for (size_t k = sizeof cfg; k < cfg_in->struct_size; k++)
+        if (((const unsigned char *)cfg_in)[k])
+            return zr_fail(e, ZERO_ERR_UNSUPPORTED,
+                           "zero_data_open: cfg is %zu bytes and sets fields this libzero (%zu "
+                           "bytes) does not know: update libzero",
+                           cfg_in->struct_size, sizeof cfg);
+    memcpy(&cfg, cfg_in, cfg_in->struct_size < sizeof cfg ? cfg_in->struct_size : sizeof cfg);
     snprintf(d->name, sizeof d->name, "%s", cfg.name && *cfg.name ? cfg.name : "data");
     if (!cfg.files || !*cfg.files)
         return zr_fail(e, ZERO_ERR_INVALID, "data loader '%s': the file list (cfg.files) is empty",
@@ -468,6 +496,11 @@ static zero_status settle(zero_data *d, zero_ctx *z, const zero_data_config *cfg
                        "data loader '%s': delay_ms %g: expected a number up to 60000 (< 0: "
                        "ZERO_DATA_DELAY_MS)",
                        d->name, cfg.delay_ms);
+    if (cfg.shuffle_unit < 0)
+        return zr_fail(e, ZERO_ERR_INVALID,
+                       "data loader '%s': shuffle_unit %d: expected 0 (auto) or a number of "
+                       "windows >= 1", d->name, cfg.shuffle_unit);
+    d->shuffle_unit = cfg.shuffle_unit;
     d->B = cfg.batch;
     d->T = cfg.seq;
     d->seed = cfg.seed;
@@ -492,7 +525,8 @@ static zero_status open_files(zero_data *d, const char *files, zr_error *e)
     zero_status st = ZERO_OK;
     d->files = calloc((size_t)n, sizeof *d->files);
     d->file_windows = calloc((size_t)n, sizeof *d->file_windows);
-    if (!d->files || !d->file_windows) {
+    d->file_unit = calloc((size_t)n, sizeof *d->file_unit);
+    if (!d->files || !d->file_windows || !d->file_unit) {
         st = zr_fail(e, ZERO_ERR_SYSTEM, "out of host memory");
         goto out;
     }
@@ -522,6 +556,16 @@ static zero_status open_files(zero_data *d, const char *files, zr_error *e)
             break;
         }
         d->file_windows[i] = (f->ntok - 1) / d->T;
+        /* shuffle unit: the setting, or about 32 Ki tokens of consecutive windows (one random
+         * place in memory per unit instead of per window), at most 1/16 of the file's windows
+         * so that a small file is still shuffled */
+        int64_t U = d->shuffle_unit;
+        if (U == 0) {
+            U = 32768 / d->T;
+            if (U > d->file_windows[i] / 16)
+                U = d->file_windows[i] / 16;
+        }
+        d->file_unit[i] = U < 1 ? 1 : U;
         d->windows += d->file_windows[i];
         d->tokens += f->ntok;
         if (f->width > d->width)
@@ -537,7 +581,7 @@ static zero_status open_files(zero_data *d, const char *files, zr_error *e)
                      "of %d are bytes); give one kind, or set format",
                      d->name, bytes_files, n);
     d->files_hash = XXH3_64bits_digest(h);
-    int64_t w[4] = {d->T, d->shuffle, (int64_t)d->seed, d->width == 1};
+    int64_t w[5] = {d->T, d->shuffle, (int64_t)d->seed, d->width == 1, d->shuffle_unit};
     XXH3_64bits_update(h, w, sizeof w);
     d->fingerprint = XXH3_64bits_digest(h);
     XXH3_freeState(h);
@@ -672,10 +716,11 @@ zero_status zero_data_open(zero_ctx *z, const zero_data_config *cfg, zero_data *
     if (!local)
         local = open_files(d, cfg->files, &z->err);
     /* the ranks must see the same files and ask for the same batches */
-    int64_t words[] = {d->B, d->T, (int64_t)d->seed, d->shuffle, d->vocab, d->format,
-                       d->nfiles, d->tokens, (int64_t)d->files_hash};
+    int64_t words[] = {d->B, d->T, (int64_t)d->seed, d->shuffle, d->shuffle_unit, d->vocab,
+                       d->format, d->nfiles, d->tokens, (int64_t)d->files_hash};
     static const char *const names[] = {"the data batch", "the data seq", "the data seed",
-                                        "the data shuffle", "the data vocab", "the data format",
+                                        "the data shuffle", "the data shuffle unit",
+                                        "the data vocab", "the data format",
                                         "the number of data files", "the data's token count",
                                         "the data files' hash (names and token counts)"};
     zero_status s = zr_agree(z, local, words, names, (int)(sizeof words / sizeof words[0]));

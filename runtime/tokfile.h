@@ -74,6 +74,12 @@ const unsigned char *zt_source(const zt_file *f, int64_t first, int64_t n, void 
  * (vocab 0: beyond int32), or -1. */
 int64_t zt_widen(int32_t *dst, const unsigned char *src, int64_t n, int width, int64_t vocab);
 
+/* A window of T + 1 tokens at src as inputs (its tokens 0..T-1, into in) and targets (1..T, into
+ * tg), int32; the index in the window of the first token >= vocab (vocab 0: beyond int32), or -1.
+ * One pass for 16-bit tokens. */
+int64_t zt_widen_pair(int32_t *in, int32_t *tg, const unsigned char *src, int64_t T, int width,
+                      int64_t vocab);
+
 /* The message for token `tok` at index `at` of f that is >= vocab. */
 void zt_bad_token(const zt_file *f, int64_t at, uint32_t tok, int64_t vocab, char *err, size_t len);
 

@@ -32,6 +32,16 @@ ZERO_DATA_PREFETCH=7 "$MPIRUN" -np 3 "$T" union "$OUT/p7" 12 9 >"$OUT/p7.txt" 2>
 check "np 3, prefetch 7" $?
 cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/p7.txt")
 check "prefetch 7: the batches of np 1" $?
+# units of 3 consecutive windows shuffled as one: the same at every world size, every epoch still
+# every window once (test_data checks), and another order than single windows
+for np in 1 4; do
+    TEST_DATA_UNIT=3 "$MPIRUN" -np $np "$T" union "$OUT/u$np" 12 9 >"$OUT/unit$np.txt" 2>&1
+    check "unit 3, np $np: runs and checks its epochs" $?
+done
+cmp -s <(batches "$OUT/unit1.txt") <(batches "$OUT/unit4.txt")
+check "unit 3: np 4 sees the batches of np 1" $?
+! cmp -s <(batches "$OUT/unit1.txt") <(batches "$OUT/union1.txt")
+check "unit 3: another order than single windows" $?
 [ "$(batches "$OUT/union1.txt" | wc -l)" -eq 9 ]
 check "9 batch lines" $?
 [ "$(batches "$OUT/union1.txt" | awk '{print $4}' | sort -u | wc -l)" -ge 4 ]

@@ -168,6 +168,8 @@ static zero_data *open_data(zero_ctx *z, const char *dir, int B, int T)
     dc.seed = 99;
     dc.vocab = 50257;
     dc.name = "train";
+    if (getenv("TEST_DATA_UNIT")) /* windows the shuffle keeps together (data.sh) */
+        dc.shuffle_unit = atoi(getenv("TEST_DATA_UNIT"));
     zero_data *d = NULL;
     zero_status s = zero_data_open(z, &dc, &d);
     if (s) {
