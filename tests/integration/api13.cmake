@@ -63,3 +63,23 @@ echo \"adam stage 0 $a, stage 3 + offload $b, adamw $w\"; \
 [ \"$a\" = \"$b\" ] && [ \"$a\" != \"$w\" ] && echo optimizer_adam: PASS")
 set_tests_properties(optimizer_adam PROPERTIES TIMEOUT 120 LABELS "mpi"
                      PASS_REGULAR_EXPRESSION "optimizer_adam: PASS")
+
+# Automatic buffer sizes (no ZERO_BUCKET_MB / ZERO_PREFETCH_MB / ZERO_MAX_LIVE_MB): under a 4 MiB
+# cap the bucket is 64 KiB (several chunks for this MLP), chosen alike at every stage, and stages
+# 0-3 (3 also with optimizer offload) train the same bits; the report says what was chosen.
+add_test(NAME auto_buffers
+         COMMAND bash -c "set -e; r=${CMAKE_BINARY_DIR}/test-out/auto_buffers; mkdir -p $r; \
+unset ZERO_BUCKET_MB ZERO_PREFETCH_MB ZERO_MAX_LIVE_MB; \
+for c in '0 none' '1 none' '2 none' '3 none' '3 cpu'; do set -- $c; \
+ZERO_DEVICE=host ZERO_DEVICE_MEMORY=4M ZERO_STAGE=$1 ZERO_OFFLOAD_OPTIMIZER=$2 \
+ZERO_REPORT=$r/s$1_$2.json ${ZERO_MPIRUN} -np 2 $<TARGET_FILE:zero-mlp> --steps 6 --quiet \
+>/dev/null; done; chk=$<TARGET_FILE:zero-check>; d0=$($chk get $r/s0_none.json param_digest); \
+for f in s1_none s2_none s3_none s3_cpu; do d=$($chk get $r/$f.json param_digest); \
+[ \"$d\" = \"$d0\" ] || { echo \"$f digest $d != stage 0 $d0\"; exit 1; }; \
+[ \"$($chk get $r/$f.json memory.buffers.bucket_bytes)\" = 65536 ] || exit 1; \
+[ \"$($chk get $r/$f.json memory.buffers.bucket_auto)\" = true ] || exit 1; done; \
+n=$($chk get $r/s3_none.json memory.buffers.num_chunks); [ $n -gt 1 ] || exit 1; \
+$chk le $r/s3_none.json memory.buffer_peak_bytes memory.capacity_bytes; \
+echo \"auto_buffers: stages 0-3 one digest $d0, bucket 65536, $n chunks: PASS\"")
+set_tests_properties(auto_buffers PROPERTIES TIMEOUT 180 LABELS "mpi"
+                     PASS_REGULAR_EXPRESSION "auto_buffers: .*PASS")
