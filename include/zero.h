@@ -568,7 +568,8 @@ typedef enum zero_data_format {
 typedef struct zero_data_config {
     size_t struct_size;       /* sizeof(zero_data_config): ZERO_DATA_CONFIG_INIT sets it */
     const char *files;        /* the files: a glob pattern (sorted by name), or several patterns
-                                 or paths separated by ',' (in that order); each must match */
+                                 or paths separated by ',' (in that order, blanks around each
+                                 ignored); each must match; a file listed twice is read twice */
     int batch;                /* B: sequences per rank per call, >= 1 */
     int seq;                  /* T: tokens per sequence (a window holds T + 1), >= 1 */
     uint64_t seed;            /* of the shuffle */
@@ -602,10 +603,15 @@ typedef struct zero_batch {
     const int32_t *targets;     /* [batch x seq], host memory */
     const int32_t *dev_inputs;  /* the same in device memory: on the cuda backend copied on
                                    libzero's copy stream, ordered before its compute stream
-                                   (zero_compute_stream); on the host backend = inputs */
+                                   (zero_compute_stream); on the host backend = inputs. The
+                                   buffer is reused two batches later, after the compute stream's
+                                   work so far: a model reading it on another stream orders that
+                                   stream before zero_compute_stream's next work */
     const int32_t *dev_targets;
     int batch, seq;
-    int64_t index;              /* which global batch (0 = the first since position 0) */
+    int64_t index;              /* which global batch (0 = the first since position 0; after a
+                                   seek to a position that is not a multiple of this batch size,
+                                   rounded down) */
     int64_t epoch;              /* epoch of this rank's first row */
     uint64_t first_window;      /* global window index of this rank's first row */
 } zero_batch;

@@ -110,8 +110,8 @@ static const zr_var zr_vars[] = {
      "auto, or a size from 4K to 64G, a bare number is MiB",
      "reduce bucket and chunk size: gradients are reduce-scattered and parameters all-gathered "
      "in chunks of about this size; auto = the size where the collectives reach full bandwidth, "
-     "at most 1/64 of the device capacity and 1/8 of the model (docs/DESIGN.md §7; logged at "
-     "INFO)",
+     "at most 1/64 of the device capacity, at least 64K, a power of two (docs/DESIGN.md §7; "
+     "logged at INFO)",
      .unit = ZR_MiB, .slo = 4 * ZR_KiB, .shi = 64 * ZR_GiB, .size_auto = 1},
     {"ZERO_GRAD_ACCUM", ZR_T_INT, CFG(grad_accum), "1", "an integer from 1 to 1000000",
      "micro-steps (zero_step calls) per optimizer step", .ilo = 1, .ihi = 1000000},

@@ -785,15 +785,21 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
     if (s)
         return s;
     zero_ctx *z = d->z;
-    if (!batch)
-        return zr_fail(&z->err, ZERO_ERR_INVALID, "zero_data_next: NULL batch");
     zr_error_clear(&z->err);
+    if (!batch) /* agreed, so the other ranks do not wait in the agreement alone */
+        return zr_agree(z, zr_fail(&z->err, ZERO_ERR_INVALID, "zero_data_next: NULL batch"),
+                        NULL, NULL, 0);
     const int64_t b = d->take;
     data_slot *slot = &d->slots[b % d->nslots];
     double t0 = zr_now();
     /* no thread (prefetch 0, or a restart after a seek that failed): the call reads itself */
     const int sync = !d->thread_on;
     if (sync) {
+        /* cuda: the one slot may still be the source of the last batch's queued copy */
+        if (d->dev[0] && d->nslots == 1) {
+            dev_wait(d, 0);
+            dev_wait(d, 1);
+        }
         if (!slot->ready || slot->batch != b) {
             prepare(d, &d->rd, b, slot, &d->rd.bytes, &d->rd.busy_s);
             slot->ready = 1;
@@ -874,6 +880,11 @@ zero_status zero_data_seek(zero_data *d, const zero_data_pos *pos)
     zero_status local = ZERO_OK;
     if (!pos)
         local = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_data_seek: NULL position");
+    else if (pos->windows >= ((uint64_t)1 << 62))
+        local = zr_fail(&z->err, ZERO_ERR_INVALID,
+                        "data loader '%s': position %llu windows is beyond any data set (a "
+                        "damaged checkpoint blob?)",
+                        d->name, (unsigned long long)pos->windows);
     else if (pos->fingerprint != d->fingerprint)
         local = zr_fail(&z->err, ZERO_ERR_INVALID,
                         "data loader '%s': the position (fingerprint %016llx) was taken on other "

@@ -103,7 +103,7 @@ static zero_status oom(zero_ctx *z, const char *detail)
                          "to %.2f MiB) do not: ZERO_BUCKET_MB=%.0fK%s would fit.",
                          mib(buffer_bytes(z, st)), mib((double)L->max_padded * (double)z->wsz),
                          bucket / 1024.0, st == 3 ? " ZERO_PREFETCH_MB=0" : "");
-            else if ((double)dev < (double)cap && need_now > (double)cap)
+            else if ((double)dev < (double)cap && need_now > (double)cap && chunk_fit < floor_b)
                 snprintf(bufs, sizeof bufs,
                          " The model state fits; the buffers (about %.2f MiB: the largest module "
                          "alone is a %.2f MiB chunk) do not, at any bucket size.",

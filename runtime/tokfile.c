@@ -135,6 +135,10 @@ int zt_expand(const char *files, char ***paths, int *n, char *err, size_t len)
     char *save = NULL;
     for (char *pat = copy ? strtok_r(copy, ",", &save) : NULL; pat;
          pat = strtok_r(NULL, ",", &save)) {
+        while (*pat == ' ' || *pat == '\t') /* "a.bin, b.bin" */
+            pat++;
+        for (size_t k = strlen(pat); k > 0 && (pat[k - 1] == ' ' || pat[k - 1] == '\t'); k--)
+            pat[k - 1] = '\0';
         if (!*pat)
             continue;
         glob_t g;
@@ -443,8 +447,10 @@ zero_status zt_scan(const zt_file *f, int64_t first, int64_t n, int64_t vocab, v
 {
     int64_t mx = -1;
     int32_t buf[4096];
-    if (chunk > 4096 || chunk <= 0)
+    if (chunk > 4096)
         chunk = 4096;
+    if (chunk <= 0) /* raw holds chunk tokens: never more than the caller said */
+        chunk = 1;
     for (int64_t at = first; at < first + n;) {
         int64_t k = first + n - at < chunk ? first + n - at : chunk;
         const unsigned char *src = zt_source(f, at, k, raw, err, len);

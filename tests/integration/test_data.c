@@ -298,6 +298,11 @@ static int mode_stream(int argc, char **argv, const char *mode)
         zero_status s = zero_data_seek(d, &p);
         CHECK(s == ZERO_OK, "seek: %s", zero_last_error(z));
         run_batches(z, d, G, T, (int64_t)(w / (uint64_t)G), steps, NULL, 0);
+        /* a position beyond any data set (a damaged blob) is refused */
+        zero_data_pos far = {(uint64_t)1 << 62, fp};
+        s = zero_data_seek(d, &far);
+        CHECK(s == ZERO_ERR_INVALID && strstr(zero_last_error(z), "beyond any data set"),
+              "seek to 2^62 windows: %d %s", s, zero_last_error(z));
         /* a position of other data is refused, and the loader stays where it was */
         zero_data_pos bad = {0, fp ^ 1};
         s = zero_data_seek(d, &bad);
@@ -440,6 +445,10 @@ static int mode_errors(const char *dir)
                 "mix", NULL);
     expect_open(z, "batch 0", F("good.bin"), 0, 16, 256, 1, ZERO_DATA_AUTO, ZERO_ERR_INVALID,
                 "batch 0", NULL);
+    /* blanks around the entries of a list are not part of the names */
+    snprintf(q, sizeof q, " %s/good.bin ,\t%s/good.bin ", dir, dir);
+    zero_data_close(expect_open(z, "list with blanks", q, 2, 16, 256, 1, ZERO_DATA_AUTO, ZERO_OK,
+                                NULL, NULL));
     snprintf(q, sizeof q, "%s/r%d_*.bin", dir, rank);
     expect_open(z, "ranks see other files", q, 2, 16, 256, 1, ZERO_DATA_AUTO,
                 world > 1 ? ZERO_ERR_INVALID : ZERO_OK,
