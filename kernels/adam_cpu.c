@@ -11,7 +11,10 @@
  * scalar ones. (The one freedom left is which nan comes out where two nans meet: see kernels.h.)
  * The file is compiled with -ffp-contract=off (kernels/sources.cmake) so GCC fuses none of the
  * intrinsics' separate multiplies and adds. The update moves 30 bytes per element (bf16 copy)
- * and is limited by memory bandwidth. */
+ * and is limited by memory bandwidth; what keeps one thread at that limit (docs/BENCHMARKS.md,
+ * "CPU Adam"): a short software prefetch into L1 (ZK_PREFETCH_BYTES), vectors that start on a
+ * cache line (the first elements up to master's next line are done apart), and streaming
+ * (non-temporal) stores for the working copy of a large update (ZK_STREAM_MIN). */
 #include "kernels.h"
 
 #include <stdatomic.h>
@@ -32,11 +35,20 @@
 #define ZK_OMP_MIN 32768 /* below this many elements the calling thread does all the work */
 #define ZK_NONE 3        /* "no working copy" (after the three dtypes) */
 /* Software prefetch distance, in bytes ahead of the current element of each fp32 input stream.
- * The hardware prefetcher alone leaves the update compute-then-wait: with a divide and a square
- * root in flight per vector the out-of-order window fills before enough cache-line misses are
- * outstanding, and one thread reached ~0.8 of the memory-only pass on the 2-core EPYC this was
- * tuned on. Prefetching 1–2 KiB ahead brings it to the memory-only pass (docs/BENCHMARKS.md). */
-#define ZK_PREFETCH_BYTES 1536
+ * The L2 hardware prefetcher brings the streams from memory; what one thread lacks is the lines
+ * in L1 before the loads that need them: with a square root and two divides in flight per vector
+ * the out-of-order window fills with waiting loads. A prefetch 6 lines ahead gets them there in
+ * time. Farther is worse, not better: at 1.5 KiB (right for Zen 3) a Zen 4 thread fell to 0.83
+ * of the memory-only pass, at 256-512 bytes it reaches it (docs/BENCHMARKS.md: the measured
+ * distances, and why far prefetches are thought to stall). */
+#define ZK_PREFETCH_BYTES 384
+/* Cache line; the vector loops start each block on a line of master (see zk_adamw_cpu). */
+#define ZK_LINE 64
+/* Updates of at least this many elements write the working copy with streaming stores (where
+ * it is aligned for them): it is write-only, so a normal store first reads each line from memory
+ * (2 more bytes per element for bf16), and such an update (>= 60 MiB of traffic) leaves no part
+ * of it in a last-level cache for its reader anyway. Smaller updates keep it cached. */
+#define ZK_STREAM_MIN ((size_t)1 << 21)
 
 #define ZK_INLINE static inline __attribute__((always_inline))
 
@@ -102,6 +114,14 @@ ZK_INLINE void prefetch_inputs(const float *master, const float *m, const float 
     ZK_PREFETCH_LINE(master, i);
     ZK_PREFETCH_LINE(m, i);
     ZK_PREFETCH_LINE(v, i);
+}
+
+/* Whether the working copy of elements lo.. (element size wes) may take streaming stores of
+ * `bytes` bytes, which must be aligned: nt asked for them and work + lo is aligned. The vector
+ * loops step 16 elements from lo, so every store is then aligned. */
+static inline int stream_ok(int nt, const void *work, size_t wes, size_t lo, size_t bytes)
+{
+    return nt && (uintptr_t)work % wes == 0 && ((uintptr_t)work + lo * wes) % bytes == 0;
 }
 
 /* ---- AVX2 (+F16C): 8 lanes, 16 elements per iteration -------------------------------------- */
@@ -174,47 +194,75 @@ ZK_AVX2_INLINE __m256i avx2_bf16(__m256 x)
  * bits included (the unit test checks this on every class of input). */
 #define ZK_F16_RNE _MM_FROUND_TO_NEAREST_INT
 
+/* Stores of the working copy: streaming when s (stream_ok), else plain unaligned stores. */
+ZK_AVX2_INLINE void avx2_put_ps(float *dst, __m256 x, int s)
+{
+    if (s)
+        _mm256_stream_ps(dst, x);
+    else
+        _mm256_storeu_ps(dst, x);
+}
+
+ZK_AVX2_INLINE void avx2_put_256(uint16_t *dst, __m256i x, int s)
+{
+    if (s)
+        _mm256_stream_si256((__m256i *)dst, x);
+    else
+        _mm256_storeu_si256((__m256i *)dst, x);
+}
+
+ZK_AVX2_INLINE void avx2_put_128(uint16_t *dst, __m128i x, int s)
+{
+    if (s)
+        _mm_stream_si128((__m128i *)dst, x);
+    else
+        _mm_storeu_si128((__m128i *)dst, x);
+}
+
+/* nt: streaming stores for the working copy where stream_ok allows them. */
 ZK_AVX2_INLINE void avx2_range(float *master, float *m, float *v, const float *grad, void *work,
-                               int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+                               int wt, int nt, size_t lo, size_t hi, const zm_adamw_coef *c)
 {
     const avx2_coef k = avx2_coefs(c);
+    const int s = wt != ZK_NONE && stream_ok(nt, work, wt == ZERO_DTYPE_FP32 ? 4 : 2, lo,
+                                             wt == ZERO_DTYPE_FP16 ? 16 : 32);
     size_t i = lo;
     for (; i + 16 <= hi; i += 16) { /* 16 floats: one 64-byte line of each input */
         prefetch_inputs(master, m, v, grad, i);
         const __m256 a = avx2_update(master, m, v, grad, i, &k);
         const __m256 b = avx2_update(master, m, v, grad, i + 8, &k);
         if (wt == ZERO_DTYPE_FP32) {
-            _mm256_storeu_ps((float *)work + i, a);
-            _mm256_storeu_ps((float *)work + i + 8, b);
+            avx2_put_ps((float *)work + i, a, s);
+            avx2_put_ps((float *)work + i + 8, b, s);
         } else if (wt == ZERO_DTYPE_BF16) {
             /* packus interleaves the 128-bit halves (a0-3 b0-3 a4-7 b4-7); the permute restores
              * element order. Every lane is <= 0xffff, so nothing saturates. */
             const __m256i h = _mm256_permute4x64_epi64(
                 _mm256_packus_epi32(avx2_bf16(a), avx2_bf16(b)), 0xd8);
-            _mm256_storeu_si256((__m256i *)((uint16_t *)work + i), h);
+            avx2_put_256((uint16_t *)work + i, h, s);
         } else if (wt == ZERO_DTYPE_FP16) {
-            _mm_storeu_si128((__m128i *)((uint16_t *)work + i), _mm256_cvtps_ph(a, ZK_F16_RNE));
-            _mm_storeu_si128((__m128i *)((uint16_t *)work + i + 8), _mm256_cvtps_ph(b, ZK_F16_RNE));
+            avx2_put_128((uint16_t *)work + i, _mm256_cvtps_ph(a, ZK_F16_RNE), s);
+            avx2_put_128((uint16_t *)work + i + 8, _mm256_cvtps_ph(b, ZK_F16_RNE), s);
         }
     }
     scalar_range(master, m, v, grad, work, wt, i, hi, c);
 }
 
 ZK_AVX2 static void avx2_block(float *master, float *m, float *v, const float *grad, void *work,
-                               int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+                               int wt, int nt, size_t lo, size_t hi, const zm_adamw_coef *c)
 {
     switch (wt) {
     case ZERO_DTYPE_FP32:
-        avx2_range(master, m, v, grad, work, ZERO_DTYPE_FP32, lo, hi, c);
+        avx2_range(master, m, v, grad, work, ZERO_DTYPE_FP32, nt, lo, hi, c);
         break;
     case ZERO_DTYPE_BF16:
-        avx2_range(master, m, v, grad, work, ZERO_DTYPE_BF16, lo, hi, c);
+        avx2_range(master, m, v, grad, work, ZERO_DTYPE_BF16, nt, lo, hi, c);
         break;
     case ZERO_DTYPE_FP16:
-        avx2_range(master, m, v, grad, work, ZERO_DTYPE_FP16, lo, hi, c);
+        avx2_range(master, m, v, grad, work, ZERO_DTYPE_FP16, nt, lo, hi, c);
         break;
     default:
-        avx2_range(master, m, v, grad, work, ZK_NONE, lo, hi, c);
+        avx2_range(master, m, v, grad, work, ZK_NONE, 0, lo, hi, c);
         break;
     }
 }
@@ -283,41 +331,59 @@ ZK_AVX512_INLINE __m256i avx512_bf16(__m512 x)
     return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(is_nan, rounded, nan));
 }
 
+ZK_AVX512_INLINE void avx512_put_ps(float *dst, __m512 x, int s)
+{
+    if (s)
+        _mm512_stream_ps(dst, x);
+    else
+        _mm512_storeu_ps(dst, x);
+}
+
+ZK_AVX512_INLINE void avx512_put_256(uint16_t *dst, __m256i x, int s)
+{
+    if (s)
+        _mm256_stream_si256((__m256i *)dst, x);
+    else
+        _mm256_storeu_si256((__m256i *)dst, x);
+}
+
 ZK_AVX512_INLINE void avx512_range(float *master, float *m, float *v, const float *grad,
-                                   void *work, int wt, size_t lo, size_t hi,
+                                   void *work, int wt, int nt, size_t lo, size_t hi,
                                    const zm_adamw_coef *c)
 {
     const avx512_coef k = avx512_coefs(c);
+    const int s = wt != ZK_NONE && stream_ok(nt, work, wt == ZERO_DTYPE_FP32 ? 4 : 2, lo,
+                                             wt == ZERO_DTYPE_FP32 ? 64 : 32);
     size_t i = lo;
     for (; i + 16 <= hi; i += 16) {
         prefetch_inputs(master, m, v, grad, i);
         const __m512 a = avx512_update(master, m, v, grad, i, &k);
         if (wt == ZERO_DTYPE_FP32)
-            _mm512_storeu_ps((float *)work + i, a);
+            avx512_put_ps((float *)work + i, a, s);
         else if (wt == ZERO_DTYPE_BF16)
-            _mm256_storeu_si256((__m256i *)((uint16_t *)work + i), avx512_bf16(a));
+            avx512_put_256((uint16_t *)work + i, avx512_bf16(a), s);
         else if (wt == ZERO_DTYPE_FP16)
-            _mm256_storeu_si256((__m256i *)((uint16_t *)work + i), _mm512_cvtps_ph(a, ZK_F16_RNE));
+            avx512_put_256((uint16_t *)work + i, _mm512_cvtps_ph(a, ZK_F16_RNE), s);
     }
     scalar_range(master, m, v, grad, work, wt, i, hi, c);
 }
 
 ZK_AVX512 static void avx512_block(float *master, float *m, float *v, const float *grad,
-                                   void *work, int wt, size_t lo, size_t hi,
+                                   void *work, int wt, int nt, size_t lo, size_t hi,
                                    const zm_adamw_coef *c)
 {
     switch (wt) {
     case ZERO_DTYPE_FP32:
-        avx512_range(master, m, v, grad, work, ZERO_DTYPE_FP32, lo, hi, c);
+        avx512_range(master, m, v, grad, work, ZERO_DTYPE_FP32, nt, lo, hi, c);
         break;
     case ZERO_DTYPE_BF16:
-        avx512_range(master, m, v, grad, work, ZERO_DTYPE_BF16, lo, hi, c);
+        avx512_range(master, m, v, grad, work, ZERO_DTYPE_BF16, nt, lo, hi, c);
         break;
     case ZERO_DTYPE_FP16:
-        avx512_range(master, m, v, grad, work, ZERO_DTYPE_FP16, lo, hi, c);
+        avx512_range(master, m, v, grad, work, ZERO_DTYPE_FP16, nt, lo, hi, c);
         break;
     default:
-        avx512_range(master, m, v, grad, work, ZK_NONE, lo, hi, c);
+        avx512_range(master, m, v, grad, work, ZK_NONE, 0, lo, hi, c);
         break;
     }
 }
@@ -387,20 +453,31 @@ int zk_adamw_cpu_force(const char *isa)
     return -1;
 }
 
+/* nt: streaming stores for the working copy (vector paths, where aligned). */
 static void adamw_cpu_block(int isa, float *master, float *m, float *v, const float *grad,
-                            void *work, int wt, size_t lo, size_t hi, const zm_adamw_coef *c)
+                            void *work, int wt, int nt, size_t lo, size_t hi,
+                            const zm_adamw_coef *c)
 {
 #if ZK_X86
     if (isa == ZK_ISA_AVX512) {
-        avx512_block(master, m, v, grad, work, wt, lo, hi, c);
+        avx512_block(master, m, v, grad, work, wt, nt, lo, hi, c);
         return;
     }
     if (isa == ZK_ISA_AVX2) {
-        avx2_block(master, m, v, grad, work, wt, lo, hi, c);
+        avx2_block(master, m, v, grad, work, wt, nt, lo, hi, c);
         return;
     }
 #endif
     scalar_block(master, m, v, grad, work, wt, lo, hi, c);
+}
+
+/* Orders this thread's streaming stores before what follows (they are weakly ordered); the end
+ * of the parallel region then publishes them like any other store. */
+static void stream_fence(void)
+{
+#if ZK_X86
+    _mm_sfence();
+#endif
 }
 
 void zk_adamw_cpu(float *master, float *m, float *v, const float *grad, void *work,
@@ -413,11 +490,28 @@ void zk_adamw_cpu(float *master, float *m, float *v, const float *grad, void *wo
                        p->bias_corr2_sqrt, p->grad_scale, p->l2);
     const int isa = isa_current();
     const int wt = work ? (int)work_type : ZK_NONE;
-    const size_t nblocks = (n + ZK_BLOCK - 1) / ZK_BLOCK;
-#pragma omp parallel for schedule(static) if (n >= ZK_OMP_MIN)
-    for (size_t b = 0; b < nblocks; b++) {
-        const size_t lo = b * ZK_BLOCK;
-        const size_t hi = n - lo < ZK_BLOCK ? n : lo + ZK_BLOCK;
-        adamw_cpu_block(isa, master, m, v, grad, work, wt, lo, hi, &c);
+    const int nt = isa != ZK_ISA_SCALAR && wt != ZK_NONE && n >= ZK_STREAM_MIN;
+    /* The elements before master's next cache line first, on this thread: the blocks then start
+     * on a line, so no vector of master (or of an array at master's offset in a line, as
+     * page-aligned and equally misaligned arrays are) straddles two lines. Any split gives the
+     * same bits: each element's result depends on that element alone. */
+    size_t head = 0;
+    if (isa != ZK_ISA_SCALAR) {
+        head = (ZK_LINE - (uintptr_t)master % ZK_LINE) % ZK_LINE / sizeof(float);
+        head = head < n ? head : n;
+        if (head)
+            adamw_cpu_block(isa, master, m, v, grad, work, wt, 0, 0, head, &c);
+    }
+    const size_t rest = n - head, nblocks = (rest + ZK_BLOCK - 1) / ZK_BLOCK;
+#pragma omp parallel if (rest >= ZK_OMP_MIN)
+    {
+#pragma omp for schedule(static) nowait
+        for (size_t b = 0; b < nblocks; b++) {
+            const size_t lo = head + b * ZK_BLOCK;
+            const size_t hi = n - lo < ZK_BLOCK ? n : lo + ZK_BLOCK;
+            adamw_cpu_block(isa, master, m, v, grad, work, wt, nt, lo, hi, &c);
+        }
+        if (nt)
+            stream_fence();
     }
 }

@@ -230,6 +230,32 @@ static void test_threads(void)
     }
 }
 
+/* Updates large enough for the working copy's streaming stores (ZK_STREAM_MIN in adam_cpu.c,
+ * 2 Mi elements), with every array at the same offset in a cache line: 0 (aligned: the stores
+ * stream from the first element), 8 floats (the first 8 elements are done apart; then the fp32
+ * and 16-bit copies are aligned for them too) and 17 floats (odd: the first 15 apart, and the
+ * 16-bit copies stay unaligned, so plain stores). Each with every working type, 1 and 2 threads. */
+static void test_aligned_large(void)
+{
+    static const size_t offs[] = {0, 8, 17};
+    for (int isa = 0; isa < N_ISAS; isa++) {
+        if (!g_isa_ok[isa])
+            continue;
+        int k = 0;
+        for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++)
+            for (int wt = ZERO_DTYPE_FP32; wt <= ZERO_DTYPE_FP16; wt++, k++) {
+                adam_case tc = {.n = ((size_t)1 << 21) + 45, .wt = wt, .steps = 1,
+                                .lr = 1e-3f, .wd = 0.1f, .gscale = 1.0f};
+                for (int a = 0; a < 5; a++)
+                    tc.off[a] = offs[o];
+                run_case(&tc, isa, 1 + k % 2);
+            }
+        REPORT("%s: n=2Mi+45, all arrays 0, 8 or 17 floats past a cache line, working copy "
+               "fp32/bf16/fp16, 1-2 threads: bitwise equal to zk_adamw\n",
+               g_isas[isa]);
+    }
+}
+
 /* inf, nan and huge gradients (v overflows to inf, inf/inf gives nan, nan spreads into m, v and
  * master over the steps). Compared bitwise. The one freedom the hardware has is which nan an
  * operation returns when both inputs are nans (x86 returns the first operand, and the compiler
@@ -318,6 +344,7 @@ int main(void)
     probe_isas();
     test_bitwise();
     test_threads();
+    test_aligned_large();
     test_specials();
     test_conversions();
     if (check_failures) {
