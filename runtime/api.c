@@ -517,25 +517,15 @@ static void log_memory(zero_ctx *z)
                 mib(z->host.current[ZERO_MEM_OPTIMIZER]), mib(z->host.current[ZERO_MEM_BUFFERS]));
 }
 
-/* The largest of every rank's value (an agreement on a size every rank then uses alike).
- * Collective. */
-static zero_status max_over_ranks(zero_ctx *z, uint64_t mine, uint64_t *out)
+zero_status zr_max_over_ranks(zero_ctx *z, int64_t mine, int64_t *out)
 {
-    int64_t *all = calloc((size_t)z->world, sizeof *all);
-    if (!all)
-        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    all[z->rank] = (int64_t)mine;
-    zero_status s = zr_coll_all_gather(&z->hcoll, all, 1, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
-    if (s) {
-        free(all);
-        return zr_fail(&z->err, s, "agreeing on a buffer size: %s", z->comm.err.msg);
-    }
-    uint64_t m = 0;
-    for (int r = 0; r < z->world; r++)
-        if ((uint64_t)all[r] > m)
-            m = (uint64_t)all[r];
-    free(all);
-    *out = m;
+    int64_t v = mine;
+    *out = mine;
+    zero_status s = zr_coll_all_reduce(&z->hcoll, &v, 1, ZR_ELEM_I64, ZR_OP_MAX,
+                                       ZR_TRAFFIC_OTHER, NULL);
+    if (s)
+        return zr_fail(&z->err, s, "agreeing on a value across ranks: %s", z->comm.err.msg);
+    *out = v;
     return ZERO_OK;
 }
 
@@ -545,10 +535,12 @@ static zero_status max_over_ranks(zero_ctx *z, uint64_t mine, uint64_t *out)
 static zero_status agreed_capacity(zero_ctx *z, uint64_t *cap)
 {
     uint64_t mine = z->dev.capacity ? z->dev.capacity : zr_dev_free_memory(&z->dev);
-    /* the smallest known capacity: max over ranks of (UINT64_MAX - cap), unknown as 0 */
-    uint64_t inv;
-    zero_status s = max_over_ranks(z, mine ? UINT64_MAX - mine : 0, &inv);
-    *cap = inv ? UINT64_MAX - inv : 0;
+    if (mine > (uint64_t)INT64_MAX)
+        mine = (uint64_t)INT64_MAX;
+    /* the smallest known capacity: the largest of -cap, an unknown one as INT64_MIN */
+    int64_t neg = INT64_MIN;
+    zero_status s = zr_max_over_ranks(z, mine ? -(int64_t)mine : INT64_MIN, &neg);
+    *cap = s || neg == INT64_MIN ? 0 : (uint64_t)-neg;
     return s;
 }
 
@@ -577,14 +569,15 @@ static zero_status resolve_stage3_sizes(zero_ctx *z)
     zero_config *c = &z->set.cfg;
     if (c->prefetch_bytes != ZERO_SIZE_AUTO && c->max_live_bytes != ZERO_SIZE_AUTO)
         return ZERO_OK;
-    uint64_t cap, held;
+    uint64_t cap;
+    int64_t held = 0;
     ZR_CHECK(agreed_capacity(z, &cap));
-    ZR_CHECK(max_over_ranks(z, z->dev.current_total, &held));
+    ZR_CHECK(zr_max_over_ranks(z, (int64_t)z->dev.current_total, &held));
     size_t pf, live;
     /* buckets beyond the one zero_init made (grad.c): two more of the largest chunk */
     const zp_layout *L = &z->layout;
     uint64_t reserve = c->stage >= 2 ? 2 * (uint64_t)(L->max_padded + L->max_slice) * z->wsz : 0;
-    zp_auto_stage3(cap, held, reserve, (uint64_t)L->max_padded * z->wsz, &pf, &live,
+    zp_auto_stage3(cap, (uint64_t)held, reserve, (uint64_t)L->max_padded * z->wsz, &pf, &live,
                    z->auto_s3_why, sizeof z->auto_s3_why);
     if (c->prefetch_bytes == ZERO_SIZE_AUTO) {
         c->prefetch_bytes = pf;

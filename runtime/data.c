@@ -40,7 +40,6 @@ typedef struct data_reader {
     int64_t epoch;         /* of perm and cum; -1 = none yet */
     int *perm;             /* [files] file order of the epoch */
     int64_t *cum;          /* [files + 1] windows before the j-th file of the order */
-    int32_t *row;          /* [T + 1] */
     unsigned char *raw;    /* [(T + 1) x 4] pread scratch */
     uint64_t bytes;        /* token bytes read */
     double busy_s;
@@ -74,7 +73,6 @@ struct zero_data {
     uint64_t base;               /* global window of batch 0 */
     int64_t take;                /* batches handed out since base */
     int64_t fill;                /* batches prepared (or being prepared) since base */
-    int busy;                    /* the thread is preparing a batch outside the lock */
     int stop;
     int thread_on;
     pthread_t thread;
@@ -273,7 +271,6 @@ static void *loader_main(void *arg)
         int64_t b = d->fill++;
         data_slot *s = &d->slots[b % d->nslots];
         s->ready = 0;
-        d->busy = 1;
         pthread_mutex_unlock(&d->mu);
         uint64_t bytes = 0;
         double busy = 0.0;
@@ -281,7 +278,6 @@ static void *loader_main(void *arg)
         pthread_mutex_lock(&d->mu);
         d->rd.bytes += bytes; /* read under the lock by zero_data_get_info */
         d->rd.busy_s += busy;
-        d->busy = 0;
         s->ready = 1;
         pthread_cond_broadcast(&d->cv_ready);
     }
@@ -363,7 +359,6 @@ static void reader_free(data_reader *rd)
 {
     free(rd->perm);
     free(rd->cum);
-    free(rd->row);
     free(rd->raw);
     memset(rd, 0, sizeof *rd);
 }
@@ -374,9 +369,8 @@ static int reader_alloc(data_reader *rd, int nfiles, int T)
     rd->epoch = -1;
     rd->perm = calloc((size_t)nfiles, sizeof *rd->perm);
     rd->cum = calloc((size_t)nfiles + 1, sizeof *rd->cum);
-    rd->row = calloc((size_t)T + 1, sizeof *rd->row);
     rd->raw = malloc(((size_t)T + 1) * 4);
-    return rd->perm && rd->cum && rd->row && rd->raw ? 0 : -1;
+    return rd->perm && rd->cum && rd->raw ? 0 : -1;
 }
 
 /* Frees what the loader holds on its context (thread, device buffers, pinning, copy slots) and
@@ -618,25 +612,7 @@ static zero_status verify_all(zero_data *d, zero_ctx *z)
     zero_status s = zr_agree(z, local, NULL, NULL, 0);
     if (s)
         return s;
-    int64_t *all = calloc((size_t)z->world, sizeof *all);
-    if (!all)
-        local = zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
-    if ((s = zr_agree(z, local, NULL, NULL, 0))) {
-        free(all);
-        return s;
-    }
-    all[z->rank] = mx;
-    s = zr_coll_all_gather(&z->hcoll, all, 1, ZR_ELEM_I64, ZR_TRAFFIC_OTHER, NULL);
-    if (s) {
-        free(all);
-        return zr_fail(&z->err, s, "data loader '%s': %s", d->name, z->comm.err.msg);
-    }
-    d->max_token = -1;
-    for (int r = 0; r < z->world; r++)
-        if (all[r] > d->max_token)
-            d->max_token = all[r];
-    free(all);
-    return ZERO_OK;
+    return zr_max_over_ranks(z, mx, &d->max_token);
 }
 
 /* The ring, its pinning and the device copies (this rank). */

@@ -319,6 +319,10 @@ uint64_t zr_hash_tensors(const zero_tensor *t, int n);
  * tests' rig) that has none. */
 zero_status zr_groups_default(zero_ctx *z);
 
+/* The largest of every rank's value (one all-reduce on the host collectives): what every rank
+ * then uses alike. Collective. */
+zero_status zr_max_over_ranks(zero_ctx *z, int64_t mine, int64_t *out);
+
 /* ---- backend.c ------------------------------------------------------------------------------ */
 /* The ranks (MPI, started here when nobody has) and the host collectives (mpi): what everything
  * else, agreement included, needs first. Sets z->rank and z->world. Local. */

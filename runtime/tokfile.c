@@ -428,20 +428,6 @@ const unsigned char *zt_source(const zt_file *f, int64_t first, int64_t n, void 
     return raw;
 }
 
-zero_status zt_read(const zt_file *f, int64_t first, int64_t n, int32_t *dst, void *raw,
-                    int64_t vocab, char *err, size_t len)
-{
-    const unsigned char *src = zt_source(f, first, n, raw, err, len);
-    if (!src)
-        return ZERO_ERR_IO;
-    int64_t bad = zt_widen(dst, src, n, f->width, vocab);
-    if (bad >= 0) {
-        zt_bad_token(f, first + bad, (uint32_t)dst[bad], vocab, err, len);
-        return ZERO_ERR_INVALID;
-    }
-    return ZERO_OK;
-}
-
 zero_status zt_scan(const zt_file *f, int64_t first, int64_t n, int64_t vocab, void *raw,
                     int64_t chunk, int64_t *max_tok, char *err, size_t len)
 {

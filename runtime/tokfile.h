@@ -58,13 +58,6 @@ zero_status zt_open(zt_file *f, const char *path, zero_data_format format, int u
                     size_t len);
 void zt_close(zt_file *f);
 
-/* Reads tokens [first, first + n) of f as int32 into dst. raw is scratch for pread (n * width
- * bytes; unused with a map). Each token must be < vocab (vocab 0: no check). Returns ZERO_OK,
- * ZERO_ERR_INVALID for a token >= vocab (err names the file, the token and its index), or
- * ZERO_ERR_IO (a read failed or came short: the file changed). */
-zero_status zt_read(const zt_file *f, int64_t first, int64_t n, int32_t *dst, void *raw,
-                    int64_t vocab, char *err, size_t len);
-
 /* The bytes of tokens [first, first + n): a pointer into the map, or raw (n * width bytes) filled
  * by pread. NULL with err set when the range is outside the file or the read fails. */
 const unsigned char *zt_source(const zt_file *f, int64_t first, int64_t n, void *raw, char *err,
