@@ -13,12 +13,14 @@
  *           file of S bytes; the whole files in a world of one) in 1 MiB calls into one buffer
  *           (which stays in the L2 cache: this is the kernel's copy out of the page cache);
  *   loader  for ZERO_DATA_IO = mmap, then pread (a context of its own each: the variable is read
- *           at zero_init), with prefetch 2 then 0: zero_data_open (not timed; shuffle on, verify
- *           off, vocab 50257, delay 0), then one epoch of zero_data_next calls: E = W / (B N)
- *           batches per rank, W the loader's windows per epoch (sum over the files of
- *           (tokens - 1) / T), N ranks. The caller does nothing with a batch but look at one
- *           token, so with prefetch every call waits for the loader's thread: the prefetch rows
- *           show the thread's hand-over cost, which a training step hides;
+ *           at zero_init), with prefetch 2, 8 and 0, each with the int32 output (inputs and
+ *           targets) and the window output (uint16 rows of T + 1): zero_data_open (not timed;
+ *           shuffle on, verify off, vocab 50257, delay 0; a fresh mapping, so the epoch pays
+ *           its page faults), then one epoch of zero_data_next calls: E = W / (B N) batches per
+ *           rank, W the loader's windows per epoch (sum over the files of (tokens - 1) / T), N
+ *           ranks. The caller does nothing with a batch but look at one token, so it is always
+ *           waiting for the loader: with prefetch the loader's thread and the caller (which
+ *           prepares the batches the thread has not claimed) both read;
  *   in order  mmap, prefetch 0, shuffle off: printed, not counted, to tell the cost of reading
  *           the windows in a random order from the cost of the loader's own work.
  * Each is timed from an MPI_Barrier to an MPI_Allreduce MAX of the ranks' seconds; each config's
@@ -28,7 +30,8 @@
  *           T + 1 tokens (inputs 0..T-1, targets 1..T), so an epoch delivers (T + 1) / T times
  *           the files' token bytes; tokens/s is printed as E B N T / s (the tokens a model
  *           trains on).
- * read_ratio = the best loader config's bytes/s / the plain read's bytes/s (the config is named).
+ * read_ratio = the best loader config's bytes/s / the plain read's bytes/s (the config is named;
+ * the last line also gives the best int32-output config's ratio, read_ratio_int32).
  * Both sides read from the page cache: this measures what the loader adds to a copy, not a disk.
  * Per batch the table also gives rank 0's seconds in the loader's preparation (busy: the window
  * lookups, reads and int32 conversion) and inside zero_data_next (wait), from zero_data_get_info.
@@ -115,7 +118,7 @@ static void usage(FILE *f)
             "delay, prefetch on and off (hidden_ratio).\n"
             "  --mb N        MiB of token files in all (default 256)\n"
             "  --files K     number of token files (default 4)\n"
-            "  --batch B     loader sequences per rank per batch (default 8)\n"
+            "  --batch B     loader sequences per rank per batch (default 32)\n"
             "  --seq T       loader tokens per sequence; a window reads T + 1 (default 1024)\n"
             "  --dir D       where the files go (default: a new zero-bench-data.XXXXXX under\n"
             "                $TMPDIR or /tmp); created if missing\n"
@@ -393,9 +396,12 @@ static int any_rank(int bad)
 /* ---- part 1: the loader ---------------------------------------------------------------------- */
 
 enum { IO_MMAP, IO_PREAD, NIO };
-enum { NPF = 2 };
+enum { NPF = 3 };
 static const char *const io_names[NIO] = {"mmap", "pread"};
-static const int pf_values[NPF] = {2, 0};
+static const int pf_values[NPF] = {2, 8, 0};
+enum { NOUT = 2 };
+static const char *const out_names[NOUT] = {"int32", "windows"};
+static const zero_data_output out_values[NOUT] = {ZERO_DATA_OUT_INT32, ZERO_DATA_OUT_WINDOWS};
 
 typedef struct loader_best {
     double s;          /* the best round's seconds (max over ranks) */
@@ -425,7 +431,7 @@ static zero_ctx *make_ctx(void)
 /* One epoch of zero_data_next with this prefetch and shuffle, timed; open and close are not. The
  * best round so far is kept in *best. Collective; -1 on a failure (every rank returns it). */
 static int loader_round(zero_ctx *z, const char *files, const options *o, int prefetch,
-                        int shuffle, loader_best *best)
+                        int shuffle, zero_data_output output, loader_best *best)
 {
     zero_data_config dc = ZERO_DATA_CONFIG_INIT;
     dc.files = files;
@@ -439,6 +445,7 @@ static int loader_round(zero_ctx *z, const char *files, const options *o, int pr
     dc.verify = 0;     /* a verify scan at open is a pass over the files of its own */
     dc.delay_ms = 0.0; /* none, whatever ZERO_DATA_DELAY_MS says */
     dc.name = "bench";
+    dc.output = output;
     zero_data *d = NULL;
     zero_status s = zero_data_open(z, &dc, &d);
     if (s) {
@@ -464,9 +471,15 @@ static int loader_round(zero_ctx *z, const char *files, const options *o, int pr
             bad = 1;
             break;
         }
-        /* a look at one token: targets are inputs shifted by one (and the batch is touched) */
-        if (o->seq > 1 && b.targets[0] != b.inputs[1])
+        /* a look at one token: targets are inputs shifted by one (and the batch is touched); a
+         * window's second token is below the vocabulary */
+        if (output == ZERO_DATA_OUT_WINDOWS) {
+            if (!b.tokens || b.inputs || b.token_bytes != 2 ||
+                ((const uint16_t *)b.tokens)[1] >= VOCAB)
+                bad = 1;
+        } else if (o->seq > 1 && b.targets[0] != b.inputs[1]) {
             bad = 1;
+        }
     }
     double t = max_over_ranks(zr_now() - t0);
     zero_data_get_info(d, &in);
@@ -790,7 +803,7 @@ static int make_files(const options *o)
 
 int main(int argc, char **argv)
 {
-    options o = {.mb = 256, .files = 4, .batch = 8, .seq = 1024, .repeat = 2,
+    options o = {.mb = 256, .files = 4, .batch = 32, .seq = 1024, .repeat = 2,
                  .delay_ms = -1.0};
     int pa = parse_args(argc, argv, &o);
     if (pa > 0) {
@@ -869,7 +882,7 @@ int main(int argc, char **argv)
     }
 
     double plain_s = 0.0;
-    loader_best best[NIO][NPF], in_order;
+    loader_best best[NIO][NPF][NOUT], in_order;
     memset(best, 0, sizeof best);
     memset(&in_order, 0, sizeof in_order);
     for (int rd = 0; rd < ROUNDS; rd++) {
@@ -891,11 +904,13 @@ int main(int argc, char **argv)
                 die(o.keep);
             int bad_round = 0;
             for (int p = 0; p < NPF && !bad_round; p++)
-                bad_round = loader_round(z, list, &o, pf_values[p], 1, &best[io][p]);
+                for (int u = 0; u < NOUT && !bad_round; u++)
+                    bad_round = loader_round(z, list, &o, pf_values[p], 1, out_values[u],
+                                             &best[io][p][u]);
             /* not counted: the same without shuffle, to tell the cost of reading windows in a
              * random order (a cache and TLB miss each) from the cost of the loader's work */
             if (!bad_round && io == IO_MMAP)
-                bad_round = loader_round(z, list, &o, 0, 0, &in_order);
+                bad_round = loader_round(z, list, &o, 0, 0, ZERO_DATA_OUT_INT32, &in_order);
             if (bad_round) {
                 zero_finalize(z);
                 die(o.keep);
@@ -917,44 +932,51 @@ int main(int argc, char **argv)
         printf("the files stay in %s (--keep)\n", g_dir);
 
     const double plain_bps = (double)file_bytes / plain_s;
-    double read_ratio = 0.0;
-    int bio = 0, bpf = 0;
+    double read_ratio = 0.0, ratio_int32 = 0.0;
+    int bio = 0, bpf = 0, bout = 0;
     for (int io = 0; io < NIO; io++)
-        for (int p = 0; p < NPF; p++) {
-            double r = (double)best[io][p].bytes / best[io][p].s / plain_bps;
-            if (r > read_ratio) {
-                read_ratio = r;
-                bio = io;
-                bpf = p;
+        for (int p = 0; p < NPF; p++)
+            for (int u = 0; u < NOUT; u++) {
+                double r = (double)best[io][p][u].bytes / best[io][p][u].s / plain_bps;
+                if (r > read_ratio) {
+                    read_ratio = r;
+                    bio = io;
+                    bpf = p;
+                    bout = u;
+                }
+                if (out_values[u] == ZERO_DATA_OUT_INT32 && r > ratio_int32)
+                    ratio_int32 = r;
             }
-        }
+    const loader_best *top = &best[bio][bpf][bout];
     if (g_rank == 0) {
         printf("\nbest of %d rounds; GB/s = 1e9 bytes/s: plain = file bytes, loader = E B N (T+1) "
                "2 token bytes delivered; Mtok/s = E B N T tokens / 1e6 / s\n", ROUNDS);
-        printf("%-8s %-9s %9s %9s %9s %10s %9s %12s %12s\n", "read", "prefetch", "batches",
-               "s", "GB/s", "Mtok/s", "vs plain", "busy us/bat", "wait us/bat");
-        printf("%-8s %-9s %9s %9.4f %9.3f %10s %9s %12s %12s\n", "plain", "-", "-", plain_s,
-               plain_bps / 1e9, "-", "1.000", "-", "-");
+        printf("%-8s %-9s %-8s %9s %9s %9s %10s %9s %12s %12s\n", "read", "prefetch", "output",
+               "batches", "s", "GB/s", "Mtok/s", "vs plain", "busy us/bat", "wait us/bat");
+        printf("%-8s %-9s %-8s %9s %9.4f %9.3f %10s %9s %12s %12s\n", "plain", "-", "-", "-",
+               plain_s, plain_bps / 1e9, "-", "1.000", "-", "-");
         for (int io = 0; io < NIO; io++)
-            for (int p = 0; p < NPF; p++) {
-                const loader_best *b = &best[io][p];
-                printf("%-8s %-9d %9" PRId64 " %9.4f %9.3f %10.2f %9.3f %12.2f %12.2f\n",
-                       io_names[io], pf_values[p], b->batches, b->s, (double)b->bytes / b->s / 1e9,
-                       (double)b->tokens / b->s / 1e6,
-                       (double)b->bytes / b->s / plain_bps, 1e6 * b->busy_s / (double)b->batches,
-                       1e6 * b->wait_s / (double)b->batches);
-            }
+            for (int p = 0; p < NPF; p++)
+                for (int u = 0; u < NOUT; u++) {
+                    const loader_best *b = &best[io][p][u];
+                    printf("%-8s %-9d %-8s %9" PRId64 " %9.4f %9.3f %10.2f %9.3f %12.2f %12.2f\n",
+                           io_names[io], pf_values[p], out_names[u], b->batches, b->s,
+                           (double)b->bytes / b->s / 1e9, (double)b->tokens / b->s / 1e6,
+                           (double)b->bytes / b->s / plain_bps,
+                           1e6 * b->busy_s / (double)b->batches,
+                           1e6 * b->wait_s / (double)b->batches);
+                }
         const loader_best *b = &in_order;
-        printf("%-8s %-9d %9" PRId64 " %9.4f %9.3f %10.2f %9.3f %12.2f %12.2f   shuffle off, not "
-               "counted\n",
-               "mmap", 0, b->batches, b->s, (double)b->bytes / b->s / 1e9,
+        printf("%-8s %-9d %-8s %9" PRId64 " %9.4f %9.3f %10.2f %9.3f %12.2f %12.2f   shuffle off, "
+               "not counted\n",
+               "mmap", 0, "int32", b->batches, b->s, (double)b->bytes / b->s / 1e9,
                (double)b->tokens / b->s / 1e6, (double)b->bytes / b->s / plain_bps,
                1e6 * b->busy_s / (double)b->batches, 1e6 * b->wait_s / (double)b->batches);
-        printf("read_ratio = %.3f (loader %s, prefetch %d: %.3f GB/s, %.2f Mtok/s; plain read "
-               "%.3f GB/s)\n",
-               read_ratio, io_names[bio], pf_values[bpf],
-               (double)best[bio][bpf].bytes / best[bio][bpf].s / 1e9,
-               (double)best[bio][bpf].tokens / best[bio][bpf].s / 1e6, plain_bps / 1e9);
+        printf("read_ratio = %.3f (loader %s, prefetch %d, output %s: %.3f GB/s, %.2f Mtok/s; "
+               "plain read %.3f GB/s); with the int32 output at best %.3f\n",
+               read_ratio, io_names[bio], pf_values[bpf], out_names[bout],
+               (double)top->bytes / top->s / 1e9, (double)top->tokens / top->s / 1e6,
+               plain_bps / 1e9, ratio_int32);
         fflush(stdout);
     }
 
@@ -976,11 +998,12 @@ int main(int argc, char **argv)
         }
     }
     if (g_rank == 0) {
-        printf("read_ratio=%.3f hidden_ratio=%.3f read_best=%s/prefetch%d loader_GBps=%.3f "
-               "plain_GBps=%.3f loader_Mtokps=%.2f step_ms=%.2f delay_ms=%g growth_off_ms=%.2f\n",
-               read_ratio, hidden, io_names[bio], pf_values[bpf],
-               (double)best[bio][bpf].bytes / best[bio][bpf].s / 1e9, plain_bps / 1e9,
-               (double)best[bio][bpf].tokens / best[bio][bpf].s / 1e6, step0, delay, growth);
+        printf("read_ratio=%.3f hidden_ratio=%.3f read_best=%s/prefetch%d/%s loader_GBps=%.3f "
+               "plain_GBps=%.3f loader_Mtokps=%.2f read_ratio_int32=%.3f step_ms=%.2f "
+               "delay_ms=%g growth_off_ms=%.2f\n",
+               read_ratio, hidden, io_names[bio], pf_values[bpf], out_names[bout],
+               (double)top->bytes / top->s / 1e9, plain_bps / 1e9,
+               (double)top->tokens / top->s / 1e6, ratio_int32, step0, delay, growth);
         fflush(stdout);
     }
     for (int i = 0; i < g_nfiles; i++)

@@ -565,6 +565,16 @@ typedef enum zero_data_format {
     ZERO_DATA_BYTES = 2   /* every file is bytes, header or not */
 } zero_data_format;
 
+/* What zero_data_next hands out. */
+typedef enum zero_data_output {
+    ZERO_DATA_OUT_INT32 = 0,   /* inputs and targets, int32 [batch x seq] each (the default) */
+    ZERO_DATA_OUT_WINDOWS = 1  /* the windows as the files hold them: tokens [batch x (seq + 1)]
+                                  of token_bytes each (little-endian; the files' widest width),
+                                  a quarter of the int32 pair's bytes for uint16 files: less to
+                                  write and, on the cuda backend, to copy; the model widens them
+                                  (inputs = row[0..seq), targets = row[1..seq]) */
+} zero_data_output;
+
 typedef struct zero_data_config {
     size_t struct_size;       /* sizeof(zero_data_config): ZERO_DATA_CONFIG_INIT sets it */
     const char *files;        /* the files: a glob pattern (sorted by name), or several patterns
@@ -590,14 +600,18 @@ typedef struct zero_data_config {
                                  (32768 / seq windows, at most 1/16 of a file's), which reads
                                  memory in runs instead of one random place per window (llm.c
                                  keeps a rank's whole batch together) */
+    zero_data_output output;  /* ZERO_DATA_OUT_INT32 (default) or ZERO_DATA_OUT_WINDOWS */
 } zero_data_config;
 
 #define ZERO_DATA_CONFIG_INIT                                                                     \
-    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL, 0}
+    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL, 0,        \
+     ZERO_DATA_OUT_INT32}
 
 /* One batch of this rank: row b (b < batch) of inputs is window b's tokens 0..T-1, of targets its
- * tokens 1..T. The pointers stay valid until the next zero_data_next or zero_data_seek on the
- * loader, or its zero_data_close. */
+ * tokens 1..T (with ZERO_DATA_OUT_WINDOWS: row b of tokens is window b, and inputs, targets and
+ * their dev_ copies are NULL). The pointers stay valid until the next zero_data_next or
+ * zero_data_seek on the loader, or its zero_data_close. The fields after first_window are filled
+ * only for a config whose struct_size includes `output` (a program built against this header). */
 typedef struct zero_batch {
     const int32_t *inputs;      /* [batch x seq], host memory */
     const int32_t *targets;     /* [batch x seq], host memory */
@@ -614,6 +628,10 @@ typedef struct zero_batch {
                                    rounded down) */
     int64_t epoch;              /* epoch of this rank's first row */
     uint64_t first_window;      /* global window index of this rank's first row */
+    const void *tokens;         /* ZERO_DATA_OUT_WINDOWS: [batch x (seq + 1)] tokens of
+                                   token_bytes each, host memory; else NULL */
+    const void *dev_tokens;     /* the same in device memory (as dev_inputs); else NULL */
+    int token_bytes;            /* bytes per token of tokens (1, 2 or 4); 4 for the int32 pair */
 } zero_batch;
 
 /* Where a loader stands, for a checkpoint's user blob: the windows that every rank together has

@@ -23,12 +23,15 @@
 
 enum { DATA_MSG = 512 };
 
-/* One prepared batch: inputs then targets, [2 x B x T] int32. */
+/* One prepared batch: inputs then targets, [2 x B x T] int32; or (window output) B windows of
+ * T + 1 tokens of the files' width. */
 typedef struct data_slot {
     int32_t *buf;
     int pinned;
     int ready;             /* filled for batch `batch` */
     int64_t batch;         /* batch number since the base position */
+    int64_t ready_batch;   /* the batch ready in it, -1 none: the same as ready and batch, read
+                              with atomics by a thread spinning without the lock */
     zero_status status;    /* of its preparation */
     char msg[DATA_MSG];
     uint64_t first_window; /* this rank's first row */
@@ -40,9 +43,18 @@ typedef struct data_reader {
     int64_t epoch;         /* of perm and cum; -1 = none yet */
     int *perm;             /* [files] file order of the epoch */
     int64_t *cum;          /* [files + 1] windows before the j-th file of the order */
-    unsigned char *raw;    /* [(T + 1) x 4] pread scratch */
+    unsigned char *raw;    /* [(B T + 1) x width] pread scratch: a run of windows */
+    int *row_file;         /* [B] the file and first token of each row of a batch */
+    int64_t *row_tok;
     uint64_t bytes;        /* token bytes read */
     double busy_s;
+    /* the last window located, and how many windows after it follow it in its file in this
+     * epoch's order (the rest of its shuffle unit): the next global window is then found by
+     * arithmetic */
+    uint64_t last_g;
+    int last_file;
+    int64_t last_tok;
+    int64_t run;
 } data_reader;
 
 struct zero_data {
@@ -50,6 +62,9 @@ struct zero_data {
     struct zero_data *next;      /* z->data_open */
     char name[32];
     int B, T, shuffle, prefetch, verify, io;
+    int output;                  /* zero_data_output */
+    int fill_tokens;             /* the program's zero_batch has tokens..token_bytes */
+    size_t out_bytes;            /* of one prepared batch */
     uint64_t seed;
     int64_t vocab;
     zero_data_format format;
@@ -79,6 +94,7 @@ struct zero_data {
     pthread_mutex_t mu;
     pthread_cond_t cv_ready, cv_space;
     data_reader rd;
+    data_reader rd_caller;       /* the caller's, when zero_data_next prepares batches itself */
 
     /* cuda: device copies of the batches, two, by batch parity; copy slots copy_slot + parity */
     int32_t *dev[2];
@@ -157,6 +173,14 @@ static void reader_epoch(const zero_data *d, data_reader *rd, int64_t epoch)
 /* Global window g: its file and first token. */
 static void locate(const zero_data *d, data_reader *rd, uint64_t g, int *file, int64_t *tok)
 {
+    if (rd->run > 0 && g == rd->last_g + 1) {
+        rd->run--;
+        rd->last_g = g;
+        rd->last_tok += d->T;
+        *file = rd->last_file;
+        *tok = rd->last_tok;
+        return;
+    }
     int64_t epoch = (int64_t)(g / (uint64_t)d->windows);
     int64_t i = (int64_t)(g % (uint64_t)d->windows);
     reader_epoch(d, rd, epoch);
@@ -170,16 +194,24 @@ static void locate(const zero_data *d, data_reader *rd, uint64_t g, int *file, i
     }
     int f = rd->perm[lo];
     uint64_t w = (uint64_t)(i - rd->cum[lo]);
+    /* windows after this one that follow it in the file: the rest of the file in order */
+    int64_t run = rd->cum[lo + 1] - 1 - i;
     if (d->shuffle) {
         /* the file's whole units in a permuted order, each unit's windows in order, the
          * windows of a partial last unit at the end */
         const uint64_t U = (uint64_t)d->file_unit[f];
         const uint64_t units = (uint64_t)d->file_windows[f] / U;
-        if (w < units * U)
+        if (w < units * U) {
+            run = (int64_t)(U - 1 - w % U);
             w = permute(w / U, units, smix(epoch_key(d, epoch) ^ (uint64_t)f)) * U + w % U;
+        }
     }
     *file = f;
     *tok = (int64_t)w * d->T;
+    rd->last_g = g;
+    rd->last_file = f;
+    rd->last_tok = *tok;
+    rd->run = run;
 }
 
 /* ---- preparing a batch ------------------------------------------------------------------------ */
@@ -195,7 +227,10 @@ static void sleep_ms(double ms)
 }
 
 /* Batch b (since base) of this rank into s; the token bytes read and the seconds spent are
- * added to *bytes and *busy. */
+ * added to *bytes and *busy. Rows whose windows follow each other in a file (a run: the windows
+ * of a shuffle unit) are read together: from a mapping row by row, the next run's first row
+ * prefetched; through pread in one call per run (the window output scattered straight into the
+ * rows by preadv). */
 static void prepare(zero_data *d, data_reader *rd, int64_t b, data_slot *s, uint64_t *bytes,
                     double *busy)
 {
@@ -204,49 +239,125 @@ static void prepare(zero_data *d, data_reader *rd, int64_t b, data_slot *s, uint
     const uint64_t G = (uint64_t)B * (uint64_t)d->world;
     uint64_t g0 = d->base + (uint64_t)b * G + (uint64_t)d->rank * (uint64_t)B;
     int32_t *in = s->buf, *tg = s->buf + (size_t)B * (size_t)T;
+    const int windows = d->output == ZERO_DATA_OUT_WINDOWS;
+    const size_t row_bytes = ((size_t)T + 1) * (size_t)d->width; /* a window's, window output */
     s->status = ZERO_OK;
     s->msg[0] = '\0';
     s->batch = b;
     s->first_window = g0;
     sleep_ms(d->delay_ms);
-    int f = 0, nf = 0;
-    int64_t tok = 0, ntok = 0;
-    if (B > 0)
-        locate(d, rd, g0, &nf, &ntok);
-    for (int r = 0; r < B; r++) {
-        f = nf;
-        tok = ntok;
+    for (int r = 0; r < B; r++)
+        locate(d, rd, g0 + (uint64_t)r, &rd->row_file[r], &rd->row_tok[r]);
+    for (int r = 0; r < B && s->status == ZERO_OK;) {
+        const int f = rd->row_file[r];
+        const int64_t tok = rd->row_tok[r];
         const zt_file *zf = &d->files[f];
-        /* the next row's bytes are fetched while this one is converted (mapped files) */
-        if (r + 1 < B) {
-            locate(d, rd, g0 + (uint64_t)r + 1, &nf, &ntok);
-            const zt_file *n = &d->files[nf];
-            if (n->map) {
-                const unsigned char *p = n->map + (n->has_header ? ZT_HEADER_BYTES : 0) +
-                                         (size_t)ntok * (size_t)n->width;
-                const size_t nb = ((size_t)T + 1) * (size_t)n->width;
-                for (size_t o = 0; o < nb; o += 64)
-                    __builtin_prefetch(p + o, 0, 0);
+        int k = 1; /* the run: rows r .. r + k - 1 */
+        while (r + k < B && k < ZT_IOV_MAX && rd->row_file[r + k] == f &&
+               rd->row_tok[r + k] == tok + (int64_t)k * T)
+            k++;
+        if (zf->map && r + k < B) {
+            /* the next run starts elsewhere: its first row is fetched while this run is
+             * converted (inside a run the hardware prefetcher follows the rows) */
+            const zt_file *n = &d->files[rd->row_file[r + k]];
+            const unsigned char *p = n->map + (n->has_header ? ZT_HEADER_BYTES : 0) +
+                                     (size_t)rd->row_tok[r + k] * (size_t)n->width;
+            const size_t nb = ((size_t)T + 1) * (size_t)n->width;
+            for (size_t o = 0; o < nb; o += 64)
+                __builtin_prefetch(p + o, 0, 3);
+        }
+        const int64_t ntok = (int64_t)k * T + 1;
+        int64_t bad = -1, bad_at = 0;
+        uint32_t bad_val = 0;
+        if (windows && !zf->map && zf->width == d->width) {
+            unsigned char *dst = (unsigned char *)s->buf + (size_t)r * row_bytes;
+            if (zt_read_windows(zf, tok, T, k, dst, row_bytes, s->msg, sizeof s->msg) != 0) {
+                s->status = ZERO_ERR_IO;
+                break;
+            }
+            bad = zt_check(dst, (int64_t)k * (T + 1), d->width, d->vocab);
+            if (bad >= 0) { /* row bad / (T + 1), token bad % (T + 1) of its window */
+                bad_at = tok + (bad / (T + 1)) * T + bad % (T + 1);
+                int32_t v;
+                zt_widen(&v, dst + (size_t)bad * (size_t)d->width, 1, d->width, 0);
+                bad_val = (uint32_t)v;
+            }
+        } else {
+            /* the run's tokens: a pointer into the mapping, or one pread into the scratch */
+            const unsigned char *src = zt_source(zf, tok, ntok, rd->raw, s->msg, sizeof s->msg);
+            if (!src) {
+                s->status = ZERO_ERR_IO;
+                break;
+            }
+            for (int j = 0; j < k && bad < 0; j++) {
+                const unsigned char *w = src + (size_t)j * (size_t)T * (size_t)zf->width;
+                /* inputs are the window's tokens 0..T-1, targets 1..T, widened straight from
+                 * the file; or the window copied as it is */
+                int64_t e = windows ? zt_copy_window((unsigned char *)s->buf +
+                                                         (size_t)(r + j) * row_bytes,
+                                                     d->width, w, (int64_t)T + 1, zf->width,
+                                                     d->vocab)
+                                    : zt_widen_pair(in + (size_t)(r + j) * T,
+                                                    tg + (size_t)(r + j) * T, w, T, zf->width,
+                                                    d->vocab);
+                if (e >= 0) {
+                    bad = e;
+                    bad_at = tok + (int64_t)j * T + e;
+                    int32_t v;
+                    zt_widen(&v, w + (size_t)e * (size_t)zf->width, 1, zf->width, 0);
+                    bad_val = (uint32_t)v;
+                }
             }
         }
-        const unsigned char *src = zt_source(zf, tok, T + 1, rd->raw, s->msg, sizeof s->msg);
-        if (!src) {
-            s->status = ZERO_ERR_IO;
-            break;
-        }
-        /* inputs are the window's tokens 0..T-1, targets 1..T: widened straight from the file */
-        int64_t bad = zt_widen_pair(in + (size_t)r * T, tg + (size_t)r * T, src, T, zf->width,
-                                    d->vocab);
         if (bad >= 0) {
-            int32_t v;
-            zt_widen(&v, src + (size_t)bad * (size_t)zf->width, 1, zf->width, 0);
-            zt_bad_token(zf, tok + bad, (uint32_t)v, d->vocab, s->msg, sizeof s->msg);
+            zt_bad_token(zf, bad_at, bad_val, d->vocab, s->msg, sizeof s->msg);
             s->status = ZERO_ERR_INVALID;
             break;
         }
-        *bytes += (uint64_t)(T + 1) * (uint64_t)zf->width;
+        *bytes += (uint64_t)ntok * (uint64_t)zf->width;
+        r += k;
     }
     *busy += zr_now() - t0;
+}
+
+/* Before a thread sleeps on a condition variable for something another thread is about to do,
+ * it spins a little: a sleep's wake-up costs tens of microseconds where a futex wake crosses
+ * virtual CPUs, more than preparing a batch. Called without the lock. */
+#define DATA_SPIN_S 50e-6
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* 1 once batch b is ready in slot s, 0 after DATA_SPIN_S. */
+static int spin_ready(const data_slot *s, int64_t b)
+{
+    double t0 = zr_now();
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(&s->ready_batch, __ATOMIC_ACQUIRE) == b)
+            return 1;
+        cpu_relax();
+        if ((i & 63) == 0 && zr_now() - t0 > DATA_SPIN_S)
+            return 0;
+    }
+}
+
+/* 1 once the caller took a batch since `take` was seen (a slot came free) or the thread is asked
+ * to stop, 0 after DATA_SPIN_S. */
+static int spin_space(const zero_data *d, int64_t take)
+{
+    double t0 = zr_now();
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(&d->take, __ATOMIC_ACQUIRE) != take ||
+            __atomic_load_n(&d->stop, __ATOMIC_ACQUIRE))
+            return 1;
+        cpu_relax();
+        if ((i & 63) == 0 && zr_now() - t0 > DATA_SPIN_S)
+            return 0;
+    }
 }
 
 static void *loader_main(void *arg)
@@ -264,13 +375,24 @@ static void *loader_main(void *arg)
     }
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        while (!d->stop && d->fill >= d->take + d->prefetch)
+        int spun = 0;
+        while (!d->stop && d->fill >= d->take + d->prefetch) {
+            if (!spun) {
+                int64_t take = d->take;
+                pthread_mutex_unlock(&d->mu);
+                spun = 1;
+                spin_space(d, take);
+                pthread_mutex_lock(&d->mu);
+                continue;
+            }
             pthread_cond_wait(&d->cv_space, &d->mu);
+        }
         if (d->stop)
             break;
         int64_t b = d->fill++;
         data_slot *s = &d->slots[b % d->nslots];
         s->ready = 0;
+        __atomic_store_n(&s->ready_batch, -1, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&d->mu);
         uint64_t bytes = 0;
         double busy = 0.0;
@@ -279,6 +401,7 @@ static void *loader_main(void *arg)
         d->rd.bytes += bytes; /* read under the lock by zero_data_get_info */
         d->rd.busy_s += busy;
         s->ready = 1;
+        __atomic_store_n(&s->ready_batch, b, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&d->cv_ready);
     }
     pthread_mutex_unlock(&d->mu);
@@ -289,18 +412,22 @@ static void *loader_main(void *arg)
 static void ring_reset(zero_data *d, uint64_t base)
 {
     pthread_mutex_lock(&d->mu);
-    d->stop = d->thread_on; /* the thread leaves at its next look */
+    /* the thread leaves at its next look */
+    __atomic_store_n(&d->stop, d->thread_on, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&d->cv_space);
     pthread_mutex_unlock(&d->mu);
     if (d->thread_on) {
         pthread_join(d->thread, NULL);
         d->thread_on = 0;
     }
-    d->stop = 0;
+    __atomic_store_n(&d->stop, 0, __ATOMIC_RELEASE);
     d->base = base;
-    d->take = d->fill = 0;
-    for (int i = 0; i < d->nslots; i++)
+    __atomic_store_n(&d->take, 0, __ATOMIC_RELEASE);
+    d->fill = 0;
+    for (int i = 0; i < d->nslots; i++) {
         d->slots[i].ready = 0;
+        d->slots[i].ready_batch = -1;
+    }
 }
 
 static zero_status ring_start(zero_data *d, zr_error *e)
@@ -336,8 +463,8 @@ static int dev_queue(zero_data *d, int64_t b, const data_slot *s)
     dev_wait(d, k);
     if (zr_dev_order(&d->z->dev, ZR_STREAM_COPY, ZR_STREAM_COMPUTE) != ZERO_OK)
         return -1;
-    size_t bytes = 2 * (size_t)d->B * (size_t)d->T * sizeof(int32_t);
-    if (zr_dev_copy_timed(&d->z->dev, d->copy_slot + k, d->dev[k], s->buf, bytes) != ZERO_OK)
+    if (zr_dev_copy_timed(&d->z->dev, d->copy_slot + k, d->dev[k], s->buf, d->out_bytes) !=
+        ZERO_OK)
         return -1;
     d->dev_pending[k] = 1;
     d->dev_batch[k] = b;
@@ -360,17 +487,22 @@ static void reader_free(data_reader *rd)
     free(rd->perm);
     free(rd->cum);
     free(rd->raw);
+    free(rd->row_file);
+    free(rd->row_tok);
     memset(rd, 0, sizeof *rd);
 }
 
-static int reader_alloc(data_reader *rd, int nfiles, int T)
+static int reader_alloc(data_reader *rd, int nfiles, int B, int T, int width)
 {
     memset(rd, 0, sizeof *rd);
     rd->epoch = -1;
+    rd->run = 0;
     rd->perm = calloc((size_t)nfiles, sizeof *rd->perm);
     rd->cum = calloc((size_t)nfiles + 1, sizeof *rd->cum);
-    rd->raw = malloc(((size_t)T + 1) * 4);
-    return rd->perm && rd->cum && rd->raw ? 0 : -1;
+    rd->raw = malloc(((size_t)B * (size_t)T + 1) * (size_t)width);
+    rd->row_file = calloc((size_t)B, sizeof *rd->row_file);
+    rd->row_tok = calloc((size_t)B, sizeof *rd->row_tok);
+    return rd->perm && rd->cum && rd->raw && rd->row_file && rd->row_tok ? 0 : -1;
 }
 
 /* Frees what the loader holds on its context (thread, device buffers, pinning, copy slots) and
@@ -394,10 +526,10 @@ static void detach(zero_data *d)
             d->slots[i].pinned = 0;
         }
     z->data.batches += d->batches;
-    z->data.bytes += d->rd.bytes;
+    z->data.bytes += d->rd.bytes + d->rd_caller.bytes;
     z->data.tokens += (uint64_t)d->batches * (uint64_t)d->B * (uint64_t)d->T;
     z->data.wait_s += d->wait_s;
-    z->data.busy_s += d->rd.busy_s;
+    z->data.busy_s += d->rd.busy_s + d->rd_caller.busy_s;
     for (zero_data **p = &z->data_open; *p; p = &(*p)->next)
         if (*p == d) {
             *p = d->next;
@@ -422,6 +554,7 @@ static void data_free(zero_data *d)
     free(d->file_windows);
     free(d->file_unit);
     reader_free(&d->rd);
+    reader_free(&d->rd_caller);
     pthread_cond_destroy(&d->cv_ready);
     pthread_cond_destroy(&d->cv_space);
     pthread_mutex_destroy(&d->mu);
@@ -494,6 +627,12 @@ static zero_status settle(zero_data *d, zero_ctx *z, const zero_data_config *cfg
         return zr_fail(e, ZERO_ERR_INVALID,
                        "data loader '%s': shuffle_unit %d: expected 0 (auto) or a number of "
                        "windows >= 1", d->name, cfg.shuffle_unit);
+    if (cfg.output != ZERO_DATA_OUT_INT32 && cfg.output != ZERO_DATA_OUT_WINDOWS)
+        return zr_fail(e, ZERO_ERR_INVALID,
+                       "data loader '%s': output %d: expected ZERO_DATA_OUT_INT32 (0) or "
+                       "ZERO_DATA_OUT_WINDOWS (1)", d->name, (int)cfg.output);
+    d->output = cfg.output;
+    d->fill_tokens = cfg_in->struct_size >= offsetof(zero_data_config, output) + sizeof cfg.output;
     d->shuffle_unit = cfg.shuffle_unit;
     d->B = cfg.batch;
     d->T = cfg.seq;
@@ -618,7 +757,11 @@ static zero_status verify_all(zero_data *d, zero_ctx *z)
 /* The ring, its pinning and the device copies (this rank). */
 static zero_status alloc_ring(zero_data *d, zero_ctx *z)
 {
+    /* the int32 pair; a window output (T + 1 tokens of at most 4 bytes) fits in it too */
     const size_t bytes = 2 * (size_t)d->B * (size_t)d->T * sizeof(int32_t);
+    d->out_bytes = d->output == ZERO_DATA_OUT_WINDOWS
+                       ? (size_t)d->B * ((size_t)d->T + 1) * (size_t)d->width
+                       : bytes;
     d->nslots = d->prefetch + 1;
     if (!(d->slots = calloc((size_t)d->nslots, sizeof *d->slots)))
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
@@ -629,19 +772,21 @@ static zero_status alloc_ring(zero_data *d, zero_ctx *z)
                            "data loader '%s': out of host memory for %d batches of %zu bytes",
                            d->name, d->nslots, bytes);
         memset(d->slots[i].buf, 0, alloc);
+        d->slots[i].ready_batch = -1;
     }
-    if (reader_alloc(&d->rd, d->nfiles, d->T))
+    if (reader_alloc(&d->rd, d->nfiles, d->B, d->T, d->width) ||
+        reader_alloc(&d->rd_caller, d->nfiles, d->B, d->T, d->width))
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
     d->copy_slot = -1;
     d->dev_batch[0] = d->dev_batch[1] = -1;
     if (zr_dev_is_host(&z->dev))
         return ZERO_OK;
     /* device memory for two batches; the host slots page-locked for asynchronous copies */
-    d->dev_bytes = bytes;
+    d->dev_bytes = d->out_bytes;
     for (int k = 0; k < 2; k++) {
         char what[64];
         snprintf(what, sizeof what, "data loader '%s' batch %d", d->name, k);
-        zero_status st = zr_device_alloc(&z->dev, ZERO_MEM_BUFFERS, bytes, what,
+        zero_status st = zr_device_alloc(&z->dev, ZERO_MEM_BUFFERS, d->out_bytes, what,
                                          (void **)&d->dev[k], &z->err);
         if (st)
             return st;
@@ -693,10 +838,10 @@ zero_status zero_data_open(zero_ctx *z, const zero_data_config *cfg, zero_data *
         local = open_files(d, cfg->files, &z->err);
     /* the ranks must see the same files and ask for the same batches */
     int64_t words[] = {d->B, d->T, (int64_t)d->seed, d->shuffle, d->shuffle_unit, d->vocab,
-                       d->format, d->nfiles, d->tokens, (int64_t)d->files_hash};
+                       d->format, d->output, d->nfiles, d->tokens, (int64_t)d->files_hash};
     static const char *const names[] = {"the data batch", "the data seq", "the data seed",
                                         "the data shuffle", "the data shuffle unit",
-                                        "the data vocab", "the data format",
+                                        "the data vocab", "the data format", "the data output",
                                         "the number of data files", "the data's token count",
                                         "the data files' hash (names and token counts)"};
     zero_status s = zr_agree(z, local, words, names, (int)(sizeof words / sizeof words[0]));
@@ -782,8 +927,37 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
         }
     } else {
         pthread_mutex_lock(&d->mu);
-        while (!(slot->ready && slot->batch == b))
+        int spun = 0;
+        while (!(slot->ready && slot->batch == b)) {
+            /* the ring is behind: rather than wait, the caller prepares the next batch that
+             * the thread has not claimed (this one, or one ahead while the thread finishes this
+             * one), so that both cores read when the data is the bottleneck; a ring that keeps
+             * ahead of the steps never gets here */
+            if (d->fill < d->take + d->prefetch) {
+                int64_t c = d->fill++;
+                data_slot *cs = &d->slots[c % d->nslots];
+                cs->ready = 0;
+                __atomic_store_n(&cs->ready_batch, -1, __ATOMIC_RELAXED);
+                pthread_mutex_unlock(&d->mu);
+                uint64_t bytes = 0;
+                double busy = 0.0;
+                prepare(d, &d->rd_caller, c, cs, &bytes, &busy);
+                pthread_mutex_lock(&d->mu);
+                d->rd_caller.bytes += bytes;
+                d->rd_caller.busy_s += busy;
+                cs->ready = 1;
+                __atomic_store_n(&cs->ready_batch, c, __ATOMIC_RELEASE);
+                continue;
+            }
+            if (!spun) { /* the thread is at it: it will be done in a moment */
+                pthread_mutex_unlock(&d->mu);
+                spun = 1;
+                spin_ready(slot, b);
+                pthread_mutex_lock(&d->mu);
+                continue;
+            }
             pthread_cond_wait(&d->cv_ready, &d->mu);
+        }
         pthread_mutex_unlock(&d->mu);
     }
     d->wait_s += zr_now() - t0;
@@ -802,17 +976,23 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
     if (d->dev[0]) {
         int k = (int)(b & 1);
         if (d->dev_batch[k] != b && dev_queue(d, b, slot) != 0) {
-            zr_dev_copy(&z->dev, d->dev[k], slot->buf, 2 * bt * sizeof(int32_t));
+            zr_dev_copy(&z->dev, d->dev[k], slot->buf, d->out_bytes);
             d->dev_batch[k] = b;
         }
         zr_dev_order(&z->dev, ZR_STREAM_COMPUTE, ZR_STREAM_COPY);
         din = d->dev[k];
         dtg = d->dev[k] + bt;
     }
-    batch->inputs = slot->buf;
-    batch->targets = slot->buf + bt;
-    batch->dev_inputs = din;
-    batch->dev_targets = dtg;
+    const int windows = d->output == ZERO_DATA_OUT_WINDOWS;
+    batch->inputs = windows ? NULL : slot->buf;
+    batch->targets = windows ? NULL : slot->buf + bt;
+    batch->dev_inputs = windows ? NULL : din;
+    batch->dev_targets = windows ? NULL : dtg;
+    if (d->fill_tokens) {
+        batch->tokens = windows ? (const void *)slot->buf : NULL;
+        batch->dev_tokens = windows ? (const void *)din : NULL;
+        batch->token_bytes = windows ? d->width : 4;
+    }
     batch->batch = d->B;
     batch->seq = d->T;
     const uint64_t G = (uint64_t)d->B * (uint64_t)d->world;
@@ -826,7 +1006,7 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
     if (d->dev[0] && b > 0)
         dev_wait(d, (int)((b - 1) & 1));
     pthread_mutex_lock(&d->mu);
-    d->take = b + 1;
+    __atomic_store_n(&d->take, b + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&d->cv_space);
     /* the next batch's copy, when it is ready, goes on the copy stream now */
     data_slot *nx = &d->slots[(b + 1) % d->nslots];
@@ -894,8 +1074,8 @@ zero_status zero_data_get_info(const zero_data *d, zero_data_info *info)
     info->batches = d->batches;
     zero_data *m = (zero_data *)d;
     pthread_mutex_lock(&m->mu);
-    info->bytes_read = d->rd.bytes;
-    info->busy_s = d->rd.busy_s;
+    info->bytes_read = d->rd.bytes + d->rd_caller.bytes;
+    info->busy_s = d->rd.busy_s + d->rd_caller.busy_s;
     pthread_mutex_unlock(&m->mu);
     info->wait_s = d->wait_s;
     return ZERO_OK;

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -392,6 +393,165 @@ int64_t zt_widen_pair(int32_t *in, int32_t *tg, const unsigned char *src, int64_
         if ((uint64_t)t[i] >= lim)
             return i;
     return -1;
+}
+
+/* n tokens copied as they are, with the largest: the window output's loop. The copy and the
+ * comparison vectorise into one pass, measured faster than memcpy followed by a separate scan
+ * (docs/BENCHMARKS.md, "Data loader"). */
+ZT_SIMD_CLONES
+static uint32_t copy16(uint16_t *restrict d, const zt_u16 *restrict s, int64_t n)
+{
+    uint16_t mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t a = s[i];
+        d[i] = a;
+        mx = a > mx ? a : mx;
+    }
+    return mx;
+}
+
+typedef uint32_t zt_u32 __attribute__((may_alias, aligned(1)));
+ZT_SIMD_CLONES
+static uint32_t copy32(uint32_t *restrict d, const zt_u32 *restrict s, int64_t n)
+{
+    uint32_t mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t a = s[i];
+        d[i] = a;
+        mx = a > mx ? a : mx;
+    }
+    return mx;
+}
+
+static uint32_t token_at(const unsigned char *p, int64_t i, int width)
+{
+    if (width == 1)
+        return p[i];
+    if (width == 2)
+        return (uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8;
+    return le32(p + 4 * i);
+}
+
+int64_t zt_copy_window(void *dst, int dst_width, const unsigned char *src, int64_t n,
+                       int src_width, int64_t vocab)
+{
+    uint64_t lim = vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
+    uint32_t mx = 0;
+    if (n <= 0)
+        return -1;
+    if (dst_width == 2 && src_width == 2) {
+        mx = copy16(dst, (const zt_u16 *)src, n);
+    } else if (dst_width == 4 && src_width == 4) {
+        mx = copy32(dst, (const zt_u32 *)src, n);
+    } else {
+        /* bytes, or a narrower file among wider ones: token by token */
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t t = token_at(src, i, src_width);
+            if (dst_width == 1)
+                ((unsigned char *)dst)[i] = (unsigned char)t;
+            else if (dst_width == 2)
+                ((uint16_t *)dst)[i] = (uint16_t)t;
+            else
+                ((uint32_t *)dst)[i] = t;
+            mx = t > mx ? t : mx;
+        }
+    }
+    if ((uint64_t)mx < lim)
+        return -1;
+    for (int64_t i = 0; i < n; i++)
+        if ((uint64_t)token_at(src, i, src_width) >= lim)
+            return i;
+    return -1;
+}
+
+ZT_SIMD_CLONES
+static uint32_t max16(const zt_u16 *restrict s, int64_t n)
+{
+    uint16_t mx = 0;
+    for (int64_t i = 0; i < n; i++)
+        mx = s[i] > mx ? s[i] : mx;
+    return mx;
+}
+
+ZT_SIMD_CLONES
+static uint32_t max32(const zt_u32 *restrict s, int64_t n)
+{
+    uint32_t mx = 0;
+    for (int64_t i = 0; i < n; i++)
+        mx = s[i] > mx ? s[i] : mx;
+    return mx;
+}
+
+int64_t zt_check(const void *p, int64_t n, int width, int64_t vocab)
+{
+    uint64_t lim = vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
+    uint32_t mx = 0;
+    if (n <= 0)
+        return -1;
+    if (width == 2) {
+        mx = max16(p, n);
+    } else if (width == 4) {
+        mx = max32(p, n);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            mx = ((const unsigned char *)p)[i] > mx ? ((const unsigned char *)p)[i] : mx;
+    }
+    if ((uint64_t)mx < lim)
+        return -1;
+    for (int64_t i = 0; i < n; i++)
+        if ((uint64_t)token_at(p, i, width) >= lim)
+            return i;
+    return -1;
+}
+
+int zt_read_windows(const zt_file *f, int64_t first, int64_t T, int k, void *dst,
+                    size_t stride, char *err, size_t len)
+{
+    const size_t w = (size_t)f->width;
+    if (k < 1 || first < 0 || first + (int64_t)k * T + 1 > f->ntok) {
+        snprintf(err, len, "%s: windows at token %lld are outside the file's %lld tokens", f->path,
+                 (long long)first, (long long)f->ntok);
+        return -1;
+    }
+    uint64_t off = (f->has_header ? ZT_HEADER_BYTES : 0) + (uint64_t)first * w;
+    const uint64_t off0 = off;
+    unsigned char *out = dst;
+    struct iovec iov[ZT_IOV_MAX];
+    for (int j0 = 0; j0 < k; j0 += ZT_IOV_MAX) {
+        int n = k - j0 < ZT_IOV_MAX ? k - j0 : ZT_IOV_MAX;
+        /* rows of T tokens; the last row of the run gets its (T + 1)-th token from the file too */
+        for (int j = 0; j < n; j++) {
+            iov[j].iov_base = out + (size_t)(j0 + j) * stride;
+            iov[j].iov_len = (size_t)T * w + (j0 + j == k - 1 ? w : 0);
+        }
+        struct iovec *v = iov;
+        int left = n;
+        while (left > 0) {
+            ssize_t r = preadv(f->fd, v, left, (off_t)off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                snprintf(err, len, "%s: reading %d windows at offset %llu: %s", f->path, k,
+                         (unsigned long long)off0,
+                         r < 0 ? strerror(errno) : "the file is shorter than when it was opened");
+                return -1;
+            }
+            off += (uint64_t)r;
+            while (left > 0 && (size_t)r >= v->iov_len) {
+                r -= (ssize_t)v->iov_len;
+                v++;
+                left--;
+            }
+            if (left > 0) {
+                v->iov_base = (unsigned char *)v->iov_base + r;
+                v->iov_len -= (size_t)r;
+            }
+        }
+    }
+    /* a window's last token is the next one's first */
+    for (int j = 0; j + 1 < k; j++)
+        memcpy(out + (size_t)j * stride + (size_t)T * w, out + (size_t)(j + 1) * stride, w);
+    return 0;
 }
 
 void zt_bad_token(const zt_file *f, int64_t at, uint32_t tok, int64_t vocab, char *err,

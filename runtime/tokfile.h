@@ -74,6 +74,23 @@ int64_t zt_widen_pair(int32_t *in, int32_t *tg, const unsigned char *src, int64_
                       int64_t vocab);
 
 /* The message for token `tok` at index `at` of f that is >= vocab. */
+/* n tokens of src_width bytes at src copied into dst at dst_width bytes each (dst_width >=
+ * src_width; little-endian, as in the file): a row of the window output. The index of the first
+ * token >= vocab (0: only int32's range), or -1. */
+int64_t zt_copy_window(void *dst, int dst_width, const unsigned char *src, int64_t n,
+                       int src_width, int64_t vocab);
+
+/* The index of the first of n tokens of `width` bytes at p that is >= vocab (0: only int32's
+ * range), or -1: the largest first, in one vectorised pass. */
+int64_t zt_check(const void *p, int64_t n, int width, int64_t vocab);
+
+/* k windows of T + 1 tokens that follow each other in the file (window j starts at token
+ * first + j T) into dst, row j at dst + j stride bytes, at the file's width: one preadv for up to
+ * ZT_IOV_MAX rows, each row's last token copied from the next row's first. 0, or -1 with err. */
+enum { ZT_IOV_MAX = 256 };
+int zt_read_windows(const zt_file *f, int64_t first, int64_t T, int k, void *dst,
+                    size_t stride, char *err, size_t len);
+
 void zt_bad_token(const zt_file *f, int64_t at, uint32_t tok, int64_t vocab, char *err, size_t len);
 
 /* Scans tokens [first, first + n) for the largest token and the first one >= vocab (vocab 0:

@@ -629,8 +629,22 @@ static zero_status take_batch(zero_data *d, gpt2_acts *acts, int gpu) {
     zero_status s = zero_data_next(d, &b);
     if (s != ZERO_OK) return s;
     const size_t n = (size_t)b.batch * (size_t)b.seq;
-    memcpy(acts->tokens, b.inputs, n * sizeof(int32_t));
-    memcpy(acts->targets, b.targets, n * sizeof(int32_t));
+    if (b.tokens) { /* windows: row r holds its T + 1 tokens, inputs 0..T-1, targets 1..T */
+        const size_t T = (size_t)b.seq, w = (size_t)b.token_bytes;
+        const unsigned char *p = b.tokens;
+        for (size_t r = 0; r < (size_t)b.batch; r++)
+            for (size_t i = 0; i <= T; i++) {
+                const unsigned char *q = p + (r * (T + 1) + i) * w;
+                int t = w == 1 ? q[0] : w == 2 ? (int)(q[0] | q[1] << 8)
+                                               : (int)((uint32_t)q[0] | (uint32_t)q[1] << 8 |
+                                                       (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24);
+                if (i < T) acts->tokens[r * T + i] = t;
+                if (i > 0) acts->targets[r * T + i - 1] = t;
+            }
+    } else {
+        memcpy(acts->tokens, b.inputs, n * sizeof(int32_t));
+        memcpy(acts->targets, b.targets, n * sizeof(int32_t));
+    }
     if (gpu) GPU_ONLY(gpt2_cuda_load_device(acts, b.dev_inputs, b.dev_targets));
     return ZERO_OK;
 }
@@ -803,6 +817,10 @@ static int train(const options *o) {
         dc.vocab = GPT2_VOCAB;
         dc.delay_ms = o->data_delay_ms;
         dc.name = "train";
+        /* on the host the windows as the files hold them (uint16 from token files: a quarter of
+         * the bytes to write), widened into the activations here; on the GPU the int32 pair,
+         * whose device copy the model's kernels read */
+        dc.output = rc->device == ZERO_DEVICE_CUDA ? ZERO_DATA_OUT_INT32 : ZERO_DATA_OUT_WINDOWS;
         ZCHECK(zero_data_open(z, &dc, &train_data));
         if (o->val_path) {
             dc.files = o->val_path;

@@ -25,6 +25,13 @@ foreach(np 1 2 3)
                        ENVIRONMENT "${data_sanitizer_env}"
                        PASS_REGULAR_EXPRESSION "test_data errors: rank 0, np ${np}, [0-9]+ cases, 0 failures")
 endforeach()
+# the same cases read through pread (the runs of windows in one preadv, checked after)
+add_test(NAME data_errors_pread_np2
+         COMMAND ${ZERO_MPIRUN} -np 2 $<TARGET_FILE:test_data> errors
+                 ${CMAKE_BINARY_DIR}/test-out/data_errors_pread_np2)
+set_tests_properties(data_errors_pread_np2 PROPERTIES TIMEOUT 120 LABELS "mpi"
+                     ENVIRONMENT "${data_sanitizer_env};ZERO_DATA_IO=pread"
+                     PASS_REGULAR_EXPRESSION "test_data errors: rank 0, np 2, [0-9]+ cases, 0 failures")
 # Mutated headers, counts and sizes (fixed seed): never a crash, only OK / INVALID / IO; run it
 # in a -DZERO_SANITIZE=ON build for AddressSanitizer and UBSan.
 add_test(NAME data_fuzz

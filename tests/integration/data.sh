@@ -32,6 +32,21 @@ ZERO_DATA_PREFETCH=7 "$MPIRUN" -np 3 "$T" union "$OUT/p7" 12 9 >"$OUT/p7.txt" 2>
 check "np 3, prefetch 7" $?
 cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/p7.txt")
 check "prefetch 7: the batches of np 1" $?
+# the window output (uint16 rows of T + 1, widened by the test): the same batches, through the
+# mapping with a ring, and through pread (one preadv per run of rows) with and without one
+TEST_DATA_OUTPUT=windows "$MPIRUN" -np 2 "$T" union "$OUT/w2" 12 9 >"$OUT/w2.txt" 2>&1
+check "np 2, window output" $?
+cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/w2.txt")
+check "window output: the batches of np 1" $?
+TEST_DATA_OUTPUT=windows ZERO_DATA_IO=pread "$MPIRUN" -np 3 "$T" union "$OUT/w3" 12 9 >"$OUT/w3.txt" 2>&1
+check "np 3, window output, pread" $?
+cmp -s <(batches "$OUT/union1.txt") <(batches "$OUT/w3.txt")
+check "window output + pread: the batches of np 1" $?
+TEST_DATA_OUTPUT=windows ZERO_DATA_IO=pread ZERO_DATA_PREFETCH=0 TEST_DATA_UNIT=3 \
+    "$MPIRUN" -np 1 "$T" union "$OUT/w1" 12 9 >"$OUT/w1.txt" 2>&1
+check "np 1, window output, pread, prefetch 0, unit 3" $?
+ZERO_DATA_IO=pread TEST_DATA_UNIT=3 "$MPIRUN" -np 4 "$T" union "$OUT/pu4" 12 9 >"$OUT/pu4.txt" 2>&1
+check "np 4, int32 output, pread, unit 3" $?
 # units of 3 consecutive windows shuffled as one: the same at every world size, every epoch still
 # every window once (test_data checks), and another order than single windows
 for np in 1 4; do
@@ -40,6 +55,10 @@ for np in 1 4; do
 done
 cmp -s <(batches "$OUT/unit1.txt") <(batches "$OUT/unit4.txt")
 check "unit 3: np 4 sees the batches of np 1" $?
+for f in w1 pu4; do
+    cmp -s <(batches "$OUT/unit1.txt") <(batches "$OUT/$f.txt")
+    check "unit 3 through pread ($f): the batches of the mapping" $?
+done
 ! cmp -s <(batches "$OUT/unit1.txt") <(batches "$OUT/union1.txt")
 check "unit 3: another order than single windows" $?
 [ "$(batches "$OUT/union1.txt" | wc -l)" -eq 9 ]

@@ -10,6 +10,9 @@
  *   test_data errors DIR              every bad-data case: its status and message on every rank
  *   test_data fuzz DIR N              N mutated headers: never a crash, only OK / INVALID / IO
  *
+ * TEST_DATA_OUTPUT=windows: the loader hands out the windows as uint16 (ZERO_DATA_OUT_WINDOWS);
+ * the rows are widened here and hashed as the int32 pair is, so data.sh compares the two outputs.
+ *
  * The token files are written here from the documented layout (docs/DATA.md: 256 little-endian
  * int32, magic 20240520, version 1, count; then uint16 tokens), not through libzero's writer. */
 #define _GNU_SOURCE
@@ -24,6 +27,7 @@
 #include <zero.h>
 
 static int rank, world, failures, cases;
+static zero_data_output g_output = ZERO_DATA_OUT_INT32; /* of every loader opened here */
 
 #define CHECK(cond, ...)                                                                          \
     do {                                                                                          \
@@ -168,6 +172,7 @@ static zero_data *open_data(zero_ctx *z, const char *dir, int B, int T)
     dc.seed = 99;
     dc.vocab = 50257;
     dc.name = "train";
+    dc.output = g_output;
     if (getenv("TEST_DATA_UNIT")) /* windows the shuffle keeps together (data.sh) */
         dc.shuffle_unit = atoi(getenv("TEST_DATA_UNIT"));
     zero_data *d = NULL;
@@ -187,6 +192,7 @@ static void run_batches(zero_ctx *z, zero_data *d, int G, int T, int64_t from, i
 {
     const int B = G / world;
     double *rows = malloc((size_t)G * sizeof *rows);
+    int32_t *pair = malloc(2 * (size_t)B * (size_t)T * sizeof *pair); /* windows widened */
     for (int64_t k = from; k < to; k++) {
         zero_batch b;
         zero_status s = zero_data_next(d, &b);
@@ -199,6 +205,23 @@ static void run_batches(zero_ctx *z, zero_data *d, int G, int T, int64_t from, i
               b.first_window);
         CHECK(b.batch == B && b.seq == T, "batch shape %d x %d", b.batch, b.seq);
         CHECK(b.dev_inputs == b.inputs, "host backend: device pointers are the host ones");
+        if (g_output == ZERO_DATA_OUT_WINDOWS) {
+            CHECK(b.tokens && b.dev_tokens == b.tokens && !b.inputs && !b.targets &&
+                      b.token_bytes == 2,
+                  "window output: tokens %p, inputs %p, %d bytes", b.tokens, (const void *)b.inputs,
+                  b.token_bytes);
+            const uint16_t *w = b.tokens;
+            for (int r = 0; r < B; r++)
+                for (int i = 0; i < T; i++) {
+                    pair[(size_t)r * T + i] = w[(size_t)r * (T + 1) + i];
+                    pair[(size_t)B * T + (size_t)r * T + i] = w[(size_t)r * (T + 1) + i + 1];
+                }
+            b.inputs = pair;
+            b.targets = pair + (size_t)B * T;
+        } else {
+            CHECK(!b.tokens && b.token_bytes == 4, "int32 output: tokens %p, %d bytes", b.tokens,
+                  b.token_bytes);
+        }
         memset(rows, 0, (size_t)G * sizeof *rows);
         for (int r = 0; r < B; r++) {
             const int32_t *in = b.inputs + (size_t)r * T, *tg = b.targets + (size_t)r * T;
@@ -219,6 +242,7 @@ static void run_batches(zero_ctx *z, zero_data *d, int G, int T, int64_t from, i
             printf("batch %" PRId64 " epoch %" PRId64 " hash %016" PRIx64 "\n", k, epoch, h);
         }
     }
+    free(pair);
     free(rows);
 }
 
@@ -252,6 +276,9 @@ static int mode_stream(int argc, char **argv, const char *mode)
     int G = atoi(argv[3]);
     int64_t steps = atoll(argv[4]);
     int T = 16;
+    const char *out = getenv("TEST_DATA_OUTPUT");
+    if (out && !strcmp(out, "windows"))
+        g_output = ZERO_DATA_OUT_WINDOWS;
     zero_ctx *z = make_ctx();
     if (G % world) {
         if (rank == 0)
@@ -353,6 +380,7 @@ static zero_data *expect_open(zero_ctx *z, const char *what, const char *files, 
     dc.verify = verify;
     dc.format = fmt;
     dc.shuffle = 0;
+    dc.output = g_output;
     zero_data *d = NULL;
     zero_status s = zero_data_open(z, &dc, &d);
     const char *m = zero_last_error(z);
@@ -480,11 +508,19 @@ static int mode_errors(const char *dir)
         cases++;
         CHECK(s == ZERO_ERR_INVALID && strstr(zero_last_error(z), "prefetch 65"),
               "prefetch 65: %d %s", s, zero_last_error(z));
+        dc.prefetch = -1;
+        dc.output = (zero_data_output)7;
+        s = zero_data_open(z, &dc, &x);
+        cases++;
+        CHECK(s == ZERO_ERR_INVALID && strstr(zero_last_error(z), "output 7") &&
+                  strstr(zero_last_error(z), "ZERO_DATA_OUT_WINDOWS"),
+              "output 7: %d %s", s, zero_last_error(z));
     }
 
     /* a bad token found only while training (verify off): every rank gets the error, naming the
-     * file and the offset, and the loader stays at the failed batch */
-    {
+     * file and the offset, and the loader stays at the failed batch; with either output */
+    for (int out = 0; out < 2; out++) {
+        g_output = out ? ZERO_DATA_OUT_WINDOWS : ZERO_DATA_OUT_INT32;
         /* 400 tokens, T = 8: 49 windows; window 48 holds tokens 384..392 (token 390 bad). With
          * batch B per rank, the global batches before it pass. */
         int B = 1, T = 8;
@@ -514,6 +550,7 @@ static int mode_errors(const char *dir)
             zero_data_close(d);
         }
     }
+    g_output = ZERO_DATA_OUT_INT32;
 
     /* formats that must load: text as bytes, 32-bit tokens (ours and llm.c's llama header) */
     {
@@ -546,6 +583,54 @@ static int mode_errors(const char *dir)
             }
             zero_data_close(d);
         }
+        /* the same files as windows: bytes stay bytes, 32-bit tokens 32-bit; the window holds
+         * the targets' last token too */
+        g_output = ZERO_DATA_OUT_WINDOWS;
+        d = expect_open(z, "text as byte windows", F("text.txt"), 1, 6, 256, 0, ZERO_DATA_AUTO,
+                        ZERO_OK, NULL, NULL);
+        if (d && zero_data_next(d, &b) == ZERO_OK) {
+            const char *text = "hello, token world! hello, token world! hello, token world!";
+            CHECK(b.token_bytes == 1 && !b.inputs && b.tokens &&
+                      !memcmp(b.tokens, text + rank * 6, 7),
+                  "text as byte windows: %d bytes per token", b.token_bytes);
+        }
+        zero_data_close(d);
+        for (int w = 0; w < 2; w++) {
+            d = expect_open(z, wide_files[w], F(wide_files[w]), 1, 10, 400000, 0, ZERO_DATA_AUTO,
+                            ZERO_OK, NULL, NULL);
+            if (d && zero_data_next(d, &b) == ZERO_OK) {
+                int ok = b.token_bytes == 4 && b.tokens;
+                for (int i = 0; ok && i <= 10; i++)
+                    ok &= ((const uint32_t *)b.tokens)[i] ==
+                          (uint32_t)(65536 + (rank * 10 + i) * 1000);
+                CHECK(ok, "%s: 32-bit windows read wrong", wide_files[w]);
+            }
+            zero_data_close(d);
+        }
+        /* a 16-bit file beside a 32-bit one: its windows widened to 32 bits */
+        snprintf(q, sizeof q, "%s/wide.bin,%s/good.bin", dir, dir);
+        d = expect_open(z, "16-bit and 32-bit files as windows", q, 1, 10, 400000, 0,
+                        ZERO_DATA_AUTO, ZERO_OK, NULL, NULL);
+        if (d) {
+            /* unshuffled: windows 0..28 are wide.bin's (300 tokens), then good.bin's (tok[i] =
+             * 7 i % 200) */
+            zero_data_pos far = {29, 0};
+            zero_data_pos here;
+            zero_data_tell(d, &here);
+            far.fingerprint = here.fingerprint;
+            zero_status s = zero_data_seek(d, &far);
+            if (s == ZERO_OK && zero_data_next(d, &b) == ZERO_OK) {
+                int ok = b.token_bytes == 4;
+                for (int i = 0; ok && i <= 10; i++)
+                    ok &= ((const uint32_t *)b.tokens)[i] ==
+                          (uint32_t)(((rank * 10 + i) * 7) % 200);
+                CHECK(ok, "a 16-bit file's windows among 32-bit ones read wrong");
+            } else {
+                CHECK(0, "mixed widths: seek or next failed: %s", zero_last_error(z));
+            }
+            zero_data_close(d);
+        }
+        g_output = ZERO_DATA_OUT_INT32;
         /* 32-bit tokens above the vocabulary: refused at open */
         expect_open(z, "32-bit token >= vocab", F("wide.bin"), 1, 10, 65536, 1, ZERO_DATA_AUTO,
                     ZERO_ERR_INVALID, "wide.bin", "is >= the vocabulary size 65536");
