@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define ZERO_VERSION_MAJOR 0
-#define ZERO_VERSION_MINOR 4
+#define ZERO_VERSION_MINOR 5
 #define ZERO_VERSION_PATCH 0
 
 /* Status of every fallible call. */
