@@ -556,6 +556,47 @@ typedef struct text_case {
     const char *n1, *n2;
 } text_case;
 
+/* A checkpoint of other values (one step ahead) whose last slice is corrupt: the rank that reads
+ * it meets the bad block after the good ones, the other ranks find nothing wrong; every rank must
+ * end with the state it had, the optimizer's included (main_continues). A load that wrote a good
+ * slice into the state before it knew of the bad one would fail here (the other cases load the
+ * checkpoint the state already holds, so such a write would go unseen). */
+static void restore_cases(void)
+{
+    case_begin("a checkpoint one step ahead, its last slice corrupt -> ZERO_ERR_IO, the state "
+               "as it was on every rank");
+    train(z, &base, TRAIN_STEPS, 1);
+    char ahead[1200], step_dir[1300];
+    snprintf(ahead, sizeof ahead, "%s/ahead", root);
+    zero_status s = zero_save(z, ahead, NULL, 0);
+    EXPECT(s == ZERO_OK, "saving one step ahead: %s", zero_last_error(z));
+    snprintf(step_dir, sizeof step_dir, "%s/step-%08lld", ahead, (long long)(s0.step + 1));
+    s = zero_load(z, ckdir, NULL, 0, NULL); /* back to the save */
+    EXPECT(s == ZERO_OK, "loading the checkpoint back: %s", zero_last_error(z));
+    /* the same layout as main's: the last file's last slice */
+    int f = man.num_files - 1, k_last = -1;
+    for (int k = 0; k < man.num_slices; k++)
+        if (man.slices[k].file == f && (k_last < 0 || man.slices[k].at > man.slices[k_last].at))
+            k_last = k;
+    const zc_slice *sl = &man.slices[k_last];
+    const char *fpath = path_in(step_dir, man.files[f].name);
+    if (rank == 0) {
+        size_t len = 0;
+        unsigned char *d = slurp(fpath, &len);
+        if (!d) {
+            fprintf(stderr, "test_ckpt: cannot read %s\n", fpath);
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
+        d[sl->at + zc_slice_bytes(sl->numel, man.num_arrays) / 2] ^= 0x5a;
+        spit(fpath, d, len);
+        free(d);
+    }
+    char quoted[80];
+    snprintf(quoted, sizeof quoted, "\"%s\"", man.tensors[sl->tensor].name);
+    main_load_refused(step_dir, ZERO_ERR_IO, man.files[f].name, quoted, NULL);
+    case_end();
+}
+
 static void manifest_cases(void)
 {
     const char *mpath = path_in(ckdir, ZC_MANIFEST);
@@ -1150,6 +1191,7 @@ int main(int argc, char **argv)
     }
 
     shard_cases();
+    restore_cases();
     manifest_cases();
     other_model_case(M_MISSING, "a tensor the checkpoint lacks", "extra.w");
     other_model_case(M_EXTRA, "a tensor fewer than the checkpoint", "head.w");
