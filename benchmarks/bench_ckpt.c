@@ -13,7 +13,8 @@
  * Then each round, in this order, so that drift hits both sides alike:
  *   write  every rank write()s the bytes of its shard file (a copy read after the warm-up save)
  *          into a new file in the same directory, in calls of one checkpoint block (3 MiB:
- *          1 Mi elements x 3 arrays x 4 B), then fsync, close;
+ *          1 Mi elements x 3 arrays x 4 B), then fsync, close (--plain-write direct: whole 4 KiB
+ *          multiples through an O_DIRECT descriptor, as zero_save writes, the tail buffered);
  *   save   zero_save into DIR/ckpt (the previous one removed first, outside the timing);
  *   read   every rank preads its plain file in 3 MiB calls;
  *   load   zero_load of DIR/ckpt into the same context.
@@ -63,6 +64,7 @@
 
 typedef struct options {
     int mb, rounds, keep, sysdrop;
+    int plain_direct; /* the plain write goes through O_DIRECT, as zero_save's does */
     const char *dir;
 } options;
 
@@ -80,7 +82,7 @@ static int g_made_dir;           /* g_dir was created here: removed at the end *
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mpirun -np N zero-bench-ckpt [--mb N] [--dir D] [--rounds R] [--keep] "
-               "[--sysdrop | --no-sysdrop]\n"
+               "[--sysdrop | --no-sysdrop] [--plain-write direct|buffered]\n"
                "  --mb N        checkpoint payload in MiB over all ranks (default 1024)\n"
                "  --dir D       directory for the checkpoint and the plain files (default: a new\n"
                "                one under $TMPDIR or /tmp); created if missing\n"
@@ -88,7 +90,11 @@ static void usage(FILE *f)
                "  --keep        leave the files of the last round\n"
                "  --sysdrop     also write 1 to /proc/sys/vm/drop_caches before every read\n"
                "                (default: only when POSIX_FADV_DONTNEED left pages resident)\n"
-               "  --no-sysdrop  never write /proc/sys/vm/drop_caches\n");
+               "  --no-sysdrop  never write /proc/sys/vm/drop_caches\n"
+               "  --plain-write buffered (default): the plain file is written by write() calls;\n"
+               "                direct: as zero_save writes its shard, through O_DIRECT where\n"
+               "                the file system takes it (a disk whose host caches buffered\n"
+               "                writes reads the two kinds of file at different speeds)\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
@@ -170,17 +176,41 @@ static int write_all(int fd, const char *p, size_t n)
  * shard). NULL: the 3 MiB pattern, repeated. */
 static const char *g_content;
 
-/* A new file of `bytes` bytes in write() calls of at most blk bytes, fsynced, closed. */
-static int plain_write(const char *path, uint64_t bytes, const char *buf, size_t blk)
+/* A new file of `bytes` bytes in write() calls of at most blk bytes, fsynced, closed. direct:
+ * the way zero_save writes its shard, whole 4 KiB multiples through an O_DIRECT descriptor (from
+ * `aligned`, a 4 KiB-aligned buffer of blk bytes the data is copied into) and the tail through
+ * the buffered one; where the file system refuses O_DIRECT, all of it buffered. */
+static int plain_write(const char *path, uint64_t bytes, const char *buf, size_t blk, int direct,
+                       char *aligned)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
+    int dfd = direct ? open(path, O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
     int ok = 1;
     for (uint64_t at = 0; ok && at < bytes; at += blk) {
         size_t n = bytes - at < blk ? (size_t)(bytes - at) : blk;
-        ok = write_all(fd, g_content ? g_content + at : buf, n) == 0;
+        const char *from = g_content ? g_content + at : buf;
+        size_t whole = dfd >= 0 ? n / 4096 * 4096 : 0;
+        if (whole) {
+            memcpy(aligned, from, whole);
+            ssize_t w = pwrite(dfd, aligned, whole, (off_t)at);
+            if (w < 0 && errno == EINVAL) { /* refused after all: buffered from here */
+                close(dfd);
+                dfd = -1;
+                whole = 0;
+            } else if (w != (ssize_t)whole) {
+                ok = 0;
+                break;
+            }
+        }
+        if (n > whole) {
+            ok = lseek(fd, (off_t)(at + whole), SEEK_SET) >= 0 &&
+                 write_all(fd, from + whole, n - whole) == 0;
+        }
     }
+    if (dfd >= 0)
+        close(dfd);
     ok = ok && fsync(fd) == 0;
     int err = errno;
     if (close(fd) != 0)
@@ -438,7 +468,8 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
-    options o = {.mb = 1024, .rounds = 3, .keep = 0, .sysdrop = 1, .dir = NULL};
+    options o = {.mb = 1024, .rounds = 3, .keep = 0, .sysdrop = 1, .plain_direct = 0,
+                 .dir = NULL};
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -453,7 +484,8 @@ int main(int argc, char **argv)
             o.sysdrop = 0;
         else if (!strcmp(a, "--sysdrop"))
             o.sysdrop = 2;
-        else if (strcmp(a, "--mb") && strcmp(a, "--rounds") && strcmp(a, "--dir")) {
+        else if (strcmp(a, "--mb") && strcmp(a, "--rounds") && strcmp(a, "--dir") &&
+                 strcmp(a, "--plain-write")) {
             bad = 1;
             if (g_rank == 0)
                 fprintf(stderr, "zero-bench-ckpt: unknown option %s\n", a);
@@ -465,7 +497,17 @@ int main(int argc, char **argv)
             bad = parse_int(a, argv[++i], 1, 1 << 20, &o.mb) != 0;
         else if (!strcmp(a, "--rounds"))
             bad = parse_int(a, argv[++i], 1, BENCH_MAX_ROUNDS, &o.rounds) != 0;
-        else
+        else if (!strcmp(a, "--plain-write")) {
+            const char *m = argv[++i];
+            if (!strcmp(m, "direct") || !strcmp(m, "buffered")) {
+                o.plain_direct = !strcmp(m, "direct");
+            } else {
+                bad = 1;
+                if (g_rank == 0)
+                    fprintf(stderr, "zero-bench-ckpt: --plain-write %s: expected direct or "
+                                    "buffered\n", m);
+            }
+        } else
             o.dir = argv[++i];
     }
     if (bad) {
@@ -506,8 +548,10 @@ int main(int argc, char **argv)
     const uint64_t psi_want = ((uint64_t)o.mb << 20) / 12;
     const size_t per = (size_t)((psi_want + BENCH_TENSORS - 1) / BENCH_TENSORS);
     float *init = malloc(per * sizeof *init), *src = malloc(per * sizeof *src);
-    char *iobuf = malloc(BENCH_IO_BYTES);
-    if (!init || !src || !iobuf)
+    char *iobuf = malloc(BENCH_IO_BYTES), *dbuf = NULL;
+    if (posix_memalign((void **)&dbuf, 4096, BENCH_IO_BYTES) != 0)
+        dbuf = NULL;
+    if (!init || !src || !iobuf || !dbuf)
         die(NULL, &o, "out of host memory", ZERO_OK);
     zero_tensor t[BENCH_TENSORS];
     char names[BENCH_TENSORS][32];
@@ -575,7 +619,7 @@ int main(int argc, char **argv)
     /* the plain file once, untimed: both sides start each round from the same page-cache state
      * (the file a timed write replaces was just read or written, so it is cached) */
     unlink(g_plain);
-    if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0 ||
+    if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES, o.plain_direct, dbuf) != 0 ||
         plain_read(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0)
         die(z, &o, g_plain, ZERO_OK);
     if ((s = train_step(z, per, src, 2)) || (s = zero_param_digest(z, &digest_moved)))
@@ -597,8 +641,10 @@ int main(int argc, char **argv)
                : rc->dtype == ZERO_DTYPE_BF16 ? "bf16"
                                               : "fp16");
         printf("dir %s; shard files %" PRIu64 " bytes in %d (+ manifest and user.bin %" PRIu64
-               " bytes, not counted); plain I/O in calls of %zu bytes\n",
-               g_dir, total_bytes, g_world, meta_bytes, BENCH_IO_BYTES);
+               " bytes, not counted); plain I/O in calls of %zu bytes, the plain write %s\n",
+               g_dir, total_bytes, g_world, meta_bytes, BENCH_IO_BYTES,
+               o.plain_direct ? "through O_DIRECT as zero_save's (--plain-write direct)"
+                              : "buffered (--plain-write buffered)");
         printf("round trip (save, step, load): %s (digest %016" PRIx64 ", step %lld)\n",
                roundtrip ? "ok" : "WRONG", digest_loaded, (long long)info.step);
         printf("\n| round | write s | write GB/s | save s | save GB/s | read s | read GB/s | "
@@ -620,7 +666,7 @@ int main(int argc, char **argv)
         prefault(warm);
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = zr_now();
-        if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0)
+        if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES, o.plain_direct, dbuf) != 0)
             die(z, &o, g_plain, ZERO_OK);
         x->write = max_time(zr_now() - t0);
 
@@ -701,6 +747,7 @@ int main(int argc, char **argv)
     }
     free(src);
     free(iobuf);
+    free(dbuf);
     g_content = NULL;
     free(content);
     s = zero_finalize(z);

@@ -627,6 +627,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
     r->m = m;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->fd = malloc((size_t)m->num_files * sizeof *r->fd);
+    r->ahead = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->ahead);
     for (int f = 0; r->fd && f < m->num_files; f++)
         r->fd[f] = -1;
     uint64_t block = zc_slice_bytes(m->block_elems, m->num_arrays);
@@ -634,7 +635,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
      * last-level cache while it is hashed; larger reads measured slower */
     r->cap = (size_t)block;
     r->buf = malloc(r->cap);
-    if (!r->fd || !r->buf) {
+    if (!r->fd || !r->buf || !r->ahead) {
         zc_reader_close(r);
         return zr_error_set(e, ZERO_ERR_SYSTEM, "out of host memory reading checkpoint %s", dir);
     }
@@ -650,8 +651,10 @@ void zc_reader_close(zc_reader *r)
             close(r->fd[f]);
     free(r->fd);
     free(r->buf);
+    free(r->ahead);
     r->fd = NULL;
     r->buf = NULL;
+    r->ahead = NULL;
 }
 
 static zero_status open_file(zc_reader *r, int f, zr_error *e)
@@ -704,6 +707,19 @@ static zero_status open_file(zc_reader *r, int f, zr_error *e)
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a larger readahead window */
     r->fd[f] = fd;
     return ZERO_OK;
+}
+
+/* Before a read of [at, at + n) of file f: the kernel is asked to read ZC_AHEAD bytes beyond it
+ * now (POSIX_FADV_WILLNEED, asynchronous), so the disk keeps working while the blocks just read
+ * are hashed and copied. */
+enum { ZC_AHEAD = 64 << 20 };
+static void read_ahead(zc_reader *r, int f, uint64_t at, uint64_t n)
+{
+    uint64_t want = at + n + ZC_AHEAD, from = r->ahead[f] > at ? r->ahead[f] : at;
+    if (from >= want || want - from < ZC_AHEAD / 4) /* in steps of a quarter */
+        return;
+    (void)posix_fadvise(r->fd[f], (off_t)from, (off_t)(want - from), POSIX_FADV_WILLNEED);
+    r->ahead[f] = want;
 }
 
 /* preadv until every iovec is full or the file ends; the bytes read, or -1 with errno. */
@@ -773,6 +789,7 @@ static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uin
             bytes += B * 4;
         }
     uint64_t at = s->at + kb * B * A * 4;
+    read_ahead(r, s->file, at, bytes);
     ssize_t got = readv_full(r->fd[s->file], iov, n, at);
     if (got != (ssize_t)bytes)
         return short_read(r, s, t, got, at, e);
@@ -826,6 +843,7 @@ zero_status zc_read(zc_reader *r, int t, uint64_t first, uint64_t count, float *
             ke = kb + per - 1 < k1 ? kb + per - 1 : k1;
             uint64_t e0 = kb * B, e1 = (ke + 1) * B < s->numel ? (ke + 1) * B : s->numel;
             uint64_t at = s->at + e0 * A * 4, bytes = (e1 - e0) * A * 4;
+            read_ahead(r, s->file, at, bytes);
             ssize_t got = read_full(r->fd[s->file], r->buf, (size_t)bytes, at);
             if (got != (ssize_t)bytes)
                 return short_read(r, s, t, got, at, e);

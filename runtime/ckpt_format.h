@@ -132,6 +132,7 @@ typedef struct zc_reader {
     const zc_manifest *m;
     char dir[4096];
     int *fd;                /* [num_files], -1 = not open */
+    uint64_t *ahead;        /* [num_files] readahead asked for up to this offset */
     unsigned char *buf;     /* whole blocks of one read */
     size_t cap;
     uint64_t bytes_read;
