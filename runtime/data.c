@@ -361,6 +361,28 @@ static int spin_space(const zero_data *d, int64_t take)
     }
 }
 
+/* Claims the next batch to prepare (`fill`), prepares it with reader rd outside the lock and
+ * hands it out: called, and returning, with the lock held, by the loader's thread or by
+ * zero_data_next while the ring is behind. The slot is free: fill < take + prefetch, so it is
+ * neither the caller's batch (take - 1) nor one still handed out. */
+static void claim_and_prepare(zero_data *d, data_reader *rd)
+{
+    int64_t b = d->fill++;
+    data_slot *s = &d->slots[b % d->nslots];
+    s->ready = 0;
+    __atomic_store_n(&s->ready_batch, -1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&d->mu);
+    uint64_t bytes = 0;
+    double busy = 0.0;
+    prepare(d, rd, b, s, &bytes, &busy);
+    pthread_mutex_lock(&d->mu);
+    rd->bytes += bytes; /* read under the lock by zero_data_get_info */
+    rd->busy_s += busy;
+    s->ready = 1;
+    __atomic_store_n(&s->ready_batch, b, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&d->cv_ready);
+}
+
 static void *loader_main(void *arg)
 {
     zero_data *d = arg;
@@ -390,20 +412,7 @@ static void *loader_main(void *arg)
         }
         if (d->stop)
             break;
-        int64_t b = d->fill++;
-        data_slot *s = &d->slots[b % d->nslots];
-        s->ready = 0;
-        __atomic_store_n(&s->ready_batch, -1, __ATOMIC_RELAXED);
-        pthread_mutex_unlock(&d->mu);
-        uint64_t bytes = 0;
-        double busy = 0.0;
-        prepare(d, &d->rd, b, s, &bytes, &busy);
-        pthread_mutex_lock(&d->mu);
-        d->rd.bytes += bytes; /* read under the lock by zero_data_get_info */
-        d->rd.busy_s += busy;
-        s->ready = 1;
-        __atomic_store_n(&s->ready_batch, b, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&d->cv_ready);
+        claim_and_prepare(d, &d->rd);
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -935,19 +944,7 @@ zero_status zero_data_next(zero_data *d, zero_batch *batch)
              * one), so that both cores read when the data is the bottleneck; a ring that keeps
              * ahead of the steps never gets here */
             if (d->fill < d->take + d->prefetch) {
-                int64_t c = d->fill++;
-                data_slot *cs = &d->slots[c % d->nslots];
-                cs->ready = 0;
-                __atomic_store_n(&cs->ready_batch, -1, __ATOMIC_RELAXED);
-                pthread_mutex_unlock(&d->mu);
-                uint64_t bytes = 0;
-                double busy = 0.0;
-                prepare(d, &d->rd_caller, c, cs, &bytes, &busy);
-                pthread_mutex_lock(&d->mu);
-                d->rd_caller.bytes += bytes;
-                d->rd_caller.busy_s += busy;
-                cs->ready = 1;
-                __atomic_store_n(&cs->ready_batch, c, __ATOMIC_RELEASE);
+                claim_and_prepare(d, &d->rd_caller);
                 continue;
             }
             if (!spun) { /* the thread is at it: it will be done in a moment */
