@@ -600,11 +600,14 @@ typedef struct zero_data_config {
                                  (32768 / seq windows, at most 1/16 of a file's), which reads
                                  memory in runs instead of one random place per window (llm.c
                                  keeps a rank's whole batch together) */
-    zero_data_output output;  /* ZERO_DATA_OUT_INT32 (default) or ZERO_DATA_OUT_WINDOWS */
+    int reserved;             /* 0. (0.4's struct ended at shuffle_unit, padded: a field here
+                                 would hide in a 0.4 program's padding, so output comes after) */
+    zero_data_output output;  /* ZERO_DATA_OUT_INT32 (default) or ZERO_DATA_OUT_WINDOWS; read
+                                 when struct_size reaches past it (0.5 and later) */
 } zero_data_config;
 
 #define ZERO_DATA_CONFIG_INIT                                                                     \
-    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL, 0,        \
+    {sizeof(zero_data_config), NULL, 0, 0, 0, 1, 0, ZERO_DATA_AUTO, -1, -1, -1.0, NULL, 0, 0,     \
      ZERO_DATA_OUT_INT32}
 
 /* One batch of this rank: row b (b < batch) of inputs is window b's tokens 0..T-1, of targets its

@@ -628,6 +628,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->fd = malloc((size_t)m->num_files * sizeof *r->fd);
     r->ahead = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->ahead);
+    r->pos = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->pos);
     for (int f = 0; r->fd && f < m->num_files; f++)
         r->fd[f] = -1;
     uint64_t block = zc_slice_bytes(m->block_elems, m->num_arrays);
@@ -635,7 +636,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
      * last-level cache while it is hashed; larger reads measured slower */
     r->cap = (size_t)block;
     r->buf = malloc(r->cap);
-    if (!r->fd || !r->buf || !r->ahead) {
+    if (!r->fd || !r->buf || !r->ahead || !r->pos) {
         zc_reader_close(r);
         return zr_error_set(e, ZERO_ERR_SYSTEM, "out of host memory reading checkpoint %s", dir);
     }
@@ -652,6 +653,8 @@ void zc_reader_close(zc_reader *r)
     free(r->fd);
     free(r->buf);
     free(r->ahead);
+    free(r->pos);
+    r->pos = NULL;
     r->fd = NULL;
     r->buf = NULL;
     r->ahead = NULL;
@@ -715,6 +718,9 @@ static zero_status open_file(zc_reader *r, int f, zr_error *e)
 enum { ZC_AHEAD = 64 << 20 };
 static void read_ahead(zc_reader *r, int f, uint64_t at, uint64_t n)
 {
+    if (at < r->pos[f]) /* going back (zero_load's second pass, another rank's range): anew */
+        r->ahead[f] = 0;
+    r->pos[f] = at + n;
     uint64_t want = at + n + ZC_AHEAD, from = r->ahead[f] > at ? r->ahead[f] : at;
     if (from >= want || want - from < ZC_AHEAD / 4) /* in steps of a quarter */
         return;

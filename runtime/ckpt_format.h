@@ -133,6 +133,7 @@ typedef struct zc_reader {
     char dir[4096];
     int *fd;                /* [num_files], -1 = not open */
     uint64_t *ahead;        /* [num_files] readahead asked for up to this offset */
+    uint64_t *pos;          /* [num_files] end of the last read */
     unsigned char *buf;     /* whole blocks of one read */
     size_t cap;
     uint64_t bytes_read;

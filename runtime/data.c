@@ -596,6 +596,9 @@ static zero_status settle(zero_data *d, zero_ctx *z, const zero_data_config *cfg
                            "bytes) does not know: update libzero",
                            cfg_in->struct_size, sizeof cfg);
     memcpy(&cfg, cfg_in, cfg_in->struct_size < sizeof cfg ? cfg_in->struct_size : sizeof cfg);
+    /* fields a program's struct ends before keep their defaults: a 0.4 program's struct ends
+     * at shuffle_unit and its padding (where `reserved` is, never read), before `output` */
+    const size_t has_output = offsetof(zero_data_config, output) + sizeof cfg.output;
     snprintf(d->name, sizeof d->name, "%s", cfg.name && *cfg.name ? cfg.name : "data");
     if (!cfg.files || !*cfg.files)
         return zr_fail(e, ZERO_ERR_INVALID, "data loader '%s': the file list (cfg.files) is empty",
@@ -642,7 +645,7 @@ static zero_status settle(zero_data *d, zero_ctx *z, const zero_data_config *cfg
                        "data loader '%s': output %d: expected ZERO_DATA_OUT_INT32 (0) or "
                        "ZERO_DATA_OUT_WINDOWS (1)", d->name, (int)cfg.output);
     d->output = cfg.output;
-    d->fill_tokens = cfg_in->struct_size >= offsetof(zero_data_config, output) + sizeof cfg.output;
+    d->fill_tokens = cfg_in->struct_size >= has_output; /* its zero_batch has tokens.. */
     d->shuffle_unit = cfg.shuffle_unit;
     d->B = cfg.batch;
     d->T = cfg.seq;
@@ -785,7 +788,7 @@ static zero_status alloc_ring(zero_data *d, zero_ctx *z)
         d->slots[i].ready_batch = -1;
     }
     if (reader_alloc(&d->rd, d->nfiles, d->B, d->T, d->width) ||
-        reader_alloc(&d->rd_caller, d->nfiles, d->B, d->T, d->width))
+        (d->prefetch > 0 && reader_alloc(&d->rd_caller, d->nfiles, d->B, d->T, d->width)))
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "out of host memory");
     d->copy_slot = -1;
     d->dev_batch[0] = d->dev_batch[1] = -1;

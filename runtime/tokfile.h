@@ -73,7 +73,6 @@ int64_t zt_widen(int32_t *dst, const unsigned char *src, int64_t n, int width, i
 int64_t zt_widen_pair(int32_t *in, int32_t *tg, const unsigned char *src, int64_t T, int width,
                       int64_t vocab);
 
-/* The message for token `tok` at index `at` of f that is >= vocab. */
 /* n tokens of src_width bytes at src copied into dst at dst_width bytes each (dst_width >=
  * src_width; little-endian, as in the file): a row of the window output. The index of the first
  * token >= vocab (0: only int32's range), or -1. */
@@ -91,6 +90,7 @@ enum { ZT_IOV_MAX = 256 };
 int zt_read_windows(const zt_file *f, int64_t first, int64_t T, int k, void *dst,
                     size_t stride, char *err, size_t len);
 
+/* The message for token `tok` at index `at` of f that is >= vocab. */
 void zt_bad_token(const zt_file *f, int64_t at, uint32_t tok, int64_t vocab, char *err, size_t len);
 
 /* Scans tokens [first, first + n) for the largest token and the first one >= vocab (vocab 0:

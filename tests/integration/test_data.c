@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +488,47 @@ static int mode_errors(const char *dir)
                                world > 1 ? ZERO_ERR_INVALID : ZERO_OK,
                                world > 1 ? "data seq differs" : NULL, NULL);
     zero_data_close(d);
+    /* a program built against 0.4: its config ends at shuffle_unit (then padding, here garbage)
+     * and its zero_batch at first_window; it gets the int32 output and nothing is written past
+     * its batch */
+    {
+        const size_t a = _Alignof(zero_data_config);
+        const size_t old_cfg = (offsetof(zero_data_config, shuffle_unit) + sizeof(int) + a - 1) /
+                               a * a;
+        union {
+            zero_data_config c;
+            unsigned char b[sizeof(zero_data_config)];
+        } u;
+        memset(&u, 0, sizeof u);
+        u.c = (zero_data_config)ZERO_DATA_CONFIG_INIT;
+        u.c.files = F("good.bin");
+        u.c.batch = 1;
+        u.c.seq = 4;
+        u.c.struct_size = old_cfg;
+        for (size_t k = offsetof(zero_data_config, shuffle_unit) + sizeof(int); k < sizeof u.b; k++)
+            u.b[k] = 0xab; /* the old struct's padding, and what lies beyond it */
+        zero_data *x = NULL;
+        zero_status s = zero_data_open(z, &u.c, &x);
+        cases++;
+        CHECK(s == ZERO_OK && x, "a 0.4 config (%zu bytes, padding garbage): %d %s", old_cfg, s,
+              zero_last_error(z));
+        if (x) {
+            struct {
+                unsigned char batch[offsetof(zero_batch, tokens)]; /* 0.4's zero_batch */
+                unsigned char canary[sizeof(zero_batch)];
+            } ob;
+            memset(&ob, 0x5c, sizeof ob);
+            s = zero_data_next(x, (zero_batch *)(void *)&ob);
+            int intact = 1;
+            for (size_t k = 0; k < sizeof ob.canary; k++)
+                intact &= ob.canary[k] == 0x5c;
+            const zero_batch *got = (const zero_batch *)(void *)&ob;
+            CHECK(s == ZERO_OK && intact && got->inputs && got->targets &&
+                      got->targets[0] == got->inputs[1],
+                  "a 0.4 batch: status %d, bytes past it %s", s, intact ? "intact" : "written");
+            zero_data_close(x);
+        }
+    }
     /* bad settings */
     {
         zero_data_config dc = ZERO_DATA_CONFIG_INIT;
