@@ -23,6 +23,10 @@ zero_gpu_case(gpu_kernels $<TARGET_FILE:test_gpu_kernels>)
 zero_gpu_test(test_gpu_device test_gpu_device.c)
 zero_gpu_case(gpu_device $<TARGET_FILE:test_gpu_device>)
 
+# The token loader on the cuda backend: device copies of both outputs equal the host batches.
+zero_gpu_test(test_gpu_data test_gpu_data.c)
+zero_gpu_case(gpu_data $<TARGET_FILE:test_gpu_data>)
+
 if(ZERO_HAVE_NCCL)
   zero_gpu_test(test_nccl test_nccl.c)
   # World of one (no mpirun), and two ranks (skips unless the node has two GPUs).
