@@ -600,8 +600,9 @@ typedef struct zero_data_config {
                                  (32768 / seq windows, at most 1/16 of a file's), which reads
                                  memory in runs instead of one random place per window (llm.c
                                  keeps a rank's whole batch together) */
-    int reserved;             /* 0. (0.4's struct ended at shuffle_unit, padded: a field here
-                                 would hide in a 0.4 program's padding, so output comes after) */
+    int reserved;             /* must be 0 (ZERO_ERR_INVALID otherwise). 0.4's struct ended
+                                 at shuffle_unit, padded: a field here would hide in a 0.4
+                                 program's padding, so output comes after */
     zero_data_output output;  /* ZERO_DATA_OUT_INT32 (default) or ZERO_DATA_OUT_WINDOWS; read
                                  when struct_size reaches past it (0.5 and later) */
 } zero_data_config;

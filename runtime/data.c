@@ -599,6 +599,10 @@ static zero_status settle(zero_data *d, zero_ctx *z, const zero_data_config *cfg
     /* fields a program's struct ends before keep their defaults: a 0.4 program's struct ends
      * at shuffle_unit and its padding (where `reserved` is, never read), before `output` */
     const size_t has_output = offsetof(zero_data_config, output) + sizeof cfg.output;
+    if (cfg_in->struct_size >= has_output && cfg.reserved != 0) /* kept for a later meaning */
+        return zr_fail(e, ZERO_ERR_INVALID,
+                       "zero_data_open: cfg.reserved is %d: it must be 0 (ZERO_DATA_CONFIG_INIT "
+                       "sets it)", cfg.reserved);
     snprintf(d->name, sizeof d->name, "%s", cfg.name && *cfg.name ? cfg.name : "data");
     if (!cfg.files || !*cfg.files)
         return zr_fail(e, ZERO_ERR_INVALID, "data loader '%s': the file list (cfg.files) is empty",

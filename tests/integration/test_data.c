@@ -551,6 +551,12 @@ static int mode_errors(const char *dir)
         CHECK(s == ZERO_ERR_INVALID && strstr(zero_last_error(z), "prefetch 65"),
               "prefetch 65: %d %s", s, zero_last_error(z));
         dc.prefetch = -1;
+        dc.reserved = 3;
+        s = zero_data_open(z, &dc, &x);
+        cases++;
+        CHECK(s == ZERO_ERR_INVALID && strstr(zero_last_error(z), "cfg.reserved is 3"),
+              "reserved 3: %d %s", s, zero_last_error(z));
+        dc.reserved = 0;
         dc.output = (zero_data_output)7;
         s = zero_data_open(z, &dc, &x);
         cases++;
