@@ -155,8 +155,10 @@ int main(int argc, char **argv)
     if (!dir) {
         const char *t = getenv("TMPDIR");
         snprintf(made, sizeof made, "%s/zero-bench-disk.XXXXXX", t && *t ? t : "/tmp");
-        if (!mkdtemp(made))
-            return fail("cannot create", made) ? 1 : 1;
+        if (!mkdtemp(made)) {
+            fail("cannot create", made);
+            return 1;
+        }
         dir = made;
     }
     snprintf(b, sizeof b, "%s/buffered.bin", dir);

@@ -65,7 +65,7 @@ struct zero_data {
     int B, T, shuffle, prefetch, verify, io;
     int output;                  /* zero_data_output */
     int fill_tokens;             /* the program's zero_batch has tokens..token_bytes */
-    size_t out_bytes;            /* of one prepared batch */
+    size_t out_bytes;            /* of one prepared batch, and of each device buffer */
     uint64_t seed;
     int64_t vocab;
     zero_data_format format;
@@ -99,7 +99,6 @@ struct zero_data {
 
     /* cuda: device copies of the batches, two, by batch parity; copy slots copy_slot + parity */
     int32_t *dev[2];
-    size_t dev_bytes;
     int copy_slot;               /* -1: copies are synchronous */
     int64_t dev_batch[2];        /* batch whose copy is queued in dev[k], -1 none */
     int dev_pending[2];          /* copy queued and not waited for */
@@ -526,7 +525,7 @@ static void detach(zero_data *d)
     dev_forget(d);
     for (int k = 0; k < 2; k++)
         if (d->dev[k])
-            zr_device_free(&z->dev, ZERO_MEM_BUFFERS, d->dev[k], d->dev_bytes);
+            zr_device_free(&z->dev, ZERO_MEM_BUFFERS, d->dev[k], d->out_bytes);
     d->dev[0] = d->dev[1] = NULL;
     if (d->copy_slot >= 0)
         z->data_copy_slots &= ~(3u << d->copy_slot);
@@ -799,7 +798,6 @@ static zero_status alloc_ring(zero_data *d, zero_ctx *z)
     if (zr_dev_is_host(&z->dev))
         return ZERO_OK;
     /* device memory for two batches; the host slots page-locked for asynchronous copies */
-    d->dev_bytes = d->out_bytes;
     for (int k = 0; k < 2; k++) {
         char what[64];
         snprintf(what, sizeof what, "data loader '%s' batch %d", d->name, k);

@@ -315,6 +315,32 @@ void zt_close(zt_file *f)
     f->fd = -1;
 }
 
+/* Token i of n at p, `width` bytes each, little-endian. */
+static uint32_t token_at(const unsigned char *p, int64_t i, int width)
+{
+    if (width == 1)
+        return p[i];
+    if (width == 2)
+        return (uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8;
+    return le32(p + 4 * i);
+}
+
+/* The bound every token must stay below: vocab, or (vocab 0) int32's range. */
+static uint64_t vocab_limit(int64_t vocab)
+{
+    return vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
+}
+
+/* The index of the first of n tokens at p that is >= lim, or -1: the slow search the callers
+ * make only once the largest token is known to be too large. */
+static int64_t first_bad(const unsigned char *p, int64_t n, int width, uint64_t lim)
+{
+    for (int64_t i = 0; i < n; i++)
+        if ((uint64_t)token_at(p, i, width) >= lim)
+            return i;
+    return -1;
+}
+
 int64_t zt_widen(int32_t *dst, const unsigned char *src, int64_t n, int width, int64_t vocab)
 {
     /* plain loops the compiler vectorises; the first bad token is searched only when the
@@ -342,7 +368,7 @@ int64_t zt_widen(int32_t *dst, const unsigned char *src, int64_t n, int width, i
             mx = t > mx ? t : mx;
         }
     }
-    uint64_t lim = vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
+    uint64_t lim = vocab_limit(vocab);
     if (n <= 0 || (uint64_t)mx < lim)
         return -1;
     for (int64_t i = 0; i < n; i++)
@@ -385,14 +411,8 @@ int64_t zt_widen_pair(int32_t *in, int32_t *tg, const unsigned char *src, int64_
         return bad >= 0 ? bad + 1 : -1;
     }
     uint32_t mx = pair16(in, tg, (const zt_u16 *)src, T);
-    uint64_t lim = vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
-    if ((uint64_t)mx < lim)
-        return -1;
-    const zt_u16 *t = (const zt_u16 *)src;
-    for (int64_t i = 0; i <= T; i++)
-        if ((uint64_t)t[i] >= lim)
-            return i;
-    return -1;
+    uint64_t lim = vocab_limit(vocab);
+    return (uint64_t)mx < lim ? -1 : first_bad(src, T + 1, 2, lim);
 }
 
 /* n tokens copied as they are, with the largest: the window output's loop. The copy and the
@@ -423,19 +443,9 @@ static uint32_t copy32(uint32_t *restrict d, const zt_u32 *restrict s, int64_t n
     return mx;
 }
 
-static uint32_t token_at(const unsigned char *p, int64_t i, int width)
-{
-    if (width == 1)
-        return p[i];
-    if (width == 2)
-        return (uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8;
-    return le32(p + 4 * i);
-}
-
 int64_t zt_copy_window(void *dst, int dst_width, const unsigned char *src, int64_t n,
                        int src_width, int64_t vocab)
 {
-    uint64_t lim = vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
     uint32_t mx = 0;
     if (n <= 0)
         return -1;
@@ -456,12 +466,8 @@ int64_t zt_copy_window(void *dst, int dst_width, const unsigned char *src, int64
             mx = t > mx ? t : mx;
         }
     }
-    if ((uint64_t)mx < lim)
-        return -1;
-    for (int64_t i = 0; i < n; i++)
-        if ((uint64_t)token_at(src, i, src_width) >= lim)
-            return i;
-    return -1;
+    uint64_t lim = vocab_limit(vocab);
+    return (uint64_t)mx < lim ? -1 : first_bad(src, n, src_width, lim);
 }
 
 ZT_SIMD_CLONES
@@ -484,7 +490,6 @@ static uint32_t max32(const zt_u32 *restrict s, int64_t n)
 
 int64_t zt_check(const void *p, int64_t n, int width, int64_t vocab)
 {
-    uint64_t lim = vocab > 0 ? (uint64_t)vocab : (uint64_t)INT32_MAX + 1;
     uint32_t mx = 0;
     if (n <= 0)
         return -1;
@@ -496,12 +501,8 @@ int64_t zt_check(const void *p, int64_t n, int width, int64_t vocab)
         for (int64_t i = 0; i < n; i++)
             mx = ((const unsigned char *)p)[i] > mx ? ((const unsigned char *)p)[i] : mx;
     }
-    if ((uint64_t)mx < lim)
-        return -1;
-    for (int64_t i = 0; i < n; i++)
-        if ((uint64_t)token_at(p, i, width) >= lim)
-            return i;
-    return -1;
+    uint64_t lim = vocab_limit(vocab);
+    return (uint64_t)mx < lim ? -1 : first_bad(p, n, width, lim);
 }
 
 int zt_read_windows(const zt_file *f, int64_t first, int64_t T, int k, void *dst,
