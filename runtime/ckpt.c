@@ -1079,6 +1079,7 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
         zr_error_clear(&e2);
         if ((s = zc_reader_open(&lp.rd, &m, hdr.where, &e2)))
             s = zr_fail(&z->err, s, "zero_load: %s", e2.msg);
+        lp.rd.io = z->set.ckpt_io == ZR_DATA_IO_PREAD ? ZC_IO_PREAD : ZC_IO_MMAP;
         lp.map = map;
         lp.A = A;
         lp.direct = zr_dev_is_host(&z->dev) &&

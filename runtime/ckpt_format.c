@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -22,6 +23,9 @@
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the checkpoint format is little-endian; this code writes memory as it is"
+#endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14; older kernels answer EINVAL and get pread */
 #endif
 
 uint64_t zc_blocks(uint64_t n, uint64_t block_elems) { return (n + block_elems - 1) / block_elems; }
@@ -627,6 +631,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
     r->m = m;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->fd = malloc((size_t)m->num_files * sizeof *r->fd);
+    r->map = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->map);
     r->ahead = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->ahead);
     r->pos = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->pos);
     for (int f = 0; r->fd && f < m->num_files; f++)
@@ -636,7 +641,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
      * last-level cache while it is hashed; larger reads measured slower */
     r->cap = (size_t)block;
     r->buf = malloc(r->cap);
-    if (!r->fd || !r->buf || !r->ahead || !r->pos) {
+    if (!r->fd || !r->map || !r->buf || !r->ahead || !r->pos) {
         zc_reader_close(r);
         return zr_error_set(e, ZERO_ERR_SYSTEM, "out of host memory reading checkpoint %s", dir);
     }
@@ -647,10 +652,15 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
 
 void zc_reader_close(zc_reader *r)
 {
-    for (int f = 0; r->fd && r->m && f < r->m->num_files; f++)
+    for (int f = 0; r->fd && r->m && f < r->m->num_files; f++) {
+        if (r->map && r->map[f])
+            munmap(r->map[f], (size_t)r->m->files[f].bytes);
         if (r->fd[f] >= 0)
             close(r->fd[f]);
+    }
     free(r->fd);
+    free(r->map);
+    r->map = NULL;
     free(r->buf);
     free(r->ahead);
     free(r->pos);
@@ -709,7 +719,32 @@ static zero_status open_file(zc_reader *r, int f, zr_error *e)
     }
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a larger readahead window */
     r->fd[f] = fd;
+    if (r->io == ZC_IO_MMAP) { /* mapped when the kernel can populate ranges with an error return */
+        void *p = mmap(NULL, (size_t)x->bytes, PROT_READ, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED && madvise(p, 1, MADV_POPULATE_READ) == 0) {
+            (void)madvise(p, (size_t)x->bytes, MADV_SEQUENTIAL);
+            r->map[f] = p;
+        } else if (p != MAP_FAILED)
+            munmap(p, (size_t)x->bytes);
+    }
     return ZERO_OK;
+}
+
+/* With a mapping: bytes [at, at + n) of file f made resident (0), or -1 with errno (EFAULT: past
+ * the end of a file shorter than its mapping; EIO). */
+static int populate(zc_reader *r, int f, uint64_t at, uint64_t n)
+{
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), a0 = at & ~(page - 1);
+    if (at + n > r->m->files[f].bytes) {
+        errno = 0;
+        return -1;
+    }
+    for (;;) {
+        if (madvise(r->map[f] + a0, (size_t)(at + n - a0), MADV_POPULATE_READ) == 0)
+            return 0;
+        if (errno != EINTR && errno != EAGAIN)
+            return -1;
+    }
 }
 
 /* Before a read of [at, at + n) of file f: the kernel is asked to read ZC_AHEAD bytes beyond it
@@ -755,6 +790,36 @@ static ssize_t readv_full(int fd, struct iovec *iov, int n, uint64_t at)
     return (ssize_t)got;
 }
 
+/* Bytes [at, at + n) of open file f into buf (copied out of the mapping, or pread); n, or less
+ * at the end of the file, or -1 with errno. */
+static ssize_t get_bytes(zc_reader *r, int f, void *buf, size_t n, uint64_t at)
+{
+    read_ahead(r, f, at, n);
+    if (!r->map[f])
+        return read_full(r->fd[f], buf, n, at);
+    if (populate(r, f, at, n) != 0)
+        return errno ? -1 : 0;
+    memcpy(buf, r->map[f] + at, n);
+    return (ssize_t)n;
+}
+
+/* Bytes [at, at + n) of open file f to hash in place: in the mapping, or read into r->buf (n at
+ * most r->cap). NULL when they cannot all be read (*got: -1 with errno, or the bytes read). */
+static const unsigned char *view(zc_reader *r, int f, size_t n, uint64_t at, ssize_t *got)
+{
+    read_ahead(r, f, at, n);
+    if (!r->map[f]) {
+        *got = read_full(r->fd[f], r->buf, n, at);
+        return *got == (ssize_t)n ? r->buf : NULL;
+    }
+    if (populate(r, f, at, n) != 0) {
+        *got = errno ? -1 : 0;
+        return NULL;
+    }
+    *got = (ssize_t)n;
+    return r->map[f] + at;
+}
+
 static zero_status short_read(zc_reader *r, const zc_slice *s, int t, ssize_t got, uint64_t at,
                               zr_error *e)
 {
@@ -796,18 +861,34 @@ static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uin
         }
     uint64_t at = s->at + kb * B * A * 4;
     read_ahead(r, s->file, at, bytes);
-    ssize_t got = readv_full(r->fd[s->file], iov, n, at);
+    const unsigned char *src = r->map[s->file];
+    ssize_t got = (ssize_t)bytes;
+    if (!src)
+        got = readv_full(r->fd[s->file], iov, n, at);
+    else if (populate(r, s->file, at, bytes) != 0)
+        got = errno ? -1 : 0;
     if (got != (ssize_t)bytes)
         return short_read(r, s, t, got, at, e);
     r->bytes_read += bytes;
-    XXH3_state_t st;
-    for (uint64_t q = kb; q <= ke; q++) {
+    /* block by block, each hashed as it landed (copied out of the mapping first, on the same
+     * thread, while it is in cache); the blocks shared among OpenMP's threads */
+    const long nq = (long)(ke - kb + 1);
+    long badq = nq;
+#pragma omp parallel for schedule(static) reduction(min : badq) if (nq > 1)
+    for (long i = 0; i < nq; i++) {
+        const uint64_t q = kb + (uint64_t)i;
+        for (uint64_t ar = 0; src && ar < A; ar++)
+            memcpy(iov[(uint64_t)i * A + ar].iov_base, src + at + ((uint64_t)i * A + ar) * B * 4,
+                   (size_t)B * 4);
+        XXH3_state_t st;
         XXH3_64bits_reset(&st);
         for (uint64_t ar = 0; ar < A; ar++)
             XXH3_64bits_update(&st, out[ar] + (s->offset + q * B - first), (size_t)B * 4);
-        if ((uint64_t)XXH3_64bits_digest(&st) != s->hash[q])
-            return bad_block(r, s, t, q, B, e);
+        if ((uint64_t)XXH3_64bits_digest(&st) != s->hash[q] && i < badq)
+            badq = i;
     }
+    if (badq < nq)
+        return bad_block(r, s, t, kb + (uint64_t)badq, B, e);
     return ZERO_OK;
 }
 
@@ -849,12 +930,20 @@ zero_status zc_read(zc_reader *r, int t, uint64_t first, uint64_t count, float *
             ke = kb + per - 1 < k1 ? kb + per - 1 : k1;
             uint64_t e0 = kb * B, e1 = (ke + 1) * B < s->numel ? (ke + 1) * B : s->numel;
             uint64_t at = s->at + e0 * A * 4, bytes = (e1 - e0) * A * 4;
-            read_ahead(r, s->file, at, bytes);
-            ssize_t got = read_full(r->fd[s->file], r->buf, (size_t)bytes, at);
-            if (got != (ssize_t)bytes)
+            /* nothing to copy out: hashed in place; else copied once, then hashed and taken */
+            int some = 0;
+            for (uint64_t ar = 0; ar < A; ar++)
+                some |= out[ar] != NULL;
+            ssize_t got;
+            const unsigned char *p;
+            if (some) {
+                got = get_bytes(r, s->file, r->buf, (size_t)bytes, at);
+                p = got == (ssize_t)bytes ? r->buf : NULL;
+            } else
+                p = view(r, s->file, (size_t)bytes, at, &got);
+            if (!p)
                 return short_read(r, s, t, got, at, e);
             r->bytes_read += bytes;
-            const unsigned char *p = r->buf;
             for (uint64_t q = kb; q <= ke; q++) {
                 uint64_t q0 = q * B, nb = s->numel - q0 < B ? s->numel - q0 : B;
                 if (zc_hash(p, (size_t)(nb * A * 4)) != s->hash[q])
@@ -917,14 +1006,14 @@ static zero_status verify_file(zc_reader *r, int f, const at_ix *ix, int n, XXH3
             uint64_t ke = kb + per < nbl ? kb + per : nbl; /* blocks [kb, ke) */
             uint64_t e0 = kb * B, e1 = ke * B < s->numel ? ke * B : s->numel;
             uint64_t at = s->at + e0 * A * 4, bytes = (e1 - e0) * A * 4;
-            ssize_t got = read_full(r->fd[f], r->buf, (size_t)bytes, at);
-            if (got != (ssize_t)bytes)
+            ssize_t got;
+            const unsigned char *p = view(r, f, (size_t)bytes, at, &got);
+            if (!p)
                 return zr_error_set(e, ZERO_ERR_IO,
                                     "checkpoint %s: shard file %s: tensor \"%s\": %s at byte %" PRIu64,
                                     r->dir, x->name, tn,
                                     got < 0 ? strerror(errno) : "short read (truncated?)", at);
             r->bytes_read += bytes;
-            const unsigned char *p = r->buf;
             for (uint64_t q = kb; q < ke; q++) {
                 uint64_t q0 = q * B, nb = s->numel - q0 < B ? s->numel - q0 : B;
                 uint64_t bh = zc_hash(p, (size_t)(nb * A * 4));

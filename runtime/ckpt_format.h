@@ -127,11 +127,21 @@ int zc_find_tensor(const zc_manifest *m, const char *name);
 zero_status zc_read_file(const char *path, size_t max, char **out, size_t *len, zr_error *e);
 
 /* Reading ranges of tensors back. Files are opened on first use; each is checked once against the
- * manifest (size, header: magic, version, rank, checkpoint id). */
+ * manifest (size, header: magic, version, rank, checkpoint id). With io ZC_IO_MMAP a file is then
+ * mapped whole, and each range is made resident with MADV_POPULATE_READ (an I/O error or a file
+ * shorter than the manifest says is an error return there, not a SIGBUS) before its bytes are
+ * hashed in place or copied out: no copy through a read buffer. Where the kernel lacks
+ * MADV_POPULATE_READ (before Linux 5.14) the file is read with pread instead. Only a shard
+ * truncated by another process in the moment between a range's populate and its copy can still
+ * raise SIGBUS; ZC_IO_PREAD has no such window. */
+enum { ZC_IO_MMAP = 0, ZC_IO_PREAD = 1 };
 typedef struct zc_reader {
     const zc_manifest *m;
     char dir[4096];
+    int io;                 /* ZC_IO_MMAP (zc_reader_open's default) or ZC_IO_PREAD, set before
+                             * the first read: how shard files are read (see open_file) */
     int *fd;                /* [num_files], -1 = not open */
+    unsigned char **map;    /* [num_files] the whole file mapped read-only (io mmap), or NULL */
     uint64_t *ahead;        /* [num_files] readahead asked for up to this offset */
     uint64_t *pos;          /* [num_files] end of the last read */
     unsigned char *buf;     /* whole blocks of one read */

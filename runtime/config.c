@@ -191,6 +191,11 @@ static const zr_var zr_vars[] = {
      "zero_save keeps the newest K checkpoints (step-* directories) of its directory and removes "
      "older ones after a save has committed; 0 = keep all",
      .ilo = 0, .ihi = 1000000},
+    {"ZERO_CKPT_IO", ZR_T_ENUM, ENV_ONLY(ckpt_io), "mmap", "one of mmap pread",
+     "per rank: how zero_load reads shard files: a read-only memory map whose ranges are made "
+     "resident and then hashed and copied in place (pread where the kernel cannot populate a "
+     "mapping, before Linux 5.14), or pread into a buffer; the same checks either way",
+     .words = zr_data_io_words, .per_rank = 1},
     {"ZERO_DATA_PREFETCH", ZR_T_INT, ENV_ONLY(data_prefetch), "2", "an integer from 0 to 64",
      "per rank: batches a data loader (zero_data_open) prepares ahead on its thread while the "
      "model trains; 0 = each zero_data_next reads its batch itself",
@@ -957,6 +962,7 @@ zero_status zr_config_resolve(zr_settings *out, const zero_config *program,
     out->data_prefetch = 2; /* the ZERO_DATA_* defaults of the table */
     out->data_verify = ZR_DATA_VERIFY_AUTO;
     out->data_io = ZR_DATA_IO_MMAP;
+    out->ckpt_io = ZR_DATA_IO_MMAP;
     out->data_delay_ms = 0.0f;
 
     zr_scan_unknown(environ_names, result);

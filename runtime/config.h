@@ -21,13 +21,14 @@ typedef struct zr_settings {
     char debug_dir[512];    /* ZERO_DEBUG_DIR: flight-recorder dumps; "" = the log only */
     char report_path[512];  /* ZERO_REPORT, or cfg.report_path copied; "" = none */
     int ckpt_keep;          /* ZERO_CKPT_KEEP: checkpoints zero_save keeps; 0 = all */
+    int ckpt_io;            /* ZERO_CKPT_IO: enum zr_data_io, how zero_load reads shards */
     int data_prefetch;      /* ZERO_DATA_PREFETCH: batches a data loader prepares ahead */
     int data_verify;        /* ZERO_DATA_VERIFY: enum zr_data_verify */
     int data_io;            /* ZERO_DATA_IO: enum zr_data_io */
     float data_delay_ms;    /* ZERO_DATA_DELAY_MS: artificial delay per batch (benchmarks) */
 } zr_settings;
 
-/* ZERO_DATA_VERIFY and ZERO_DATA_IO values. */
+/* ZERO_DATA_VERIFY and ZERO_DATA_IO (also ZERO_CKPT_IO) values. */
 enum zr_data_verify { ZR_DATA_VERIFY_AUTO = -1, ZR_DATA_VERIFY_OFF = 0, ZR_DATA_VERIFY_ON = 1 };
 enum zr_data_io { ZR_DATA_IO_MMAP = 0, ZR_DATA_IO_PREAD = 1 };
 

@@ -92,6 +92,7 @@ static void expect_defaults(const zr_settings *s, const char *what) {
     CHECK(s->data_prefetch == 2, "%s: data_prefetch %d", what, s->data_prefetch);
     CHECK(s->data_verify == ZR_DATA_VERIFY_AUTO, "%s: data_verify %d", what, s->data_verify);
     CHECK(s->data_io == ZR_DATA_IO_MMAP, "%s: data_io %d", what, s->data_io);
+    CHECK(s->ckpt_io == ZR_DATA_IO_MMAP, "%s: ckpt_io %d", what, s->ckpt_io);
     CHECK(s->data_delay_ms == 0.0f, "%s: data_delay_ms %g", what, (double)s->data_delay_ms);
 }
 
@@ -138,7 +139,7 @@ static void test_table_defaults(void) {
             set++;
         }
     }
-    CHECK(n == 33, "table has %d variables", n);
+    CHECK(n == 34, "table has %d variables", n);
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "defaults as text: %s", err);
     expect_defaults(&s, "defaults as text");
@@ -176,8 +177,10 @@ static void test_overrides(void) {
     env_set("ZERO_DEBUG_SUBSYS", "^COMM");
     env_set("ZERO_DEBUG_FILE", "/tmp/zero.%h.%p.log");
     env_set("ZERO_REPORT", "out.json");
+    env_set("ZERO_CKPT_IO", "PREAD");
     zero_status st = resolve(&s, NULL, NULL, &r, err, sizeof err);
     CHECK(st == ZERO_OK, "overrides: %s", err);
+    CHECK(s.ckpt_io == ZR_DATA_IO_PREAD, "ckpt_io %d", s.ckpt_io);
     const zero_config *c = &s.cfg;
     CHECK(c->stage == 3, "stage %d", c->stage);
     CHECK(c->dtype == ZERO_DTYPE_BF16, "dtype %d", (int)c->dtype);
@@ -207,7 +210,7 @@ static void test_overrides(void) {
     CHECK(strcmp(s.log_file, "/tmp/zero.%h.%p.log") == 0, "log_file '%s'", s.log_file);
     CHECK(strcmp(s.report_path, "out.json") == 0, "report_path '%s'", s.report_path);
     CHECK(c->report_path == s.report_path, "cfg.report_path should point at report_path");
-    CHECK(r.num_applied == 26, "applied %d", r.num_applied);
+    CHECK(r.num_applied == 27, "applied %d", r.num_applied);
     int found = 0;
     for (int i = 0; i < r.num_applied; i++)
         found |= strcmp(r.applied[i].name, "ZERO_WEIGHT_DECAY") == 0 &&
