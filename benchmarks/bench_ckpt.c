@@ -65,6 +65,7 @@
 typedef struct options {
     int mb, rounds, keep, sysdrop;
     int plain_direct; /* the plain write goes through O_DIRECT, as zero_save's does */
+    int alternate;    /* rounds 2, 4, ...: zero_save before the write, zero_load before the read */
     const char *dir;
 } options;
 
@@ -83,10 +84,13 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: mpirun -np N zero-bench-ckpt [--mb N] [--dir D] [--rounds R] [--keep] "
                "[--sysdrop | --no-sysdrop] [--plain-write direct|buffered]\n"
+               "       [--order alternate|fixed]\n"
                "  --mb N        checkpoint payload in MiB over all ranks (default 1024)\n"
                "  --dir D       directory for the checkpoint and the plain files (default: a new\n"
                "                one under $TMPDIR or /tmp); created if missing\n"
                "  --rounds R    rounds of write, save, read, load (default 3)\n"
+               "  --order O     alternate (default): rounds 2, 4, ... save before the write and\n"
+               "                load before the read; fixed: always write, save, read, load\n"
                "  --keep        leave the files of the last round\n"
                "  --sysdrop     also write 1 to /proc/sys/vm/drop_caches before every read\n"
                "                (default: only when POSIX_FADV_DONTNEED left pages resident)\n"
@@ -469,7 +473,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
     options o = {.mb = 1024, .rounds = 3, .keep = 0, .sysdrop = 1, .plain_direct = 0,
-                 .dir = NULL};
+                 .alternate = 1, .dir = NULL};
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -485,7 +489,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--sysdrop"))
             o.sysdrop = 2;
         else if (strcmp(a, "--mb") && strcmp(a, "--rounds") && strcmp(a, "--dir") &&
-                 strcmp(a, "--plain-write")) {
+                 strcmp(a, "--plain-write") && strcmp(a, "--order")) {
             bad = 1;
             if (g_rank == 0)
                 fprintf(stderr, "zero-bench-ckpt: unknown option %s\n", a);
@@ -506,6 +510,16 @@ int main(int argc, char **argv)
                 if (g_rank == 0)
                     fprintf(stderr, "zero-bench-ckpt: --plain-write %s: expected direct or "
                                     "buffered\n", m);
+            }
+        } else if (!strcmp(a, "--order")) {
+            const char *m = argv[++i];
+            if (!strcmp(m, "alternate") || !strcmp(m, "fixed")) {
+                o.alternate = !strcmp(m, "alternate");
+            } else {
+                bad = 1;
+                if (g_rank == 0)
+                    fprintf(stderr, "zero-bench-ckpt: --order %s: expected alternate or fixed\n",
+                            m);
             }
         } else
             o.dir = argv[++i];
@@ -660,46 +674,53 @@ int main(int argc, char **argv)
     const size_t warm = (size_t)my_bytes + ((size_t)64 << 20); /* each side's need, and some */
     for (int r = 0; r < o.rounds; r++) {
         round_times *x = &rt[r];
-        /* plain write into a new file */
-        unlink(g_plain);
-        sync_dir();
-        prefault(warm);
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = zr_now();
-        if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES, o.plain_direct, dbuf) != 0)
-            die(z, &o, g_plain, ZERO_OK);
-        x->write = max_time(zr_now() - t0);
-
-        /* zero_save into an empty root */
-        if (g_rank == 0)
-            rm_tree(g_ckpt);
-        sync_dir();
-        prefault(warm);
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = zr_now();
-        s = zero_save(z, g_ckpt, user, sizeof user);
-        x->save = max_time(zr_now() - t0);
-        if (s)
-            die(z, &o, "zero_save", s);
-
-        /* plain read from disk */
-        x->read_cached = drop_cache(&o, FILES_PLAIN, &fadvise_ok, &sys_drops);
-        prefault(warm);
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = zr_now();
-        if (plain_read(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0)
-            die(z, &o, g_plain, ZERO_OK);
-        x->read = max_time(zr_now() - t0);
-
-        /* zero_load from disk */
-        x->load_cached = drop_cache(&o, FILES_CKPT, &fadvise_ok, &sys_drops);
-        prefault(warm);
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = zr_now();
-        s = zero_load(z, g_ckpt, back, sizeof back, &back_len);
-        x->load = max_time(zr_now() - t0);
-        if (s)
-            die(z, &o, "zero_load", s);
+        /* rounds 1, 3, ...: the plain side first; rounds 2, 4, ...: zero's side first (--order
+         * alternate, the default): whatever the disk or the host does to the second of two
+         * like operations hits both sides alike */
+        const int zero_first = o.alternate && r % 2 == 1;
+        for (int k = 0; k < 4; k++) {
+            const int write_phase = k < 2, plain = (k % 2 == 0) != zero_first;
+            double t0;
+            if (write_phase && plain) { /* plain write into a new file */
+                unlink(g_plain);
+                sync_dir();
+                prefault(warm);
+                MPI_Barrier(MPI_COMM_WORLD);
+                t0 = zr_now();
+                if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES, o.plain_direct,
+                                dbuf) != 0)
+                    die(z, &o, g_plain, ZERO_OK);
+                x->write = max_time(zr_now() - t0);
+            } else if (write_phase) { /* zero_save into an empty root */
+                if (g_rank == 0)
+                    rm_tree(g_ckpt);
+                sync_dir();
+                prefault(warm);
+                MPI_Barrier(MPI_COMM_WORLD);
+                t0 = zr_now();
+                s = zero_save(z, g_ckpt, user, sizeof user);
+                x->save = max_time(zr_now() - t0);
+                if (s)
+                    die(z, &o, "zero_save", s);
+            } else if (plain) { /* plain read from disk */
+                x->read_cached = drop_cache(&o, FILES_PLAIN, &fadvise_ok, &sys_drops);
+                prefault(warm);
+                MPI_Barrier(MPI_COMM_WORLD);
+                t0 = zr_now();
+                if (plain_read(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0)
+                    die(z, &o, g_plain, ZERO_OK);
+                x->read = max_time(zr_now() - t0);
+            } else { /* zero_load from disk */
+                x->load_cached = drop_cache(&o, FILES_CKPT, &fadvise_ok, &sys_drops);
+                prefault(warm);
+                MPI_Barrier(MPI_COMM_WORLD);
+                t0 = zr_now();
+                s = zero_load(z, g_ckpt, back, sizeof back, &back_len);
+                x->load = max_time(zr_now() - t0);
+                if (s)
+                    die(z, &o, "zero_load", s);
+            }
+        }
         for (int k = 0; k < 2; k++) {
             double c = k ? x->load_cached : x->read_cached;
             cached_worst = c < 0 || cached_worst < 0 ? -1.0 : c > cached_worst ? c : cached_worst;

@@ -730,8 +730,9 @@ static zero_status open_file(zc_reader *r, int f, zr_error *e)
     return ZERO_OK;
 }
 
-/* With a mapping: bytes [at, at + n) of file f made resident (0), or -1 with errno (EFAULT: past
- * the end of a file shorter than its mapping; EIO). */
+/* With a mapping: bytes [at, at + n) of file f made resident (0), or -1 with errno: EIO where
+ * the kernel answers EFAULT (an access would have raised SIGBUS: a read error, or the file
+ * shrank), 0 for a range past the end of the file as opened. */
 static int populate(zc_reader *r, int f, uint64_t at, uint64_t n)
 {
     const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), a0 = at & ~(page - 1);
@@ -742,6 +743,8 @@ static int populate(zc_reader *r, int f, uint64_t at, uint64_t n)
     for (;;) {
         if (madvise(r->map[f] + a0, (size_t)(at + n - a0), MADV_POPULATE_READ) == 0)
             return 0;
+        if (errno == EFAULT)
+            errno = EIO;
         if (errno != EINTR && errno != EAGAIN)
             return -1;
     }

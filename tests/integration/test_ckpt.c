@@ -496,6 +496,57 @@ static void shard_cases(void)
     }
 }
 
+/* The reader itself (rank 0, both ways of reading): a shard truncated after the reader opened
+ * (and, with ZC_IO_MMAP, mapped) it must read as ZERO_ERR_IO naming the file, not end the
+ * process with SIGBUS (the mapped reader makes each range resident with MADV_POPULATE_READ
+ * before touching it). The largest slice is cut in its middle. */
+static void truncated_while_open_cases(void)
+{
+    int big = 0;
+    for (int k = 1; k < man.num_slices; k++)
+        if (man.slices[k].numel > man.slices[big].numel)
+            big = k;
+    const zc_slice *sl = &man.slices[big];
+    const char *fname = man.files[sl->file].name;
+    const char *fpath = path_in(ckdir, fname);
+    const uint64_t cut = sl->at + zc_slice_bytes(sl->numel, man.num_arrays) / 2;
+    for (int io = ZC_IO_MMAP; io <= ZC_IO_PREAD; io++) {
+        case_begin("%s truncated to %" PRIu64 " bytes while a reader (%s) has it open -> "
+                   "ZERO_ERR_IO, no SIGBUS",
+                   fname, cut, io == ZC_IO_MMAP ? "mmap" : "pread");
+        if (rank == 0) {
+            saved_file orig = keep_file(fpath);
+            zc_reader rd;
+            zr_error e;
+            zr_error_clear(&e);
+            float *none[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
+            zero_status s1 = zc_reader_open(&rd, &man, ckdir, &e);
+            EXPECT(s1 == ZERO_OK, "%s: zc_reader_open: %s", case_name, e.msg);
+            if (!s1) {
+                rd.io = io;
+                s1 = zc_read(&rd, sl->tensor, sl->offset, 1, none, &e); /* opens (and maps) it */
+                EXPECT(s1 == ZERO_OK, "%s: the first read: %s", case_name, e.msg);
+                EXPECT(io != ZC_IO_MMAP || rd.map[sl->file],
+                       "%s: the file was not mapped (kernel without MADV_POPULATE_READ?)",
+                       case_name);
+                EXPECT(truncate(fpath, (off_t)cut) == 0, "truncate %s: %s", fpath,
+                       strerror(errno));
+                zero_status s2 = zc_read(&rd, sl->tensor, sl->offset, sl->numel, none, &e);
+                EXPECT(s2 == ZERO_ERR_IO && strstr(e.msg, fname),
+                       "%s: %s (%s), expected ZERO_ERR_IO naming %s", case_name,
+                       zero_status_string(s2), e.msg, fname);
+                snprintf(case_detail, sizeof case_detail, "%s: %.150s", zero_status_string(s2),
+                         e.msg);
+                zc_reader_close(&rd);
+            }
+            restore_file(&orig);
+            free(orig.data);
+        }
+        barrier();
+        case_end();
+    }
+}
+
 /* text with the first `old` (after `from`, when not NULL) replaced by `new`; NULL if absent */
 static char *replace_text(const char *text, const char *from, const char *old, const char *new)
 {
@@ -1191,6 +1242,7 @@ int main(int argc, char **argv)
     }
 
     shard_cases();
+    truncated_while_open_cases();
     restore_cases();
     manifest_cases();
     other_model_case(M_MISSING, "a tensor the checkpoint lacks", "extra.w");
