@@ -1,7 +1,8 @@
 /* bench_ckpt.c — zero-bench-ckpt: zero_save and zero_load against the plain file I/O they are
  * bound by, in the same run, directory and block size.
  *   mpirun -np N zero-bench-ckpt [--mb N] [--dir D] [--rounds R] [--keep]
- *                                [--sysdrop | --no-sysdrop]
+ *                                [--sysdrop | --no-sysdrop] [--plain-write direct|buffered]
+ *                                [--order alternate|fixed]
  *
  * The model: 8 fp32 vectors of Ψ/8 parameters, Ψ = --mb MiB / 12 (a checkpoint holds 12 bytes per
  * parameter: the fp32 master and AdamW's two moments), nonzero init values, one optimizer step on
@@ -10,7 +11,9 @@
  *
  * A warm-up zero_save (untimed) gives each rank's shard file size and checks the round trip: one
  * more step changes the parameters, zero_load brings back the saved digest, step and user blob.
- * Then each round, in this order, so that drift hits both sides alike:
+ * Then each round, in this order (with --order alternate, the default, rounds 2, 4, ... swap
+ * each pair: save before write, load before read, so that whatever a disk does to the second of
+ * two like operations hits both sides alike; --order fixed keeps this order in every round):
  *   write  every rank write()s the bytes of its shard file (a copy read after the warm-up save)
  *          into a new file in the same directory, in calls of one checkpoint block (3 MiB:
  *          1 Mi elements x 3 arrays x 4 B), then fsync, close (--plain-write direct: whole 4 KiB
@@ -88,7 +91,7 @@ static void usage(FILE *f)
                "  --mb N        checkpoint payload in MiB over all ranks (default 1024)\n"
                "  --dir D       directory for the checkpoint and the plain files (default: a new\n"
                "                one under $TMPDIR or /tmp); created if missing\n"
-               "  --rounds R    rounds of write, save, read, load (default 3)\n"
+               "  --rounds R    rounds of write, save, read, load (default 4)\n"
                "  --order O     alternate (default): rounds 2, 4, ... save before the write and\n"
                "                load before the read; fixed: always write, save, read, load\n"
                "  --keep        leave the files of the last round\n"
@@ -472,7 +475,7 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
-    options o = {.mb = 1024, .rounds = 3, .keep = 0, .sysdrop = 1, .plain_direct = 0,
+    options o = {.mb = 1024, .rounds = 4, .keep = 0, .sysdrop = 1, .plain_direct = 0,
                  .alternate = 1, .dir = NULL};
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
@@ -661,9 +664,9 @@ int main(int argc, char **argv)
                               : "buffered (--plain-write buffered)");
         printf("round trip (save, step, load): %s (digest %016" PRIx64 ", step %lld)\n",
                roundtrip ? "ok" : "WRONG", digest_loaded, (long long)info.step);
-        printf("\n| round | write s | write GB/s | save s | save GB/s | read s | read GB/s | "
+        printf("\n| round | first | write s | write GB/s | save s | save GB/s | read s | read GB/s | "
                "cached | load s | load GB/s | cached |\n"
-               "|---|---|---|---|---|---|---|---|---|---|---|\n");
+               "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         fflush(stdout);
     }
 
@@ -729,8 +732,8 @@ int main(int argc, char **argv)
             char c1[16], c2[16];
             snprintf(c1, sizeof c1, x->read_cached < 0 ? "?" : "%.1f%%", 100 * x->read_cached);
             snprintf(c2, sizeof c2, x->load_cached < 0 ? "?" : "%.1f%%", 100 * x->load_cached);
-            printf("| %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.3f | %.3f | %s |\n",
-                   r + 1, x->write, gb / x->write, x->save, gb / x->save, x->read, gb / x->read,
+            printf("| %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.3f | %.3f | %s |\n",
+                   r + 1, o.alternate && r % 2 == 1 ? "zero" : "plain", x->write, gb / x->write, x->save, gb / x->save, x->read, gb / x->read,
                    c1, x->load, gb / x->load, c2);
             fflush(stdout);
         }
@@ -746,7 +749,7 @@ int main(int argc, char **argv)
     double mw = median(w, o.rounds), ms = median(sv, o.rounds), mr = median(rd, o.rounds),
            ml = median(ld, o.rounds);
     if (g_rank == 0) {
-        printf("| median | | %.3f | | %.3f | | %.3f | | | %.3f | |\n\n", mw, ms, mr, ml);
+        printf("| median | | | %.3f | | %.3f | | %.3f | | | %.3f | |\n\n", mw, ms, mr, ml);
         int writable = access("/proc/sys/vm/drop_caches", W_OK) == 0;
         printf("page cache before each read and load: fsync + POSIX_FADV_DONTNEED on each file it "
                "reads%s; /proc/sys/vm/drop_caches %s, written %d times (%s); ",

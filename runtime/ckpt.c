@@ -1077,9 +1077,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
     if (!s) {
         zr_error e2;
         zr_error_clear(&e2);
-        if ((s = zc_reader_open(&lp.rd, &m, hdr.where, &e2)))
+        const int io = z->set.ckpt_io == ZR_DATA_IO_PREAD ? ZC_IO_PREAD : ZC_IO_MMAP;
+        if ((s = zc_reader_open(&lp.rd, &m, hdr.where, io, &e2)))
             s = zr_fail(&z->err, s, "zero_load: %s", e2.msg);
-        lp.rd.io = z->set.ckpt_io == ZR_DATA_IO_PREAD ? ZC_IO_PREAD : ZC_IO_MMAP;
         lp.map = map;
         lp.A = A;
         lp.direct = zr_dev_is_host(&z->dev) &&
@@ -1115,7 +1115,8 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
         t2 = zr_now();
         s = zr_agree(z, run_pass(z, &lp), NULL, NULL, 0);
         ZR_INFO(ZR_SUB_INIT, "zero_load: pass 1 (read, verify) %.3f s, pass 2 (into the state) "
-                "%.3f s, %.1f MB read", t2 - t1, zr_now() - t2, lp.rd.bytes_read / 1e6);
+                "%.3f s, %.1f MB read (ZERO_CKPT_IO=%s)", t2 - t1, zr_now() - t2,
+                lp.rd.bytes_read / 1e6, lp.rd.io == ZC_IO_PREAD ? "pread" : "mmap");
         if (!s)
             s = gather_loaded(z, A);
         if (!s && m.user_bytes) {

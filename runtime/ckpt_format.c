@@ -625,10 +625,12 @@ zero_status zc_read_file(const char *path, size_t max, char **out, size_t *len, 
     return ZERO_OK;
 }
 
-zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, zr_error *e)
+zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, int io,
+                           zr_error *e)
 {
     memset(r, 0, sizeof *r);
     r->m = m;
+    r->io = io == ZC_IO_PREAD ? ZC_IO_PREAD : ZC_IO_MMAP;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->fd = malloc((size_t)m->num_files * sizeof *r->fd);
     r->map = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->map);
@@ -740,12 +742,12 @@ static int populate(zc_reader *r, int f, uint64_t at, uint64_t n)
         errno = 0;
         return -1;
     }
-    for (;;) {
+    for (int tries = 0;; tries++) {
         if (madvise(r->map[f] + a0, (size_t)(at + n - a0), MADV_POPULATE_READ) == 0)
             return 0;
         if (errno == EFAULT)
             errno = EIO;
-        if (errno != EINTR && errno != EAGAIN)
+        if ((errno != EINTR && errno != EAGAIN) || tries == 8)
             return -1;
     }
 }
@@ -844,15 +846,21 @@ static zero_status bad_block(zc_reader *r, const zc_slice *s, int t, uint64_t q,
                         s->offset + q0, s->offset + q0 + nb - 1, q, s->at);
 }
 
-enum { ZC_RUN_BLOCKS = 32 }; /* whole blocks read by one preadv */
+enum {
+    ZC_RUN_BLOCKS = 32,           /* whole blocks read together (one preadv) */
+    ZC_PARALLEL_BYTES = 4 << 20,  /* fewer bytes than this are not shared among threads */
+};
 
-/* Blocks kb..ke of slice s, each wholly inside the range and every array wanted: read by one
- * preadv straight into the destinations (array by array), each block's hash streamed over its
- * pieces (XXH3's streaming digest equals the one-shot hash of the block's bytes). */
+/* Blocks kb..ke of slice s, each wholly inside the range and every array wanted, straight into
+ * the destinations (array by array): with pread, one preadv for them all, then the hashes; from
+ * the mapping, block by block on OpenMP's threads, each made resident just before it is copied
+ * and hashed as it landed, while it is in cache. A block's hash is streamed over its pieces
+ * (XXH3's streaming digest equals the one-shot hash of the block's bytes). The first block in
+ * file order that cannot be read or does not match is the one reported. */
 static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uint64_t kb,
                                      uint64_t ke, uint64_t first, float *const *out, zr_error *e)
 {
-    const uint64_t B = r->m->block_elems, A = (uint64_t)r->m->num_arrays;
+    const uint64_t B = r->m->block_elems, A = (uint64_t)r->m->num_arrays, bb = B * A * 4;
     struct iovec iov[ZC_RUN_BLOCKS * ZC_MAX_ARRAYS];
     int n = 0;
     uint64_t bytes = 0;
@@ -862,36 +870,44 @@ static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uin
             iov[n++].iov_len = (size_t)B * 4;
             bytes += B * 4;
         }
-    uint64_t at = s->at + kb * B * A * 4;
+    const uint64_t at = s->at + kb * bb;
     read_ahead(r, s->file, at, bytes);
     const unsigned char *src = r->map[s->file];
-    ssize_t got = (ssize_t)bytes;
-    if (!src)
-        got = readv_full(r->fd[s->file], iov, n, at);
-    else if (populate(r, s->file, at, bytes) != 0)
-        got = errno ? -1 : 0;
-    if (got != (ssize_t)bytes)
-        return short_read(r, s, t, got, at, e);
-    r->bytes_read += bytes;
-    /* block by block, each hashed as it landed (copied out of the mapping first, on the same
-     * thread, while it is in cache); the blocks shared among OpenMP's threads */
+    if (!src) {
+        ssize_t got = readv_full(r->fd[s->file], iov, n, at);
+        if (got != (ssize_t)bytes)
+            return short_read(r, s, t, got, at, e);
+    }
     const long nq = (long)(ke - kb + 1);
-    long badq = nq;
-#pragma omp parallel for schedule(static) reduction(min : badq) if (nq > 1)
+    long badq = nq, failq = nq;
+#pragma omp parallel for schedule(static) reduction(min : badq, failq) \
+    if (nq > 1 && bytes >= ZC_PARALLEL_BYTES)
     for (long i = 0; i < nq; i++) {
         const uint64_t q = kb + (uint64_t)i;
-        for (uint64_t ar = 0; src && ar < A; ar++)
-            memcpy(iov[(uint64_t)i * A + ar].iov_base, src + at + ((uint64_t)i * A + ar) * B * 4,
-                   (size_t)B * 4);
+        if (src) {
+            if (populate(r, s->file, at + (uint64_t)i * bb, bb) != 0) {
+                failq = i < failq ? i : failq;
+                continue;
+            }
+            for (uint64_t ar = 0; ar < A; ar++)
+                memcpy(iov[(uint64_t)i * A + ar].iov_base, src + at + (uint64_t)i * bb + ar * B * 4,
+                       (size_t)B * 4);
+        }
         XXH3_state_t st;
         XXH3_64bits_reset(&st);
         for (uint64_t ar = 0; ar < A; ar++)
             XXH3_64bits_update(&st, out[ar] + (s->offset + q * B - first), (size_t)B * 4);
-        if ((uint64_t)XXH3_64bits_digest(&st) != s->hash[q] && i < badq)
-            badq = i;
+        if ((uint64_t)XXH3_64bits_digest(&st) != s->hash[q])
+            badq = i < badq ? i : badq;
+    }
+    if (failq < badq) { /* that block again, on this thread, for its errno */
+        const uint64_t fat = at + (uint64_t)failq * bb;
+        int again = populate(r, s->file, fat, bb);
+        return short_read(r, s, t, again != 0 && errno ? -1 : 0, fat, e);
     }
     if (badq < nq)
         return bad_block(r, s, t, kb + (uint64_t)badq, B, e);
+    r->bytes_read += bytes;
     return ZERO_OK;
 }
 

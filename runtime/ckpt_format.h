@@ -131,15 +131,15 @@ zero_status zc_read_file(const char *path, size_t max, char **out, size_t *len, 
  * mapped whole, and each range is made resident with MADV_POPULATE_READ (an I/O error or a file
  * shorter than the manifest says is an error return there, not a SIGBUS) before its bytes are
  * hashed in place or copied out: no copy through a read buffer. Where the kernel lacks
- * MADV_POPULATE_READ (before Linux 5.14) the file is read with pread instead. Only a shard
- * truncated by another process in the moment between a range's populate and its copy can still
- * raise SIGBUS; ZC_IO_PREAD has no such window. */
+ * MADV_POPULATE_READ (before Linux 5.14) the file is read with pread instead. A range is
+ * populated just before it is touched (one block at a time for whole blocks), so SIGBUS remains
+ * possible only in that moment: if another process truncates the shard then, or memory pressure
+ * evicts a populated page and reading it again fails. ZC_IO_PREAD has no such window. */
 enum { ZC_IO_MMAP = 0, ZC_IO_PREAD = 1 };
 typedef struct zc_reader {
     const zc_manifest *m;
     char dir[4096];
-    int io;                 /* ZC_IO_MMAP (zc_reader_open's default) or ZC_IO_PREAD, set before
-                             * the first read: how shard files are read (see open_file) */
+    int io;                 /* ZC_IO_MMAP or ZC_IO_PREAD: how shard files are read */
     int *fd;                /* [num_files], -1 = not open */
     unsigned char **map;    /* [num_files] the whole file mapped read-only (io mmap), or NULL */
     uint64_t *ahead;        /* [num_files] readahead asked for up to this offset */
@@ -149,7 +149,9 @@ typedef struct zc_reader {
     uint64_t bytes_read;
 } zc_reader;
 
-zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, zr_error *e);
+/* io: ZC_IO_MMAP or ZC_IO_PREAD (above). */
+zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, int io,
+                           zr_error *e);
 /* Elements [first, first + count) of tensor t: out[a] (count floats) receives array a for every
  * a < num_arrays whose out[a] is not NULL. Reads only the blocks that hold the range, verifying
  * each; ZERO_ERR_IO naming the file, the tensor and the block on a short file, a bad header or a

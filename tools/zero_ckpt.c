@@ -83,7 +83,7 @@ static zero_status ckpt_open(ckpt *c, const char *path, zr_error *e)
     zero_status s = zc_manifest_parse(&c->m, json, len, c->dir, e);
     free(json);
     ZR_CHECK(s);
-    s = zc_reader_open(&c->r, &c->m, c->dir, e);
+    s = zc_reader_open(&c->r, &c->m, c->dir, ZC_IO_MMAP, e);
     if (s) {
         zc_manifest_free(&c->m);
         return s;

@@ -496,55 +496,108 @@ static void shard_cases(void)
     }
 }
 
-/* The reader itself (rank 0, both ways of reading): a shard truncated after the reader opened
- * (and, with ZC_IO_MMAP, mapped) it must read as ZERO_ERR_IO naming the file, not end the
- * process with SIGBUS (the mapped reader makes each range resident with MADV_POPULATE_READ
- * before touching it). The largest slice is cut in its middle. */
+/* The reader itself (rank 0, both ways of reading), on a checkpoint of its own whose one tensor
+ * spans 4.5 blocks (so that every rank's slice holds at least one whole block at np <= 4): a
+ * shard cut after the reader opened (and, with ZC_IO_MMAP, mapped) it must read as ZERO_ERR_IO
+ * naming the file and the failed read, not end the process with SIGBUS — the mapped reader makes
+ * each range resident with MADV_POPULATE_READ just before touching it — whether the range is only
+ * verified (hashed in place), copied into every array (whole blocks, block by block on OpenMP's
+ * threads) or into the master only (through the read buffer). The cut is a page boundary in the
+ * middle of the slice's first block, so the bytes lost are whole pages (a cut inside a page would
+ * read as zeros through the mapping and fail the checksum instead). */
 static void truncated_while_open_cases(void)
 {
-    int big = 0;
-    for (int k = 1; k < man.num_slices; k++)
-        if (man.slices[k].numel > man.slices[big].numel)
-            big = k;
-    const zc_slice *sl = &man.slices[big];
-    const char *fname = man.files[sl->file].name;
-    const char *fpath = path_in(ckdir, fname);
-    const uint64_t cut = sl->at + zc_slice_bytes(sl->numel, man.num_arrays) / 2;
-    for (int io = ZC_IO_MMAP; io <= ZC_IO_PREAD; io++) {
-        case_begin("%s truncated to %" PRIu64 " bytes while a reader (%s) has it open -> "
-                   "ZERO_ERR_IO, no SIGBUS",
-                   fname, cut, io == ZC_IO_MMAP ? "mmap" : "pread");
-        if (rank == 0) {
-            saved_file orig = keep_file(fpath);
-            zc_reader rd;
-            zr_error e;
-            zr_error_clear(&e);
-            float *none[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
-            zero_status s1 = zc_reader_open(&rd, &man, ckdir, &e);
-            EXPECT(s1 == ZERO_OK, "%s: zc_reader_open: %s", case_name, e.msg);
-            if (!s1) {
-                rd.io = io;
-                s1 = zc_read(&rd, sl->tensor, sl->offset, 1, none, &e); /* opens (and maps) it */
-                EXPECT(s1 == ZERO_OK, "%s: the first read: %s", case_name, e.msg);
-                EXPECT(io != ZC_IO_MMAP || rd.map[sl->file],
-                       "%s: the file was not mapped (kernel without MADV_POPULATE_READ?)",
-                       case_name);
-                EXPECT(truncate(fpath, (off_t)cut) == 0, "truncate %s: %s", fpath,
-                       strerror(errno));
-                zero_status s2 = zc_read(&rd, sl->tensor, sl->offset, sl->numel, none, &e);
-                EXPECT(s2 == ZERO_ERR_IO && strstr(e.msg, fname),
-                       "%s: %s (%s), expected ZERO_ERR_IO naming %s", case_name,
-                       zero_status_string(s2), e.msg, fname);
-                snprintf(case_detail, sizeof case_detail, "%s: %.150s", zero_status_string(s2),
-                         e.msg);
-                zc_reader_close(&rd);
-            }
-            restore_file(&orig);
-            free(orig.data);
-        }
-        barrier();
-        case_end();
+    const size_t numel = (size_t)ZC_BLOCK_ELEMS * 9 / 2;
+    float *init = malloc(numel * sizeof *init);
+    for (size_t k = 0; init && k < numel; k++)
+        init[k] = 0.001f * (float)(k % 977);
+    zero_tensor t = {.name = "big.w", .numel = numel, .module = 0, .init = init};
+    zero_config c = base_config(1, ZERO_DTYPE_FP32, 1);
+    c.bucket_bytes = (size_t)64 << 20; /* one chunk */
+    char dir[1200], sd[1300];
+    snprintf(dir, sizeof dir, "%s/big", root);
+    snprintf(sd, sizeof sd, "%s/step-00000000", dir);
+    zero_ctx *bz = NULL;
+    zero_status s = init ? zero_init(&bz, &c, &t, 1) : ZERO_ERR_SYSTEM;
+    EXPECT(s == ZERO_OK, "zero_init of the 4.5-block model: %s", zero_init_error());
+    if (!s) {
+        s = zero_save(bz, dir, NULL, 0);
+        EXPECT(s == ZERO_OK, "zero_save of the 4.5-block model: %s", zero_last_error(bz));
+        EXPECT(zero_finalize(bz) == ZERO_OK, "finalize: %s", zero_init_error());
     }
+    zc_manifest bm;
+    memset(&bm, 0, sizeof bm);
+    int parsed = 0;
+    if (rank == 0 && !s) {
+        char *json = NULL;
+        size_t len = 0;
+        zr_error e;
+        zr_error_clear(&e);
+        zero_status r = zc_read_file(path_in(sd, ZC_MANIFEST), (size_t)1 << 30, &json, &len, &e);
+        if (!r)
+            r = zc_manifest_parse(&bm, json, len, sd, &e);
+        free(json);
+        EXPECT(r == ZERO_OK, "the 4.5-block model's manifest: %s", e.msg);
+        parsed = !r;
+    }
+    const zc_slice *sl = NULL; /* rank 0's slice */
+    for (int k = 0; parsed && k < bm.num_slices; k++)
+        if (bm.files[bm.slices[k].file].rank == 0)
+            sl = &bm.slices[k];
+    const uint64_t bb = (uint64_t)bm.block_elems * (uint64_t)bm.num_arrays * 4;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    static const char *const dest[3] = {"verified only", "into every array", "into the master"};
+    for (int io = ZC_IO_MMAP; io <= ZC_IO_PREAD; io++)
+        for (int d = 0; d < 3; d++) {
+            case_begin("a shard cut inside its first block while a reader (%s, %s) has it open "
+                       "-> ZERO_ERR_IO, no SIGBUS",
+                       io == ZC_IO_MMAP ? "mmap" : "pread", dest[d]);
+            if (rank == 0 && parsed) {
+                EXPECT(sl && sl->numel >= bm.block_elems, "%s: rank 0 has no whole block",
+                       case_name);
+            }
+            if (rank == 0 && sl && sl->numel >= bm.block_elems) {
+                const char *fname = bm.files[sl->file].name;
+                const char *fpath = path_in(sd, fname);
+                const uint64_t cut = (sl->at + bb / 2) / page * page;
+                saved_file orig = keep_file(fpath);
+                float *buf = malloc((size_t)sl->numel * 3 * sizeof *buf);
+                float *out[ZC_MAX_ARRAYS] = {NULL, NULL, NULL};
+                for (int a = 0; d > 0 && buf && a < bm.num_arrays && a < 3; a++)
+                    if (d == 1 || a == 0)
+                        out[a] = buf + (size_t)a * sl->numel;
+                zc_reader rd;
+                zr_error e;
+                zr_error_clear(&e);
+                zero_status s1 = buf ? zc_reader_open(&rd, &bm, sd, io, &e) : ZERO_ERR_SYSTEM;
+                EXPECT(s1 == ZERO_OK, "%s: zc_reader_open: %s", case_name, e.msg);
+                if (!s1) {
+                    s1 = zc_read(&rd, sl->tensor, sl->offset, 1, out, &e); /* opens (maps) it */
+                    EXPECT(s1 == ZERO_OK, "%s: the first read: %s", case_name, e.msg);
+                    if (io == ZC_IO_MMAP && !rd.map[sl->file]) /* an older kernel, no mmap */
+                        snprintf(case_detail, sizeof case_detail,
+                                 "the file was not mapped (no MADV_POPULATE_READ?): pread");
+                    EXPECT(truncate(fpath, (off_t)cut) == 0, "truncate %s: %s", fpath,
+                           strerror(errno));
+                    zero_status s2 = zc_read(&rd, sl->tensor, sl->offset, sl->numel, out, &e);
+                    EXPECT(s2 == ZERO_ERR_IO && strstr(e.msg, fname) && !strstr(e.msg, "checksum"),
+                           "%s: %s (%s), expected ZERO_ERR_IO naming %s and a failed read",
+                           case_name, zero_status_string(s2), e.msg, fname);
+                    if (!case_detail[0])
+                        snprintf(case_detail, sizeof case_detail, "%s: %.150s",
+                                 zero_status_string(s2), e.msg);
+                    zc_reader_close(&rd);
+                }
+                free(buf);
+                restore_file(&orig);
+                free(orig.data);
+            }
+            barrier();
+            case_end();
+        }
+    if (parsed)
+        zc_manifest_free(&bm);
+    free(init);
 }
 
 /* text with the first `old` (after `from`, when not NULL) replaced by `new`; NULL if absent */
