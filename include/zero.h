@@ -513,6 +513,26 @@ ZERO_API zero_status zero_export(zero_ctx *ctx, const char *path);
  * temporary directory is removed; the previous checkpoint is untouched). */
 ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user, size_t user_len);
 
+/* Asynchronous save: the checkpoint zero_save would write now, written while training goes on.
+ * zero_save_async takes this rank's part of the state (the bytes of its shard file) into host
+ * memory — the only time training waits, a copy of the state — computes its checksums, builds
+ * the manifest as of this step and returns; a thread of each rank then writes the shard file.
+ * zero_save_wait waits for every rank's file and commits the checkpoint exactly as zero_save
+ * does (manifest, rename into place, `latest`, ZERO_CKPT_KEEP). The state may change freely in
+ * between (zero_step, zero_load...); the checkpoint holds the state, step and user blob of the
+ * zero_save_async call. One save at a time: zero_save and zero_save_async return ZERO_ERR_STATE
+ * while one is in flight, zero_save_wait without one is ZERO_ERR_STATE. zero_finalize abandons a
+ * save not waited for (the previous checkpoint stays; a warning says so). Both calls are
+ * collective; zero_save_async is called at an optimizer-step boundary, zero_save_wait anywhere
+ * every rank calls it. The snapshot buffer (this rank's shard size, 12 bytes per parameter of its
+ * shard with AdamW) is kept for the next save until zero_finalize. Statuses as zero_save's:
+ * ZERO_ERR_IO from zero_save_wait when a file could not be written (every rank; the temporary
+ * directory is removed, the previous checkpoint untouched), ZERO_ERR_SYSTEM when the snapshot
+ * does not fit in host memory. */
+ZERO_API zero_status zero_save_async(zero_ctx *ctx, const char *dir, const void *user,
+                                     size_t user_len);
+ZERO_API zero_status zero_save_wait(zero_ctx *ctx);
+
 /* Loads the checkpoint at path: a checkpoint directory (holding manifest.json), or a directory
  * zero_save wrote into (its `latest`, else its newest step-* directory). Replaces the master
  * weights, the working parameters (the master converted to the working precision), the

@@ -28,6 +28,7 @@ static void destroy(zero_ctx *z)
     if (!z)
         return;
     zr_data_detach_all(z);
+    zr_ckpt_release(z); /* an asynchronous save not waited for is abandoned */
     /* After a collective failed or timed out, MPI may still write into the buffers it was
      * given (a collective cannot be cancelled): the model state, buckets and gather buffers are
      * then left allocated rather than handed back to the allocator under MPI's feet. The
@@ -1009,6 +1010,8 @@ zero_status zero_finalize(zero_ctx *z)
         return ZERO_ERR_STATE;
     }
     zr_data_detach_all(z); /* the loaders' threads stop; their counters go to the report */
+    zr_ckpt_join(z);       /* an asynchronous save's writer finishes its file (destroy, after
+                            * every rank has, abandons a save never waited for) */
     z->t_end = zr_now();
     z->round_trips = z->comm.round_trips;
     /* every rank finalizes at the same point, after the same steps and collectives */

@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +282,32 @@ static int rank_pieces(zero_ctx *z, int r, piece *out)
 
 /* ---- save ------------------------------------------------------------------------------------ */
 
+/* Where a save writes before its commit: the temporary directory and the checkpoint id. */
+typedef struct save_where {
+    uint64_t id;
+    char tmp[ZR_PATH];
+} save_where;
+
+/* An asynchronous save (zero_save_async .. zero_save_wait); the snapshot buffer stays for the
+ * next one until zero_finalize. */
+struct zr_async_save {
+    pthread_t thread;
+    int running;              /* the writer thread was started and not joined */
+    int pending;              /* zero_save_async succeeded, zero_save_wait not yet called */
+    unsigned char *buf;       /* this rank's shard file, whole: ZR_DIO_ALIGN-aligned */
+    size_t cap, len;
+    char root[ZR_PATH], name[64], path[ZR_PATH + 64];
+    save_where where;
+    long long step;
+    int err;                  /* the writer's: 0 or an errno */
+    double t_start, write_s;
+    zc_manifest m;            /* rank 0: the manifest, built at zero_save_async */
+    int have_manifest;
+    uint64_t *all;            /* rank 0: the gathered hashes the manifest borrows */
+    unsigned char *user;      /* rank 0: a copy of the user blob */
+    size_t user_len;
+};
+
 typedef struct shard_out {
     uint64_t bytes;
     uint64_t file_hash; /* XXH3-64 over the header and the block hashes (ckpt_format.h) */
@@ -353,7 +380,59 @@ static int writer_drain(shard_writer *w)
     return 0;
 }
 
-/* Writes this rank's shard file: header, then its pieces block by block. */
+/* Creates the shard file: a buffered descriptor, and an O_DIRECT one where the file system takes
+ * it (-1 elsewhere). 0, or -1 with errno. */
+static int writer_open(shard_writer *w, const char *path)
+{
+    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (w->fd < 0)
+        return -1;
+    w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    return 0;
+}
+
+/* fsync (when ok) and close; ok, or 0 with errno set to the first error. */
+static int writer_close(shard_writer *w, int ok)
+{
+    int err = errno;
+    if (ok && fsync(w->fd) != 0 && !zr_sync_unsupported(errno)) {
+        ok = 0;
+        err = errno;
+    }
+    if (w->dfd >= 0)
+        close(w->dfd);
+    if (w->fd >= 0 && close(w->fd) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    w->fd = w->dfd = -1;
+    errno = err;
+    return ok;
+}
+
+/* nb elements of piece p from element e0, array by array (master, then the optimizer's states),
+ * into dst; the block's hash. */
+static uint64_t fill_block(zero_ctx *z, const piece *p, uint64_t e0, uint64_t nb, int A,
+                           float *dst)
+{
+    const size_t off = p->chunk_offset + e0;
+    for (int a = 0; a < A; a++)
+        zr_dev_copy(&z->dev, dst + (size_t)a * nb, array_at(z, a, p->chunk, off, p->lo),
+                    (size_t)nb * sizeof *dst);
+    return zc_hash(dst, (size_t)nb * (size_t)A * sizeof *dst);
+}
+
+/* The file checksum's share of block hash h: its 8 little-endian bytes. */
+static void file_hash_add(XXH3_state_t *fh, uint64_t h)
+{
+    unsigned char le[8];
+    for (int k = 0; k < 8; k++)
+        le[k] = (unsigned char)(h >> (8 * k));
+    XXH3_64bits_update(fh, le, 8);
+}
+
+/* Writes this rank's shard file: header, then its pieces block by block, through the writer's
+ * buffer (ZR_WBUF at a time). */
 static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const piece *pc,
                                int npc, shard_out *o)
 {
@@ -373,15 +452,13 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
         XXH3_freeState(fh);
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
     }
-    w.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (w.fd < 0) {
+    if (writer_open(&w, path) != 0) {
         int err = errno;
         free(w.buf);
         XXH3_freeState(fh);
         return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: cannot create %s: %s", path,
                        strerror(err));
     }
-    w.dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 where unsupported */
     zc_header_encode(w.buf, z->rank, z->world, A, id, B);
     w.fill = ZC_HEADER_BYTES;
     XXH3_64bits_reset(fh);
@@ -391,43 +468,54 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
     for (int i = 0; ok && i < npc; i++) {
         for (uint64_t e0 = 0; ok && e0 < pc[i].numel; e0 += B) {
             uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
-            size_t off = pc[i].chunk_offset + e0;
-            float *blk = (float *)(w.buf + w.fill); /* 4-byte aligned: the header is 64 bytes */
-            for (int a = 0; a < A; a++)
-                zr_dev_copy(&z->dev, blk + (size_t)a * nb,
-                            array_at(z, a, pc[i].chunk, off, pc[i].lo), (size_t)nb * sizeof *blk);
-            size_t bytes = (size_t)nb * (size_t)A * sizeof *blk;
-            o->hash[q] = zc_hash(blk, bytes);
-            unsigned char le[8];
-            for (int k = 0; k < 8; k++)
-                le[k] = (unsigned char)(o->hash[q] >> (8 * k));
-            XXH3_64bits_update(fh, le, 8);
-            q++;
-            w.fill += bytes;
+            /* 4-byte aligned: the header is 64 bytes */
+            o->hash[q] = fill_block(z, &pc[i], e0, nb, A, (float *)(w.buf + w.fill));
+            file_hash_add(fh, o->hash[q++]);
+            w.fill += (size_t)nb * (size_t)A * sizeof(float);
             ok = writer_drain(&w) == 0;
         }
     }
+    if (ok && w.fill && writer_put(&w, w.fill, 1) != 0)
+        ok = 0;
+    ok = writer_close(&w, ok);
     int err = errno;
-    if (ok && w.fill && writer_put(&w, w.fill, 1) != 0) {
-        ok = 0;
-        err = errno;
-    }
-    if (ok && fsync(w.fd) != 0 && !zr_sync_unsupported(errno)) {
-        ok = 0;
-        err = errno;
-    }
-    if (w.dfd >= 0)
-        close(w.dfd);
-    if (close(w.fd) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
     o->bytes = w.at;
     o->file_hash = XXH3_64bits_digest(fh);
     XXH3_freeState(fh);
     free(w.buf);
     if (!ok)
         return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: writing %s: %s", path, strerror(err));
+    return ZERO_OK;
+}
+
+/* The bytes of this rank's shard file (header, then every piece block by block) into buf, which
+ * holds shard_bytes(): zero_save_async's snapshot, the same bytes write_shard writes. */
+static zero_status fill_shard(zero_ctx *z, uint64_t id, const piece *pc, int npc,
+                              unsigned char *buf, shard_out *o)
+{
+    const int A = 1 + z->optim->num_states;
+    const uint64_t B = ZC_BLOCK_ELEMS;
+    o->nblocks = pieces_blocks(pc, npc);
+    o->hash = malloc((o->nblocks ? o->nblocks : 1) * sizeof *o->hash);
+    XXH3_state_t *fh = XXH3_createState();
+    if (!o->hash || !fh) {
+        XXH3_freeState(fh);
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save_async: out of host memory");
+    }
+    zc_header_encode(buf, z->rank, z->world, A, id, B);
+    XXH3_64bits_reset(fh);
+    XXH3_64bits_update(fh, buf, ZC_HEADER_BYTES);
+    uint64_t at = ZC_HEADER_BYTES, q = 0;
+    for (int i = 0; i < npc; i++)
+        for (uint64_t e0 = 0; e0 < pc[i].numel; e0 += B) {
+            uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
+            o->hash[q] = fill_block(z, &pc[i], e0, nb, A, (float *)(buf + at));
+            file_hash_add(fh, o->hash[q++]);
+            at += (uint64_t)nb * (uint64_t)A * sizeof(float);
+        }
+    o->bytes = at;
+    o->file_hash = XXH3_64bits_digest(fh);
+    XXH3_freeState(fh);
     return ZERO_OK;
 }
 
@@ -672,103 +760,144 @@ static zero_status check_boundary(zero_ctx *z, const char *what)
     return ZERO_OK;
 }
 
+/* The arguments and state every save checks; the same verdict on every rank. */
+static zero_status save_check(zero_ctx *z, const char *what, const char *dir, const void *user,
+                              size_t user_len)
+{
+    zero_status s = ZERO_OK;
+    if (!dir || !dir[0])
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "%s: dir is %s", what, dir ? "empty" : "NULL");
+    else if (strlen(dir) >= ZR_PATH - 400)
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "%s: dir %.80s... is too long", what, dir);
+    else if (user_len && !user)
+        s = zr_fail(&z->err, ZERO_ERR_INVALID, "%s: user is NULL with user_len %zu", what,
+                    user_len);
+    else if (user_len > ((size_t)1 << 30))
+        s = zr_fail(&z->err, ZERO_ERR_INVALID,
+                    "%s: user_len %zu is larger than the 1 GiB a checkpoint's user blob may hold",
+                    what, user_len);
+    if (!s && z->asave && z->asave->pending)
+        s = zr_fail(&z->err, ZERO_ERR_STATE,
+                    "%s: the asynchronous save of %s/%s is still in flight; call zero_save_wait "
+                    "first", what, z->asave->root, z->asave->name);
+    if (!s)
+        s = check_boundary(z, what);
+    if (!s)
+        s = zr_device_error(z, "before saving");
+    return zr_agree(z, s, NULL, NULL, 0);
+}
+
+/* Rank 0 makes the temporary directory beside the checkpoints; every rank learns its path and
+ * the checkpoint id. */
+static zero_status save_begin(zero_ctx *z, const char *what, const char *root, const char *name,
+                              save_where *where)
+{
+    zero_status s = ZERO_OK;
+    memset(where, 0, sizeof *where);
+    if (z->rank == 0) {
+        where->id = new_id();
+        char tag[128];
+        owner_tag(tag, sizeof tag);
+        snprintf(where->tmp, sizeof where->tmp, "%s/.zero-tmp.%s.%016" PRIx64 ".%s", root, name,
+                 where->id, tag);
+        if (make_dirs(root) != 0)
+            s = zr_fail(&z->err, ZERO_ERR_IO, "%s: cannot create the directory %s: %s", what,
+                        root, strerror(errno));
+        else {
+            remove_stale_dirs(root);
+            if (mkdir(where->tmp, 0755) != 0)
+                s = zr_fail(&z->err, ZERO_ERR_IO, "%s: cannot create %s: %s", what, where->tmp,
+                            strerror(errno));
+        }
+    }
+    zero_status b = zr_coll_broadcast(&z->hcoll, where, sizeof *where, ZR_ELEM_BYTE, 0,
+                                      ZR_TRAFFIC_OTHER, NULL);
+    if (b)
+        return zr_fail(&z->err, b, "%s: %s", what, z->comm.err.msg);
+    return zr_rank0_verdict(z, s, what);
+}
+
+/* This rank's pieces in an array long enough for any rank's (*npc of them); NULL when out of
+ * host memory. */
+static piece *save_pieces(zero_ctx *z, int *npc)
+{
+    int maxpc = *npc = rank_pieces(z, z->rank, NULL);
+    for (int r = 0; r < z->world; r++) {
+        int n = rank_pieces(z, r, NULL);
+        maxpc = n > maxpc ? n : maxpc;
+    }
+    piece *pc = malloc((size_t)(maxpc ? maxpc : 1) * sizeof *pc);
+    if (pc)
+        rank_pieces(z, z->rank, pc);
+    return pc;
+}
+
+/* The ranks agree on s; then every rank's shard size, file hash and block hashes go to rank 0
+ * (*all: rows of *stride words: 0, bytes, file hash, block hashes; rank 0's to free). pc is
+ * scratch space for any rank's pieces (save_pieces), or NULL. */
+static zero_status save_gather(zero_ctx *z, const char *what, zero_status s, const shard_out *so,
+                               piece *pc, uint64_t **all, uint64_t *stride)
+{
+    /* the block counts are layout arithmetic: every rank knows every row's length */
+    *stride = 3;
+    for (int r = 0; pc && r < z->world; r++) {
+        int n = rank_pieces(z, r, pc);
+        uint64_t rb = 3 + pieces_blocks(pc, n);
+        *stride = rb > *stride ? rb : *stride;
+    }
+    if (pc) /* back to this rank's own */
+        rank_pieces(z, z->rank, pc);
+    uint64_t *mine = calloc(*stride, sizeof *mine);
+    *all = z->rank == 0 ? calloc(*stride * (uint64_t)z->world, sizeof **all) : NULL;
+    if (!s && (!mine || (z->rank == 0 && !*all)))
+        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
+    zero_status agreed = zr_agree(z, s, NULL, NULL, 0);
+    if (!agreed) {
+        mine[0] = 0;
+        mine[1] = so->bytes;
+        mine[2] = so->file_hash;
+        memcpy(mine + 3, so->hash, so->nblocks * sizeof *so->hash);
+        zero_status g = zr_coll_gather(&z->hcoll, mine, *all ? *all : mine, *stride, ZR_ELEM_I64,
+                                       0);
+        if (g)
+            agreed = zr_fail(&z->err, g, "%s: gathering checksums: %s", what, z->comm.err.msg);
+    }
+    free(mine);
+    return agreed;
+}
+
 zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t user_len)
 {
     if (!z)
         return ZERO_ERR_INVALID;
     if (!zr_ctx_live(z))
         return ZERO_ERR_STATE;
-    zero_status s = ZERO_OK;
-    if (!dir || !dir[0])
-        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_save: dir is %s", dir ? "empty" : "NULL");
-    else if (strlen(dir) >= ZR_PATH - 400)
-        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_save: dir %.80s... is too long", dir);
-    else if (user_len && !user)
-        s = zr_fail(&z->err, ZERO_ERR_INVALID, "zero_save: user is NULL with user_len %zu",
-                    user_len);
-    else if (user_len > ((size_t)1 << 30))
-        s = zr_fail(&z->err, ZERO_ERR_INVALID,
-                    "zero_save: user_len %zu is larger than the 1 GiB a checkpoint's user blob "
-                    "may hold", user_len);
-    if (!s)
-        s = check_boundary(z, "zero_save");
-    if (!s)
-        s = zr_device_error(z, "before saving");
     /* every rank has the same verdict before anyone touches a file */
-    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
-
+    ZR_CHECK(save_check(z, "zero_save", dir, user, user_len));
     double t0 = zr_now();
     const char *root = dir;
     char name[64];
     snprintf(name, sizeof name, "step-%08lld", (long long)z->prog.steps);
-    /* rank 0: the temporary directory; every rank learns its path and the checkpoint id */
-    struct {
-        uint64_t id;
-        char tmp[ZR_PATH];
-    } where;
-    memset(&where, 0, sizeof where);
-    if (z->rank == 0) {
-        where.id = new_id();
-        char tag[128];
-        owner_tag(tag, sizeof tag);
-        snprintf(where.tmp, sizeof where.tmp, "%s/.zero-tmp.%s.%016" PRIx64 ".%s", root, name,
-                 where.id, tag);
-        if (make_dirs(root) != 0)
-            s = zr_fail(&z->err, ZERO_ERR_IO, "zero_save: cannot create the directory %s: %s",
-                        root, strerror(errno));
-        else {
-            remove_stale_dirs(root);
-            if (mkdir(where.tmp, 0755) != 0)
-                s = zr_fail(&z->err, ZERO_ERR_IO, "zero_save: cannot create %s: %s", where.tmp,
-                            strerror(errno));
-        }
-    }
-    zero_status b = zr_coll_broadcast(&z->hcoll, &where, sizeof where, ZR_ELEM_BYTE, 0,
-                                      ZR_TRAFFIC_OTHER, NULL);
-    if (b)
-        return zr_fail(&z->err, b, "zero_save: %s", z->comm.err.msg);
-    ZR_CHECK(zr_rank0_verdict(z, s, "zero_save"));
+    save_where where;
+    ZR_CHECK(save_begin(z, "zero_save", root, name, &where));
 
     /* every rank: its shard file */
-    int npc = rank_pieces(z, z->rank, NULL), maxpc = npc;
-    for (int r = 0; r < z->world; r++) {
-        int n = rank_pieces(z, r, NULL);
-        maxpc = n > maxpc ? n : maxpc;
-    }
-    piece *pc = malloc((size_t)(maxpc ? maxpc : 1) * sizeof *pc);
+    int npc = 0;
+    piece *pc = save_pieces(z, &npc);
     shard_out so;
     memset(&so, 0, sizeof so);
     char path[ZR_PATH + 64];
     snprintf(path, sizeof path, "%s/rank-%05d.bin", where.tmp, z->rank);
+    zero_status s = ZERO_OK;
     if (!pc)
         s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
     else {
-        rank_pieces(z, z->rank, pc);
         s = write_shard(z, path, where.id, pc, npc, &so);
         if (!s) /* a copy out of the device that failed: what was hashed is not the state */
             s = zr_device_error(z, "saving a checkpoint");
     }
-    /* the block counts are layout arithmetic: every rank knows every row's length */
-    uint64_t stride = 3;
-    for (int r = 0; pc && r < z->world; r++) {
-        int n = rank_pieces(z, r, pc);
-        uint64_t rb = 3 + pieces_blocks(pc, n);
-        stride = rb > stride ? rb : stride;
-    }
-    uint64_t *mine = calloc(stride, sizeof *mine);
-    uint64_t *all = z->rank == 0 ? calloc(stride * (uint64_t)z->world, sizeof *all) : NULL;
-    if (!s && (!mine || (z->rank == 0 && !all)))
-        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
-    zero_status agreed = zr_agree(z, s, NULL, NULL, 0);
-    if (!agreed) {
-        mine[0] = 0;
-        mine[1] = so.bytes;
-        mine[2] = so.file_hash;
-        memcpy(mine + 3, so.hash, so.nblocks * sizeof *so.hash);
-        zero_status g = zr_coll_gather(&z->hcoll, mine, all ? all : mine, stride, ZR_ELEM_I64, 0);
-        if (g)
-            agreed = zr_fail(&z->err, g, "zero_save: gathering checksums: %s", z->comm.err.msg);
-    }
+    uint64_t *all = NULL, stride = 0;
+    zero_status agreed = save_gather(z, "zero_save", s, &so, pc, &all, &stride);
     s = agreed;
     if (!s && z->rank == 0) {
         zc_manifest m;
@@ -780,7 +909,6 @@ zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t use
     }
     if (s && z->rank == 0 && !z->comm.broken)
         remove_flat_dir(where.tmp); /* the previous checkpoint stays as it was */
-    free(mine);
     free(all);
     free(pc);
     free(so.hash);
@@ -790,6 +918,203 @@ zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t use
     if (!s && z->rank == 0)
         ZR_INFO(ZR_SUB_INIT, "zero_save: %s/%s (step %lld, %d shard files) in %.3f s", root, name,
                 (long long)z->prog.steps, z->world, zr_now() - t0);
+    return s;
+}
+
+/* ---- asynchronous save ----------------------------------------------------------------------- */
+
+/* zero_save_async's writer thread: the snapshot (a->buf, a->len bytes, the whole shard file)
+ * into a->path as write_shard writes (O_DIRECT where it can, the tail buffered, fsync). It
+ * touches nothing but a's buffer and path; a->err = 0 or the errno of the first failure. */
+static void *async_writer(void *arg)
+{
+    zr_async_save *a = arg;
+    double t0 = zr_now();
+    shard_writer w = {.fd = -1, .dfd = -1};
+    int ok = writer_open(&w, a->path) == 0;
+    const size_t body = a->len / ZR_DIO_ALIGN * ZR_DIO_ALIGN; /* a->buf is aligned */
+    if (ok && body) {
+        w.buf = a->buf;
+        ok = writer_put(&w, body, 0) == 0;
+    }
+    if (ok && a->len > body) {
+        w.buf = a->buf + body;
+        ok = writer_put(&w, a->len - body, 1) == 0;
+    }
+    if (w.fd >= 0)
+        ok = writer_close(&w, ok);
+    a->err = ok ? 0 : errno ? errno : EIO;
+    a->write_s = zr_now() - t0;
+    return NULL;
+}
+
+/* What an asynchronous save holds between zero_save_async and zero_save_wait, but the snapshot
+ * buffer (kept for the next save). */
+static void async_clear(zr_async_save *a)
+{
+    if (a->have_manifest)
+        free_built_manifest(&a->m);
+    a->have_manifest = 0;
+    free(a->all);
+    free(a->user);
+    a->all = NULL;
+    a->user = NULL;
+    a->user_len = 0;
+    a->pending = 0;
+}
+
+void zr_ckpt_join(zero_ctx *z)
+{
+    zr_async_save *a = z->asave;
+    if (a && a->running) {
+        pthread_join(a->thread, NULL);
+        a->running = 0;
+    }
+}
+
+void zr_ckpt_release(zero_ctx *z)
+{
+    zr_async_save *a = z->asave;
+    if (!a)
+        return;
+    zr_ckpt_join(z);
+    if (a->pending) {
+        if (z->rank == 0 && !z->comm.broken)
+            remove_flat_dir(a->where.tmp);
+        ZR_WARN(ZR_SUB_INIT, "the asynchronous save of %s/%s was never committed "
+                "(zero_save_wait not called): abandoned, the previous checkpoint stays",
+                a->root, a->name);
+    }
+    async_clear(a);
+    free(a->buf);
+    free(a);
+    z->asave = NULL;
+}
+
+zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size_t user_len)
+{
+    if (!z)
+        return ZERO_ERR_INVALID;
+    if (!zr_ctx_live(z))
+        return ZERO_ERR_STATE;
+    const char *what = "zero_save_async";
+    ZR_CHECK(save_check(z, what, dir, user, user_len));
+    double t0 = zr_now();
+    zero_status s = ZERO_OK;
+    if (!z->asave && !(z->asave = calloc(1, sizeof *z->asave)))
+        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
+    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
+    zr_async_save *a = z->asave;
+    snprintf(a->root, sizeof a->root, "%s", dir);
+    snprintf(a->name, sizeof a->name, "step-%08lld", (long long)z->prog.steps);
+    a->step = z->prog.steps;
+    ZR_CHECK(save_begin(z, what, a->root, a->name, &a->where));
+
+    /* the snapshot: this rank's shard file, whole, in host memory */
+    const int A = 1 + z->optim->num_states;
+    int npc = 0;
+    piece *pc = save_pieces(z, &npc);
+    shard_out so;
+    memset(&so, 0, sizeof so);
+    uint64_t need = ZC_HEADER_BYTES;
+    for (int i = 0; pc && i < npc; i++)
+        need += zc_slice_bytes(pc[i].numel, A);
+    if (!pc)
+        s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
+    else if (need > a->cap) {
+        free(a->buf);
+        a->buf = NULL;
+        a->cap = 0;
+        void *mem = NULL;
+        if (posix_memalign(&mem, ZR_DIO_ALIGN, (size_t)need) != 0)
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM,
+                        "%s: out of host memory for the %" PRIu64 "-byte snapshot of this "
+                        "rank's state", what, need);
+        a->buf = mem;
+        a->cap = mem ? (size_t)need : 0;
+    }
+    if (!s)
+        s = fill_shard(z, a->where.id, pc, npc, a->buf, &so);
+    if (!s)
+        s = zr_device_error(z, "saving a checkpoint");
+    a->len = (size_t)so.bytes;
+    double t_snap = zr_now() - t0;
+    uint64_t *all = NULL, stride = 0;
+    zero_status agreed = save_gather(z, what, s, &so, pc, &all, &stride);
+    s = agreed;
+    if (!s && z->rank == 0) { /* the manifest now, as of this step; committed by the wait */
+        s = build_manifest(z, &a->m, a->where.id, all, stride, pc, (uint64_t)user_len,
+                           zc_hash(user_len ? user : "", user_len));
+        a->have_manifest = 1;
+        a->all = all;
+        all = NULL;
+        if (!s && !(a->user = malloc(user_len ? user_len : 1)))
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
+        if (!s && user_len)
+            memcpy(a->user, user, user_len);
+        a->user_len = user_len;
+    }
+    if (!agreed)
+        s = zr_rank0_verdict(z, s, what);
+    if (!s) { /* every rank's writer */
+        snprintf(a->path, sizeof a->path, "%s/rank-%05d.bin", a->where.tmp, z->rank);
+        a->err = 0;
+        int rc = pthread_create(&a->thread, NULL, async_writer, a);
+        if (rc != 0)
+            s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: cannot start the writer thread: %s", what,
+                        strerror(rc));
+        a->running = rc == 0;
+        s = zr_agree(z, s, NULL, NULL, 0);
+    }
+    free(all);
+    free(pc);
+    free(so.hash);
+    if (s) {
+        zr_ckpt_join(z);
+        if (z->rank == 0 && !z->comm.broken)
+            remove_flat_dir(a->where.tmp);
+        async_clear(a);
+        return s;
+    }
+    a->pending = 1;
+    a->t_start = zr_now();
+    ZR_INFO(ZR_SUB_INIT, "%s: the state of step %lld taken in %.3f s (%zu bytes); %s/%s being "
+            "written", what, a->step, t_snap, a->len, a->root, a->name);
+    return ZERO_OK;
+}
+
+zero_status zero_save_wait(zero_ctx *z)
+{
+    if (!z)
+        return ZERO_ERR_INVALID;
+    if (!zr_ctx_live(z))
+        return ZERO_ERR_STATE;
+    zr_async_save *a = z->asave;
+    zero_status s = ZERO_OK;
+    if (!a || !a->pending)
+        s = zr_fail(&z->err, ZERO_ERR_STATE,
+                    "zero_save_wait: no asynchronous save in flight (zero_save_async)");
+    ZR_CHECK(zr_agree(z, s, NULL, NULL, 0));
+    double t0 = zr_now();
+    zr_ckpt_join(z);
+    if (a->err)
+        s = zr_fail(&z->err, ZERO_ERR_IO, "zero_save_wait: writing %s: %s", a->path,
+                    strerror(a->err));
+    zero_status agreed = zr_agree(z, s, NULL, NULL, 0);
+    s = agreed;
+    if (!s && z->rank == 0)
+        s = commit(z, a->root, a->where.tmp, a->name, &a->m, a->user, a->user_len);
+    if (s && z->rank == 0 && !z->comm.broken)
+        remove_flat_dir(a->where.tmp); /* the previous checkpoint stays as it was */
+    const double waited = zr_now() - t0, since = zr_now() - a->t_start;
+    async_clear(a);
+    if (agreed)
+        return agreed;
+    s = zr_rank0_verdict(z, s, "zero_save_wait");
+    if (!s && z->rank == 0)
+        ZR_INFO(ZR_SUB_INIT, "zero_save_wait: %s/%s (step %lld) committed; written in %.3f s, "
+                "%.3f s after zero_save_async, of which this call waited %.3f s", a->root,
+                a->name, a->step, a->write_s, since, waited);
     return s;
 }
 

@@ -203,6 +203,14 @@ typedef struct zr_data_totals {
     double busy_s;           /* time the loaders spent preparing batches */
 } zr_data_totals;
 
+/* ckpt.c: an asynchronous save in flight (zero_save_async .. zero_save_wait). */
+typedef struct zr_async_save zr_async_save;
+/* Joins the writer thread of an asynchronous save, if one runs. Local. */
+void zr_ckpt_join(zero_ctx *z);
+/* Joins it and frees what it holds; a save never committed is abandoned (rank 0 removes its
+ * temporary directory; a warning says so). Local; zero_finalize calls it. */
+void zr_ckpt_release(zero_ctx *z);
+
 struct zero_data;
 /* Stops every loader still open on z (its thread, device buffers), adds its counters to
  * z->data and leaves its handle for zero_data_close only. Local; zero_finalize calls it. */
@@ -275,6 +283,7 @@ struct zero_ctx {
                                 4 max live (api.c) */
     char auto_bucket_why[200]; /* how the bucket was chosen, for the log and the report */
     char auto_s3_why[320];   /* how the prefetch window and max live were chosen */
+    zr_async_save *asave;    /* ckpt.c: the asynchronous save and its snapshot buffer, or NULL */
     struct zero_data *data_open; /* the loaders open on this context (data.c), a list */
     zr_data_totals data;     /* counters of the loaders closed (data.c) */
     unsigned data_copy_slots; /* copy slots (ZR_COPY_SLOTS) the loaders hold, a bit each */

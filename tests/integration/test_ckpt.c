@@ -1068,6 +1068,111 @@ static void accumulation_case(void)
     case_end();
 }
 
+/* zero_save_async .. zero_save_wait, on a context of its own: the checkpoint holds the state,
+ * step and blob of the zero_save_async call although training goes on meanwhile (loaded and
+ * trained on, it matches the context that kept training: the moments are the saved step's too);
+ * misuse is ZERO_ERR_STATE on every rank; zero_finalize abandons a save never waited for and
+ * leaves the previous checkpoint as `latest`. */
+static void async_cases(void)
+{
+    char dir[1200], last[256];
+    snprintf(dir, sizeof dir, "%s/async", root);
+    zero_ctx *az = make_ctx(&base, base_config(2, ZERO_DTYPE_FP32, 1));
+    train(az, &base, 0, TRAIN_STEPS);
+    const snap at = take(az);
+    static const unsigned char blob[] = "the data position of the async save";
+
+    case_begin("zero_save_wait with no save in flight -> ZERO_ERR_STATE");
+    expect_status(az, zero_save_wait(az), ZERO_ERR_STATE, "no asynchronous save", NULL);
+    case_end();
+
+    case_begin("zero_save_async at step %d -> ZERO_OK, the state untouched", TRAIN_STEPS);
+    zero_status s = zero_save_async(az, dir, blob, sizeof blob);
+    expect_status(az, s, ZERO_OK, NULL, NULL);
+    snap now = take(az);
+    expect_same(&at, &now, "after zero_save_async");
+    case_end();
+
+    case_begin("zero_save while an asynchronous save is in flight -> ZERO_ERR_STATE");
+    expect_status(az, zero_save(az, dir, NULL, 0), ZERO_ERR_STATE, "still in flight",
+                  "zero_save_wait");
+    case_end();
+    case_begin("zero_save_async while one is in flight -> ZERO_ERR_STATE");
+    expect_status(az, zero_save_async(az, dir, NULL, 0), ZERO_ERR_STATE, "still in flight",
+                  NULL);
+    case_end();
+
+    case_begin("2 steps of training, then zero_save_wait -> ZERO_OK, `latest` names step %d",
+               TRAIN_STEPS);
+    train(az, &base, TRAIN_STEPS, 2);
+    expect_status(az, zero_save_wait(az), ZERO_OK, NULL, NULL);
+    if (rank == 0) {
+        size_t n = 0;
+        unsigned char *l = slurp(path_in(dir, ZC_LATEST), &n);
+        char want[64];
+        snprintf(want, sizeof want, "step-%08d\n", TRAIN_STEPS);
+        EXPECT(l && n == strlen(want) && !memcmp(l, want, n), "%s: latest is \"%.*s\"",
+               case_name, l ? (int)n : 0, l ? (const char *)l : "");
+        free(l);
+        EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
+               case_name);
+        /* every file whole: sizes, headers, block and file checksums (zero-ckpt verify's) */
+        char sd[1300], *json = NULL;
+        snprintf(sd, sizeof sd, "%s/step-%08d", dir, TRAIN_STEPS);
+        size_t len = 0;
+        zc_manifest am;
+        memset(&am, 0, sizeof am);
+        zc_reader rd;
+        zr_error e;
+        zr_error_clear(&e);
+        zero_status v = zc_read_file(path_in(sd, ZC_MANIFEST), (size_t)1 << 30, &json, &len, &e);
+        if (!v)
+            v = zc_manifest_parse(&am, json, len, sd, &e);
+        free(json);
+        if (!v && !(v = zc_reader_open(&rd, &am, sd, ZC_IO_MMAP, &e))) {
+            v = zc_verify_files(&rd, &e);
+            zc_reader_close(&rd);
+        }
+        EXPECT(v == ZERO_OK && am.prog.steps == TRAIN_STEPS && am.world == world,
+               "%s: verify: %s (steps %" PRId64 ")", case_name, e.msg, am.prog.steps);
+        zc_manifest_free(&am);
+    }
+    case_end();
+
+    case_begin("the asynchronous checkpoint loads to the state and blob of step %d, and trains "
+               "on like the context that never stopped", TRAIN_STEPS);
+    zero_ctx *lz = make_ctx(&base, base_config(2, ZERO_DTYPE_FP32, 1));
+    unsigned char back[64];
+    size_t bl = 0;
+    s = zero_load(lz, dir, back, sizeof back, &bl);
+    expect_status(lz, s, ZERO_OK, NULL, NULL);
+    snap got = take(lz);
+    expect_same(&at, &got, "loaded");
+    EXPECT(bl == sizeof blob && !memcmp(back, blob, bl), "%s: the blob (%zu bytes) differs",
+           case_name, bl);
+    train(lz, &base, TRAIN_STEPS, 2);
+    snap lz2 = take(lz), az2 = take(az);
+    expect_same(&az2, &lz2, "2 steps after the load");
+    EXPECT(zero_finalize(lz) == ZERO_OK, "finalize: %s", zero_init_error());
+    case_end();
+
+    case_begin("zero_finalize with an asynchronous save in flight abandons it; `latest` still "
+               "names step %d", TRAIN_STEPS);
+    s = zero_save_async(az, dir, NULL, 0);
+    expect_status(az, s, ZERO_OK, NULL, NULL);
+    EXPECT(zero_finalize(az) == ZERO_OK, "finalize: %s", zero_init_error());
+    barrier();
+    if (rank == 0) {
+        EXPECT(count_entries(dir, "step-", last, sizeof last) == 1 &&
+                   !strcmp(last + 5, "00000003"),
+               "%s: step directories: %d, the last %s", case_name,
+               count_entries(dir, "step-", NULL, 0), last);
+        EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
+               case_name);
+    }
+    case_end();
+}
+
 static void success_cases(void)
 {
     unsigned char want[128], ub[128];
@@ -1306,6 +1411,7 @@ int main(int argc, char **argv)
     accumulation_case();
     argument_cases();
     success_cases();
+    async_cases();
 
     zc_manifest_free(&man);
     EXPECT(zero_finalize(z) == ZERO_OK, "finalize: %s", zero_init_error());
