@@ -739,6 +739,42 @@ int main(int argc, char **argv)
         }
     }
 
+    /* the asynchronous save, twice (the first allocates its snapshot buffer, the second reuses
+     * it): what training waits for (zero_save_async), the steps taken while the files are
+     * written against steps without, what zero_save_wait waits */
+    enum { ASYNC_STEPS = 4, ASYNC_SAVES = 2 };
+    double base_step[ASYNC_STEPS], busy_step[ASYNC_SAVES][ASYNC_STEPS];
+    double t_async[ASYNC_SAVES], t_wait[ASYNC_SAVES], t_total[ASYNC_SAVES];
+    for (int k = 0; k < ASYNC_STEPS; k++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = zr_now();
+        if ((s = train_step(z, per, src, 10 + (uint64_t)k)))
+            die(z, &o, "a step before the asynchronous save", s);
+        base_step[k] = max_time(zr_now() - t0);
+    }
+    for (int n = 0; n < ASYNC_SAVES; n++) {
+        if (g_rank == 0)
+            rm_tree(g_ckpt);
+        sync_dir();
+        prefault(warm);
+        MPI_Barrier(MPI_COMM_WORLD);
+        double ta = zr_now();
+        if ((s = zero_save_async(z, g_ckpt, user, sizeof user)))
+            die(z, &o, "zero_save_async", s);
+        t_async[n] = max_time(zr_now() - ta);
+        for (int k = 0; k < ASYNC_STEPS; k++) {
+            double t0 = zr_now();
+            if ((s = train_step(z, per, src, 20 + (uint64_t)k)))
+                die(z, &o, "a step during the asynchronous save", s);
+            busy_step[n][k] = max_time(zr_now() - t0);
+        }
+        double tw = zr_now();
+        if ((s = zero_save_wait(z)))
+            die(z, &o, "zero_save_wait", s);
+        t_wait[n] = max_time(zr_now() - tw);
+        t_total[n] = max_time(zr_now() - ta);
+    }
+
     double w[BENCH_MAX_ROUNDS], sv[BENCH_MAX_ROUNDS], rd[BENCH_MAX_ROUNDS], ld[BENCH_MAX_ROUNDS];
     for (int r = 0; r < o.rounds; r++) {
         w[r] = gb / rt[r].write;
@@ -764,6 +800,17 @@ int main(int argc, char **argv)
             printf("mincore after the drop: at most %.1f%% of the files' pages resident, so the "
                    "reads are %s\n",
                    100 * cached_worst, cached_worst <= 0.005 ? "from disk" : "PARTLY FROM CACHE");
+        double save_s[BENCH_MAX_ROUNDS];
+        for (int r = 0; r < o.rounds; r++)
+            save_s[r] = rt[r].save;
+        printf("asynchronous save (zero_save took %.3f s; a step %.3f s without a save):",
+               median(save_s, o.rounds), median(base_step, ASYNC_STEPS));
+        for (int n = 0; n < ASYNC_SAVES; n++)
+            printf("%s zero_save_async %.3f s (%s), %d steps during the write %.3f s each "
+                   "(median), zero_save_wait waited %.3f s, %.3f s to the commit",
+                   n ? ";" : "", t_async[n], n ? "its buffer reused" : "its buffer new",
+                   ASYNC_STEPS, median(busy_step[n], ASYNC_STEPS), t_wait[n], t_total[n]);
+        printf("\n");
         printf("zero-bench-ckpt: np %d, %d MiB, save %.3f GB/s write %.3f GB/s read %.3f GB/s "
                "load %.3f GB/s save_ratio=%.2f load_ratio=%.2f\n",
                g_world, o.mb, ms, mw, mr, ml, ms / mw, ml / mr);

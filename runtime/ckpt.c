@@ -290,12 +290,24 @@ typedef struct save_where {
 
 /* An asynchronous save (zero_save_async .. zero_save_wait); the snapshot buffer stays for the
  * next one until zero_finalize. */
+typedef struct shard_out {
+    uint64_t bytes;
+    uint64_t file_hash; /* XXH3-64 over the header and the block hashes (ckpt_format.h) */
+    uint64_t *hash;     /* block hashes in file order */
+    uint64_t nblocks;
+} shard_out;
+
+/* An asynchronous save (zero_save_async .. zero_save_wait); the snapshot buffer stays for the
+ * next one until zero_finalize. */
 struct zr_async_save {
     pthread_t thread;
     int running;              /* the writer thread was started and not joined */
     int pending;              /* zero_save_async succeeded, zero_save_wait not yet called */
     unsigned char *buf;       /* this rank's shard file, whole: ZR_DIO_ALIGN-aligned */
     size_t cap, len;
+    piece *pc;                /* this rank's pieces (room for any rank's) */
+    int npc, arrays;
+    shard_out so;             /* its size; its checksums, by the writer thread */
     char root[ZR_PATH], name[64], path[ZR_PATH + 64];
     save_where where;
     long long step;
@@ -303,17 +315,10 @@ struct zr_async_save {
     double t_start, write_s;
     zc_manifest m;            /* rank 0: the manifest, built at zero_save_async */
     int have_manifest;
-    uint64_t *all;            /* rank 0: the gathered hashes the manifest borrows */
+    uint64_t *all, stride;    /* rank 0: the checksums the manifest borrows, filled at the wait */
     unsigned char *user;      /* rank 0: a copy of the user blob */
     size_t user_len;
 };
-
-typedef struct shard_out {
-    uint64_t bytes;
-    uint64_t file_hash; /* XXH3-64 over the header and the block hashes (ckpt_format.h) */
-    uint64_t *hash;     /* block hashes in file order */
-    uint64_t nblocks;
-} shard_out;
 
 static uint64_t pieces_blocks(const piece *p, int n)
 {
@@ -411,15 +416,13 @@ static int writer_close(shard_writer *w, int ok)
 }
 
 /* nb elements of piece p from element e0, array by array (master, then the optimizer's states),
- * into dst; the block's hash. */
-static uint64_t fill_block(zero_ctx *z, const piece *p, uint64_t e0, uint64_t nb, int A,
-                           float *dst)
+ * into dst: one block of the shard file. */
+static void fill_block(zero_ctx *z, const piece *p, uint64_t e0, uint64_t nb, int A, float *dst)
 {
     const size_t off = p->chunk_offset + e0;
     for (int a = 0; a < A; a++)
         zr_dev_copy(&z->dev, dst + (size_t)a * nb, array_at(z, a, p->chunk, off, p->lo),
                     (size_t)nb * sizeof *dst);
-    return zc_hash(dst, (size_t)nb * (size_t)A * sizeof *dst);
 }
 
 /* The file checksum's share of block hash h: its 8 little-endian bytes. */
@@ -468,10 +471,12 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
     for (int i = 0; ok && i < npc; i++) {
         for (uint64_t e0 = 0; ok && e0 < pc[i].numel; e0 += B) {
             uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
-            /* 4-byte aligned: the header is 64 bytes */
-            o->hash[q] = fill_block(z, &pc[i], e0, nb, A, (float *)(w.buf + w.fill));
+            const size_t bytes = (size_t)nb * (size_t)A * sizeof(float);
+            float *blk = (float *)(w.buf + w.fill); /* 4-byte aligned: the header is 64 bytes */
+            fill_block(z, &pc[i], e0, nb, A, blk);
+            o->hash[q] = zc_hash(blk, bytes);
             file_hash_add(fh, o->hash[q++]);
-            w.fill += (size_t)nb * (size_t)A * sizeof(float);
+            w.fill += bytes;
             ok = writer_drain(&w) == 0;
         }
     }
@@ -489,7 +494,8 @@ static zero_status write_shard(zero_ctx *z, const char *path, uint64_t id, const
 }
 
 /* The bytes of this rank's shard file (header, then every piece block by block) into buf, which
- * holds shard_bytes(): zero_save_async's snapshot, the same bytes write_shard writes. */
+ * holds them (the same bytes write_shard writes): zero_save_async's snapshot, taken without
+ * hashing (hash_shard does it on the writer thread). o->bytes is set, o->hash allocated. */
 static zero_status fill_shard(zero_ctx *z, uint64_t id, const piece *pc, int npc,
                               unsigned char *buf, shard_out *o)
 {
@@ -497,29 +503,46 @@ static zero_status fill_shard(zero_ctx *z, uint64_t id, const piece *pc, int npc
     const uint64_t B = ZC_BLOCK_ELEMS;
     o->nblocks = pieces_blocks(pc, npc);
     o->hash = malloc((o->nblocks ? o->nblocks : 1) * sizeof *o->hash);
-    XXH3_state_t *fh = XXH3_createState();
-    if (!o->hash || !fh) {
-        XXH3_freeState(fh);
+    if (!o->hash)
         return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save_async: out of host memory");
-    }
     zc_header_encode(buf, z->rank, z->world, A, id, B);
+    uint64_t at = ZC_HEADER_BYTES;
+    for (int i = 0; i < npc; i++)
+        for (uint64_t e0 = 0; e0 < pc[i].numel; e0 += B) {
+            uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
+            fill_block(z, &pc[i], e0, nb, A, (float *)(buf + at));
+            at += (uint64_t)nb * (uint64_t)A * sizeof(float);
+        }
+    o->bytes = at;
+    return ZERO_OK;
+}
+
+/* The block hashes and the file checksum of a shard file held whole in buf (pieces pc, A arrays),
+ * as write_shard computes them while writing. */
+static int hash_shard(const unsigned char *buf, const piece *pc, int npc, int A, shard_out *o)
+{
+    XXH3_state_t *fh = XXH3_createState();
+    if (!fh)
+        return -1;
     XXH3_64bits_reset(fh);
     XXH3_64bits_update(fh, buf, ZC_HEADER_BYTES);
+    const uint64_t B = ZC_BLOCK_ELEMS;
     uint64_t at = ZC_HEADER_BYTES, q = 0;
     for (int i = 0; i < npc; i++)
         for (uint64_t e0 = 0; e0 < pc[i].numel; e0 += B) {
             uint64_t nb = pc[i].numel - e0 < B ? pc[i].numel - e0 : B;
-            o->hash[q] = fill_block(z, &pc[i], e0, nb, A, (float *)(buf + at));
+            const size_t bytes = (size_t)nb * (size_t)A * sizeof(float);
+            o->hash[q] = zc_hash(buf + at, bytes);
             file_hash_add(fh, o->hash[q++]);
-            at += (uint64_t)nb * (uint64_t)A * sizeof(float);
+            at += bytes;
         }
-    o->bytes = at;
     o->file_hash = XXH3_64bits_digest(fh);
     XXH3_freeState(fh);
-    return ZERO_OK;
+    return 0;
 }
 
-/* Rank 0's manifest for every rank's pieces and their gathered hashes. */
+/* Rank 0's manifest for every rank's pieces and their gathered hashes (borrowed from all). pc is
+ * scratch space for any rank's pieces; it is left holding the last rank's. */
 static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, const uint64_t *all,
                                   uint64_t stride, piece *pc, uint64_t user_len,
                                   uint64_t user_hash)
@@ -832,21 +855,28 @@ static piece *save_pieces(zero_ctx *z, int *npc)
     return pc;
 }
 
-/* The ranks agree on s; then every rank's shard size, file hash and block hashes go to rank 0
- * (*all: rows of *stride words: 0, bytes, file hash, block hashes; rank 0's to free). pc is
- * scratch space for any rank's pieces (save_pieces), or NULL. */
-static zero_status save_gather(zero_ctx *z, const char *what, zero_status s, const shard_out *so,
-                               piece *pc, uint64_t **all, uint64_t *stride)
+/* The words of one rank's row of gathered checksums (0, bytes, file hash, block hashes), for the
+ * rank with the most blocks: layout arithmetic, the same on every rank. pc is scratch space for
+ * any rank's pieces (save_pieces), left holding this rank's; NULL gives the bare 3. */
+static uint64_t save_stride(zero_ctx *z, piece *pc)
 {
-    /* the block counts are layout arithmetic: every rank knows every row's length */
-    *stride = 3;
+    uint64_t stride = 3;
     for (int r = 0; pc && r < z->world; r++) {
         int n = rank_pieces(z, r, pc);
         uint64_t rb = 3 + pieces_blocks(pc, n);
-        *stride = rb > *stride ? rb : *stride;
+        stride = rb > stride ? rb : stride;
     }
     if (pc) /* back to this rank's own */
         rank_pieces(z, z->rank, pc);
+    return stride;
+}
+
+/* The ranks agree on s; then every rank's shard size, file hash and block hashes go to rank 0
+ * (*all: rows of *stride words, save_stride; rank 0's to free). */
+static zero_status save_gather(zero_ctx *z, const char *what, zero_status s, const shard_out *so,
+                               piece *pc, uint64_t **all, uint64_t *stride)
+{
+    *stride = save_stride(z, pc);
     uint64_t *mine = calloc(*stride, sizeof *mine);
     *all = z->rank == 0 ? calloc(*stride * (uint64_t)z->world, sizeof **all) : NULL;
     if (!s && (!mine || (z->rank == 0 && !*all)))
@@ -923,13 +953,18 @@ zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t use
 
 /* ---- asynchronous save ----------------------------------------------------------------------- */
 
-/* zero_save_async's writer thread: the snapshot (a->buf, a->len bytes, the whole shard file)
- * into a->path as write_shard writes (O_DIRECT where it can, the tail buffered, fsync). It
- * touches nothing but a's buffer and path; a->err = 0 or the errno of the first failure. */
+/* zero_save_async's writer thread: the checksums of the snapshot (a->buf, a->len bytes, the whole
+ * shard file), then the file into a->path as write_shard writes it (O_DIRECT where it can, the
+ * tail buffered, fsync). It touches nothing but what a holds; a->err = 0 or the errno of the
+ * first failure. */
 static void *async_writer(void *arg)
 {
     zr_async_save *a = arg;
     double t0 = zr_now();
+    if (hash_shard(a->buf, a->pc, a->npc, a->arrays, &a->so) != 0) {
+        a->err = ENOMEM;
+        return NULL;
+    }
     shard_writer w = {.fd = -1, .dfd = -1};
     int ok = writer_open(&w, a->path) == 0;
     const size_t body = a->len / ZR_DIO_ALIGN * ZR_DIO_ALIGN; /* a->buf is aligned */
@@ -957,8 +992,12 @@ static void async_clear(zr_async_save *a)
     a->have_manifest = 0;
     free(a->all);
     free(a->user);
+    free(a->pc);
+    free(a->so.hash);
     a->all = NULL;
     a->user = NULL;
+    a->pc = NULL;
+    memset(&a->so, 0, sizeof a->so);
     a->user_len = 0;
     a->pending = 0;
 }
@@ -1010,16 +1049,13 @@ zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size
     a->step = z->prog.steps;
     ZR_CHECK(save_begin(z, what, a->root, a->name, &a->where));
 
-    /* the snapshot: this rank's shard file, whole, in host memory */
-    const int A = 1 + z->optim->num_states;
-    int npc = 0;
-    piece *pc = save_pieces(z, &npc);
-    shard_out so;
-    memset(&so, 0, sizeof so);
+    /* the snapshot: this rank's shard file, whole, in host memory (checksums on the thread) */
+    a->arrays = 1 + z->optim->num_states;
+    a->pc = save_pieces(z, &a->npc);
     uint64_t need = ZC_HEADER_BYTES;
-    for (int i = 0; pc && i < npc; i++)
-        need += zc_slice_bytes(pc[i].numel, A);
-    if (!pc)
+    for (int i = 0; a->pc && i < a->npc; i++)
+        need += zc_slice_bytes(a->pc[i].numel, a->arrays);
+    if (!a->pc)
         s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
     else if (need > a->cap) {
         free(a->buf);
@@ -1034,27 +1070,31 @@ zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size
         a->cap = mem ? (size_t)need : 0;
     }
     if (!s)
-        s = fill_shard(z, a->where.id, pc, npc, a->buf, &so);
+        s = fill_shard(z, a->where.id, a->pc, a->npc, a->buf, &a->so);
     if (!s)
         s = zr_device_error(z, "saving a checkpoint");
-    a->len = (size_t)so.bytes;
-    double t_snap = zr_now() - t0;
-    uint64_t *all = NULL, stride = 0;
-    zero_status agreed = save_gather(z, what, s, &so, pc, &all, &stride);
-    s = agreed;
-    if (!s && z->rank == 0) { /* the manifest now, as of this step; committed by the wait */
-        s = build_manifest(z, &a->m, a->where.id, all, stride, pc, (uint64_t)user_len,
-                           zc_hash(user_len ? user : "", user_len));
-        a->have_manifest = 1;
-        a->all = all;
-        all = NULL;
-        if (!s && !(a->user = malloc(user_len ? user_len : 1)))
+    a->len = (size_t)a->so.bytes;
+    const double t_snap = zr_now() - t0;
+    /* rank 0: the manifest as of this step (its sizes and checksums filled in at the wait) */
+    s = zr_agree(z, s, NULL, NULL, 0);
+    const int agreed = !s;
+    a->stride = save_stride(z, a->pc);
+    if (!s && z->rank == 0) {
+        a->all = calloc(a->stride * (uint64_t)z->world, sizeof *a->all);
+        a->user = malloc(user_len ? user_len : 1);
+        if (!a->all || !a->user)
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
-        if (!s && user_len)
-            memcpy(a->user, user, user_len);
-        a->user_len = user_len;
+        if (!s) {
+            s = build_manifest(z, &a->m, a->where.id, a->all, a->stride, a->pc,
+                               (uint64_t)user_len, zc_hash(user_len ? user : "", user_len));
+            a->have_manifest = 1;
+            rank_pieces(z, z->rank, a->pc); /* the writer walks this rank's own pieces */
+            if (user_len)
+                memcpy(a->user, user, user_len);
+            a->user_len = user_len;
+        }
     }
-    if (!agreed)
+    if (agreed)
         s = zr_rank0_verdict(z, s, what);
     if (!s) { /* every rank's writer */
         snprintf(a->path, sizeof a->path, "%s/rank-%05d.bin", a->where.tmp, z->rank);
@@ -1066,9 +1106,6 @@ zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size
         a->running = rc == 0;
         s = zr_agree(z, s, NULL, NULL, 0);
     }
-    free(all);
-    free(pc);
-    free(so.hash);
     if (s) {
         zr_ckpt_join(z);
         if (z->rank == 0 && !z->comm.broken)
@@ -1100,21 +1137,29 @@ zero_status zero_save_wait(zero_ctx *z)
     if (a->err)
         s = zr_fail(&z->err, ZERO_ERR_IO, "zero_save_wait: writing %s: %s", a->path,
                     strerror(a->err));
-    zero_status agreed = zr_agree(z, s, NULL, NULL, 0);
+    uint64_t *all = NULL, stride = 0;
+    zero_status agreed = save_gather(z, "zero_save_wait", s, &a->so, a->pc, &all, &stride);
     s = agreed;
-    if (!s && z->rank == 0)
+    if (!s && z->rank == 0) { /* the sizes and checksums into the manifest, then the commit */
+        memcpy(a->all, all, stride * (uint64_t)z->world * sizeof *all);
+        for (int r = 0; r < z->world; r++) {
+            a->m.files[r].bytes = all[(uint64_t)r * stride + 1];
+            a->m.files[r].hash = all[(uint64_t)r * stride + 2];
+        }
         s = commit(z, a->root, a->where.tmp, a->name, &a->m, a->user, a->user_len);
+    }
     if (s && z->rank == 0 && !z->comm.broken)
         remove_flat_dir(a->where.tmp); /* the previous checkpoint stays as it was */
+    free(all);
     const double waited = zr_now() - t0, since = zr_now() - a->t_start;
     async_clear(a);
     if (agreed)
         return agreed;
     s = zr_rank0_verdict(z, s, "zero_save_wait");
     if (!s && z->rank == 0)
-        ZR_INFO(ZR_SUB_INIT, "zero_save_wait: %s/%s (step %lld) committed; written in %.3f s, "
-                "%.3f s after zero_save_async, of which this call waited %.3f s", a->root,
-                a->name, a->step, a->write_s, since, waited);
+        ZR_INFO(ZR_SUB_INIT, "zero_save_wait: %s/%s (step %lld) committed; checksummed and "
+                "written in %.3f s, %.3f s after zero_save_async, of which this call waited "
+                "%.3f s", a->root, a->name, a->step, a->write_s, since, waited);
     return s;
 }
 
