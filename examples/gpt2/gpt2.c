@@ -78,6 +78,7 @@ typedef struct options {
     float data_delay_ms;     /* artificial loader delay per batch; < 0 = ZERO_DATA_DELAY_MS */
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
     int save_every;          /* also every N optimizer steps; 0 = only at the end */
+    int save_async;          /* --save-async: zero_save_async, waited for at the next save */
     const char *resume;      /* checkpoint (or checkpoint directory) to continue from */
     int quiet;               /* no per-step lines */
     int gradcheck;           /* run the gradient check instead of training */
@@ -128,6 +129,8 @@ static void usage(FILE *f) {
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
             "  --save DIR     write a checkpoint into DIR at the end (zero_save)\n"
             "  --save-every N also every N steps (with --save)\n"
+            "  --save-async   save while training goes on (zero_save_async); each save is\n"
+            "                 committed (zero_save_wait) at the next one and at the end\n"
             "  --resume DIR   continue from a checkpoint (DIR, or a directory --save wrote):\n"
             "                 parameters, Adam state, step and the data position; --steps\n"
             "                 counts the steps of this run\n"
@@ -153,6 +156,7 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
         if (!strcmp(arg, "--quiet")) { o->quiet = 1; continue; }
+        if (!strcmp(arg, "--save-async")) { o->save_async = 1; continue; }
         if (!strcmp(arg, "--gradcheck")) { o->gradcheck = 1; continue; }
 
         /* every other flag takes a value */
@@ -197,8 +201,8 @@ static int parse_args(int argc, char **argv, options *o) {
         else return cli_unknown_option("zero-gpt2", arg);
         if (bad) return cli_bad_value("zero-gpt2", name, val);
     }
-    if (o->save_every && !o->save_dir) {
-        fprintf(stderr, "zero-gpt2: --save-every needs --save DIR\n");
+    if ((o->save_every || o->save_async) && !o->save_dir) {
+        fprintf(stderr, "zero-gpt2: --save-every and --save-async need --save DIR\n");
         return 2;
     }
     if (o->lr_min > o->lr) {
@@ -732,6 +736,7 @@ static int train(const options *o) {
     const gpt2_config gc = {.layers = o->layers, .heads = o->heads, .dim = o->dim, .seq = o->seq};
     const int L = gc.layers, num_tensors = gpt2_num_tensors(&gc), lnf_module = L + 1;
     int rank = 0, exit_code = 1;
+    int save_pending = 0; /* a zero_save_async not yet waited for */
     double final_loss = NAN;
     zero_ctx *z = NULL;
     zero_tensor *tensors = NULL;
@@ -1095,13 +1100,23 @@ static int train(const options *o) {
                                 step + 1 == last_step)) {
                 resume_blob rb;
                 ZCHECK(make_blob(&rb, o, &gc, train_data, step + 1));
-                ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+                if (o->save_async) { /* the previous one committed first */
+                    if (save_pending) ZCHECK(zero_save_wait(z));
+                    ZCHECK(zero_save_async(z, o->save_dir, &rb, sizeof(rb)));
+                    save_pending = 1;
+                } else {
+                    ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+                }
                 if (rank == 0 && !o->quiet)
                     printf("zero-gpt2: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
             }
         }
     }
 
+    if (save_pending) { /* the last asynchronous save committed before anything else */
+        ZCHECK(zero_save_wait(z));
+        save_pending = 0;
+    }
     /* --steps 0 --save: the loaded (or initial) state saved as it is */
     if (o->save_dir && o->steps == 0) {
         resume_blob rb;

@@ -41,6 +41,7 @@ typedef struct options {
     const char *export_path; /* safetensors file written after training; NULL = none */
     const char *save_dir;    /* checkpoints (zero_save) go here; NULL = none */
     int save_every;          /* also every N optimizer steps; 0 = only at the end */
+    int save_async;          /* --save-async: zero_save_async, waited for at the next save */
     const char *resume;      /* checkpoint (or checkpoint directory) to continue from */
     int fp32_views;          /* bf16/fp16: libzero hands out fp32 views (zero_config.fp32_views) */
     int quiet;               /* no per-step lines */
@@ -71,6 +72,8 @@ static void usage(FILE *f) {
             "  --export PATH  after training, write the parameters as safetensors (F32)\n"
             "  --save DIR     write a checkpoint into DIR at the end (zero_save)\n"
             "  --save-every N also every N steps (with --save)\n"
+            "  --save-async   save while training goes on (zero_save_async); each save is\n"
+            "                 committed (zero_save_wait) at the next one and at the end\n"
             "  --resume DIR   continue from a checkpoint (DIR, or a directory --save wrote):\n"
             "                 parameters, Adam state, step and the data position; --steps\n"
             "                 counts the steps of this run\n"
@@ -92,6 +95,7 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
         if (!strcmp(arg, "--quiet")) { o->quiet = 1; continue; }
+        if (!strcmp(arg, "--save-async")) { o->save_async = 1; continue; }
         if (!strcmp(arg, "--fp32-views")) { o->fp32_views = 1; continue; }
         if (!strcmp(arg, "--gradcheck")) { o->gradcheck = 1; continue; }
 
@@ -116,8 +120,8 @@ static int parse_args(int argc, char **argv, options *o) {
         else return cli_unknown_option("zero-mlp", arg);
         if (bad) return cli_bad_value("zero-mlp", name, val);
     }
-    if (o->save_every && !o->save_dir) {
-        fprintf(stderr, "zero-mlp: --save-every needs --save DIR\n");
+    if ((o->save_every || o->save_async) && !o->save_dir) {
+        fprintf(stderr, "zero-mlp: --save-every and --save-async need --save DIR\n");
         return 2;
     }
     return 0;
@@ -292,6 +296,7 @@ static int train(const options *o) {
     const mlp_config mc = {.layers = o->layers, .width = o->width};
     const int L = mc.layers, W = mc.width, num_layers = L + 1, num_tensors = 2 * num_layers;
     int rank = 0, exit_code = 1;
+    int save_pending = 0; /* a zero_save_async not yet waited for */
     double final_loss = NAN;
     zero_ctx *z = NULL;
     mlp_gpu *gpu = NULL; /* the model's GPU side, on the cuda backend */
@@ -556,13 +561,23 @@ static int train(const options *o) {
                 resume_blob rb = {.version = 1, .layers = (uint32_t)L, .width = (uint32_t)W,
                                   .batch = (uint32_t)o->batch, .seed = seed, .step = step + 1};
                 memcpy(rb.magic, "zero-mlp", 8);
-                ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+                if (o->save_async) { /* the previous one committed first */
+                    if (save_pending) ZCHECK(zero_save_wait(z));
+                    ZCHECK(zero_save_async(z, o->save_dir, &rb, sizeof(rb)));
+                    save_pending = 1;
+                } else {
+                    ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
+                }
                 if (rank == 0 && !o->quiet)
                     printf("zero-mlp: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
             }
         }
     }
 
+    if (save_pending) { /* the last asynchronous save committed before anything else */
+        ZCHECK(zero_save_wait(z));
+        save_pending = 0;
+    }
     /* --steps 0 --save: the loaded (or initial) state saved as it is */
     if (o->save_dir && o->steps == 0) {
         resume_blob rb = {.version = 1, .layers = (uint32_t)L, .width = (uint32_t)W,

@@ -5,11 +5,12 @@
 #   continue  20 steps straight == 10 steps + save + a new process + load + 10 steps, byte for
 #             byte (--export), at stages 0-3, fp32/bf16/fp16 (fp16 after its dynamic scale has
 #             changed), with optimizer and parameter offload, with gradient accumulation, at
-#             1, 2 and 3 ranks
+#             1, 2 and 3 ranks; and with --save-async (zero_save_async / zero_save_wait)
 #   anywhere  saved at 4 ranks stage 1, loaded at 2 (stage 3), 3 (stage 2) and 1 (stage 0): saved
 #             again at once, master and moments equal the first (zero-ckpt diff); training on
 #             from the first and from the re-saved one (another stage) gives the same bits
-#   crash     a rank SIGKILLed at random points of zero_save (crash_shim.c), 24 trials: the
+#   crash     a rank SIGKILLed at random points of zero_save (crash_shim.c), 24 trials, and of
+#             an asynchronous save (its writer thread, then the commit), 8 trials: the
 #             directory always holds a `latest` checkpoint that verifies and loads (the previous
 #             one or the new one), and every step-* directory verifies
 #   gpt2      zero-gpt2 --save-every / --resume continues exactly; ZERO_CKPT_KEEP prunes
@@ -85,6 +86,25 @@ case_continue() {
         echo "ok: $envs: a 4.4 M-element tensor saved and loaded back identical"
         i=$((i + 1))
     done
+    # --save-async: saves at steps 4 and 8 written while training goes on (each committed at the
+    # next save), the last at 10; resuming from the last and from step 4 continues exactly
+    for envs in "ZERO_STAGE=3 ZERO_DTYPE=bf16" "ZERO_STAGE=1 ZERO_OFFLOAD_OPTIMIZER=cpu"; do
+        local d=$OUT/async$i
+        mkdir -p "$d"
+        mlp 2 "$envs" --steps 20 --export "$d/straight.st"
+        mlp 2 "$envs" --steps 10 --export "$d/straight10.st"
+        mlp 2 "$envs" --steps 10 --save "$d/ck" --save-every 4 --save-async
+        [ "$(cd "$d/ck" && echo step-*)" = "step-00000004 step-00000008 step-00000010" ] ||
+            fail "$envs --save-async: saved $(cd "$d/ck" && echo step-*)"
+        mlp 2 "$envs" --steps 10 --resume "$d/ck" --export "$d/resumed.st"
+        cmp -s "$d/straight.st" "$d/resumed.st" ||
+            fail "np 2 $envs: 20 steps straight and 10 + --save-async + resume + 10 differ"
+        mlp 2 "$envs" --steps 6 --resume "$d/ck/step-00000004" --export "$d/resumed4.st"
+        cmp -s "$d/straight10.st" "$d/resumed4.st" ||
+            fail "np 2 $envs: the asynchronous save of step 4 does not continue as 10 straight"
+        echo "ok: np 2 $envs --save-async: 20 straight == 10 + save + load + 10, and step 4's"
+        i=$((i + 1))
+    done
     echo "continue: $i configurations identical"
 }
 
@@ -112,24 +132,26 @@ case_anywhere() {
     echo "ok: np 4 fp32 -> np 2 stage 3 bf16 with parameter offload: re-saved identical"
 }
 
-case_crash() {
-    : "${CRASH_SHIM:?}"
-    local root=$OUT/root pristine=$OUT/pristine counts=$OUT/counts
+# crash_trials LABEL TRIALS [ARGS...]: zero-mlp resumes the pristine checkpoint (step 4), trains 2
+# steps and saves (with ARGS) while the shim kills a random rank at a random one of the file
+# operations of that save; afterwards `latest` must name a complete checkpoint, the previous or
+# the new one, every step-* must verify, and the run must resume from it.
+crash_trials() {
+    local label=$1 trials=$2; shift 2
+    local root=$OUT/root pristine=$OUT/pristine counts=$OUT/counts-$label
     local envs="ZERO_STAGE=2 ZERO_TIMEOUT_S=20"
-    mlp 2 "$envs" --steps 4 --save "$pristine"
     # how many counted operations each rank makes in one save
     rm -rf "$root" "$counts"
     cp -a "$pristine" "$root"
     mlp 2 "$envs LD_PRELOAD=$CRASH_SHIM CRASH_SHIM_DIR=$root CRASH_SHIM_AT=0 CRASH_SHIM_COUNT=$counts" \
-        --steps 2 --resume "$root" --save "$root"
+        --steps 2 --resume "$root" --save "$root" "$@"
     local n0 n1
     n0=$(awk '$1 == 0 {print $2}' "$counts")
     n1=$(awk '$1 == 1 {print $2}' "$counts")
-    [ "${n0:-0}" -gt 5 ] && [ "${n1:-0}" -gt 1 ] || fail "the shim counted $n0 / $n1 operations"
-    echo "a save makes $n0 counted operations on rank 0, $n1 on rank 1"
-    RANDOM=20261129
-    local trials=24 old=0 new=0
-    for t in $(seq 1 $trials); do
+    [ "${n0:-0}" -gt 5 ] && [ "${n1:-0}" -gt 1 ] || fail "$label: the shim counted $n0 / $n1 operations"
+    echo "$label: a save makes $n0 counted operations on rank 0, $n1 on rank 1"
+    local old=0 new=0
+    for t in $(seq 1 "$trials"); do
         local rank=$((RANDOM % 2)) n at
         n=$([ $rank -eq 0 ] && echo "$n0" || echo "$n1")
         at=$((RANDOM % n + 1))
@@ -138,27 +160,37 @@ case_crash() {
         env ZERO_STAGE=2 ZERO_TIMEOUT_S=20 LD_PRELOAD="$CRASH_SHIM" CRASH_SHIM_DIR="$root" \
             CRASH_SHIM_RANK=$rank CRASH_SHIM_AT=$at \
             timeout 60 "$MPIRUN" -np 2 "$BIN/zero-mlp" "${MLP[@]}" --steps 2 --resume "$root" \
-            --save "$root" > "$OUT/trial$t.log" 2>&1
+            --save "$root" "$@" > "$OUT/trial-$label$t.log" 2>&1
         local rc=$?
-        [ $rc -ne 124 ] || fail "trial $t (rank $rank killed at operation $at): hang"
-        [ $rc -ne 0 ] || fail "trial $t: rank $rank was not killed at operation $at of $n"
+        [ $rc -ne 124 ] || fail "$label trial $t (rank $rank killed at operation $at): hang"
+        [ $rc -ne 0 ] || fail "$label trial $t: rank $rank was not killed at operation $at of $n"
         "$CKPT" verify "$root" > "$OUT/verify$t.log" 2>&1 ||
-            { cat "$OUT/verify$t.log"; fail "trial $t (rank $rank killed at $at of $n): latest does not verify"; }
+            { cat "$OUT/verify$t.log"; fail "$label trial $t (rank $rank killed at $at of $n): latest does not verify"; }
         local latest
         latest=$(cat "$root/latest")
         case $latest in
         step-00000004) old=$((old + 1)) ;;
         step-00000006) new=$((new + 1)) ;;
-        *) fail "trial $t: latest names $latest" ;;
+        *) fail "$label trial $t: latest names $latest" ;;
         esac
         for d in "$root"/step-*; do
-            "$CKPT" verify "$d" > /dev/null 2>&1 || fail "trial $t: $d does not verify"
+            "$CKPT" verify "$d" > /dev/null 2>&1 || fail "$label trial $t: $d does not verify"
         done
         mlp 2 "$envs" --steps 1 --resume "$root"
-        echo "ok: trial $t: rank $rank killed at operation $at of $n: latest = $latest, verifies and loads"
+        echo "ok: $label trial $t: rank $rank killed at operation $at of $n: latest = $latest, verifies and loads"
     done
-    [ $old -gt 0 ] && [ $new -gt 0 ] || echo "note: every trial ended on one side ($old old, $new new)"
-    echo "crash: $trials trials, $old left the previous checkpoint, $new the new one; none mixed"
+    [ $old -gt 0 ] && [ $new -gt 0 ] || echo "note: every $label trial ended on one side ($old old, $new new)"
+    echo "$label: $trials trials, $old left the previous checkpoint, $new the new one; none mixed"
+}
+
+case_crash() {
+    : "${CRASH_SHIM:?}"
+    mlp 2 "ZERO_STAGE=2 ZERO_TIMEOUT_S=20" --steps 4 --save "$OUT/pristine"
+    RANDOM=20261129
+    crash_trials zero_save 24
+    # the asynchronous save: its shard files written by a thread of each rank, then committed
+    crash_trials zero_save_async 8 --save-async
+    echo "crash: 32 trials, none mixed"
 }
 
 case_gpt2() {
