@@ -515,8 +515,9 @@ ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user,
 
 /* Asynchronous save: the checkpoint zero_save would write now, written while training goes on.
  * zero_save_async takes this rank's part of the state (the bytes of its shard file) into host
- * memory — the only time training waits, a copy of the state — computes its checksums, builds
- * the manifest as of this step and returns; a thread of each rank then writes the shard file.
+ * memory — the only time training waits, a copy of the state — builds the manifest as of this
+ * step and returns; a thread of each rank then checksums and writes the shard file (bound, with
+ * CPU offload placement, to the rank's cores but the training thread's).
  * zero_save_wait waits for every rank's file and commits the checkpoint exactly as zero_save
  * does (manifest, rename into place, `latest`, ZERO_CKPT_KEEP). The state may change freely in
  * between (zero_step, zero_load...); the checkpoint holds the state, step and user blob of the

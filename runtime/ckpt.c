@@ -288,8 +288,7 @@ typedef struct save_where {
     char tmp[ZR_PATH];
 } save_where;
 
-/* An asynchronous save (zero_save_async .. zero_save_wait); the snapshot buffer stays for the
- * next one until zero_finalize. */
+/* One rank's shard file as written: its size, checksums and block count. */
 typedef struct shard_out {
     uint64_t bytes;
     uint64_t file_hash; /* XXH3-64 over the header and the block hashes (ckpt_format.h) */
@@ -308,6 +307,8 @@ struct zr_async_save {
     piece *pc;                /* this rank's pieces (room for any rank's) */
     int npc, arrays;
     shard_out so;             /* its size; its checksums, by the writer thread */
+    const zo_topology *topo;  /* where the writer thread binds (the data loader's way), or NULL */
+    const zo_plan *plan;
     char root[ZR_PATH], name[64], path[ZR_PATH + 64];
     save_where where;
     long long step;
@@ -961,6 +962,10 @@ static void *async_writer(void *arg)
 {
     zr_async_save *a = arg;
     double t0 = zr_now();
+    if (a->topo) { /* off the training thread's core (it inherited that binding) */
+        char desc[160];
+        (void)zo_bind_helper_thread(a->topo, a->plan, desc, sizeof desc);
+    }
     if (hash_shard(a->buf, a->pc, a->npc, a->arrays, &a->so) != 0) {
         a->err = ENOMEM;
         return NULL;
@@ -968,9 +973,11 @@ static void *async_writer(void *arg)
     shard_writer w = {.fd = -1, .dfd = -1};
     int ok = writer_open(&w, a->path) == 0;
     const size_t body = a->len / ZR_DIO_ALIGN * ZR_DIO_ALIGN; /* a->buf is aligned */
-    if (ok && body) {
-        w.buf = a->buf;
-        ok = writer_put(&w, body, 0) == 0;
+    for (size_t done = 0; ok && done < body;) { /* ZR_WBUF at a time, as write_shard drains */
+        const size_t n = body - done < ZR_WBUF ? body - done : ZR_WBUF;
+        w.buf = a->buf + done;
+        ok = writer_put(&w, n, 0) == 0;
+        done += n;
     }
     if (ok && a->len > body) {
         w.buf = a->buf + body;
@@ -1099,6 +1106,8 @@ zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size
     if (!s) { /* every rank's writer */
         snprintf(a->path, sizeof a->path, "%s/rank-%05d.bin", a->where.tmp, z->rank);
         a->err = 0;
+        a->topo = z->topo;
+        a->plan = &z->plan;
         int rc = pthread_create(&a->thread, NULL, async_writer, a);
         if (rc != 0)
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: cannot start the writer thread: %s", what,
@@ -1108,6 +1117,9 @@ zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size
     }
     if (s) {
         zr_ckpt_join(z);
+        /* every rank's writer stopped before rank 0 removes the directory they write into */
+        if (!z->comm.broken)
+            (void)zr_agree(z, ZERO_OK, NULL, NULL, 0);
         if (z->rank == 0 && !z->comm.broken)
             remove_flat_dir(a->where.tmp);
         async_clear(a);

@@ -208,7 +208,8 @@ typedef struct zr_async_save zr_async_save;
 /* Joins the writer thread of an asynchronous save, if one runs. Local. */
 void zr_ckpt_join(zero_ctx *z);
 /* Joins it and frees what it holds; a save never committed is abandoned (rank 0 removes its
- * temporary directory; a warning says so). Local; zero_finalize calls it. */
+ * temporary directory; a warning says so). Local; destroy (zero_finalize, a failed zero_init)
+ * calls it. */
 void zr_ckpt_release(zero_ctx *z);
 
 struct zero_data;

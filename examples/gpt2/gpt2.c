@@ -1108,7 +1108,9 @@ static int train(const options *o) {
                     ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
                 }
                 if (rank == 0 && !o->quiet)
-                    printf("zero-gpt2: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
+                    printf("zero-gpt2: %s step %" PRId64 " to %s\n",
+                           o->save_async ? "saving (asynchronously)" : "saved", step + 1,
+                           o->save_dir);
             }
         }
     }

@@ -569,7 +569,9 @@ static int train(const options *o) {
                     ZCHECK(zero_save(z, o->save_dir, &rb, sizeof(rb)));
                 }
                 if (rank == 0 && !o->quiet)
-                    printf("zero-mlp: saved step %" PRId64 " to %s\n", step + 1, o->save_dir);
+                    printf("zero-mlp: %s step %" PRId64 " to %s\n",
+                           o->save_async ? "saving (asynchronously)" : "saved", step + 1,
+                           o->save_dir);
             }
         }
     }
