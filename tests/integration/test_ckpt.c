@@ -43,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -1155,6 +1157,51 @@ static void async_cases(void)
     expect_same(&az2, &lz2, "2 steps after the load");
     EXPECT(zero_finalize(lz) == ZERO_OK, "finalize: %s", zero_init_error());
     case_end();
+
+    /* a shard that cannot be written: the last rank's files limited to 4 KiB (RLIMIT_FSIZE,
+     * SIGXFSZ ignored, so the write fails with EFBIG), for the writer thread and for zero_save */
+    for (int sync = 0; sync < 2; sync++) {
+        case_begin("%s with the last rank's shard unwritable (EFBIG) -> ZERO_ERR_IO on every rank, "
+                   "no temporary directory, `latest` still step %d",
+                   sync ? "zero_save" : "zero_save_async + zero_save_wait", TRAIN_STEPS);
+        struct rlimit old_lim;
+        void (*old_sig)(int) = SIG_DFL;
+        const int limited = rank == world - 1;
+        if (limited) {
+            getrlimit(RLIMIT_FSIZE, &old_lim);
+            struct rlimit lim = {4096, old_lim.rlim_max};
+            old_sig = signal(SIGXFSZ, SIG_IGN);
+            EXPECT(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
+        }
+        if (sync)
+            s = zero_save(az, dir, NULL, 0);
+        else {
+            s = zero_save_async(az, dir, NULL, 0);
+            expect_status(az, s, ZERO_OK, NULL, NULL);
+            if (!s)
+                s = zero_save_wait(az);
+        }
+        if (limited) {
+            setrlimit(RLIMIT_FSIZE, &old_lim);
+            signal(SIGXFSZ, old_sig);
+        }
+        char shard[32];
+        snprintf(shard, sizeof shard, "rank-%05d.bin", world - 1);
+        expect_status(az, s, ZERO_ERR_IO, shard, "File too large");
+        barrier();
+        if (rank == 0) {
+            EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0,
+                   "%s: a temporary directory left", case_name);
+            size_t n = 0;
+            unsigned char *l = slurp(path_in(dir, ZC_LATEST), &n);
+            EXPECT(l && n == 14 && !memcmp(l, "step-00000003\n", 14), "%s: latest is %.*s",
+                   case_name, l ? (int)n : 0, l ? (const char *)l : "");
+            free(l);
+            EXPECT(count_entries(dir, "step-", NULL, 0) == 1, "%s: %d step directories",
+                   case_name, count_entries(dir, "step-", NULL, 0));
+        }
+        case_end();
+    }
 
     case_begin("zero_finalize with an asynchronous save in flight abandons it; `latest` still "
                "names step %d", TRAIN_STEPS);
