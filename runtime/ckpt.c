@@ -544,7 +544,8 @@ static int hash_shard(const unsigned char *buf, const piece *pc, int npc, int A,
 
 /* Rank 0's manifest for every rank's pieces and their gathered hashes (borrowed from all). pc is
  * scratch space for any rank's pieces; it is left holding the last rank's. */
-static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, const uint64_t *all,
+static zero_status build_manifest(zero_ctx *z, const char *what, zc_manifest *m, uint64_t id,
+                                  const uint64_t *all,
                                   uint64_t stride, piece *pc, uint64_t user_len,
                                   uint64_t user_hash)
 {
@@ -586,7 +587,7 @@ static zero_status build_manifest(zero_ctx *z, zc_manifest *m, uint64_t id, cons
     m->num_slices = total;
     m->slices = calloc((size_t)(total ? total : 1), sizeof *m->slices);
     if (!m->tensors || !m->files || !m->slices)
-        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
     for (int i = 0; i < m->num_tensors; i++) {
         zc_tensor *t = &m->tensors[i];
         const zr_tensor_meta *pm = pub_meta(z, i);
@@ -646,7 +647,7 @@ static int step_cmp(const void *a, const void *b)
 /* ZERO_CKPT_KEEP: the newest `keep` step-* directories stay (and `current` always). Each one
  * removed is first renamed to a discarded name, so a crash while deleting it leaves no
  * half-deleted step-* directory. */
-static void prune(const char *root, int keep, const char *current)
+static void prune(const char *what, const char *root, int keep, const char *current)
 {
     if (keep <= 0)
         return;
@@ -682,32 +683,33 @@ static void prune(const char *root, int keep, const char *current)
         snprintf(from, sizeof from, "%s/%s", root, v[i].name);
         snprintf(to, sizeof to, "%s/.zero-old.%s.%s", root, v[i].name, tag);
         if (rename(from, to) == 0 && remove_flat_dir(to) == 0)
-            ZR_INFO(ZR_SUB_INIT, "zero_save: removed %s (ZERO_CKPT_KEEP=%d)", from, keep);
+            ZR_INFO(ZR_SUB_INIT, "%s: removed %s (ZERO_CKPT_KEEP=%d)", what, from, keep);
         else
-            ZR_WARN(ZR_SUB_INIT, "zero_save: could not remove %s: %s", from, strerror(errno));
+            ZR_WARN(ZR_SUB_INIT, "%s: could not remove %s: %s", what, from, strerror(errno));
     }
     free(v);
 }
 
 /* Rank 0: user.bin and the manifest into tmp, then tmp becomes root/name and `latest` names it. */
-static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const char *name,
-                          const zc_manifest *m, const void *user, size_t user_len)
+static zero_status commit(zero_ctx *z, const char *what, const char *root, const char *tmp,
+                          const char *name, const zc_manifest *m, const void *user,
+                          size_t user_len)
 {
     char p[ZR_PATH + 80], q[ZR_PATH + 300];
     snprintf(p, sizeof p, "%s/" ZC_USER_FILE, tmp);
     if (write_new_file(p, user_len ? user : "", user_len) != 0)
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: writing %s: %s", p, strerror(errno));
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: writing %s: %s", what, p, strerror(errno));
     size_t len = 0;
     char *json = zc_manifest_dump(m, &len);
     if (!json)
-        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "zero_save: out of host memory");
+        return zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
     snprintf(p, sizeof p, "%s/" ZC_MANIFEST, tmp);
     int w = write_new_file(p, json, len);
     free(json);
     if (w != 0)
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: writing %s: %s", p, strerror(errno));
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: writing %s: %s", what, p, strerror(errno));
     if (fsync_dir(tmp) != 0)
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: syncing %s: %s", tmp, strerror(errno));
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: syncing %s: %s", what, tmp, strerror(errno));
     /* into place: exchanged with an older checkpoint of the same name, which then goes */
     snprintf(p, sizeof p, "%s/%s", root, name);
     struct stat st;
@@ -715,19 +717,19 @@ static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const 
     if (exists) {
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_EXCHANGE) != 0) {
             if (!zr_sync_unsupported(errno))
-                return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
+                return zr_fail(&z->err, ZERO_ERR_IO, "%s: replacing %s: %s", what, p,
                                strerror(errno));
             /* no atomic exchange on this file system: the old one is moved away first */
             char tag[128];
             owner_tag(tag, sizeof tag);
             snprintf(q, sizeof q, "%s/.zero-old.%s.%s", root, name, tag);
             if (rename(p, q) != 0)
-                return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
+                return zr_fail(&z->err, ZERO_ERR_IO, "%s: replacing %s: %s", what, p,
                                strerror(errno));
             if (rename(tmp, p) != 0) {
                 int err = errno;
                 rename(q, p); /* the old one back */
-                return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: replacing %s: %s", p,
+                return zr_fail(&z->err, ZERO_ERR_IO, "%s: replacing %s: %s", what, p,
                                strerror(err));
             }
             remove_flat_dir(q);
@@ -735,11 +737,11 @@ static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const 
             remove_flat_dir(tmp); /* tmp now holds the older checkpoint */
         }
     } else if (rename(tmp, p) != 0) {
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: renaming %s to %s: %s", tmp, p,
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: renaming %s to %s: %s", what, tmp, p,
                        strerror(errno));
     }
     if (fsync_dir(root) != 0)
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: syncing %s: %s", root, strerror(errno));
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: syncing %s: %s", what, root, strerror(errno));
     /* latest: a small file renamed over the old one */
     char tag[128];
     owner_tag(tag, sizeof tag);
@@ -751,11 +753,11 @@ static zero_status commit(zero_ctx *z, const char *root, const char *tmp, const 
     if (write_new_file(q, line, (size_t)ll) != 0 || rename(q, p) != 0) {
         int err = errno;
         unlink(q);
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: updating %s: %s", p, strerror(err));
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: updating %s: %s", what, p, strerror(err));
     }
     if (fsync_dir(root) != 0)
-        return zr_fail(&z->err, ZERO_ERR_IO, "zero_save: syncing %s: %s", root, strerror(errno));
-    prune(root, z->set.ckpt_keep, name);
+        return zr_fail(&z->err, ZERO_ERR_IO, "%s: syncing %s: %s", what, root, strerror(errno));
+    prune(what, root, z->set.ckpt_keep, name);
     return ZERO_OK;
 }
 
@@ -932,10 +934,10 @@ zero_status zero_save(zero_ctx *z, const char *dir, const void *user, size_t use
     s = agreed;
     if (!s && z->rank == 0) {
         zc_manifest m;
-        s = build_manifest(z, &m, where.id, all, stride, pc,
+        s = build_manifest(z, "zero_save", &m, where.id, all, stride, pc,
                            (uint64_t)user_len, zc_hash(user_len ? user : "", user_len));
         if (!s)
-            s = commit(z, root, where.tmp, name, &m, user, user_len);
+            s = commit(z, "zero_save", root, where.tmp, name, &m, user, user_len);
         free_built_manifest(&m);
     }
     if (s && z->rank == 0 && !z->comm.broken)
@@ -1092,7 +1094,7 @@ zero_status zero_save_async(zero_ctx *z, const char *dir, const void *user, size
         if (!a->all || !a->user)
             s = zr_fail(&z->err, ZERO_ERR_SYSTEM, "%s: out of host memory", what);
         if (!s) {
-            s = build_manifest(z, &a->m, a->where.id, a->all, a->stride, a->pc,
+            s = build_manifest(z, what, &a->m, a->where.id, a->all, a->stride, a->pc,
                                (uint64_t)user_len, zc_hash(user_len ? user : "", user_len));
             a->have_manifest = 1;
             rank_pieces(z, z->rank, a->pc); /* the writer walks this rank's own pieces */
@@ -1158,7 +1160,8 @@ zero_status zero_save_wait(zero_ctx *z)
             a->m.files[r].bytes = all[(uint64_t)r * stride + 1];
             a->m.files[r].hash = all[(uint64_t)r * stride + 2];
         }
-        s = commit(z, a->root, a->where.tmp, a->name, &a->m, a->user, a->user_len);
+        s = commit(z, "zero_save_wait", a->root, a->where.tmp, a->name, &a->m, a->user,
+                   a->user_len);
     }
     if (s && z->rank == 0 && !z->comm.broken)
         remove_flat_dir(a->where.tmp); /* the previous checkpoint stays as it was */
@@ -1497,8 +1500,9 @@ zero_status zero_load(zero_ctx *z, const char *path, void *user, size_t user_cap
         t2 = zr_now();
         s = zr_agree(z, run_pass(z, &lp), NULL, NULL, 0);
         ZR_INFO(ZR_SUB_INIT, "zero_load: pass 1 (read, verify) %.3f s, pass 2 (into the state) "
-                "%.3f s, %.1f MB read (ZERO_CKPT_IO=%s)", t2 - t1, zr_now() - t2,
-                lp.rd.bytes_read / 1e6, lp.rd.io == ZC_IO_PREAD ? "pread" : "mmap");
+                "%.3f s, %.1f MB read (ZERO_CKPT_IO=%s: %d of the %d files it opened mapped)",
+                t2 - t1, zr_now() - t2, lp.rd.bytes_read / 1e6,
+                lp.rd.io == ZC_IO_PREAD ? "pread" : "mmap", lp.rd.mapped, lp.rd.opened);
         if (!s)
             s = gather_loaded(z, A);
         if (!s && m.user_bytes) {

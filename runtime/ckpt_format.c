@@ -721,11 +721,13 @@ static zero_status open_file(zc_reader *r, int f, zr_error *e)
     }
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a larger readahead window */
     r->fd[f] = fd;
+    r->opened++;
     if (r->io == ZC_IO_MMAP) { /* mapped when the kernel can populate ranges with an error return */
         void *p = mmap(NULL, (size_t)x->bytes, PROT_READ, MAP_SHARED, fd, 0);
         if (p != MAP_FAILED && madvise(p, 1, MADV_POPULATE_READ) == 0) {
             (void)madvise(p, (size_t)x->bytes, MADV_SEQUENTIAL);
             r->map[f] = p;
+            r->mapped++;
         } else if (p != MAP_FAILED)
             munmap(p, (size_t)x->bytes);
     }
@@ -903,7 +905,9 @@ static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uin
     if (failq < badq) { /* that block again, on this thread, for its errno */
         const uint64_t fat = at + (uint64_t)failq * bb;
         int again = populate(r, s->file, fat, bb);
-        return short_read(r, s, t, again != 0 && errno ? -1 : 0, fat, e);
+        if (again == 0) /* it went through this time: the first failure was an I/O error */
+            errno = EIO;
+        return short_read(r, s, t, again != 0 && !errno ? 0 : -1, fat, e);
     }
     if (badq < nq)
         return bad_block(r, s, t, kb + (uint64_t)badq, B, e);

@@ -147,6 +147,7 @@ typedef struct zc_reader {
     unsigned char *buf;     /* whole blocks of one read */
     size_t cap;
     uint64_t bytes_read;
+    int opened, mapped;     /* files opened so far, and of those mapped */
 } zc_reader;
 
 /* io: ZC_IO_MMAP or ZC_IO_PREAD (above). */

@@ -19,13 +19,14 @@ foreach(np 1 2 3)
                        ENVIRONMENT "${ckpt_sanitizer_env}"
                        PASS_REGULAR_EXPRESSION "test_ckpt: np ${np}, [0-9]+ cases, 0 failures")
 endforeach()
-# The same cases with shards read by pread (ZERO_CKPT_IO=pread) instead of the default mapping.
+# The same cases with shards read by pread (ZERO_CKPT_IO=pread) instead of the default mapping;
+# the loads' INFO lines must say that no file was mapped.
 add_test(NAME ckpt_errors_pread_np2
          COMMAND ${ZERO_MPIRUN} -np 2 $<TARGET_FILE:test_ckpt>
                  ${CMAKE_BINARY_DIR}/test-out/ckpt_errors_pread_np2)
 set_tests_properties(ckpt_errors_pread_np2 PROPERTIES TIMEOUT 120 LABELS "mpi"
-                     ENVIRONMENT "${ckpt_sanitizer_env};ZERO_CKPT_IO=pread"
-                     PASS_REGULAR_EXPRESSION "test_ckpt: np 2, [0-9]+ cases, 0 failures")
+                     ENVIRONMENT "${ckpt_sanitizer_env};ZERO_CKPT_IO=pread;CKPT_TEST_DEBUG=INFO;ZERO_DEBUG_SUBSYS=INIT"
+                     PASS_REGULAR_EXPRESSION "ZERO_CKPT_IO=pread: 0 of the [1-9][0-9]* files it opened mapped.*test_ckpt: np 2, [0-9]+ cases, 0 failures")
 
 # A bounded fuzz loop over the manifest and the shard headers (fuzz_ckpt.c): 300 fixed-seed
 # mutations after one targeted pass over every numeric field, each loaded and parsed; any status

@@ -31,7 +31,8 @@
  * Prints one line per case ("ok   ..." or "FAIL ...") and "test_ckpt: np N, K cases, F failures"
  * (F summed over the ranks; exit status 1 when F > 0).
  * Usage: test_ckpt [root] (default $OUT/test_ckpt_np<N>, else ./test_ckpt_np<N>.d); only the
- * subdirectories it makes there are removed. CKPT_TEST_DEBUG=WARN shows libzero's log. */
+ * subdirectories it makes there are removed. CKPT_TEST_DEBUG=WARN shows libzero's log. Every
+ * ZERO_* variable is cleared but ZERO_CKPT_IO and ZERO_DEBUG_SUBSYS. */
 #define _GNU_SOURCE /* nftw's FTW_PHYS/FTW_DEPTH */
 #include <dirent.h>
 #include <errno.h>
@@ -1370,8 +1371,17 @@ int main(int argc, char **argv)
     char dbg_copy[32] = "NONE";
     if (dbg && dbg[0])
         snprintf(dbg_copy, sizeof dbg_copy, "%s", dbg);
+    /* kept: how shards are read (the cases run under either way) and what the log shows */
+    static const char *const kept[2] = {"ZERO_CKPT_IO", "ZERO_DEBUG_SUBSYS"};
+    char kept_val[2][64] = {"", ""};
+    for (int k = 0; k < 2; k++)
+        if (getenv(kept[k]))
+            snprintf(kept_val[k], sizeof kept_val[k], "%s", getenv(kept[k]));
     clear_zero_environment();
     setenv("ZERO_DEBUG", dbg_copy, 1); /* the refusals are the point: not logged */
+    for (int k = 0; k < 2; k++)
+        if (kept_val[k][0])
+            setenv(kept[k], kept_val[k], 1);
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
