@@ -508,14 +508,15 @@ ZERO_API zero_status zero_export(zero_ctx *ctx, const char *path);
  * checkpoint of the same step) and `latest` replaced by rename; a crash at any moment leaves the
  * previous checkpoint and a `latest` that names a complete one. ZERO_CKPT_KEEP=K then removes all
  * but the newest K step-* directories. Call it at an optimizer-step boundary (ZERO_ERR_STATE in
- * the middle of an accumulation window). Collective, blocking. ZERO_ERR_INVALID for bad
- * arguments, ZERO_ERR_IO when a file cannot be written (every rank returns the same status; the
- * temporary directory is removed; the previous checkpoint is untouched). */
+ * the middle of an accumulation window, and while an asynchronous save is in flight).
+ * Collective, blocking. ZERO_ERR_INVALID for bad arguments, ZERO_ERR_IO when a file cannot be
+ * written (every rank returns the same status; the temporary directory is removed; the previous
+ * checkpoint is untouched). */
 ZERO_API zero_status zero_save(zero_ctx *ctx, const char *dir, const void *user, size_t user_len);
 
 /* Asynchronous save: the checkpoint zero_save would write now, written while training goes on.
  * zero_save_async takes this rank's part of the state (the bytes of its shard file) into host
- * memory — the only time training waits, a copy of the state — builds the manifest as of this
+ * memory — most of what training waits for, a copy of the state — builds the manifest as of this
  * step and returns; a thread of each rank then checksums and writes the shard file (bound, with
  * CPU offload placement, to the rank's cores but the training thread's).
  * zero_save_wait waits for every rank's file and commits the checkpoint exactly as zero_save

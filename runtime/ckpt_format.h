@@ -130,8 +130,8 @@ zero_status zc_read_file(const char *path, size_t max, char **out, size_t *len, 
  * manifest (size, header: magic, version, rank, checkpoint id). With io ZC_IO_MMAP a file is then
  * mapped whole, and each range is made resident with MADV_POPULATE_READ (an I/O error or a file
  * shorter than the manifest says is an error return there, not a SIGBUS) before its bytes are
- * hashed in place or copied out: no copy through a read buffer. Where the kernel lacks
- * MADV_POPULATE_READ (before Linux 5.14) the file is read with pread instead. A range is
+ * hashed in place or copied out (whole blocks with no copy through a read buffer). Where the
+ * kernel lacks MADV_POPULATE_READ (before Linux 5.14) the file is read with pread instead. A range is
  * populated just before it is touched (one block at a time for whole blocks), so SIGBUS remains
  * possible only in that moment: if another process truncates the shard then, or memory pressure
  * evicts a populated page and reading it again fails. ZC_IO_PREAD has no such window. */

@@ -150,8 +150,8 @@ crash_trials() {
     n1=$(awk '$1 == 1 {print $2}' "$counts")
     [ "${n0:-0}" -gt 5 ] && [ "${n1:-0}" -gt 1 ] || fail "$label: the shim counted $n0 / $n1 operations"
     echo "$label: the run's saves make $n0 counted operations on rank 0, $n1 on rank 1"
-    local old=0 new=0 accept=""
-    for n in $steps; do accept="$accept $(printf 'step-%08d' "$n")"; done
+    local old=0 new=0 accept="" k
+    for k in $steps; do accept="$accept $(printf 'step-%08d' "$k")"; done
     for t in $(seq 1 "$trials"); do
         local rank=$((RANDOM % 2)) n at
         n=$([ $rank -eq 0 ] && echo "$n0" || echo "$n1")

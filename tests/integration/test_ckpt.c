@@ -1195,7 +1195,9 @@ static void async_cases(void)
                    "%s: a temporary directory left", case_name);
             size_t n = 0;
             unsigned char *l = slurp(path_in(dir, ZC_LATEST), &n);
-            EXPECT(l && n == 14 && !memcmp(l, "step-00000003\n", 14), "%s: latest is %.*s",
+            char want[32];
+            snprintf(want, sizeof want, "step-%08d\n", TRAIN_STEPS);
+            EXPECT(l && n == strlen(want) && !memcmp(l, want, n), "%s: latest is %.*s",
                    case_name, l ? (int)n : 0, l ? (const char *)l : "");
             free(l);
             EXPECT(count_entries(dir, "step-", NULL, 0) == 1, "%s: %d step directories",
@@ -1212,7 +1214,7 @@ static void async_cases(void)
     barrier();
     if (rank == 0) {
         EXPECT(count_entries(dir, "step-", last, sizeof last) == 1 &&
-                   !strcmp(last + 5, "00000003"),
+                   atoi(last + 5) == TRAIN_STEPS,
                "%s: step directories: %d, the last %s", case_name,
                count_entries(dir, "step-", NULL, 0), last);
         EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
