@@ -363,6 +363,20 @@ static int count_entries(const char *dir, const char *prefix, char *last, size_t
     return n;
 }
 
+/* The manifest of checkpoint directory dir, read and parsed (zc_manifest_free it). */
+static zero_status read_manifest(const char *dir, zc_manifest *m, zr_error *e)
+{
+    char *json = NULL;
+    size_t len = 0;
+    zr_error_clear(e);
+    memset(m, 0, sizeof *m);
+    zero_status r = zc_read_file(path_in(dir, ZC_MANIFEST), (size_t)1 << 30, &json, &len, e);
+    if (!r)
+        r = zc_manifest_parse(m, json, len, dir, e);
+    free(json);
+    return r;
+}
+
 static void barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
 
 /* ---- the checkpoint under test --------------------------------------------------------------- */
@@ -532,14 +546,8 @@ static void truncated_while_open_cases(void)
     memset(&bm, 0, sizeof bm);
     int parsed = 0;
     if (rank == 0 && !s) {
-        char *json = NULL;
-        size_t len = 0;
         zr_error e;
-        zr_error_clear(&e);
-        zero_status r = zc_read_file(path_in(sd, ZC_MANIFEST), (size_t)1 << 30, &json, &len, &e);
-        if (!r)
-            r = zc_manifest_parse(&bm, json, len, sd, &e);
-        free(json);
+        zero_status r = read_manifest(sd, &bm, &e);
         EXPECT(r == ZERO_OK, "the 4.5-block model's manifest: %s", e.msg);
         parsed = !r;
     }
@@ -1120,18 +1128,12 @@ static void async_cases(void)
         EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
                case_name);
         /* every file whole: sizes, headers, block and file checksums (zero-ckpt verify's) */
-        char sd[1300], *json = NULL;
+        char sd[1300];
         snprintf(sd, sizeof sd, "%s/step-%08d", dir, TRAIN_STEPS);
-        size_t len = 0;
         zc_manifest am;
-        memset(&am, 0, sizeof am);
         zc_reader rd;
         zr_error e;
-        zr_error_clear(&e);
-        zero_status v = zc_read_file(path_in(sd, ZC_MANIFEST), (size_t)1 << 30, &json, &len, &e);
-        if (!v)
-            v = zc_manifest_parse(&am, json, len, sd, &e);
-        free(json);
+        zero_status v = read_manifest(sd, &am, &e);
         if (!v && !(v = zc_reader_open(&rd, &am, sd, ZC_IO_MMAP, &e))) {
             v = zc_verify_files(&rd, &e);
             zc_reader_close(&rd);
@@ -1442,14 +1444,8 @@ int main(int argc, char **argv)
     }
     /* every rank parses the manifest once: the shard files, slices and tensors the cases name */
     {
-        char *json = NULL;
-        size_t len = 0;
         zr_error e;
-        zr_error_clear(&e);
-        zero_status r = zc_read_file(path_in(ckdir, ZC_MANIFEST), (size_t)1 << 30, &json, &len, &e);
-        if (!r)
-            r = zc_manifest_parse(&man, json, len, ckdir, &e);
-        free(json);
+        zero_status r = read_manifest(ckdir, &man, &e);
         if (r) {
             fprintf(stderr, "rank %d: the saved manifest: %s\n", rank, e.msg);
             MPI_Abort(MPI_COMM_WORLD, 2);
