@@ -1079,6 +1079,20 @@ static void accumulation_case(void)
     case_end();
 }
 
+/* Rank 0: dir's `latest` names step-<step> and no temporary directory is left in dir. */
+static void expect_latest(const char *dir, int step)
+{
+    size_t n = 0;
+    unsigned char *l = slurp(path_in(dir, ZC_LATEST), &n);
+    char want[32];
+    snprintf(want, sizeof want, "step-%08d\n", step);
+    EXPECT(l && n == strlen(want) && !memcmp(l, want, n), "%s: latest is \"%.*s\"", case_name,
+           l ? (int)n : 0, l ? (const char *)l : "");
+    free(l);
+    EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
+           case_name);
+}
+
 /* zero_save_async .. zero_save_wait, on a context of its own: the checkpoint holds the state,
  * step and blob of the zero_save_async call although training goes on meanwhile (loaded and
  * trained on, it matches the context that kept training: the moments are the saved step's too);
@@ -1118,15 +1132,7 @@ static void async_cases(void)
     train(az, &base, TRAIN_STEPS, 2);
     expect_status(az, zero_save_wait(az), ZERO_OK, NULL, NULL);
     if (rank == 0) {
-        size_t n = 0;
-        unsigned char *l = slurp(path_in(dir, ZC_LATEST), &n);
-        char want[64];
-        snprintf(want, sizeof want, "step-%08d\n", TRAIN_STEPS);
-        EXPECT(l && n == strlen(want) && !memcmp(l, want, n), "%s: latest is \"%.*s\"",
-               case_name, l ? (int)n : 0, l ? (const char *)l : "");
-        free(l);
-        EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
-               case_name);
+        expect_latest(dir, TRAIN_STEPS);
         /* every file whole: sizes, headers, block and file checksums (zero-ckpt verify's) */
         char sd[1300];
         snprintf(sd, sizeof sd, "%s/step-%08d", dir, TRAIN_STEPS);
@@ -1193,15 +1199,7 @@ static void async_cases(void)
         expect_status(az, s, ZERO_ERR_IO, shard, "File too large");
         barrier();
         if (rank == 0) {
-            EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0,
-                   "%s: a temporary directory left", case_name);
-            size_t n = 0;
-            unsigned char *l = slurp(path_in(dir, ZC_LATEST), &n);
-            char want[32];
-            snprintf(want, sizeof want, "step-%08d\n", TRAIN_STEPS);
-            EXPECT(l && n == strlen(want) && !memcmp(l, want, n), "%s: latest is %.*s",
-                   case_name, l ? (int)n : 0, l ? (const char *)l : "");
-            free(l);
+            expect_latest(dir, TRAIN_STEPS);
             EXPECT(count_entries(dir, "step-", NULL, 0) == 1, "%s: %d step directories",
                    case_name, count_entries(dir, "step-", NULL, 0));
         }
@@ -1219,8 +1217,7 @@ static void async_cases(void)
                    atoi(last + 5) == TRAIN_STEPS,
                "%s: step directories: %d, the last %s", case_name,
                count_entries(dir, "step-", NULL, 0), last);
-        EXPECT(count_entries(dir, ".zero-tmp", NULL, 0) == 0, "%s: a temporary directory left",
-               case_name);
+        expect_latest(dir, TRAIN_STEPS);
     }
     case_end();
 }
