@@ -11,8 +11,9 @@
 #   - zero-gpt2 --gemm tf32 (fp32 case) / bf16 (bf16 case): final loss within 2% of exact GEMMs;
 #   - zero-gpt2's batches through the loader's device copies (prefetch 2) == read in the call
 #     (prefetch 0), bit for bit;
-#   - checkpoints: cuda stage 3 (with and without optimizer offload) resumed == straight, byte for
-#     byte; a cuda checkpoint loaded on the host backend and saved again is identical;
+#   - checkpoints: cuda stage 3 (with and without optimizer offload, and --save-async) resumed ==
+#     straight, byte for byte; a cuda checkpoint loaded on the host backend and saved again is
+#     identical;
 #   - stage 0 under a ZERO_DEVICE_MEMORY cap it does not fit: ZERO_ERR_OOM, no hang.
 # Usage: train_gpu.sh CASE (mlp_fp32 | mlp_bf16 | gpt2_fp32 | gpt2_bf16); BIN, OUT, MPIRUN from ctest. Exit 77 without a
 # usable GPU (ctest: skipped).
@@ -119,6 +120,18 @@ for v in "3 none" "3 cpu"; do
         fail "cuda stage $1 offload $2: $n1 + save + load + $n1 steps != straight"
     echo "ok: cuda stage $1 offload $2: resumed == straight"
 done
+# the asynchronous save (the state copied out of the device at zero_save_async, written by a
+# thread while training goes on): resumed, it continues as straight as the synchronous one
+ck=$out/ck_async
+rm -rf "$ck"
+env ZERO_DEVICE=cuda ZERO_STAGE=3 ZERO_DTYPE=$dtype "$BIN/$prog" "${args[@]}" --steps $n1 \
+    --save "$ck" --save-async > "$out/ck_d.log" 2>&1 || { cat "$out/ck_d.log"; fail "cuda --save-async"; }
+env ZERO_DEVICE=cuda ZERO_STAGE=3 ZERO_DTYPE=$dtype "$BIN/$prog" "${args[@]}" --steps $n1 \
+    --resume "$ck" --export "$out/ck_async.st" > "$out/ck_e.log" 2>&1 ||
+    { cat "$out/ck_e.log"; fail "cuda --resume of a --save-async checkpoint"; }
+cmp -s "$out/ck_async.st" "$out/straight_s3_none.st" ||
+    fail "cuda stage 3 --save-async: $n1 + save + load + $n1 steps != straight"
+echo "ok: cuda stage 3: --save-async resumed == straight"
 env ZERO_DEVICE=host ZERO_STAGE=1 ZERO_DTYPE=$dtype "$BIN/$prog" "${args[@]}" --steps 0 \
     --resume "$out/ck_s3_none" --save "$out/ck_host" > "$out/ck_c.log" 2>&1 ||
     { cat "$out/ck_c.log"; fail "cuda checkpoint on the host backend"; }
