@@ -797,19 +797,6 @@ static ssize_t readv_full(int fd, struct iovec *iov, int n, uint64_t at)
     return (ssize_t)got;
 }
 
-/* Bytes [at, at + n) of open file f into buf (copied out of the mapping, or pread); n, or less
- * at the end of the file, or -1 with errno. */
-static ssize_t get_bytes(zc_reader *r, int f, void *buf, size_t n, uint64_t at)
-{
-    read_ahead(r, f, at, n);
-    if (!r->map[f])
-        return read_full(r->fd[f], buf, n, at);
-    if (populate(r, f, at, n) != 0)
-        return errno ? -1 : 0;
-    memcpy(buf, r->map[f] + at, n);
-    return (ssize_t)n;
-}
-
 /* Bytes [at, at + n) of open file f to hash in place: in the mapping, or read into r->buf (n at
  * most r->cap). NULL when they cannot all be read (*got: -1 with errno, or the bytes read). */
 static const unsigned char *view(zc_reader *r, int f, size_t n, uint64_t at, ssize_t *got)
@@ -920,9 +907,11 @@ zero_status zc_read(zc_reader *r, int t, uint64_t first, uint64_t count, float *
 {
     const zc_manifest *m = r->m;
     const uint64_t B = m->block_elems, A = (uint64_t)m->num_arrays, end = first + count;
-    int all = 1;
-    for (uint64_t ar = 0; ar < A; ar++)
+    int all = 1, some = 0;
+    for (uint64_t ar = 0; ar < A; ar++) {
         all &= out[ar] != NULL;
+        some |= out[ar] != NULL;
+    }
     int lo = m->tensor_slice[t], hi = m->tensor_slice[t + 1];
     while (lo < hi) { /* first slice whose end is past `first` */
         int mid = lo + (hi - lo) / 2;
@@ -953,19 +942,14 @@ zero_status zc_read(zc_reader *r, int t, uint64_t first, uint64_t count, float *
             ke = kb + per - 1 < k1 ? kb + per - 1 : k1;
             uint64_t e0 = kb * B, e1 = (ke + 1) * B < s->numel ? (ke + 1) * B : s->numel;
             uint64_t at = s->at + e0 * A * 4, bytes = (e1 - e0) * A * 4;
-            /* nothing to copy out: hashed in place; else copied once, then hashed and taken */
-            int some = 0;
-            for (uint64_t ar = 0; ar < A; ar++)
-                some |= out[ar] != NULL;
+            /* nothing to copy out: hashed in place; else out of a mapping into the buffer first,
+             * so that what is hashed is what is taken */
             ssize_t got;
-            const unsigned char *p;
-            if (some) {
-                got = get_bytes(r, s->file, r->buf, (size_t)bytes, at);
-                p = got == (ssize_t)bytes ? r->buf : NULL;
-            } else
-                p = view(r, s->file, (size_t)bytes, at, &got);
+            const unsigned char *p = view(r, s->file, (size_t)bytes, at, &got);
             if (!p)
                 return short_read(r, s, t, got, at, e);
+            if (some && p != r->buf)
+                p = memcpy(r->buf, p, (size_t)bytes);
             r->bytes_read += bytes;
             for (uint64_t q = kb; q <= ke; q++) {
                 uint64_t q0 = q * B, nb = s->numel - q0 < B ? s->numel - q0 : B;
