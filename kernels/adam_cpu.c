@@ -203,7 +203,9 @@ ZK_AVX2_INLINE void avx2_put_ps(float *dst, __m256 x, int s)
         _mm256_storeu_ps(dst, x);
 }
 
-ZK_AVX2_INLINE void avx2_put_256(uint16_t *dst, __m256i x, int s)
+/* 16 working elements of 16 bits: AVX alone, so the AVX2 and the AVX-512 paths both inline it. */
+static inline __attribute__((always_inline, target("avx"))) void avx_put_256(uint16_t *dst,
+                                                                            __m256i x, int s)
 {
     if (s)
         _mm256_stream_si256((__m256i *)dst, x);
@@ -239,7 +241,7 @@ ZK_AVX2_INLINE void avx2_range(float *master, float *m, float *v, const float *g
              * element order. Every lane is <= 0xffff, so nothing saturates. */
             const __m256i h = _mm256_permute4x64_epi64(
                 _mm256_packus_epi32(avx2_bf16(a), avx2_bf16(b)), 0xd8);
-            avx2_put_256((uint16_t *)work + i, h, s);
+            avx_put_256((uint16_t *)work + i, h, s);
         } else if (wt == ZERO_DTYPE_FP16) {
             avx2_put_128((uint16_t *)work + i, _mm256_cvtps_ph(a, ZK_F16_RNE), s);
             avx2_put_128((uint16_t *)work + i + 8, _mm256_cvtps_ph(b, ZK_F16_RNE), s);
@@ -339,13 +341,6 @@ ZK_AVX512_INLINE void avx512_put_ps(float *dst, __m512 x, int s)
         _mm512_storeu_ps(dst, x);
 }
 
-ZK_AVX512_INLINE void avx512_put_256(uint16_t *dst, __m256i x, int s)
-{
-    if (s)
-        _mm256_stream_si256((__m256i *)dst, x);
-    else
-        _mm256_storeu_si256((__m256i *)dst, x);
-}
 
 ZK_AVX512_INLINE void avx512_range(float *master, float *m, float *v, const float *grad,
                                    void *work, int wt, int nt, size_t lo, size_t hi,
@@ -361,9 +356,9 @@ ZK_AVX512_INLINE void avx512_range(float *master, float *m, float *v, const floa
         if (wt == ZERO_DTYPE_FP32)
             avx512_put_ps((float *)work + i, a, s);
         else if (wt == ZERO_DTYPE_BF16)
-            avx512_put_256((uint16_t *)work + i, avx512_bf16(a), s);
+            avx_put_256((uint16_t *)work + i, avx512_bf16(a), s);
         else if (wt == ZERO_DTYPE_FP16)
-            avx512_put_256((uint16_t *)work + i, _mm512_cvtps_ph(a, ZK_F16_RNE), s);
+            avx_put_256((uint16_t *)work + i, _mm512_cvtps_ph(a, ZK_F16_RNE), s);
     }
     scalar_range(master, m, v, grad, work, wt, i, hi, c);
 }
