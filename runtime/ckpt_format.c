@@ -634,8 +634,6 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->fd = malloc((size_t)m->num_files * sizeof *r->fd);
     r->map = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->map);
-    r->ahead = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->ahead);
-    r->pos = calloc((size_t)m->num_files ? (size_t)m->num_files : 1, sizeof *r->pos);
     for (int f = 0; r->fd && f < m->num_files; f++)
         r->fd[f] = -1;
     uint64_t block = zc_slice_bytes(m->block_elems, m->num_arrays);
@@ -643,7 +641,7 @@ zero_status zc_reader_open(zc_reader *r, const zc_manifest *m, const char *dir, 
      * last-level cache while it is hashed; larger reads measured slower */
     r->cap = (size_t)block;
     r->buf = malloc(r->cap);
-    if (!r->fd || !r->map || !r->buf || !r->ahead || !r->pos) {
+    if (!r->fd || !r->map || !r->buf) {
         zc_reader_close(r);
         return zr_error_set(e, ZERO_ERR_SYSTEM, "out of host memory reading checkpoint %s", dir);
     }
@@ -664,12 +662,8 @@ void zc_reader_close(zc_reader *r)
     free(r->map);
     r->map = NULL;
     free(r->buf);
-    free(r->ahead);
-    free(r->pos);
-    r->pos = NULL;
     r->fd = NULL;
     r->buf = NULL;
-    r->ahead = NULL;
 }
 
 static zero_status open_file(zc_reader *r, int f, zr_error *e)
@@ -754,22 +748,6 @@ static int populate(zc_reader *r, int f, uint64_t at, uint64_t n)
     }
 }
 
-/* Before a read of [at, at + n) of file f: the kernel is asked to read ZC_AHEAD bytes beyond it
- * now (POSIX_FADV_WILLNEED, asynchronous), so the disk keeps working while the blocks just read
- * are hashed and copied. */
-enum { ZC_AHEAD = 64 << 20 };
-static void read_ahead(zc_reader *r, int f, uint64_t at, uint64_t n)
-{
-    if (at < r->pos[f]) /* going back (zero_load's second pass, another rank's range): anew */
-        r->ahead[f] = 0;
-    r->pos[f] = at + n;
-    uint64_t want = at + n + ZC_AHEAD, from = r->ahead[f] > at ? r->ahead[f] : at;
-    if (from >= want || want - from < ZC_AHEAD / 4) /* in steps of a quarter */
-        return;
-    (void)posix_fadvise(r->fd[f], (off_t)from, (off_t)(want - from), POSIX_FADV_WILLNEED);
-    r->ahead[f] = want;
-}
-
 /* preadv until every iovec is full or the file ends; the bytes read, or -1 with errno. */
 static ssize_t readv_full(int fd, struct iovec *iov, int n, uint64_t at)
 {
@@ -801,7 +779,6 @@ static ssize_t readv_full(int fd, struct iovec *iov, int n, uint64_t at)
  * most r->cap). NULL when they cannot all be read (*got: -1 with errno, or the bytes read). */
 static const unsigned char *view(zc_reader *r, int f, size_t n, uint64_t at, ssize_t *got)
 {
-    read_ahead(r, f, at, n);
     if (!r->map[f]) {
         *got = read_full(r->fd[f], r->buf, n, at);
         return *got == (ssize_t)n ? r->buf : NULL;
@@ -860,7 +837,6 @@ static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uin
             bytes += B * 4;
         }
     const uint64_t at = s->at + kb * bb;
-    read_ahead(r, s->file, at, bytes);
     const unsigned char *src = r->map[s->file];
     if (!src) {
         ssize_t got = readv_full(r->fd[s->file], iov, n, at);

@@ -142,8 +142,6 @@ typedef struct zc_reader {
     int io;                 /* ZC_IO_MMAP or ZC_IO_PREAD: how shard files are read */
     int *fd;                /* [num_files], -1 = not open */
     unsigned char **map;    /* [num_files] the whole file mapped read-only (io mmap), or NULL */
-    uint64_t *ahead;        /* [num_files] readahead asked for up to this offset */
-    uint64_t *pos;          /* [num_files] end of the last read */
     unsigned char *buf;     /* whole blocks of one read */
     size_t cap;
     uint64_t bytes_read;
