@@ -30,11 +30,12 @@
  * when pages stayed resident (or always with --sysdrop) rank 0 writes 1 to
  * /proc/sys/vm/drop_caches, where it may (see drop_cache). Deleted files are followed by
  * syncfs before the next timed write, so freeing (and discarding) their blocks is not timed.
- * Both timed writes replace a file that is in the page cache (the plain file just read, the
- * checkpoint just loaded; the warm-up writes and reads the plain file once for round 1): on a
- * VM that hands freed guest memory back to the host, writing into pages freed a moment ago is
- * several times faster than into pages freed seconds ago, and an asymmetry there (measured: 0.2
- * against 1-2 s for 1 GiB of write()) would swamp what is compared.
+ * Right before each of the four timed operations every rank reads a scratch file (its shard's
+ * size and 64 MiB more) and drops it from the page cache again (recycle): on a VM that hands
+ * free guest memory back to its host within seconds, reading or writing into page-cache memory
+ * freed a moment ago is 3-4x faster than into memory freed seconds ago, and which side happened
+ * to find such memory (a file of its own just dropped or deleted) decided the ratios; so each
+ * operation starts with as much memory just freed as it can use.
  *
  * Then the asynchronous save: 4 optimizer steps without a save, then twice (the first
  * allocates its snapshot buffer, the second reuses it): zero_save_async, 4 steps while the files
@@ -86,6 +87,7 @@ static int g_rank, g_world;
 static char g_dir[PATH_MAX];     /* the benchmark's directory */
 static char g_ckpt[PATH_MAX + 8]; /* g_dir/ckpt: zero_save's root */
 static char g_plain[PATH_MAX + 32]; /* this rank's plain file */
+static char g_scratch[PATH_MAX + 32]; /* this rank's scratch file (recycle) */
 static int g_made_dir;           /* g_dir was created here: removed at the end */
 
 static void usage(FILE *f)
@@ -143,22 +145,6 @@ static void rm_tree(const char *path)
 }
 
 /* Commits the file system of the benchmark's directory (deletions included). */
-/* Touches and frees `bytes` of anonymous memory (outside the timing), so the next timed
- * operation finds that much memory resident and free. On a guest whose freed pages go back to
- * its host within seconds (free page reporting: the development machine), a write or read into
- * the page cache is 2-5x slower when the memory it takes has gone back, and which side of the
- * comparison found recycled memory (a file just deleted, a buffer just freed) decided the ratios;
- * with this, both sides start from the same state. */
-static void prefault(size_t bytes)
-{
-    if (!bytes)
-        return;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
-                   -1, 0);
-    if (p != MAP_FAILED)
-        munmap(p, bytes);
-}
-
 static void sync_dir(void)
 {
     int fd = open(g_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -259,6 +245,29 @@ static int drop_file(const char *path)
     if (fd < 0)
         return -1;
     int ok = fsync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* Reads this rank's scratch file (g_scratch, its shard's size and 64 MiB more) into the page
+ * cache and drops it again (outside the timing), so the next timed operation finds that much
+ * page-cache memory freed a moment ago. On a guest whose free memory goes back to its host
+ * within seconds (free page reporting: the development machine), a read or a buffered write into
+ * the page cache runs 3-4x slower when the memory it takes has gone back (measured: 1 GiB read
+ * in 1.5-1.8 s against 0.40-0.48 s right after another file's 1 GiB was dropped; touching and
+ * freeing anonymous memory does not do it), and which side of the comparison found memory just
+ * freed (its own file dropped before its read, a file just deleted) decided the ratios. With
+ * this before each of the four operations, each starts from the same state. 0 or -1. */
+static int recycle(char *buf, size_t blk)
+{
+    int fd = open(g_scratch, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int ok = fstat(fd, &st) == 0;
+    for (off_t at = 0; ok && at < st.st_size; at += (off_t)blk)
+        ok = pread(fd, buf, blk, at) > 0;
+    ok = ok && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
     close(fd);
     return ok ? 0 : -1;
 }
@@ -407,6 +416,7 @@ static void cleanup(const options *o, int collective)
     if (o->keep)
         return;
     unlink(g_plain);
+    unlink(g_scratch);
     if (collective)
         MPI_Barrier(MPI_COMM_WORLD);
     if (g_rank == 0) {
@@ -565,6 +575,7 @@ int main(int argc, char **argv)
     }
     snprintf(g_ckpt, sizeof g_ckpt, "%s/ckpt", g_dir);
     snprintf(g_plain, sizeof g_plain, "%s/plain-%05d.bin", g_dir, g_rank);
+    snprintf(g_scratch, sizeof g_scratch, "%s/scratch-%05d.bin", g_dir, g_rank);
 
     /* the model: 8 vectors, 12 bytes of checkpoint per parameter */
     const uint64_t psi_want = ((uint64_t)o.mb << 20) / 12;
@@ -629,6 +640,12 @@ int main(int argc, char **argv)
                 meta_bytes += (uint64_t)st.st_size;
         }
     }
+    /* the scratch file recycle() reads and drops: the shard's size and 64 MiB more */
+    unlink(g_scratch);
+    if (plain_write(g_scratch, my_bytes + ((uint64_t)64 << 20), iobuf, BENCH_IO_BYTES, 0, dbuf) !=
+            0 ||
+        drop_file(g_scratch) != 0)
+        die(z, &o, g_scratch, ZERO_OK);
     /* the plain file's content: this rank's shard, read once */
     char *content = malloc((size_t)my_bytes);
     {
@@ -679,7 +696,6 @@ int main(int argc, char **argv)
     int fadvise_ok = 1, sys_drops = 0;
     double cached_worst = 0.0;
     const double gb = (double)total_bytes / 1e9;
-    const size_t warm = (size_t)my_bytes + ((size_t)64 << 20); /* each side's need, and some */
     for (int r = 0; r < o.rounds; r++) {
         round_times *x = &rt[r];
         /* rounds 1, 3, ...: the plain side first; rounds 2, 4, ...: zero's side first (--order
@@ -692,7 +708,8 @@ int main(int argc, char **argv)
             if (write_phase && plain) { /* plain write into a new file */
                 unlink(g_plain);
                 sync_dir();
-                prefault(warm);
+                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+                    die(z, &o, g_scratch, ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES, o.plain_direct,
@@ -703,7 +720,8 @@ int main(int argc, char **argv)
                 if (g_rank == 0)
                     rm_tree(g_ckpt);
                 sync_dir();
-                prefault(warm);
+                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+                    die(z, &o, g_scratch, ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 s = zero_save(z, g_ckpt, user, sizeof user);
@@ -712,7 +730,8 @@ int main(int argc, char **argv)
                     die(z, &o, "zero_save", s);
             } else if (plain) { /* plain read from disk */
                 x->read_cached = drop_cache(&o, FILES_PLAIN, &fadvise_ok, &sys_drops);
-                prefault(warm);
+                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+                    die(z, &o, g_scratch, ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 if (plain_read(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0)
@@ -720,7 +739,8 @@ int main(int argc, char **argv)
                 x->read = max_time(zr_now() - t0);
             } else { /* zero_load from disk */
                 x->load_cached = drop_cache(&o, FILES_CKPT, &fadvise_ok, &sys_drops);
-                prefault(warm);
+                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+                    die(z, &o, g_scratch, ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 s = zero_load(z, g_ckpt, back, sizeof back, &back_len);
@@ -762,7 +782,8 @@ int main(int argc, char **argv)
         if (g_rank == 0)
             rm_tree(g_ckpt);
         sync_dir();
-        prefault(warm);
+        if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+            die(z, &o, g_scratch, ZERO_OK);
         MPI_Barrier(MPI_COMM_WORLD);
         double ta = zr_now();
         if ((s = zero_save_async(z, g_ckpt, user, sizeof user)))
