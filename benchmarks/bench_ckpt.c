@@ -30,12 +30,16 @@
  * when pages stayed resident (or always with --sysdrop) rank 0 writes 1 to
  * /proc/sys/vm/drop_caches, where it may (see drop_cache). Deleted files are followed by
  * syncfs before the next timed write, so freeing (and discarding) their blocks is not timed.
- * Right before each of the four timed operations every rank reads a scratch file (its shard's
- * size and 64 MiB more) and drops it from the page cache again (recycle): on a VM that hands
- * free guest memory back to its host within seconds, reading or writing into page-cache memory
- * freed a moment ago is 3-4x faster than into memory freed seconds ago, and which side happened
- * to find such memory (a file of its own just dropped or deleted) decided the ratios; so each
- * operation starts with as much memory just freed as it can use.
+ * Both timed writes replace a file that is in the page cache (the plain file just read, the
+ * checkpoint just loaded; the warm-up writes and reads the plain file once for round 1): on a
+ * VM that hands freed guest memory back to the host, writing into pages freed a moment ago is
+ * several times faster than into pages freed seconds ago, and an asymmetry there (measured: 0.2
+ * against 1-2 s for 1 GiB of write()) would swamp what is compared. Reads have the same
+ * asymmetry, the other way round: the plain read's drop frees its own file's pages just before
+ * it reads into the page cache again, while the checkpoint, written through O_DIRECT, has none
+ * to free. So right before each timed read and load every rank syncs the file system, reads a
+ * scratch file (its shard's size and 64 MiB more) and drops it again (recycle): both start with
+ * as much page-cache memory just freed as they can use.
  *
  * Then the asynchronous save: 4 optimizer steps without a save, then twice (the first
  * allocates its snapshot buffer, the second reuses it): zero_save_async, 4 steps while the files
@@ -144,6 +148,19 @@ static void rm_tree(const char *path)
         nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Touches and frees `bytes` of anonymous memory (outside the timing), before each timed write
+ * (what the writes were measured with since 70fa715; it does nothing for a read into the page
+ * cache, see recycle). */
+static void prefault(size_t bytes)
+{
+    if (!bytes)
+        return;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
+    if (p != MAP_FAILED)
+        munmap(p, bytes);
+}
+
 /* Commits the file system of the benchmark's directory (deletions included). */
 static void sync_dir(void)
 {
@@ -250,16 +267,19 @@ static int drop_file(const char *path)
 }
 
 /* Reads this rank's scratch file (g_scratch, its shard's size and 64 MiB more) into the page
- * cache and drops it again (outside the timing), so the next timed operation finds that much
- * page-cache memory freed a moment ago. On a guest whose free memory goes back to its host
- * within seconds (free page reporting: the development machine), a read or a buffered write into
- * the page cache runs 3-4x slower when the memory it takes has gone back (measured: 1 GiB read
- * in 1.5-1.8 s against 0.40-0.48 s right after another file's 1 GiB was dropped; touching and
- * freeing anonymous memory does not do it), and which side of the comparison found memory just
- * freed (its own file dropped before its read, a file just deleted) decided the ratios. With
- * this before each of the four operations, each starts from the same state. 0 or -1. */
+ * cache and drops it again (outside the timing, before each timed read and load), so the read
+ * that follows finds that much page-cache memory freed a moment ago. On a guest whose free
+ * memory goes back to its host within seconds (free page reporting: the development machine),
+ * a read into the page cache runs 3-4x slower when the memory it takes has gone back (measured:
+ * 1 GiB read in 1.5-1.8 s against 0.40-0.48 s right after another file's 1 GiB was dropped;
+ * touching and freeing anonymous memory does not do it), and which side of the comparison found
+ * memory just freed (its own file dropped before its read) decided the ratio. With this before
+ * both reads, both start from the same state. The file system is synced first (syncfs): a load
+ * right after the plain write, without it, took 0.73-1.2 s for a first read that took
+ * 0.35-0.52 s right after the plain read. 0 or -1. */
 static int recycle(char *buf, size_t blk)
 {
+    sync_dir(); /* what the last timed operation left (metadata, freed blocks) committed first */
     int fd = open(g_scratch, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -692,6 +712,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
+    const size_t warm = (size_t)my_bytes + ((size_t)64 << 20); /* each side's need, and some */
     round_times rt[BENCH_MAX_ROUNDS];
     int fadvise_ok = 1, sys_drops = 0;
     double cached_worst = 0.0;
@@ -708,8 +729,7 @@ int main(int argc, char **argv)
             if (write_phase && plain) { /* plain write into a new file */
                 unlink(g_plain);
                 sync_dir();
-                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
-                    die(z, &o, g_scratch, ZERO_OK);
+                prefault(warm);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 if (plain_write(g_plain, my_bytes, iobuf, BENCH_IO_BYTES, o.plain_direct,
@@ -720,8 +740,7 @@ int main(int argc, char **argv)
                 if (g_rank == 0)
                     rm_tree(g_ckpt);
                 sync_dir();
-                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
-                    die(z, &o, g_scratch, ZERO_OK);
+                prefault(warm);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 s = zero_save(z, g_ckpt, user, sizeof user);
@@ -782,8 +801,7 @@ int main(int argc, char **argv)
         if (g_rank == 0)
             rm_tree(g_ckpt);
         sync_dir();
-        if (recycle(iobuf, BENCH_IO_BYTES) != 0)
-            die(z, &o, g_scratch, ZERO_OK);
+        prefault(warm);
         MPI_Barrier(MPI_COMM_WORLD);
         double ta = zr_now();
         if ((s = zero_save_async(z, g_ckpt, user, sizeof user)))
