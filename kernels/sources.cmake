@@ -1,6 +1,21 @@
 # kernels/: element-wise math (AdamW, casts, add, squared norm). Host twins in kernels.c, CUDA
 # kernels in *.cu; both take their per-element math from zero_math.h.
 list(APPEND ZERO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/kernels.c)
+
+# XXH3-64 (kernels/hash.h): xxHash's header compiled once per instruction set, the path chosen
+# at run time. The AVX2 and AVX-512 copies are x86-64 only and called only on CPUs that have
+# them, so their -m flags leave the rest of the binary portable.
+list(APPEND ZERO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/hash.c)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  list(APPEND ZERO_SOURCES ${CMAKE_CURRENT_LIST_DIR}/hash_avx2.c
+                           ${CMAKE_CURRENT_LIST_DIR}/hash_avx512.c)
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/hash_avx2.c PROPERTIES
+    COMPILE_OPTIONS "-mavx2")
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/hash_avx512.c PROPERTIES
+    COMPILE_OPTIONS "-mavx512f")
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/hash.c PROPERTIES
+    COMPILE_DEFINITIONS "ZERO_HASH_X86_PATHS=1")
+endif()
 # No fma contraction, so the host twins round exactly like the CUDA kernels (zero_math.h). The
 # other two change no result: no errno from sqrtf (it becomes a vector instruction) and no FP
 # traps (GCC may then if-convert the float operations in the fp16 conversions, which it

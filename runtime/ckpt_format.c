@@ -21,6 +21,8 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include "kernels/hash.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the checkpoint format is little-endian; this code writes memory as it is"
 #endif
@@ -32,7 +34,7 @@ uint64_t zc_blocks(uint64_t n, uint64_t block_elems) { return (n + block_elems -
 
 uint64_t zc_slice_bytes(uint64_t n, int arrays) { return n * (uint64_t)arrays * 4u; }
 
-uint64_t zc_hash(const void *p, size_t n) { return (uint64_t)XXH3_64bits(p, n); }
+uint64_t zc_hash(const void *p, size_t n) { return zk_hash(p, n); }
 
 void zc_hex(uint64_t h, char *buf) { snprintf(buf, 17, "%016" PRIx64, h); }
 
@@ -858,11 +860,11 @@ static zero_status read_whole_blocks(zc_reader *r, const zc_slice *s, int t, uin
                 memcpy(iov[(uint64_t)i * A + ar].iov_base, src + at + (uint64_t)i * bb + ar * B * 4,
                        (size_t)B * 4);
         }
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
+        zk_hash_state st;
+        zk_hash_reset(&st);
         for (uint64_t ar = 0; ar < A; ar++)
-            XXH3_64bits_update(&st, out[ar] + (s->offset + q * B - first), (size_t)B * 4);
-        if ((uint64_t)XXH3_64bits_digest(&st) != s->hash[q])
+            zk_hash_update(&st, out[ar] + (s->offset + q * B - first), (size_t)B * 4);
+        if (zk_hash_digest(&st) != s->hash[q])
             badq = i < badq ? i : badq;
     }
     if (failq < badq) { /* that block again, on this thread, for its errno */

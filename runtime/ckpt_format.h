@@ -94,6 +94,7 @@ uint64_t zc_blocks(uint64_t n, uint64_t block_elems);
 /* Bytes of a slice of n elements with `arrays` arrays (its blocks back to back). */
 uint64_t zc_slice_bytes(uint64_t n, int arrays);
 
+/* XXH3-64 of the bytes (zk_hash: the widest vector path the CPU has; the values of libxxhash). */
 uint64_t zc_hash(const void *p, size_t n);
 /* 16 lower-case hex digits; buf >= 17 bytes. */
 void zc_hex(uint64_t h, char *buf);
