@@ -1,12 +1,13 @@
-/* hash.h — XXH3-64, the checksum of checkpoints (docs/CHECKPOINT.md) and token files, on the
- * widest vector unit the CPU has.
+/* hash.h — XXH3-64, the block checksum of checkpoints (docs/CHECKPOINT.md), on the widest
+ * vector unit the CPU has.
  *
  * The hash is xxHash's XXH3_64bits (seed 0): the header of Debian's libxxhash-dev compiled in
  * its inline mode (XXH_INLINE_ALL) once per instruction set — hash.c for the baseline (SSE2 on
  * x86-64, NEON on arm64), hash_avx2.c with -mavx2, hash_avx512.c with -mavx512f — and the path
  * picked at run time, so the binary stays portable. The shared library Debian builds is the
- * baseline path only (19.5 GB/s on the development machine's Zen 4 against 56 GB/s for AVX2,
- * one core, data in cache), and a checkpoint's save and load hash every byte once or twice.
+ * baseline path only (19.5 GB/s on the development machine's Zen 4 against 56 GB/s for AVX2 and
+ * for AVX-512, one core, data in cache), and a checkpoint's save and load hash every byte once
+ * or twice.
  * Every path gives the same 64-bit values as XXH3_64bits of libxxhash (test_hash). */
 #ifndef ZERO_KERNELS_HASH_H
 #define ZERO_KERNELS_HASH_H

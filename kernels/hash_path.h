@@ -20,10 +20,16 @@ _Static_assert(_Alignof(XXH3_state_t) <= _Alignof(zk_hash_state), "zk_hash_state
 #define ZK_HASH_CAT(a, b) ZK_HASH_CAT2(a, b)
 #define ZK_HASH_FN(name) ZK_HASH_CAT(name, ZK_HASH_PATH)
 
-uint64_t ZK_HASH_FN(zk_hash)(const void *p, size_t n);
-void ZK_HASH_FN(zk_hash_reset)(zk_hash_state *s);
-void ZK_HASH_FN(zk_hash_update)(zk_hash_state *s, const void *p, size_t n);
-uint64_t ZK_HASH_FN(zk_hash_digest)(const zk_hash_state *s);
+/* The four functions of path sfx: declared by every file that includes this one, so hash.c's
+ * table and each path's definitions are checked against the same prototypes. */
+#define ZK_HASH_DECLARE(sfx)                                                                     \
+    uint64_t zk_hash_##sfx(const void *p, size_t n);                                             \
+    void zk_hash_reset_##sfx(zk_hash_state *s);                                                  \
+    void zk_hash_update_##sfx(zk_hash_state *s, const void *p, size_t n);                        \
+    uint64_t zk_hash_digest_##sfx(const zk_hash_state *s);
+ZK_HASH_DECLARE(baseline)
+ZK_HASH_DECLARE(avx2)
+ZK_HASH_DECLARE(avx512)
 
 uint64_t ZK_HASH_FN(zk_hash)(const void *p, size_t n)
 {
