@@ -1,5 +1,6 @@
 /* ckpt_format.c — the checkpoint's files (ckpt_format.h): manifest JSON in and out (jansson),
- * shard headers, XXH3-64 block checksums (libxxhash), verified reads of tensor ranges, and the
+ * shard headers, XXH3-64 block checksums (kernels/hash.h; the file checksum's short stream
+ * through libxxhash), verified reads of tensor ranges, and the
  * safetensors header shared with zero_export. */
 #define _DEFAULT_SOURCE /* preadv */
 #include "runtime/ckpt_format.h"
@@ -18,7 +19,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "kernels/hash.h"

@@ -1,5 +1,5 @@
 /* ckpt_format.h — the checkpoint's files, without the engine: the manifest (JSON through
- * jansson), the shard files' header, the block checksums (XXH3-64 from libxxhash), and reading
+ * jansson), the shard files' header, the block checksums (XXH3-64, kernels/hash.h), and reading
  * any element range of any tensor back from whichever shard files hold it, verified block by
  * block. No MPI, no device: runtime/ckpt.c (zero_save / zero_load) and tools/zero_ckpt.c share it.
  * docs/CHECKPOINT.md is the format's description for readers in other languages.
