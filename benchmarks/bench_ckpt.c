@@ -149,7 +149,7 @@ static void rm_tree(const char *path)
 }
 
 /* Touches and frees `bytes` of anonymous memory (outside the timing), before each timed write
- * (what the writes were measured with since 70fa715; it does nothing for a read into the page
+ * (what the writes were measured with since 36d471c; it does nothing for a read into the page
  * cache, see recycle). */
 static void prefault(size_t bytes)
 {
@@ -285,9 +285,21 @@ static int recycle(char *buf, size_t blk)
         return -1;
     struct stat st;
     int ok = fstat(fd, &st) == 0;
-    for (off_t at = 0; ok && at < st.st_size; at += (off_t)blk)
-        ok = pread(fd, buf, blk, at) > 0;
-    ok = ok && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+    for (off_t at = 0; ok && at < st.st_size;) {
+        ssize_t r = pread(fd, buf, blk, at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            errno = r == 0 ? EIO : errno; /* a file shorter than fstat said */
+            ok = 0;
+        } else
+            at += r;
+    }
+    int rc = ok ? posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) : 0;
+    if (rc) { /* posix_fadvise returns its error */
+        errno = rc;
+        ok = 0;
+    }
     close(fd);
     return ok ? 0 : -1;
 }
@@ -433,10 +445,10 @@ static double drop_cache(const options *o, int which, int *fadvise_ok, int *sys_
  * first, so that rank 0 removes the directory after every plain file is gone. */
 static void cleanup(const options *o, int collective)
 {
+    unlink(g_scratch); /* not one of the files --keep keeps */
     if (o->keep)
         return;
     unlink(g_plain);
-    unlink(g_scratch);
     if (collective)
         MPI_Barrier(MPI_COMM_WORLD);
     if (g_rank == 0) {
@@ -660,7 +672,9 @@ int main(int argc, char **argv)
                 meta_bytes += (uint64_t)st.st_size;
         }
     }
-    /* the scratch file recycle() reads and drops: the shard's size and 64 MiB more */
+    /* the scratch file recycle() reads and drops: the shard's size and 64 MiB more, from iobuf
+     * (written before g_content is set: plain_write takes its bytes from g_content when set,
+     * which holds only my_bytes) */
     unlink(g_scratch);
     if (plain_write(g_scratch, my_bytes + ((uint64_t)64 << 20), iobuf, BENCH_IO_BYTES, 0, dbuf) !=
             0 ||
@@ -750,7 +764,7 @@ int main(int argc, char **argv)
             } else if (plain) { /* plain read from disk */
                 x->read_cached = drop_cache(&o, FILES_PLAIN, &fadvise_ok, &sys_drops);
                 if (recycle(iobuf, BENCH_IO_BYTES) != 0)
-                    die(z, &o, g_scratch, ZERO_OK);
+                    die(z, &o, "recycle (reading the scratch file)", ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 if (plain_read(g_plain, my_bytes, iobuf, BENCH_IO_BYTES) != 0)
@@ -759,7 +773,7 @@ int main(int argc, char **argv)
             } else { /* zero_load from disk */
                 x->load_cached = drop_cache(&o, FILES_CKPT, &fadvise_ok, &sys_drops);
                 if (recycle(iobuf, BENCH_IO_BYTES) != 0)
-                    die(z, &o, g_scratch, ZERO_OK);
+                    die(z, &o, "recycle (reading the scratch file)", ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
                 s = zero_load(z, g_ckpt, back, sizeof back, &back_len);
