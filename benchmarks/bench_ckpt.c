@@ -276,32 +276,11 @@ static int drop_file(const char *path)
  * memory just freed (its own file dropped before its read) decided the ratio. With this before
  * both reads, both start from the same state. The file system is synced first (syncfs): a load
  * right after the plain write, without it, took 0.73-1.2 s for a first read that took
- * 0.35-0.52 s right after the plain read. 0 or -1. */
-static int recycle(char *buf, size_t blk)
+ * 0.35-0.52 s right after the plain read. bytes: the scratch file's size. 0 or -1. */
+static int recycle(char *buf, size_t blk, uint64_t bytes)
 {
     sync_dir(); /* what the last timed operation left (metadata, freed blocks) committed first */
-    int fd = open(g_scratch, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    int ok = fstat(fd, &st) == 0;
-    for (off_t at = 0; ok && at < st.st_size;) {
-        ssize_t r = pread(fd, buf, blk, at);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            errno = r == 0 ? EIO : errno; /* a file shorter than fstat said */
-            ok = 0;
-        } else
-            at += r;
-    }
-    int rc = ok ? posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) : 0;
-    if (rc) { /* posix_fadvise returns its error */
-        errno = rc;
-        ok = 0;
-    }
-    close(fd);
-    return ok ? 0 : -1;
+    return plain_read(g_scratch, bytes, buf, blk) == 0 && drop_file(g_scratch) == 0 ? 0 : -1;
 }
 
 /* Pages of the file resident in the page cache (mincore on a mapping), added to *res and *all. */
@@ -675,9 +654,9 @@ int main(int argc, char **argv)
     /* the scratch file recycle() reads and drops: the shard's size and 64 MiB more, from iobuf
      * (written before g_content is set: plain_write takes its bytes from g_content when set,
      * which holds only my_bytes) */
+    const uint64_t scratch_bytes = my_bytes + ((uint64_t)64 << 20);
     unlink(g_scratch);
-    if (plain_write(g_scratch, my_bytes + ((uint64_t)64 << 20), iobuf, BENCH_IO_BYTES, 0, dbuf) !=
-            0 ||
+    if (plain_write(g_scratch, scratch_bytes, iobuf, BENCH_IO_BYTES, 0, dbuf) != 0 ||
         drop_file(g_scratch) != 0)
         die(z, &o, g_scratch, ZERO_OK);
     /* the plain file's content: this rank's shard, read once */
@@ -726,7 +705,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
-    const size_t warm = (size_t)my_bytes + ((size_t)64 << 20); /* each side's need, and some */
+    const size_t warm = (size_t)scratch_bytes; /* each side's need, and some */
     round_times rt[BENCH_MAX_ROUNDS];
     int fadvise_ok = 1, sys_drops = 0;
     double cached_worst = 0.0;
@@ -763,7 +742,7 @@ int main(int argc, char **argv)
                     die(z, &o, "zero_save", s);
             } else if (plain) { /* plain read from disk */
                 x->read_cached = drop_cache(&o, FILES_PLAIN, &fadvise_ok, &sys_drops);
-                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+                if (recycle(iobuf, BENCH_IO_BYTES, scratch_bytes) != 0)
                     die(z, &o, "recycle (reading the scratch file)", ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
@@ -772,7 +751,7 @@ int main(int argc, char **argv)
                 x->read = max_time(zr_now() - t0);
             } else { /* zero_load from disk */
                 x->load_cached = drop_cache(&o, FILES_CKPT, &fadvise_ok, &sys_drops);
-                if (recycle(iobuf, BENCH_IO_BYTES) != 0)
+                if (recycle(iobuf, BENCH_IO_BYTES, scratch_bytes) != 0)
                     die(z, &o, "recycle (reading the scratch file)", ZERO_OK);
                 MPI_Barrier(MPI_COMM_WORLD);
                 t0 = zr_now();
